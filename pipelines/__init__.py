@@ -1,0 +1,1 @@
+"""Builds the car damage detection pipeline from `pipeline.yaml`, and hosts the `cardamage` CLI."""

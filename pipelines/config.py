@@ -1,0 +1,213 @@
+"""The typed configuration loaded from `pipeline.yaml`, the one file a team edits.
+
+Everything else (the pipeline definition, the CDK app, the local runs) reads this object and nothing else.
+Loading is strict: an unknown key, a wrong type or an impossible value is a `ConfigError` whose message
+names the file, the line and the dotted key, and says what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path("pipeline.yaml")
+
+# EfficientDet variants and the input size each was trained at in the TF2 model zoo.
+EFFICIENTDET_SIZES = {f"efficientdet-d{i}": size for i, size in enumerate((512, 640, 768, 896, 1024, 1280, 1280, 1536))}
+
+InstanceType = Annotated[
+    str,
+    Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$", description="a SageMaker instance type such as ml.m5.xlarge"),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProjectConfig(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,40}$")] = "car-damage"
+
+
+class ProcessingConfig(_Section):
+    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    workers: Annotated[int, Field(ge=1, le=256)] | None = None
+
+
+class SampleConfig(_Section):
+    manifests: Annotated[list[str], Field(min_length=1)]
+    images: str
+    images_prefix: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+
+
+class DataConfig(_Section):
+    label_attribute: Annotated[str, Field(min_length=1)] | None = None
+    classes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = ["dent", "scratch"]
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    split_seed: Annotated[int, Field(ge=0)] = 2021
+    shards: Annotated[int, Field(ge=1, le=1024)] = 4
+    max_invalid_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    processing: ProcessingConfig = ProcessingConfig()
+    sample: SampleConfig | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is not None:
+            seen = [name for i, name in enumerate(classes) if name in classes[:i]]
+            if seen:
+                raise ValueError(f"class names must be unique; repeated: {', '.join(sorted(set(seen)))}")
+            bad = [name for name in classes if not re.fullmatch(r"[^\s'\"\\][^'\"\\]*", name) or name != name.strip()]
+            if bad:
+                raise ValueError(f"class names may not contain quotes or backslashes, or start/end with spaces: {bad}")
+        return classes
+
+
+class TrainingConfig(_Section):
+    instance_type: InstanceType = "ml.p3.2xlarge"
+    model: Literal[tuple(EFFICIENTDET_SIZES)] = "efficientdet-d0"  # type: ignore[valid-type]
+    image_size: Annotated[int, Field(ge=128, le=2048, multiple_of=128)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    steps: Annotated[int, Field(ge=1)] = 2000
+
+    @property
+    def input_size(self) -> int:
+        """The input size used: the configured one, or the variant's own."""
+        return self.image_size or EFFICIENTDET_SIZES[self.model]
+
+
+class Config(_Section):
+    project: ProjectConfig = ProjectConfig()
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="<defaults>")
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the file are resolved against: the config file's own folder."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        return (self._base_dir / relative).resolve()
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid. The message is meant for a person."""
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
+    """Load and validate a `pipeline.yaml`, raising `ConfigError` with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file (pass --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:
+    """Validate configuration text (YAML); `source` names it in error messages."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (project, data, training)")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(error, root, source) for error in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems)) from None
+    config._base_dir = base_dir or Path.cwd()
+    config._source = source
+    return config
+
+
+def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
+    loc = [part for part in error["loc"] if not _is_union_branch(part)]
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    line = _line_of(root, loc)
+    where = f"{source}:{line}" if line else source
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        known = ", ".join(model.model_fields) if model else ""
+        return f"{where}: {key}: unknown key" + (f" (expected one of: {known})" if known else "")
+    if error["type"] == "missing":
+        return f"{where}: {key}: required key is missing"
+    got = error.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    return f"{where}: {key}: {_message(error)}{shown}"
+
+
+def _message(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    if error["type"] == "string_pattern_mismatch" and "pattern" in ctx:
+        if ctx["pattern"].startswith("^ml\\."):
+            return "must be a SageMaker instance type such as ml.m5.xlarge"
+        if ctx["pattern"].startswith("^s3://"):
+            return "must be an S3 URI such as s3://bucket/prefix/"
+        return f"must match {ctx['pattern']}"
+    if error["type"] == "multiple_of":
+        return f"must be a multiple of {ctx.get('multiple_of')} (EfficientDet's feature levels 3-7 need it)"
+    if error["type"] == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def _is_union_branch(part: Any) -> bool:
+    # pydantic names the branch of an `X | None` union it tried (e.g. "int", "list[str]"); not a key.
+    return isinstance(part, str) and (part in {"int", "float", "str", "bool", "none"} or "[" in part)
+
+
+def _model_at(loc: list[Any]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = next((t for t in _types_of(field.annotation) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _types_of(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    return [annotation] if not args else [a for arg in args for a in _types_of(arg)] + [annotation]
+
+
+def _line_of(root: yaml.Node | None, loc: list[Any]) -> int | None:
+    """The 1-based line of the deepest YAML node that `loc` reaches."""
+    node, line = root, (root.start_mark.line + 1) if root is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+            if match is None:
+                break
+            node, line = match[1], match[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
