@@ -1,0 +1,1 @@
+"""Code shared by the container programs (each image ships the whole `containers` package)."""

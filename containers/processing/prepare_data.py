@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""PrepareData: SageMaker Ground Truth bounding-box manifests and their images -> TFRecords for the
+TensorFlow Object Detection API.
+
+Runs as the pipeline's Processing job (paths default to SageMaker's /opt/ml/processing/... layout) and,
+unchanged, on a laptop or in the local engine with every path given as an argument:
+
+    python containers/processing/prepare_data.py --manifest FILE [--manifest FILE ...] \\
+        --images DIR --images-prefix S3URI --output DIR [--label-attribute NAME] \\
+        [--validation-fraction F] [--seed N] [--shards N] [--workers N] [--max-invalid-fraction F]
+
+Writes DIR/train/*.tfrecord, DIR/validation/*.tfrecord, DIR/label_map.pbtxt, DIR/report.json and the
+report pictures. Every manifest line is accounted for once: written as an image, quarantined with a
+reason, or merged into another line of the same image. Exit status 0 on success; 1 with a one-line
+reason on stderr when no usable image remains, the error budget is exceeded or the input is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from containers.processing.images import ImageCheck, ImageProblem, Plan, check_image, encoded_image, plan_image
+from containers.processing.manifest import (
+    LabelledImage,
+    LabelMap,
+    LineError,
+    ManifestError,
+    Source,
+    merge_key,
+    parse_line,
+    read_lines,
+)
+from containers.processing.records import ShardWriter, build_example, label_map_text, start_tensorflow_import
+from containers.processing.report import BoxSizes, Sample, SplitTally, save_samples_picture, save_summary_picture
+from containers.processing.split import SPLITS, TRAIN, VALIDATION, Item, assign_splits, shard_names, write_order
+
+PROCESSING = Path("/opt/ml/processing")
+RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
+SAMPLES_PER_SPLIT = 4
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class PreparationError(Exception):
+    """The job cannot produce usable training data; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Options:
+    manifests: list[Path]
+    images: Path
+    images_prefix: str
+    output: Path
+    label_attribute: str | None = None
+    classes: list[str] | None = None
+    validation_fraction: float = 0.2
+    seed: int = 2021
+    shards: int = 4
+    workers: int = 1
+    max_invalid_fraction: float = 0.05
+    instance_tag: str = ""
+    progress: bool = False
+
+
+@dataclass
+class Ledger:
+    """Where every manifest line went: written, quarantined (with a reason) or merged."""
+
+    lines_read: int = 0
+    quarantined: list[dict] = field(default_factory=list)
+    merged: list[dict] = field(default_factory=list)
+
+    def quarantine(self, source: Source, reason: str, source_ref: str | None = None) -> None:
+        entry = {"manifest": source.manifest, "line": source.line, "reason": reason}
+        if source_ref:
+            entry["source_ref"] = source_ref
+        self.quarantined.append(entry)
+
+
+def prepare(options: Options) -> dict:
+    """Run the whole preparation; returns the report (also written to the output folder).
+
+    Raises `PreparationError` after writing a report with status "failed" when the data is unusable."""
+    options.output.mkdir(parents=True, exist_ok=True)
+    start_tensorflow_import()
+    ledger = Ledger()
+    label_map = LabelMap(options.classes)
+    attributes: dict[str, Counter] = {}
+    try:
+        images = _read_manifests(options, ledger, label_map, attributes)
+    except ManifestError as exc:
+        raise _fail(options, ledger, label_map, attributes, str(exc)) from None
+    winners = _merge(images, ledger)
+    checked = _check_images(options, winners, ledger)
+    _enforce_budget(options, ledger, label_map, attributes, checked)
+
+    items = [Item(image.key, check.sha256, image.class_names) for image, check, _ in checked]
+    split = assign_splits(items, options.validation_fraction, options.seed)
+    written = _write_records(options, checked, split.assignment)
+
+    report = _report(options, ledger, label_map, attributes, status="succeeded")
+    report["images_written"] = sum(w.tally.total_images for w in written.values())
+    report["splits"] = {name: written[name].tally.as_dict(_class_names(label_map), written[name].shards) for name in SPLITS}
+    report["images"] = _image_summary(checked)
+    report["boxes"] = {"clipped": sum(image.clipped_boxes for image, _, _ in checked)}
+    sizes = BoxSizes()
+    for image, _, _ in checked:
+        sizes.add(image.boxes, image.width, image.height)
+    report["box_stats"] = sizes.stats(_class_names(label_map))
+    report["duplicate_content"] = _duplicates(checked)
+    report["stratification"] = [{"class": name, "moved_to_validation": key} for name, key in split.moved]
+    report["warnings"] = _warnings(report)
+    accounted = report["images_written"] + len(ledger.quarantined) + len(ledger.merged)
+    if accounted != ledger.lines_read:  # an internal error, not a data problem: never ship a wrong count
+        raise RuntimeError(f"line accounting is off: {ledger.lines_read} read, {accounted} accounted for")
+
+    (options.output / "label_map.pbtxt").write_text(label_map_text(label_map.items()), encoding="utf-8")
+    pictures = _names(options, "report.png", "samples.png")
+    save_summary_picture(report, sizes, options.output / pictures[0])
+    save_samples_picture([s for w in written.values() for s in w.samples], options.output / pictures[1])
+    report["pictures"] = {"summary": pictures[0], "samples": pictures[1]}
+    _write_report(options, report)
+    return report
+
+
+def _read_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter]) -> list[LabelledImage]:
+    images: list[LabelledImage] = []
+    for manifest in options.manifests:
+        name = str(manifest)
+        attributes[name] = Counter()
+        try:
+            for number, raw in read_lines(manifest):
+                ledger.lines_read += 1
+                source = Source(name, number)
+                try:
+                    image = parse_line(
+                        raw,
+                        source,
+                        ledger.lines_read,
+                        images_prefix=options.images_prefix,
+                        label_map=label_map,
+                        label_attribute=options.label_attribute,
+                    )
+                except LineError as exc:
+                    ledger.quarantine(source, str(exc), _source_ref_of(raw))
+                    continue
+                attributes[name][image.label_attribute] += 1
+                images.append(image)
+        except FileNotFoundError:
+            raise ManifestError(f"{manifest}: no such manifest file") from None
+        except IsADirectoryError:
+            raise ManifestError(f"{manifest}: is a folder, not a manifest file") from None
+        except OSError as exc:
+            raise ManifestError(f"{manifest}: cannot read: {exc.strerror or exc}") from None
+        if options.label_attribute and not attributes[name] and ledger.lines_read:
+            raise ManifestError(
+                f"{manifest}: no line has the label attribute {options.label_attribute!r} "
+                f"(--label-attribute / data.label_attribute); see the quarantine list in the report for what the lines hold"
+            )
+    return images
+
+
+def _source_ref_of(raw: bytes) -> str | None:
+    try:
+        value = json.loads(raw).get("source-ref")
+    except Exception:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _merge(images: list[LabelledImage], ledger: Ledger) -> list[LabelledImage]:
+    """One labelling per image key: the newest (by Ground Truth creation-date, then input order) wins."""
+    by_key: dict[str, list[LabelledImage]] = {}
+    for image in images:
+        by_key.setdefault(image.key, []).append(image)
+    winners = []
+    for key in sorted(by_key):
+        versions = sorted(by_key[key], key=merge_key)
+        winner = versions[-1]
+        winners.append(winner)
+        for loser in versions[:-1]:
+            rule = "newer creation-date" if loser.creation_date != winner.creation_date else "same creation-date, later in the input"
+            ledger.merged.append(
+                {
+                    "manifest": loser.source.manifest,
+                    "line": loser.source.line,
+                    "reason": f"same image as {winner.source} ({key}); the labels of {winner.source} were kept ({rule})",
+                    "kept": {"manifest": winner.source.manifest, "line": winner.source.line},
+                }
+            )
+    return winners
+
+
+def _check_images(options: Options, winners: list[LabelledImage], ledger: Ledger) -> list[tuple[LabelledImage, ImageCheck, Plan]]:
+    checked = []
+    results = ordered_map(lambda image: check_image(options.images / image.key), winners, options.workers)
+    for image, result in _progress(results, len(winners), "checking images", options.progress):
+        try:
+            if isinstance(result, ImageProblem):
+                raise result
+            checked.append((image, result, plan_image(result, image.width, image.height)))
+        except ImageProblem as exc:
+            ledger.quarantine(image.source, f"{exc} ({image.key})", image.source_ref)
+    return checked
+
+
+def _enforce_budget(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], checked: list) -> None:
+    if ledger.lines_read == 0:
+        raise _fail(options, ledger, label_map, attributes, "no usable image: the manifests hold no lines")
+    if not checked:
+        raise _fail(options, ledger, label_map, attributes, f"no usable image: all {ledger.lines_read} lines were quarantined; {_top_reasons(ledger)}")
+    share = len(ledger.quarantined) / ledger.lines_read
+    if share > options.max_invalid_fraction:
+        raise _fail(
+            options,
+            ledger,
+            label_map,
+            attributes,
+            f"{len(ledger.quarantined)} of {ledger.lines_read} lines ({share:.1%}) were quarantined, over the error budget of "
+            f"{options.max_invalid_fraction:.1%} (--max-invalid-fraction / data.max_invalid_fraction); {_top_reasons(ledger)}",
+        )
+
+
+def _top_reasons(ledger: Ledger, count: int = 3) -> str:
+    reasons = Counter(entry["reason"].split(":")[0].split(" (")[0] for entry in ledger.quarantined)
+    shown = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common(count))
+    first = ledger.quarantined[0] if ledger.quarantined else None
+    example = f"; first: {first['manifest']}:{first['line']}: {first['reason']}" if first else ""
+    return f"most common reasons: {shown}{example}" if shown else "no line was quarantined"
+
+
+@dataclass
+class WrittenSplit:
+    shards: list[str]
+    tally: SplitTally
+    samples: list[Sample]
+
+
+def _write_records(options: Options, checked: list, assignment: dict[str, str]) -> dict[str, WrittenSplit]:
+    by_key = {image.key: (image, check, plan) for image, check, plan in checked}
+    result = {}
+    for split in SPLITS:
+        order = write_order(Item(key, by_key[key][1].sha256, frozenset()) for key, s in assignment.items() if s == split)
+        folder = options.output / split
+        names = shard_names(split, options.shards, len(order), options.instance_tag)
+        _remove_stale_shards(folder, split, options.instance_tag)
+        partial = [f"{name}.partial" for name in names]
+        tally, samples = SplitTally(), []
+
+        def load(item: Item) -> bytes:
+            image, check, plan = by_key[item.key]
+            return encoded_image(options.images / image.key, check.sha256, plan)
+
+        with ShardWriter(folder, partial) as writer:
+            results = ordered_map(load, order, options.workers)
+            for item, encoded in _progress(results, len(order), f"writing {split}", options.progress):
+                if isinstance(encoded, ImageProblem):
+                    raise PreparationError(str(encoded))
+                image, check, plan = by_key[item.key]
+                writer.write(build_example(encoded=encoded, key=image.key, width=image.width, height=image.height, boxes=image.boxes))
+                tally.add(image.boxes)
+                if len(samples) < SAMPLES_PER_SPLIT:
+                    samples.append(Sample(split, image.key, encoded, image.width, image.height, image.boxes))
+        for name in names:
+            (folder / f"{name}.partial").replace(folder / name)
+        result[split] = WrittenSplit([f"{split}/{name}" for name in names], tally, samples)
+    return result
+
+
+def _remove_stale_shards(folder: Path, split: str, tag: str) -> None:
+    """Shards of an earlier run in the same folder (another shard count) would be read with the new ones."""
+    if folder.is_dir():
+        middle = f"-{tag}" if tag else ""
+        for path in folder.glob(f"{split}{middle}-[0-9]*-of-[0-9]*.tfrecord*"):
+            path.unlink()
+
+
+def _image_summary(checked: list) -> dict:
+    conversions = Counter(plan.convert for _, _, plan in checked if not plan.passthrough)
+    return {
+        "passed_through": sum(1 for _, _, plan in checked if plan.passthrough),
+        "converted": dict(sorted(conversions.items())),
+        "exif_transposed": sum(1 for _, _, plan in checked if plan.transpose),
+    }
+
+
+def _duplicates(checked: list) -> list[dict]:
+    keys_by_content: dict[str, list[str]] = {}
+    for image, check, _ in checked:
+        keys_by_content.setdefault(check.sha256, []).append(image.key)
+    return [{"sha256": sha, "keys": sorted(keys)} for sha, keys in sorted(keys_by_content.items()) if len(keys) > 1]
+
+
+def _warnings(report: dict) -> list[str]:
+    warnings = []
+    for name in report["class_map"].values():
+        train = report["splits"][TRAIN]["images"][name]
+        validation = report["splits"][VALIDATION]["images"][name]
+        if train + validation == 0:
+            warnings.append(f"no image holds class {name!r}")
+        elif validation == 0 and report["settings"]["validation_fraction"] > 0:
+            warnings.append(f"validation holds no image of class {name!r} (only {train} image(s) hold it)")
+    if report["duplicate_content"]:
+        extra = sum(len(group["keys"]) - 1 for group in report["duplicate_content"])
+        warnings.append(f"{extra} image(s) repeat the content of another key (kept, in the same split)")
+    empty = sum(report["splits"][split]["images_without_boxes"] for split in SPLITS)
+    if empty:
+        warnings.append(f"{empty} image(s) have no boxes (kept as background examples)")
+    return warnings
+
+
+def _class_names(label_map: LabelMap) -> list[str]:
+    return [name for _, name in label_map.items()]
+
+
+def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], *, status: str) -> dict:
+    used = sorted({attribute for counter in attributes.values() for attribute in counter})
+    return {
+        "status": status,
+        "label_attribute": used[0] if len(used) == 1 else used,
+        "label_attributes": {manifest: sorted(counter) for manifest, counter in attributes.items()},
+        "class_map": {str(label): name for label, name in label_map.items()},
+        "inputs": {
+            "manifests": [str(path) for path in options.manifests],
+            "images": str(options.images),
+            "images_prefix": options.images_prefix,
+        },
+        "settings": {
+            "validation_fraction": options.validation_fraction,
+            "seed": options.seed,
+            "shards": options.shards,
+            "max_invalid_fraction": options.max_invalid_fraction,
+            "classes": options.classes,
+            "label_attribute_override": options.label_attribute,
+            "instance_tag": options.instance_tag or None,
+        },
+        "lines_read": ledger.lines_read,
+        "images_written": 0,
+        "quarantined": ledger.quarantined,
+        "merged": ledger.merged,
+    }
+
+
+def _fail(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], reason: str) -> PreparationError:
+    report = _report(options, ledger, label_map, attributes, status="failed")
+    report["error"] = reason
+    _write_report(options, report)
+    return PreparationError(reason)
+
+
+def _names(options: Options, *names: str) -> list[str]:
+    if not options.instance_tag:
+        return list(names)
+    return [f"{Path(n).stem}-{options.instance_tag}{Path(n).suffix}" for n in names]
+
+
+def _write_report(options: Options, report: dict) -> None:
+    path = options.output / _names(options, "report.json")[0]
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[tuple[T, R | ImageProblem]]:
+    """`fn` over `items` on `workers` threads, yielding (item, result) in input order; an `ImageProblem` is
+    yielded as the result rather than raised. At most `window` items are in flight, so results (image
+    bytes) never pile up in memory faster than the caller consumes them."""
+
+    def call(item: T) -> R | ImageProblem:
+        try:
+            return fn(item)
+        except ImageProblem as exc:
+            return exc
+
+    if workers <= 1:
+        for item in items:
+            yield item, call(item)
+        return
+    window = window or workers * 8
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append((item, pool.submit(call, item)))
+            if len(pending) >= window:
+                done_item, future = pending.popleft()
+                yield done_item, future.result()
+        while pending:
+            done_item, future = pending.popleft()
+            yield done_item, future.result()
+
+
+def _progress(iterable: Iterable[T], total: int, description: str, enabled: bool) -> Iterable[T]:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(iterable, total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+
+
+def manifest_files(paths: Iterable[Path]) -> list[Path]:
+    """The manifest files named: a folder stands for the files in it (as a Processing input with
+    ShardedByS3Key downloads this instance's slice), in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise PreparationError(f"{path}: the manifest folder is empty")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def instance_tag(resource_config: Path) -> str:
+    """This instance's name when several instances run the job (their outputs share one S3 prefix)."""
+    try:
+        config = json.loads(resource_config.read_text())
+    except (OSError, ValueError):
+        return ""
+    hosts = config.get("hosts") or []
+    return str(config.get("current_host", "")) if len(hosts) > 1 else ""
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="prepare_data.py",
+        description="Ground Truth bounding-box manifests + images -> TFRecords, label map and data report.",
+    )
+    parser.add_argument("--manifest", action="append", type=Path, help="a manifest file or a folder of them (repeatable; default: %(default)s)")
+    parser.add_argument("--images", type=Path, default=PROCESSING / "input" / "images", help="local folder standing for --images-prefix (default: %(default)s)")
+    parser.add_argument("--images-prefix", required=True, help="the S3 prefix the source-refs start with, e.g. s3://bucket/images/")
+    parser.add_argument("--output", type=Path, default=PROCESSING / "output", help="output folder (default: %(default)s)")
+    parser.add_argument("--label-attribute", default=None, help="the label attribute to read (default: found in each line)")
+    parser.add_argument("--classes", default=None, help="comma-separated class names in label-map order (default: from the manifests' class-map)")
+    parser.add_argument("--validation-fraction", type=_fraction(upper_open=True), default=0.2, help="share of images for validation, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--seed", type=_non_negative, default=2021, help="split seed (default: %(default)s)")
+    parser.add_argument("--shards", type=_positive, default=4, help="TFRecord files per split (default: %(default)s)")
+    parser.add_argument("--workers", type=_positive, default=None, help="worker threads (default: one per CPU core)")
+    parser.add_argument("--max-invalid-fraction", type=_fraction(upper_open=False), default=0.05, help="fail when a larger share of lines is quarantined (default: %(default)s)")
+    parser.add_argument("--instance-tag", default=None, help="names this instance's files when several share an output (default: from the resource config)")
+    parser.add_argument("--resource-config", type=Path, default=RESOURCE_CONFIG, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
+    args = parser.parse_args(argv)
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if classes is not None and (len(set(classes)) != len(classes) or not all(classes)):
+        parser.error("--classes must list distinct, non-empty class names")
+    return Options(
+        manifests=manifest_files(args.manifest or [PROCESSING / "input" / "manifests"]),
+        images=args.images,
+        images_prefix=args.images_prefix,
+        output=args.output,
+        label_attribute=args.label_attribute,
+        classes=classes,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        shards=args.shards,
+        workers=args.workers or len(os.sched_getaffinity(0)),
+        max_invalid_fraction=args.max_invalid_fraction,
+        instance_tag=args.instance_tag if args.instance_tag is not None else instance_tag(args.resource_config),
+        progress=sys.stderr.isatty() and not args.no_progress,
+    )
+
+
+def _fraction(upper_open: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
+            raise argparse.ArgumentTypeError(f"{text} is not in [0, 1{')' if upper_open else ']'}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        options = parse_args(argv)
+        report = prepare(options)
+    except PreparationError as exc:
+        print(f"prepare_data: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("prepare_data: interrupted", file=sys.stderr)
+        return 130
+    _print_summary(options, report)
+    return 0
+
+
+def _print_summary(options: Options, report: dict) -> None:
+    train, validation = report["splits"][TRAIN], report["splits"][VALIDATION]
+    print(
+        f"prepare_data: {report['lines_read']} lines read from {len(options.manifests)} manifest(s): "
+        f"{report['images_written']} images written (train {train['images_total']}, validation {validation['images_total']}), "
+        f"{len(report['quarantined'])} quarantined, {len(report['merged'])} merged"
+    )
+    for warning in report["warnings"]:
+        print(f"prepare_data: warning: {warning}")
+    print(f"prepare_data: outputs in {options.output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
