@@ -75,7 +75,7 @@ def prepare_data(
     images: Annotated[Path | None, typer.Option(help="The local folder that stands for --images-prefix.", file_okay=False)] = None,
     images_prefix: Annotated[str | None, typer.Option(help="The S3 prefix the manifests' source-refs start with.")] = None,
     output: Annotated[Path, typer.Option(help="Where the TFRecords, label map and report go.", file_okay=False)] = STATE_DIR / "prepared-data",
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: data.processing.workers, else one per core).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: data.processing.workers, else one per core).")] = None,
 ) -> None:
     """Prepare training data locally: the PrepareData program on a manifest (default: the bundled sample).
 
@@ -100,7 +100,9 @@ def prepare_data(
     _print_outputs(output)
 
 
-def prepare_data_arguments(cfg: Config, manifests: list[Path], images: Path, images_prefix: str, output: Path, workers: int | None = None) -> list[str]:
+def prepare_data_arguments(
+    cfg: Config, manifests: list[Path], images: Path, images_prefix: str, output: Path, workers: int | None = None
+) -> list[str]:
     """The program's arguments for this configuration: what the Processing step passes, with local paths."""
     data = cfg.data
     arguments = [arg for path in manifests for arg in ("--manifest", str(path))]

@@ -21,21 +21,21 @@ _PATCHED = False
 
 def patch() -> None:
     """Apply the fixes (idempotent). Call before importing any `object_detection` module."""
-    global _PATCHED
+    global _PATCHED  # noqa: PLW0603 - a module-level flag is what makes patch() idempotent
     if _PATCHED:
         return
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules and os.environ["TF_USE_LEGACY_KERAS"] != "1":
         raise RuntimeError("TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is imported (the OD API needs Keras 2)")
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow.python.ops import control_flow_ops  # noqa: PLC0415
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_ops
 
     for name in ("case", "cond", "while_loop"):
         if not hasattr(control_flow_ops, name):
             setattr(control_flow_ops, name, getattr(tf, name))
 
-    from PIL import ImageFont  # noqa: PLC0415
+    from PIL import ImageFont
 
     if not hasattr(ImageFont.FreeTypeFont, "getsize"):
 
@@ -58,7 +58,7 @@ def patch() -> None:
 
     if "tensorflow_io" not in sys.modules:
         try:
-            import tensorflow_io  # noqa: F401, PLC0415
+            import tensorflow_io  # noqa: F401
         except ImportError:
             sys.modules["tensorflow_io"] = types.ModuleType("tensorflow_io")
     _PATCHED = True

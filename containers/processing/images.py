@@ -1,7 +1,8 @@
 """Checking images before training sees them, and producing the bytes a TFRecord stores.
 
-Every function here is safe to call from worker threads: file reads, hashing, Pillow and libjpeg-turbo
-release the GIL, so threads use every core without copying image bytes between processes.
+Each image is read twice: once to hash it (its content decides its split), and once to check it and write
+its record, so the expensive check and the write share one read. A file that changes in between is noticed
+by its size and modification time.
 
 JPEG integrity is checked with libjpeg-turbo in strict mode (simplejpeg) at 1/8 scale: every libjpeg
 warning ("corrupt JPEG data", "premature end of data segment", ...) is an error. That is stricter than
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # A 10000 x 10000 photo; larger files are refused rather than decoded (Pillow's bomb limit is 178 M pixels).
 MAX_PIXELS = 100_000_000
-JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: phone photos, a JPEG followed by more frames
+JPEG_MAGIC = b"\xff\xd8\xff"  # any JPEG, including MPO phone photos (a JPEG followed by more frames)
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+JPEG_MODES = {"Gray": "L", "CMYK": "CMYK", "YCCK": "CMYK"}  # libjpeg-turbo colorspace -> Pillow mode
+EXIF_MARK = b"Exif\x00\x00"  # how an APP1 segment holding EXIF starts
 JPEG_QUALITY = 95  # for converted images
 EXIF_ORIENTATION = 0x0112
 TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # those that swap width and height
@@ -34,16 +40,23 @@ class ImageProblem(ValueError):
 
 
 @dataclass(frozen=True)
-class ImageCheck:
-    """What is known of a valid image file after checking it."""
+class Stamp:
+    """An image file's identity: its content hash (which decides its split), size and modification time."""
 
-    sha256: str  # of the file's bytes: the image's identity for the split
+    sha256: str
+    nbytes: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What is known of a valid image after checking its bytes."""
+
     format: str  # Pillow's name of the file format
     mode: str  # Pillow's pixel mode (RGB, L, RGBA, P, CMYK, ...)
     width: int  # stored pixels, before any EXIF orientation
     height: int
     orientation: int  # EXIF orientation, 1 when absent or meaningless
-    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,45 @@ class Plan:
         return not self.convert
 
 
-def check_image(path: Path) -> ImageCheck:
-    """Read, hash and fully verify one image file; raises `ImageProblem` with the reason."""
-    data = _read(path)
-    check = _header(data)
-    if check.format in JPEG_FORMATS:
+def stamp_file(path: str | Path) -> Stamp:
+    """Read and hash one image file; raises `ImageProblem` when it cannot be read."""
+    data, mtime_ns = _read(path)
+    return Stamp(hashlib.sha256(data).hexdigest(), len(data), mtime_ns)
+
+
+def stamp_files(paths: Sequence[str | Path]) -> list[Stamp | ImageProblem]:
+    """`stamp_file` over a batch (a worker's unit of work): each result is the stamp or the problem."""
+    results: list[Stamp | ImageProblem] = []
+    for path in paths:
+        try:
+            results.append(stamp_file(path))
+        except ImageProblem as exc:
+            results.append(exc)
+    return results
+
+
+def read_stamped(path: str | Path, stamp: Stamp) -> bytes:
+    """The file's bytes, provided it is still the file that was stamped."""
+    data, mtime_ns = _read(path)
+    if (len(data), mtime_ns) != (stamp.nbytes, stamp.mtime_ns):
+        raise ImageProblem("the file changed while the data was being prepared")
+    return data
+
+
+def check_bytes(data: bytes) -> ImageCheck:
+    """Fully verify an image's bytes; raises `ImageProblem` with the reason."""
+    if data.startswith(JPEG_MAGIC):
+        check = _jpeg_header(data)
         _verify_jpeg(data, check.mode)
     else:
+        check = _header(data)
         _verify_other(data)
     return check
+
+
+def check_image(path: Path) -> ImageCheck:
+    """Read and fully verify one image file; raises `ImageProblem` with the reason."""
+    return check_bytes(_read(path)[0])
 
 
 def plan_image(check: ImageCheck, width: int, height: int) -> Plan:
@@ -101,12 +144,9 @@ def plan_image(check: ImageCheck, width: int, height: int) -> Plan:
     return Plan(transpose=transpose, convert=", ".join(reasons))
 
 
-def encoded_image(path: Path, sha256: str, plan: Plan) -> bytes:
-    """The JPEG bytes to store for an image checked earlier: the file itself when it passes through,
-    else an RGB JPEG made from it. Raises `ImageProblem` if the file changed since it was checked."""
-    data = _read(path)
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ImageProblem(f"{path} changed while the data was being prepared")
+def encode_image(data: bytes, plan: Plan) -> bytes:
+    """The JPEG bytes to store for checked image bytes: themselves when they pass through, else an RGB
+    JPEG made from them."""
     if plan.passthrough:
         return data
     with Image.open(io.BytesIO(data)) as image:
@@ -117,9 +157,11 @@ def encoded_image(path: Path, sha256: str, plan: Plan) -> bytes:
     return out.getvalue()
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str | Path) -> tuple[bytes, int]:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+            data = handle.read()
     except FileNotFoundError:
         raise ImageProblem("image file not found") from None
     except IsADirectoryError:
@@ -128,28 +170,47 @@ def _read(path: Path) -> bytes:
         raise ImageProblem(f"cannot read the image file: {exc.strerror or exc}") from None
     if not data:
         raise ImageProblem("image file is empty")
-    return data
+    return data, mtime_ns
+
+
+def _jpeg_header(data: bytes) -> ImageCheck:
+    """A JPEG's header, read by libjpeg-turbo (a tenth of Pillow's cost); Pillow reads the EXIF orientation
+    only of files that carry EXIF."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except (ValueError, RuntimeError) as exc:
+        raise ImageProblem(f"corrupt or truncated image header: {_first_line(exc)}") from None
+    _check_pixels(width, height)
+    orientation = 1
+    if _has_exif(data):
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = _orientation(image)
+    return ImageCheck("JPEG", JPEG_MODES.get(colorspace, "RGB"), width, height, orientation)
+
+
+def _has_exif(data: bytes) -> bool:
+    """Whether a JPEG has an EXIF block: an APP1 segment starting "Exif\\0\\0" among the segments before its
+    scan (walking the segment headers costs microseconds; searching the file for the mark, thirty)."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: no header segments follow
+            return False
+        if marker == 0xE1 and data[position + 4 : position + 10] == EXIF_MARK:
+            return True
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False
 
 
 def _header(data: bytes) -> ImageCheck:
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageProblem(f"image is {width}x{height}, over the limit of {MAX_PIXELS:,} pixels")
-            try:
-                orientation = int(image.getexif().get(EXIF_ORIENTATION, 1))
-            except Exception:  # unreadable EXIF: the pixels are still usable, oriented as stored
-                orientation = 1
-            return ImageCheck(
-                sha256=hashlib.sha256(data).hexdigest(),
-                format=image.format or "unknown",
-                mode=image.mode,
-                width=width,
-                height=height,
-                orientation=orientation if 1 <= orientation <= 8 else 1,
-                nbytes=len(data),
-            )
+            _check_pixels(width, height)
+            return ImageCheck(image.format or "unknown", image.mode, width, height, _orientation(image))
     except ImageProblem:
         raise
     except UnidentifiedImageError:
@@ -157,13 +218,28 @@ def _header(data: bytes) -> ImageCheck:
     except Image.DecompressionBombError as exc:
         raise ImageProblem(f"image too large: {exc}") from None
     except Exception as exc:  # Pillow raises many types for broken headers
-        raise ImageProblem(f"unreadable image header: {exc}") from None
+        raise ImageProblem(f"corrupt or truncated image header: {exc}") from None
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageProblem(f"image is {width}x{height}, over the limit of {MAX_PIXELS:,} pixels")
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        orientation = int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # unreadable EXIF: the pixels are still usable, oriented as stored
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
 
 
 def _verify_jpeg(data: bytes, mode: str) -> None:
-    colorspace = {"L": "GRAY", "CMYK": "CMYK"}.get(mode, "RGB")
+    # Grayscale output: every component is still entropy-decoded (where corruption shows), chroma is not
+    # upsampled or converted.
+    colorspace = "CMYK" if mode == "CMYK" else "GRAY"
     try:
-        simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True, min_factor=8)
+        simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True, min_height=1, min_width=1)  # smallest scale: 1/8
     except (ValueError, RuntimeError) as exc:
         raise ImageProblem(f"corrupt or truncated JPEG: {_first_line(exc)}") from None
 

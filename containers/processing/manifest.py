@@ -11,10 +11,12 @@ import math
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
+BOX_FIELDS = ("left", "top", "width", "height")
 
 
 class LineError(ValueError):
@@ -207,6 +209,10 @@ def parse_line(
     if not isinstance(annotations, list):
         raise LineError(f"'{attribute}.annotations' is missing or not a list")
 
+    if not label_map.fixed:  # the job's classes, used in this line or not, belong in a derived label map
+        for class_id, name in sorted(class_map.items()):
+            if isinstance(class_id, str) and class_id.isdigit() and isinstance(name, str) and name:
+                label_map.id_for(int(class_id), name, source)
     boxes, clipped = [], 0
     for index, annotation in enumerate(annotations):
         box, was_clipped = _box(annotation, index, width, height, class_map, label_map, source)
@@ -241,7 +247,7 @@ def _box(annotation: object, index: int, width: int, height: int, class_map: dic
     where = f"annotation {index}"
     if not isinstance(annotation, dict):
         raise LineError(f"{where} is not an object")
-    missing = [field for field in ("class_id", "left", "top", "width", "height") if field not in annotation]
+    missing = [field for field in ("class_id", *BOX_FIELDS) if field not in annotation]
     if missing:
         raise LineError(f"{where} lacks {', '.join(repr(m) for m in missing)}")
     class_id = annotation["class_id"]
@@ -253,35 +259,42 @@ def _box(annotation: object, index: int, width: int, height: int, class_map: dic
     if not isinstance(name, str) or not name:
         raise LineError(f"{where}: unknown class_id {int(class_id)} (the class-map has {_short(class_map)})")
     label = label_map.id_for(int(class_id), name, source)
-    values = {}
-    for field in ("left", "top", "width", "height"):
+    values = []
+    for field in BOX_FIELDS:
         value = annotation[field]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if value.__class__ not in (int, float) or not math.isfinite(value):  # bool, str, NaN and inf are refused
             raise LineError(f"{where}: {field} must be a number, got {_short(value)}")
-        values[field] = float(value)
-    x0, y0 = values["left"], values["top"]
-    x1, y1 = x0 + values["width"], y0 + values["height"]
+        values.append(value)
+    x0, y0, box_width, box_height = values
+    x1, y1 = x0 + box_width, y0 + box_height
     cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
     if cx1 <= cx0 or cy1 <= cy0:
         raise LineError(
             f"{where}: degenerate box after clipping to the {width}x{height} image "
-            f"(left {x0:g}, top {y0:g}, width {values['width']:g}, height {values['height']:g})"
+            f"(left {_number(x0)}, top {_number(y0)}, width {_number(box_width)}, height {_number(box_height)})"
         )
     clipped = (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
-    return Box(label, name, cx0, cy0, cx1, cy1), clipped
+    return Box(label, name, float(cx0), float(cy0), float(cx1), float(cy1)), clipped
 
 
 def _utc_date(value: object) -> str:
     """A Ground Truth `creation-date` as a sortable UTC ISO string; "" when absent or unreadable."""
-    if not isinstance(value, str):
-        return ""
+    return _utc_date_of(value) if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=1024)  # the lines of a labelling job share a handful of dates
+def _utc_date_of(value: str) -> str:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return ""
     if moment.tzinfo is None:  # Ground Truth writes UTC without an offset
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)  # ints may exceed a float's range
 
 
 def _is_int(value: object) -> bool:

@@ -21,17 +21,16 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from containers.processing.images import ImageCheck, ImageProblem, Plan, check_image, encoded_image, plan_image
+from containers.processing.images import ImageCheck, ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
 from containers.processing.manifest import (
     LabelledImage,
     LabelMap,
@@ -42,15 +41,16 @@ from containers.processing.manifest import (
     parse_line,
     read_lines,
 )
-from containers.processing.records import ShardWriter, build_example, label_map_text, start_tensorflow_import
+from containers.processing.parallel import Workers
+from containers.processing.records import label_map_text
 from containers.processing.report import BoxSizes, Sample, SplitTally, save_samples_picture, save_summary_picture
+from containers.processing.shards import Entry, Outcome, write_shard
 from containers.processing.split import SPLITS, TRAIN, VALIDATION, Item, assign_splits, shard_names, write_order
 
 PROCESSING = Path("/opt/ml/processing")
 RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 SAMPLES_PER_SPLIT = 4
 T = TypeVar("T")
-R = TypeVar("R")
 
 
 class PreparationError(Exception):
@@ -94,32 +94,37 @@ def prepare(options: Options) -> dict:
 
     Raises `PreparationError` after writing a report with status "failed" when the data is unusable."""
     options.output.mkdir(parents=True, exist_ok=True)
-    start_tensorflow_import()
     ledger = Ledger()
     label_map = LabelMap(options.classes)
     attributes: dict[str, Counter] = {}
+    images: list[LabelledImage] = []
+    with Workers(options.workers) as workers:
+        try:
+            stamps = _stamp_while_parsing(options, workers, _parse_manifests(options, ledger, label_map, attributes), images)
+        except ManifestError as exc:
+            raise _fail(options, ledger, label_map, attributes, str(exc)) from None
+        stamped = _stamped(_merge(images, ledger), stamps, ledger)
+        items = [Item(image.key, stamp.sha256, image.class_names) for image, stamp in stamped]
+        split = assign_splits(items, options.validation_fraction, options.seed)
+        batch = _write_records(options, workers, stamped, split.assignment, ledger)
     try:
-        images = _read_manifests(options, ledger, label_map, attributes)
-    except ManifestError as exc:
-        raise _fail(options, ledger, label_map, attributes, str(exc)) from None
-    winners = _merge(images, ledger)
-    checked = _check_images(options, winners, ledger)
-    _enforce_budget(options, ledger, label_map, attributes, checked)
-
-    items = [Item(image.key, check.sha256, image.class_names) for image, check, _ in checked]
-    split = assign_splits(items, options.validation_fraction, options.seed)
-    written = _write_records(options, checked, split.assignment)
+        _enforce_budget(options, ledger, label_map, attributes, batch.written)
+    except PreparationError:
+        batch.discard()
+        raise
+    batch.commit()
+    written = batch.written
 
     report = _report(options, ledger, label_map, attributes, status="succeeded")
-    report["images_written"] = sum(w.tally.total_images for w in written.values())
-    report["splits"] = {name: written[name].tally.as_dict(_class_names(label_map), written[name].shards) for name in SPLITS}
-    report["images"] = _image_summary(checked)
-    report["boxes"] = {"clipped": sum(image.clipped_boxes for image, _, _ in checked)}
+    report["images_written"] = len(written)
+    report["splits"] = {name: batch.splits[name].tally.as_dict(_class_names(label_map), batch.splits[name].shards) for name in SPLITS}
+    report["images"] = _image_summary(written)
+    report["boxes"] = {"clipped": sum(w.image.clipped_boxes for w in written)}
     sizes = BoxSizes()
-    for image, _, _ in checked:
-        sizes.add(image.boxes, image.width, image.height)
+    for w in written:
+        sizes.add(w.image.boxes, w.image.width, w.image.height)
     report["box_stats"] = sizes.stats(_class_names(label_map))
-    report["duplicate_content"] = _duplicates(checked)
+    report["duplicate_content"] = _duplicates(written)
     report["stratification"] = [{"class": name, "moved_to_validation": key} for name, key in split.moved]
     report["warnings"] = _warnings(report)
     accounted = report["images_written"] + len(ledger.quarantined) + len(ledger.merged)
@@ -129,14 +134,14 @@ def prepare(options: Options) -> dict:
     (options.output / "label_map.pbtxt").write_text(label_map_text(label_map.items()), encoding="utf-8")
     pictures = _names(options, "report.png", "samples.png")
     save_summary_picture(report, sizes, options.output / pictures[0])
-    save_samples_picture([s for w in written.values() for s in w.samples], options.output / pictures[1])
+    save_samples_picture(_samples(options, written), options.output / pictures[1])
     report["pictures"] = {"summary": pictures[0], "samples": pictures[1]}
     _write_report(options, report)
     return report
 
 
-def _read_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter]) -> list[LabelledImage]:
-    images: list[LabelledImage] = []
+def _parse_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter]) -> Iterator[LabelledImage]:
+    """The usable lines of every manifest, in input order; the others go to the ledger with their reason."""
     for manifest in options.manifests:
         name = str(manifest)
         attributes[name] = Counter()
@@ -157,7 +162,7 @@ def _read_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attri
                     ledger.quarantine(source, str(exc), _source_ref_of(raw))
                     continue
                 attributes[name][image.label_attribute] += 1
-                images.append(image)
+                yield image
         except FileNotFoundError:
             raise ManifestError(f"{manifest}: no such manifest file") from None
         except IsADirectoryError:
@@ -169,7 +174,6 @@ def _read_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attri
                 f"{manifest}: no line has the label attribute {options.label_attribute!r} "
                 f"(--label-attribute / data.label_attribute); see the quarantine list in the report for what the lines hold"
             )
-    return images
 
 
 def _source_ref_of(raw: bytes) -> str | None:
@@ -203,24 +207,46 @@ def _merge(images: list[LabelledImage], ledger: Ledger) -> list[LabelledImage]:
     return winners
 
 
-def _check_images(options: Options, winners: list[LabelledImage], ledger: Ledger) -> list[tuple[LabelledImage, ImageCheck, Plan]]:
-    checked = []
-    results = ordered_map(lambda image: check_image(options.images / image.key), winners, options.workers)
-    for image, result in _progress(results, len(winners), "checking images", options.progress):
-        try:
-            if isinstance(result, ImageProblem):
-                raise result
-            checked.append((image, result, plan_image(result, image.width, image.height)))
-        except ImageProblem as exc:
-            ledger.quarantine(image.source, f"{exc} ({image.key})", image.source_ref)
-    return checked
+def _stamp_while_parsing(
+    options: Options, workers: Workers, parsed: Iterable[LabelledImage], images: list[LabelledImage]
+) -> dict[str, Stamp | ImageProblem]:
+    """Hash every image named by the manifests (its content decides its split), each key once. The workers
+    hash while this process parses the lines; the parsed images are collected into `images`."""
+    keys: list[str] = []
+    seen: set[str] = set()
+    folder = os.fspath(options.images)
+
+    def paths() -> Iterator[str]:
+        for image in _progress(parsed, None, "reading manifests", options.progress):
+            images.append(image)
+            if image.key not in seen:
+                seen.add(image.key)
+                keys.append(image.key)
+                yield os.path.join(folder, image.key)
+
+    results = [result for _, result in workers.map_batches(stamp_files, paths())]
+    return dict(zip(keys, results, strict=True))
 
 
-def _enforce_budget(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], checked: list) -> None:
+def _stamped(winners: list[LabelledImage], stamps: dict[str, Stamp | ImageProblem], ledger: Ledger) -> list[tuple[LabelledImage, Stamp]]:
+    """The winners with their stamps; one whose file cannot be read is quarantined."""
+    stamped = []
+    for image in winners:
+        stamp = stamps[image.key]
+        if isinstance(stamp, ImageProblem):
+            ledger.quarantine(image.source, f"{stamp} ({image.key})", image.source_ref)
+        else:
+            stamped.append((image, stamp))
+    return stamped
+
+
+def _enforce_budget(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], written: list) -> None:
     if ledger.lines_read == 0:
         raise _fail(options, ledger, label_map, attributes, "no usable image: the manifests hold no lines")
-    if not checked:
-        raise _fail(options, ledger, label_map, attributes, f"no usable image: all {ledger.lines_read} lines were quarantined; {_top_reasons(ledger)}")
+    if not written:
+        raise _fail(
+            options, ledger, label_map, attributes, f"no usable image: all {ledger.lines_read} lines were quarantined; {_top_reasons(ledger)}"
+        )
     share = len(ledger.quarantined) / ledger.lines_read
     if share > options.max_invalid_fraction:
         raise _fail(
@@ -241,42 +267,98 @@ def _top_reasons(ledger: Ledger, count: int = 3) -> str:
     return f"most common reasons: {shown}{example}" if shown else "no line was quarantined"
 
 
+@dataclass(frozen=True)
+class Written:
+    """An image that was written, with what its check found."""
+
+    image: LabelledImage
+    stamp: Stamp
+    check: ImageCheck
+    plan: Plan
+    split: str
+
+
 @dataclass
-class WrittenSplit:
+class SplitResult:
     shards: list[str]
     tally: SplitTally
-    samples: list[Sample]
 
 
-def _write_records(options: Options, checked: list, assignment: dict[str, str]) -> dict[str, WrittenSplit]:
-    by_key = {image.key: (image, check, plan) for image, check, plan in checked}
-    result = {}
+@dataclass
+class Batch:
+    """The records of a run, written to temporary files until the run is known to succeed."""
+
+    written: list[Written]
+    splits: dict[str, SplitResult]
+    files: list[tuple[Path, Path]]  # (temporary, final)
+
+    def commit(self) -> None:
+        for temporary, final in self.files:
+            temporary.replace(final)
+
+    def discard(self) -> None:
+        for temporary, _ in self.files:
+            temporary.unlink(missing_ok=True)
+
+
+def _write_records(options: Options, workers: Workers, stamped: list, assignment: dict[str, str], ledger: Ledger) -> Batch:
+    """Write both splits, each shard one worker's job: records in write order, dealt round-robin. An image
+    that fails its check is quarantined and leaves a gap in its shard, nothing more."""
+    by_key = {image.key: (image, stamp) for image, stamp in stamped}
+    images = os.fspath(options.images)
+    jobs, splits, files = [], {}, []
     for split in SPLITS:
-        order = write_order(Item(key, by_key[key][1].sha256, frozenset()) for key, s in assignment.items() if s == split)
+        order = write_order([key for key, s in assignment.items() if s == split], lambda key: by_key[key][1].sha256)
         folder = options.output / split
-        names = shard_names(split, options.shards, len(order), options.instance_tag)
+        folder.mkdir(parents=True, exist_ok=True)
         _remove_stale_shards(folder, split, options.instance_tag)
-        partial = [f"{name}.partial" for name in names]
-        tally, samples = SplitTally(), []
+        names = shard_names(split, options.shards, len(order), options.instance_tag)
+        for index, name in enumerate(names):
+            # Shard `index` of n holds positions index, index + n, index + 2n, ... of the write order.
+            positions = range(index, len(order), len(names))
+            entries = [_entry(images, *by_key[order[p]]) for p in positions]
+            temporary = folder / f"{name}.partial"
+            files.append((temporary, folder / name))
+            jobs.append((split, positions, entries, temporary))
+        splits[split] = SplitResult([f"{split}/{name}" for name in names], SplitTally())
 
-        def load(item: Item) -> bytes:
-            image, check, plan = by_key[item.key]
-            return encoded_image(options.images / image.key, check.sha256, plan)
+    outcomes = workers.run_each(write_shard, [(temporary, entries) for _, _, entries, temporary in jobs])
+    weights = [len(entries) for _, _, entries, _ in jobs]
+    by_position: dict[str, dict[int, tuple[Entry, Outcome]]] = {split: {} for split in SPLITS}
+    for (split, positions, entries, _), shard in zip(
+        jobs, _progress(outcomes, sum(weights), "checking and writing", options.progress, weights), strict=True
+    ):
+        by_position[split].update(zip(positions, zip(entries, shard, strict=True), strict=True))
 
-        with ShardWriter(folder, partial) as writer:
-            results = ordered_map(load, order, options.workers)
-            for item, encoded in _progress(results, len(order), f"writing {split}", options.progress):
-                if isinstance(encoded, ImageProblem):
-                    raise PreparationError(str(encoded))
-                image, check, plan = by_key[item.key]
-                writer.write(build_example(encoded=encoded, key=image.key, width=image.width, height=image.height, boxes=image.boxes))
-                tally.add(image.boxes)
-                if len(samples) < SAMPLES_PER_SPLIT:
-                    samples.append(Sample(split, image.key, encoded, image.width, image.height, image.boxes))
-        for name in names:
-            (folder / f"{name}.partial").replace(folder / name)
-        result[split] = WrittenSplit([f"{split}/{name}" for name in names], tally, samples)
-    return result
+    written = []
+    for split in SPLITS:
+        for position in sorted(by_position[split]):
+            entry, outcome = by_position[split][position]
+            image, stamp = by_key[entry.key]
+            if outcome.problem is not None:
+                ledger.quarantine(image.source, f"{outcome.problem} ({image.key})", image.source_ref)
+                continue
+            written.append(Written(image, stamp, outcome.check, outcome.plan, split))
+            splits[split].tally.add(image.boxes)
+    return Batch(written, splits, files)
+
+
+def _entry(images: str, image: LabelledImage, stamp: Stamp) -> Entry:
+    # A str path: workers get thousands of them, and a Path costs five times as much to send.
+    return Entry(os.path.join(images, image.key), stamp, image.key, image.width, image.height, image.boxes)
+
+
+def _samples(options: Options, written: list[Written]) -> list[Sample]:
+    """The first images written to each split, for the samples picture."""
+    samples: list[Sample] = []
+    for split in SPLITS:
+        for w in [w for w in written if w.split == split][:SAMPLES_PER_SPLIT]:
+            try:
+                encoded = encode_image(read_stamped(options.images / w.image.key, w.stamp), w.plan)
+            except ImageProblem:
+                continue
+            samples.append(Sample(split, w.image.key, encoded, w.image.width, w.image.height, w.image.boxes))
+    return samples
 
 
 def _remove_stale_shards(folder: Path, split: str, tag: str) -> None:
@@ -287,19 +369,19 @@ def _remove_stale_shards(folder: Path, split: str, tag: str) -> None:
             path.unlink()
 
 
-def _image_summary(checked: list) -> dict:
-    conversions = Counter(plan.convert for _, _, plan in checked if not plan.passthrough)
+def _image_summary(written: list[Written]) -> dict:
+    conversions = Counter(w.plan.convert for w in written if not w.plan.passthrough)
     return {
-        "passed_through": sum(1 for _, _, plan in checked if plan.passthrough),
+        "passed_through": sum(1 for w in written if w.plan.passthrough),
         "converted": dict(sorted(conversions.items())),
-        "exif_transposed": sum(1 for _, _, plan in checked if plan.transpose),
+        "exif_transposed": sum(1 for w in written if w.plan.transpose),
     }
 
 
-def _duplicates(checked: list) -> list[dict]:
+def _duplicates(written: list[Written]) -> list[dict]:
     keys_by_content: dict[str, list[str]] = {}
-    for image, check, _ in checked:
-        keys_by_content.setdefault(check.sha256, []).append(image.key)
+    for w in written:
+        keys_by_content.setdefault(w.stamp.sha256, []).append(w.image.key)
     return [{"sha256": sha, "keys": sorted(keys)} for sha, keys in sorted(keys_by_content.items()) if len(keys) > 1]
 
 
@@ -327,6 +409,7 @@ def _class_names(label_map: LabelMap) -> list[str]:
 
 def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], *, status: str) -> dict:
     used = sorted({attribute for counter in attributes.values() for attribute in counter})
+    order = {str(path): index for index, path in enumerate(options.manifests)}
     return {
         "status": status,
         "label_attribute": used[0] if len(used) == 1 else used,
@@ -348,7 +431,7 @@ def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: d
         },
         "lines_read": ledger.lines_read,
         "images_written": 0,
-        "quarantined": ledger.quarantined,
+        "quarantined": sorted(ledger.quarantined, key=lambda e: (order.get(e["manifest"], len(order)), e["line"])),
         "merged": ledger.merged,
     }
 
@@ -371,40 +454,22 @@ def _write_report(options: Options, report: dict) -> None:
     path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[tuple[T, R | ImageProblem]]:
-    """`fn` over `items` on `workers` threads, yielding (item, result) in input order; an `ImageProblem` is
-    yielded as the result rather than raised. At most `window` items are in flight, so results (image
-    bytes) never pile up in memory faster than the caller consumes them."""
-
-    def call(item: T) -> R | ImageProblem:
-        try:
-            return fn(item)
-        except ImageProblem as exc:
-            return exc
-
-    if workers <= 1:
-        for item in items:
-            yield item, call(item)
-        return
-    window = window or workers * 8
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare") as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append((item, pool.submit(call, item)))
-            if len(pending) >= window:
-                done_item, future = pending.popleft()
-                yield done_item, future.result()
-        while pending:
-            done_item, future = pending.popleft()
-            yield done_item, future.result()
-
-
-def _progress(iterable: Iterable[T], total: int, description: str, enabled: bool) -> Iterable[T]:
+def _progress(iterable: Iterable[T], total: int | None, description: str, enabled: bool, weights: Sequence[int] | None = None) -> Iterable[T]:
+    """A progress bar on a terminal; `weights` counts each item as that many units (a shard's records)."""
     if not enabled:
         return iterable
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+    if weights is None:
+        return tqdm(iterable, total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+
+    def advance() -> Iterator[T]:
+        with tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False) as bar:
+            for item, weight in zip(iterable, weights, strict=True):
+                bar.update(weight)
+                yield item
+
+    return advance()
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
@@ -438,17 +503,28 @@ def parse_args(argv: list[str] | None = None) -> Options:
         description="Ground Truth bounding-box manifests + images -> TFRecords, label map and data report.",
     )
     parser.add_argument("--manifest", action="append", type=Path, help="a manifest file or a folder of them (repeatable; default: %(default)s)")
-    parser.add_argument("--images", type=Path, default=PROCESSING / "input" / "images", help="local folder standing for --images-prefix (default: %(default)s)")
+    parser.add_argument(
+        "--images", type=Path, default=PROCESSING / "input" / "images", help="local folder standing for --images-prefix (default: %(default)s)"
+    )
     parser.add_argument("--images-prefix", required=True, help="the S3 prefix the source-refs start with, e.g. s3://bucket/images/")
     parser.add_argument("--output", type=Path, default=PROCESSING / "output", help="output folder (default: %(default)s)")
     parser.add_argument("--label-attribute", default=None, help="the label attribute to read (default: found in each line)")
     parser.add_argument("--classes", default=None, help="comma-separated class names in label-map order (default: from the manifests' class-map)")
-    parser.add_argument("--validation-fraction", type=_fraction(upper_open=True), default=0.2, help="share of images for validation, in [0, 1) (default: %(default)s)")
+    parser.add_argument(
+        "--validation-fraction", type=_fraction(upper_open=True), default=0.2, help="share of images for validation, in [0, 1) (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=_non_negative, default=2021, help="split seed (default: %(default)s)")
     parser.add_argument("--shards", type=_positive, default=4, help="TFRecord files per split (default: %(default)s)")
-    parser.add_argument("--workers", type=_positive, default=None, help="worker threads (default: one per CPU core)")
-    parser.add_argument("--max-invalid-fraction", type=_fraction(upper_open=False), default=0.05, help="fail when a larger share of lines is quarantined (default: %(default)s)")
-    parser.add_argument("--instance-tag", default=None, help="names this instance's files when several share an output (default: from the resource config)")
+    parser.add_argument("--workers", type=_positive, default=None, help="worker processes (default: one per CPU core)")
+    parser.add_argument(
+        "--max-invalid-fraction",
+        type=_fraction(upper_open=False),
+        default=0.05,
+        help="fail when a larger share of lines is quarantined (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--instance-tag", default=None, help="names this instance's files when several share an output (default: from the resource config)"
+    )
     parser.add_argument("--resource-config", type=Path, default=RESOURCE_CONFIG, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars even on a terminal")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from .manifest import Box
 from .split import SPLITS
 
 SMALL_BOX = 32  # COCO's "small" objects: under 32 x 32 pixels
+SCATTER_POINTS = 3000  # per class in the box-size picture; the histogram beside it counts every box
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
@@ -66,7 +67,7 @@ class BoxSizes:
                 result[name] = {"count": 0}
                 continue
             result[name] = {
-                "count": int(len(sizes)),
+                "count": len(sizes),
                 "width_px": _summary(sizes[:, 0]),
                 "height_px": _summary(sizes[:, 1]),
                 "relative_area": _summary(sizes[:, 2], digits=5),
@@ -115,14 +116,14 @@ def draw_boxes(encoded: bytes, boxes: Sequence[Box], width: int, height: int, ma
 def save_summary_picture(report: dict, sizes: BoxSizes, path: Path) -> None:
     """Classes per split and box sizes per class, as one PNG."""
     plt = _pyplot()
-    from matplotlib import ticker  # noqa: PLC0415
+    from matplotlib import ticker
 
     class_names = list(report["class_map"].values())
     labels = {name: int(label) for label, name in report["class_map"].items()}
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     positions = np.arange(len(class_names))
     for ax, what in ((axes[0, 0], "images"), (axes[0, 1], "boxes")):
-        for offset, split in zip((-0.2, 0.2), SPLITS):
+        for offset, split in zip((-0.2, 0.2), SPLITS, strict=True):
             counts = [report["splits"][split][what][name] for name in class_names]
             bars = ax.bar(positions + offset, counts, width=0.4, label=split, color="#4363d8" if split == "train" else "#f58231")
             ax.bar_label(bars, fontsize=8)
@@ -134,7 +135,9 @@ def save_summary_picture(report: dict, sizes: BoxSizes, path: Path) -> None:
         array = sizes.arrays(name)
         if not len(array):
             continue
-        scatter.scatter(array[:, 0], array[:, 1], s=6, alpha=0.5, color=colour(labels[name]), label=name)
+        shown = array[:: -(-len(array) // SCATTER_POINTS)]  # every k-th box: a legible picture, drawn fast
+        label = name if len(shown) == len(array) else f"{name} ({len(shown)} of {len(array)} shown)"
+        scatter.scatter(shown[:, 0], shown[:, 1], s=6, alpha=0.5, color=colour(labels[name]), label=label)
         hist.hist(np.sqrt(array[:, 2]), bins=30, range=(0, 1), alpha=0.6, color=colour(labels[name]), label=name)
     scatter.set(xscale="log", yscale="log", xlabel="box width (px)", ylabel="box height (px)", title="Box sizes")
     for axis in (scatter.xaxis, scatter.yaxis):
@@ -164,7 +167,7 @@ def save_samples_picture(samples: Sequence[Sample], path: Path, columns: int = 4
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, sample in zip(axes.flat, samples):
+    for ax, sample in zip(axes.flat, samples, strict=False):
         ax.imshow(draw_boxes(sample.encoded, sample.boxes, sample.width, sample.height))
         name = sample.key if len(sample.key) <= 40 else "..." + sample.key[-37:]
         count = len(sample.boxes)
@@ -177,9 +180,9 @@ def save_samples_picture(samples: Sequence[Sample], path: Path, columns: int = 4
 
 
 def _pyplot():
-    import matplotlib  # noqa: PLC0415 - only the report needs it
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt

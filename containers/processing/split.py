@@ -14,7 +14,7 @@ the slice; it is what makes the result "stratified enough" and it is reported.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 TRAIN, VALIDATION = "train", "validation"
@@ -79,10 +79,10 @@ def _train_holders(groups: dict[str, set[str]], validation: set[str], name: str)
     return sum(1 for sha, classes in groups.items() if name in classes and sha not in validation)
 
 
-def write_order(items: Iterable[Item]) -> list[Item]:
+def write_order(keys: Iterable[str], sha256: Callable[[str], str]) -> list[str]:
     """The order records are written in: by content hash, then key. It depends on the input alone (not on
     the manifest order or the number of workers) and spreads similar images across shards."""
-    return sorted(items, key=lambda item: (item.sha256, item.key))
+    return sorted(keys, key=lambda key: (sha256(key), key))
 
 
 def shard_names(split: str, shards: int, count: int, tag: str = "") -> list[str]:
