@@ -1,0 +1,277 @@
+"""The PrepareData program end to end on datasets the tests build: outputs, accounting and failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from containers.processing.prepare_data import Options, PreparationError, main, prepare
+from tests.support import PREFIX, ROOT, Dataset, all_records, jpeg_bytes
+
+PROGRAM = ROOT / "containers" / "processing" / "prepare_data.py"
+
+
+def run(dataset: Dataset, manifests, output: Path, **overrides) -> dict:
+    options = {
+        "manifests": list(manifests),
+        "images": dataset.images,
+        "images_prefix": dataset.prefix,
+        "output": output,
+        "classes": ["dent", "scratch"],
+        "validation_fraction": 0.25,
+        "seed": 7,
+        "shards": 2,
+        "workers": 2,
+        "max_invalid_fraction": 1.0,
+    } | overrides
+    return prepare(Options(**options))
+
+
+def outputs(output: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file() and p.suffix != ".png"}
+
+
+def test_records_hold_the_manifest_boxes_and_decode_with_the_od_api(dataset, tmp_path):
+    lines = [dataset.labelled(f"cars/{i}.jpg", boxes=[(i % 2, 4, 8, 20, 16), (1, 30, 2, 10, 10)], size=(64, 48)) for i in range(12)]
+    report = run(dataset, [dataset.manifest("batch.manifest", lines)], tmp_path / "out")
+    assert report["status"] == "succeeded"
+    assert report["class_map"] == {"1": "dent", "2": "scratch"}
+    assert report["label_attribute"] == "car-damage"
+    assert report["images_written"] == 12 and report["lines_read"] == 12
+
+    written = all_records(tmp_path / "out")
+    assert set(written) == {f"cars/{i}.jpg" for i in range(12)}
+    for i in range(12):
+        record = written[f"cars/{i}.jpg"]
+        assert record["size"] == (64, 48)
+        assert record["names"] == ["dent" if i % 2 == 0 else "scratch", "scratch"]
+        expected = [(i % 2 + 1, 4 / 64, 8 / 48, 24 / 64, 24 / 48), (2, 30 / 64, 2 / 48, 40 / 64, 12 / 48)]
+        np.testing.assert_allclose(record["boxes"], expected, rtol=1e-6)
+        assert record["encoded"] == (dataset.images / f"cars/{i}.jpg").read_bytes()
+
+    from containers.common import odapi
+
+    odapi.patch()
+    import tensorflow as tf
+    from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder
+    from object_detection.utils import label_map_util
+
+    assert label_map_util.get_label_map_dict(str(tmp_path / "out" / "label_map.pbtxt")) == {"dent": 1, "scratch": 2}
+    decoder = TfExampleDecoder()
+    shard = sorted((tmp_path / "out" / "train").glob("*.tfrecord"))[0]
+    decoded = decoder.decode(next(iter(tf.data.TFRecordDataset(str(shard)))))
+    key = decoded["source_id"].numpy().decode()
+    assert decoded["image"].shape == (48, 64, 3)
+    assert decoded["groundtruth_classes"].numpy().tolist() == [b[0] for b in written[key]["boxes"]]
+    # The OD API orders boxes ymin, xmin, ymax, xmax.
+    np.testing.assert_allclose(decoded["groundtruth_boxes"].numpy(), [[b[2], b[1], b[4], b[3]] for b in written[key]["boxes"]], rtol=1e-6)
+
+
+def test_a_corpus_of_bad_lines_and_images_is_accounted_for_line_by_line(dataset, tmp_path):
+    good = [dataset.labelled(f"good/{i}.jpg") for i in range(6)]
+    dataset.image("broken/truncated.jpg", data=jpeg_bytes((128, 128), seed=99)[:-300])
+    dataset.image("odd/rgba.png", data=jpeg_bytes(mode="RGBA", fmt="PNG"))
+    dataset.image("odd/gray.jpg", data=jpeg_bytes(mode="L"))
+    dataset.image("odd/rotated.jpg", data=jpeg_bytes((64, 48), exif_orientation=6))
+    first = dataset.manifest(
+        "first.manifest",
+        [
+            *good[:3],
+            "{this is not json",
+            "",  # blank lines are not lines of data
+            {"source-ref": PREFIX + "good/0.jpg"},  # no label attribute
+            dataset.line("broken/truncated.jpg", size=(128, 128)),
+            dataset.line("missing/nowhere.jpg"),
+            dataset.line("good/3.jpg", boxes=[(0, 70, 10, 5, 5)]),  # box right of the 64-wide image
+            dataset.line("odd/rgba.png"),
+            dataset.line("odd/gray.jpg"),
+            dataset.line("odd/rotated.jpg", size=(48, 64)),
+        ],
+    )
+    second = dataset.manifest("second.manifest", [*good[3:], dataset.line("good/0.jpg", boxes=[(1, 1, 1, 9, 9)], created="2024-06-01T00:00:00")])
+
+    report = run(dataset, [first, second], tmp_path / "out")
+    reasons = {(Path(e["manifest"]).name, e["line"]): e["reason"] for e in report["quarantined"]}
+    assert reasons.keys() == {("first.manifest", n) for n in (4, 6, 7, 8, 9)}
+    assert reasons[("first.manifest", 4)].startswith("not valid JSON")
+    assert reasons[("first.manifest", 6)].startswith("no bounding-box label attribute")
+    assert reasons[("first.manifest", 7)].startswith("corrupt or truncated JPEG") and "broken/truncated.jpg" in reasons[("first.manifest", 7)]
+    assert reasons[("first.manifest", 8)].startswith("image file not found (missing/nowhere.jpg)")
+    assert reasons[("first.manifest", 9)].startswith("annotation 0: degenerate box")
+    assert [(Path(m["manifest"]).name, m["line"]) for m in report["merged"]] == [("first.manifest", 1)]
+    assert Path(report["merged"][0]["kept"]["manifest"]).name == "second.manifest"
+    assert report["lines_read"] == 15
+    assert report["images_written"] == 9
+    assert report["lines_read"] == report["images_written"] + len(report["quarantined"]) + len(report["merged"])
+    assert report["images"] == {
+        "passed_through": 6,
+        "converted": {"EXIF orientation 6": 1, "PNG, mode RGBA": 1, "mode L": 1},
+        "exif_transposed": 1,
+    }
+    written = all_records(tmp_path / "out")
+    assert written["good/0.jpg"]["names"] == ["scratch"]  # the newer labelling won
+    assert written["odd/rotated.jpg"]["size"] == (48, 64)
+
+
+def test_a_rerun_is_byte_identical_whatever_the_workers_or_manifest_order(dataset, tmp_path):
+    lines = [dataset.labelled(f"a/{i}.jpg", boxes=[(i % 2, 2, 2, 10, 10)]) for i in range(20)]
+    one = dataset.manifest("one.manifest", lines[:9])
+    two = dataset.manifest("two.manifest", lines[9:])
+    run(dataset, [one, two], tmp_path / "first", workers=1)
+    run(dataset, [one, two], tmp_path / "second", workers=3)
+    run(dataset, [two, one], tmp_path / "swapped", workers=2)
+    first = outputs(tmp_path / "first")
+    assert first == outputs(tmp_path / "second")
+    swapped = outputs(tmp_path / "swapped")
+    assert {k: v for k, v in swapped.items() if k != "report.json"} == {k: v for k, v in first.items() if k != "report.json"}
+
+
+def test_equal_file_names_in_two_folders_are_two_images(dataset, tmp_path):
+    manifest = dataset.manifest("m.manifest", [dataset.labelled("batch-1/car.jpg"), dataset.labelled("batch-2/car.jpg")])
+    report = run(dataset, [manifest], tmp_path / "out")
+    assert report["images_written"] == 2 and not report["merged"]
+
+
+def test_identical_images_under_two_keys_share_a_split_and_are_reported(dataset, tmp_path):
+    data = jpeg_bytes(seed=42)
+    lines = []
+    for i in range(30):
+        dataset.image(f"first/{i}.jpg", data=jpeg_bytes(seed=1000 + i))
+        dataset.image(f"copy/{i}.jpg", data=jpeg_bytes(seed=1000 + i))
+        lines += [dataset.line(f"first/{i}.jpg"), dataset.line(f"copy/{i}.jpg")]
+    dataset.image("x/a.jpg", data=data)
+    report = run(dataset, [dataset.manifest("m.manifest", lines)], tmp_path / "out", validation_fraction=0.5)
+    written = all_records(tmp_path / "out")
+    assert all(written[f"first/{i}.jpg"]["split"] == written[f"copy/{i}.jpg"]["split"] for i in range(30))
+    assert {w["split"] for w in written.values()} == {"train", "validation"}
+    assert len(report["duplicate_content"]) == 30
+    assert any("repeat the content" in warning for warning in report["warnings"])
+
+
+def test_over_the_error_budget_the_job_fails_after_writing_its_report(dataset, tmp_path):
+    lines = [dataset.labelled(f"a/{i}.jpg") for i in range(8)] + [dataset.line(f"gone/{i}.jpg") for i in range(2)]
+    manifest = dataset.manifest("m.manifest", lines)
+    with pytest.raises(
+        PreparationError, match=r"2 of 10 lines \(20\.0%\) were quarantined, over the error budget of 10\.0%.*image file not found \(2\)"
+    ):
+        run(dataset, [manifest], tmp_path / "out", max_invalid_fraction=0.1)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "failed" and "error budget" in report["error"]
+    assert len(report["quarantined"]) == 2
+    assert not list((tmp_path / "out").glob("train/*.tfrecord"))
+
+
+def test_no_usable_image_and_an_empty_manifest_fail_clearly(dataset, tmp_path):
+    with pytest.raises(PreparationError, match="no usable image: all 2 lines were quarantined; most common reasons: image file not found"):
+        run(dataset, [dataset.manifest("m.manifest", [dataset.line("a.jpg"), dataset.line("b.jpg")])], tmp_path / "out")
+    with pytest.raises(PreparationError, match="no usable image: the manifests hold no lines"):
+        run(dataset, [dataset.manifest("empty.manifest", ["", "  "])], tmp_path / "out2")
+
+
+def test_a_label_attribute_no_line_has_stops_the_job(dataset, tmp_path):
+    manifest = dataset.manifest("m.manifest", [dataset.labelled("a.jpg")])
+    with pytest.raises(PreparationError, match=r"m\.manifest: no line has the label attribute 'other'"):
+        run(dataset, [manifest], tmp_path / "out", label_attribute="other")
+
+
+def test_several_instances_write_apart_and_agree_with_one(dataset, tmp_path):
+    lines = [dataset.labelled(f"a/{i}.jpg", boxes=[(i % 2, 2, 2, 10, 10)]) for i in range(40)]
+    whole = dataset.manifest("whole.manifest", lines)
+    slices = [dataset.manifest("part-1.manifest", lines[:25]), dataset.manifest("part-2.manifest", lines[25:])]
+    run(dataset, [whole], tmp_path / "single")
+    shared_output = tmp_path / "shared"
+    for host, part in zip(("algo-1", "algo-2"), slices, strict=True):
+        report = run(dataset, [part], shared_output, instance_tag=host)
+        assert report["pictures"] == {"summary": f"report-{host}.png", "samples": f"samples-{host}.png"}
+    assert (shared_output / "report-algo-1.json").is_file() and (shared_output / "report-algo-2.json").is_file()
+    single = {key: r["split"] for key, r in all_records(tmp_path / "single").items()}
+    combined = {key: r["split"] for key, r in all_records(shared_output).items()}
+    assert combined == single
+
+
+def test_shards_of_an_earlier_run_are_replaced(dataset, tmp_path):
+    manifest = dataset.manifest("m.manifest", [dataset.labelled(f"a/{i}.jpg") for i in range(10)])
+    run(dataset, [manifest], tmp_path / "out", shards=4)
+    run(dataset, [manifest], tmp_path / "out", shards=2)
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == [f"train-0000{i}-of-00002.tfrecord" for i in range(2)]
+
+
+def test_the_report_has_box_statistics_and_pictures(dataset, tmp_path):
+    lines = [dataset.labelled(f"a/{i}.jpg", boxes=[(0, 0, 0, 10 + i, 20), (1, 5, 5, 40, 30)], size=(64, 48)) for i in range(10)]
+    report = run(dataset, [dataset.manifest("m.manifest", lines)], tmp_path / "out")
+    assert report["box_stats"]["dent"]["count"] == 10
+    assert report["box_stats"]["dent"]["width_px"]["min"] == 10 and report["box_stats"]["dent"]["width_px"]["max"] == 19
+    assert report["box_stats"]["scratch"]["small_under_32px"] == 0
+    for split in ("train", "validation"):
+        assert set(report["splits"][split]) >= {"images", "boxes", "images_total", "boxes_total", "shards"}
+    from PIL import Image
+
+    for name in report["pictures"].values():
+        with Image.open(tmp_path / "out" / name) as picture:
+            assert picture.format == "PNG" and picture.width > 400
+
+
+def test_the_program_runs_as_a_script_with_the_documented_interface(dataset, tmp_path):
+    dataset.manifest("m.manifest", [dataset.labelled(f"a/{i}.jpg") for i in range(6)])
+    # A folder of manifests stands for a Processing input; no --classes: the class-map gives the label map.
+    command = [
+        sys.executable,
+        str(PROGRAM),
+        "--manifest",
+        str(dataset.manifests),
+        "--images",
+        str(dataset.images),
+        "--images-prefix",
+        PREFIX,
+        "--output",
+        str(tmp_path / "out"),
+        "--workers",
+        "2",
+        "--shards",
+        "1",
+        "--seed",
+        "3",
+        "--validation-fraction",
+        "0.3",
+        "--max-invalid-fraction",
+        "0",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "6 images written" in result.stdout
+    assert (tmp_path / "out" / "label_map.pbtxt").read_text().count("item {") == 2
+    assert (tmp_path / "out" / "train" / "train-00000-of-00001.tfrecord").is_file()
+
+
+def test_failures_exit_non_zero_with_one_line_and_no_traceback(dataset, tmp_path, capsys):
+    manifest = dataset.manifest("m.manifest", [dataset.line("missing.jpg")])
+    status = main(["--manifest", str(manifest), "--images", str(dataset.images), "--images-prefix", PREFIX, "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("prepare_data: error: no usable image")
+    assert "Traceback" not in err
+    assert (
+        main(
+            [
+                "--manifest",
+                str(tmp_path / "absent.manifest"),
+                "--images",
+                str(dataset.images),
+                "--images-prefix",
+                PREFIX,
+                "--output",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 1
+    )
+    assert "absent.manifest: no such manifest file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--manifest", str(manifest), "--images-prefix", PREFIX, "--validation-fraction", "1.5"])
+    assert exit_info.value.code == 2
+    assert "1.5 is not in [0, 1)" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""pipeline.yaml: the repository's file loads, and every kind of mistake names its key and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import EFFICIENTDET_SIZES, ConfigError, load_config, parse_config
+from tests.support import ROOT
+
+
+def problems(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="pipeline.yaml")
+    return str(info.value)
+
+
+def test_the_repository_configuration_loads_and_its_sample_exists():
+    config = load_config(ROOT / "pipeline.yaml")
+    assert config.data.classes == ["dent", "scratch"]
+    assert config.training.instance_type.startswith("ml.p3.")
+    assert config.training.input_size == 512
+    for manifest in config.data.sample.manifests:
+        assert config.path(manifest).is_file()
+    assert config.path(config.data.sample.images).is_dir()
+
+
+def test_defaults_fill_an_empty_file():
+    config = parse_config("")
+    assert config.data.validation_fraction == 0.2 and config.data.sample is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("data:\n  validation_fraction: -0.1\n", "pipeline.yaml:2: data.validation_fraction: input should be greater than or equal to 0 (got -0.1)"),
+        ("data:\n  validation_fraction: 1.0\n", "pipeline.yaml:2: data.validation_fraction: input should be less than 1"),
+        ("data:\n  max_invalid_fraction: 2\n", "pipeline.yaml:2: data.max_invalid_fraction: input should be less than or equal to 1"),
+        ("data:\n  shards: four\n", "pipeline.yaml:2: data.shards: input should be a valid integer (got 'four')"),
+        ("data:\n  shards: 0\n", "data.shards: input should be greater than or equal to 1"),
+        ("data:\n  split_seed: '7'\n", "data.split_seed: input should be a valid integer (got '7')"),
+        (
+            "data:\n  processing:\n    instance_type: m5.xlarge\n",
+            "pipeline.yaml:3: data.processing.instance_type: must be a SageMaker instance type such as ml.m5.xlarge (got 'm5.xlarge')",
+        ),
+        ("training:\n  instance_type: p3.2xlarge\n", "training.instance_type: must be a SageMaker instance type"),
+        (
+            "training:\n  image_size: 320\n",
+            "pipeline.yaml:2: training.image_size: must be a multiple of 128 (EfficientDet's feature levels 3-7 need it) (got 320)",
+        ),
+        ("training:\n  model: efficientdet-d9\n", "training.model: input should be 'efficientdet-d0'"),
+        ("data:\n  classes: [dent, dent]\n", "data.classes: class names must be unique; repeated: dent"),
+        ("data:\n  classes: []\n", "data.classes: list should have at least 1 item"),
+        ("data:\n  label_attribute: ''\n", "data.label_attribute: string should have at least 1 character"),
+        ("data:\n  sample:\n    images: x\n", "pipeline.yaml:2: data.sample.manifests: required key is missing"),
+        ("data:\n  sample:\n    manifests: [a]\n    images: x\n    images_prefix: http://x\n", "data.sample.images_prefix: must be an S3 URI"),
+        ("project:\n  name: 'car damage'\n", "project.name: must match"),
+    ],
+)
+def test_an_impossible_value_names_its_key_and_line(text, expected):
+    assert expected in problems(text)
+
+
+def test_an_unknown_key_is_named_with_the_keys_that_exist():
+    message = problems("data:\n  shards: 2\n  validaton_fraction: 0.3\n")
+    assert "pipeline.yaml:3: data.validaton_fraction: unknown key (expected one of: label_attribute, classes, validation_fraction" in message
+    assert "pipeline.yaml:1: nonsense: unknown key (expected one of: project, data, training)" in problems("nonsense: 1\n")
+
+
+def test_every_problem_is_reported_at_once():
+    message = problems("data:\n  shards: -1\n  seed: 3\ntraining:\n  image_size: 100\n")
+    assert "data.shards" in message and "data.seed: unknown key" in message and "training.image_size" in message
+
+
+def test_broken_yaml_and_a_missing_file_are_clear(tmp_path):
+    assert "pipeline.yaml:3: not valid YAML" in problems("data:\n  shards: 2\n   x: 1\n")
+    assert "the top level must be a mapping" in problems("- a\n- b\n")
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "p.yaml").write_text(
+        "data:\n  sample:\n    manifests: [m/a.manifest]\n    images: imgs\n    images_prefix: s3://bucket/x/\n"
+    )
+    config = load_config(tmp_path / "conf" / "p.yaml")
+    assert config.path(config.data.sample.images) == tmp_path / "conf" / "imgs"
+
+
+@pytest.mark.parametrize("model", sorted(EFFICIENTDET_SIZES))
+def test_each_variant_has_an_input_size_that_is_a_multiple_of_128(model):
+    config = parse_config(f"training:\n  model: {model}\n")
+    assert config.training.input_size % 128 == 0
+    assert parse_config(f"training:\n  model: {model}\n  image_size: 256\n").training.input_size == 256
