@@ -10,11 +10,11 @@ LOCK := requirements/lock.txt
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast lock bench clean help
+.PHONY: setup run test test-fast lint lock bench clean help
 
 help:
 	@echo "make run    set up, then prepare the bundled sample data (the main job)"
-	@echo "make test   set up, then run every test"
+	@echo "make test   set up, then run the linters and every test"
 	@echo "make setup  create $(VENV) from the pinned lock ($(LOCK))"
 	@echo "make lock   re-resolve the lock from pyproject.toml (needs the network)"
 	@echo "make bench  run the benchmarks in benchmarks/"
@@ -36,11 +36,15 @@ $(STAMP): $(LOCK) requirements/bootstrap.txt requirements/build-constraints.txt 
 run: setup
 	$(BIN)/cardamage prepare-data
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -n 2
 
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python benchmarks/prepare_data_throughput.py
