@@ -30,7 +30,7 @@ from typing import TypeVar
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from containers.processing.images import ImageCheck, ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
+from containers.processing.images import ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
 from containers.processing.manifest import (
     LabelledImage,
     LabelMap,
@@ -76,8 +76,12 @@ class Options:
 
 @dataclass
 class Ledger:
-    """Where every manifest line went: written, quarantined (with a reason) or merged."""
+    """Where every manifest line went: written, quarantined (with a reason) or merged.
 
+    Lines are quarantined at several stages (parsing, reading, checking); `in_input_order` lists them by
+    manifest, then line."""
+
+    manifests: list[str]
     lines_read: int = 0
     quarantined: list[dict] = field(default_factory=list)
     merged: list[dict] = field(default_factory=list)
@@ -88,13 +92,17 @@ class Ledger:
             entry["source_ref"] = source_ref
         self.quarantined.append(entry)
 
+    def in_input_order(self) -> list[dict]:
+        position = {manifest: index for index, manifest in enumerate(self.manifests)}
+        return sorted(self.quarantined, key=lambda entry: (position[entry["manifest"]], entry["line"]))
+
 
 def prepare(options: Options) -> dict:
     """Run the whole preparation; returns the report (also written to the output folder).
 
     Raises `PreparationError` after writing a report with status "failed" when the data is unusable."""
     options.output.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger()
+    ledger = Ledger([str(path) for path in options.manifests])
     label_map = LabelMap(options.classes)
     attributes: dict[str, Counter] = {}
     images: list[LabelledImage] = []
@@ -262,18 +270,17 @@ def _enforce_budget(options: Options, ledger: Ledger, label_map: LabelMap, attri
 def _top_reasons(ledger: Ledger, count: int = 3) -> str:
     reasons = Counter(entry["reason"].split(":")[0].split(" (")[0] for entry in ledger.quarantined)
     shown = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common(count))
-    first = ledger.quarantined[0] if ledger.quarantined else None
+    first = ledger.in_input_order()[0] if ledger.quarantined else None
     example = f"; first: {first['manifest']}:{first['line']}: {first['reason']}" if first else ""
     return f"most common reasons: {shown}{example}" if shown else "no line was quarantined"
 
 
 @dataclass(frozen=True)
 class Written:
-    """An image that was written, with what its check found."""
+    """An image that was written, and how it was stored."""
 
     image: LabelledImage
     stamp: Stamp
-    check: ImageCheck
     plan: Plan
     split: str
 
@@ -338,7 +345,7 @@ def _write_records(options: Options, workers: Workers, stamped: list, assignment
             if outcome.problem is not None:
                 ledger.quarantine(image.source, f"{outcome.problem} ({image.key})", image.source_ref)
                 continue
-            written.append(Written(image, stamp, outcome.check, outcome.plan, split))
+            written.append(Written(image, stamp, outcome.plan, split))
             splits[split].tally.add(image.boxes)
     return Batch(written, splits, files)
 
@@ -409,7 +416,6 @@ def _class_names(label_map: LabelMap) -> list[str]:
 
 def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], *, status: str) -> dict:
     used = sorted({attribute for counter in attributes.values() for attribute in counter})
-    order = {str(path): index for index, path in enumerate(options.manifests)}
     return {
         "status": status,
         "label_attribute": used[0] if len(used) == 1 else used,
@@ -431,7 +437,7 @@ def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: d
         },
         "lines_read": ledger.lines_read,
         "images_written": 0,
-        "quarantined": sorted(ledger.quarantined, key=lambda e: (order.get(e["manifest"], len(order)), e["line"])),
+        "quarantined": ledger.in_input_order(),
         "merged": ledger.merged,
     }
 

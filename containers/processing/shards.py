@@ -1,7 +1,7 @@
 """Writing one TFRecord shard: each image is read once, checked, stored as it is or converted, and written.
 
 This is a worker's unit of work (see parallel.py); what comes back per image is small: its check and
-plan, or the reason it cannot be used.
+plan for storing it, or the reason it cannot be used.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .images import ImageCheck, ImageProblem, Plan, Stamp, check_bytes, encode_image, plan_image, read_stamped
+from .images import ImageProblem, Plan, Stamp, check_bytes, encode_image, plan_image, read_stamped
 from .manifest import Box
 from .records import ShardWriter, build_example
 
@@ -29,10 +29,9 @@ class Entry:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of an entry: written (with its check and plan), or not (with the reason)."""
+    """What became of an entry: written (with how it was stored), or not (with the reason)."""
 
     problem: str | None = None
-    check: ImageCheck | None = None
     plan: Plan | None = None
 
 
@@ -51,5 +50,5 @@ def write_shard(path: Path, entries: Sequence[Entry]) -> list[Outcome]:
                 continue
             sha256 = entry.stamp.sha256 if plan.passthrough else None
             writer.write(build_example(encoded=encoded, key=entry.key, width=entry.width, height=entry.height, boxes=entry.boxes, sha256=sha256))
-            outcomes.append(Outcome(check=check, plan=plan))
+            outcomes.append(Outcome(plan=plan))
     return outcomes
