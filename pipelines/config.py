@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
 # EfficientDet variants and the input size each was trained at in the TF2 model zoo.
-EFFICIENTDET_SIZES = {f"efficientdet-d{i}": size for i, size in enumerate((512, 640, 768, 896, 1024, 1280, 1280, 1536))}
+EFFICIENTDET_SIZES = {f"efficientdet-d{i}": size for i, size in enumerate((512, 640, 768, 896, 1024, 1280, 1408, 1536))}
 
 InstanceType = Annotated[
     str,
