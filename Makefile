@@ -37,10 +37,10 @@ run: setup
 	$(BIN)/cardamage prepare-data
 
 test: setup lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup lint
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -54,6 +54,9 @@ lock:
 	$(UV) pip compile pyproject.toml --extra test --override requirements/overrides.txt \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--no-header -o $(LOCK)
+	$(UV) pip compile containers/training/requirements.in -c $(LOCK) --override requirements/overrides.txt \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+		--no-header --no-annotate -o containers/training/requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

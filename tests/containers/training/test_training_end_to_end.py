@@ -1,0 +1,79 @@
+"""Training for real on the bundled sample: EfficientDet-D0 at 256 for a handful of steps, on the CPU.
+
+One job is stopped (SIGKILL) after its first checkpoint and started again, as a spot interruption
+would; the restarted job must resume and finish at the configured step count, then export. The model
+it writes is shared by the evaluation and inference tests (tests/containers/conftest.py). Assertions
+are on real outputs, never on a mAP value: a from-scratch model after six steps detects nothing useful.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from containers.training.metrics import METRIC_DEFINITIONS
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]
+
+
+def test_a_stopped_job_resumes_from_its_checkpoint_and_ends_at_the_configured_step(trained_model):
+    first, second = trained_model.logs
+    assert "train: no pretrained checkpoint: training from random initialisation" in first
+    assert trained_model.killed_after is not None, "the first job was not stopped after a checkpoint"
+    resumed = re.search(r"train: resuming from ckpt-(\d+) at step (\d+)", second)
+    assert resumed, second[-2000:]
+    restored = int(resumed.group(2))
+    assert 2 <= restored < trained_model.steps
+    steps_logged = [int(s) for s in re.findall(r"train step=(\d+)/\d+ ", second)]
+    assert steps_logged[0] == restored + 1 and steps_logged[-1] == trained_model.steps
+    assert f"train: done at step {trained_model.steps}" in second
+    assert (trained_model.checkpoints / f"ckpt-{trained_model.steps}.index").is_file()
+
+
+def test_the_log_feeds_every_metric_definition(trained_model):
+    log = trained_model.logs[1]
+    for definition in METRIC_DEFINITIONS:
+        values = re.findall(definition["Regex"], log)
+        assert values, definition["Name"]
+        assert all(np.isfinite(float(v)) for v in values), (definition["Name"], values)
+
+
+def test_tensorboard_gets_the_losses_and_the_learning_rate(trained_model):
+    import tensorflow as tf
+
+    tags = set()
+    for path in trained_model.tensorboard.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"Loss/total_loss", "Loss/classification_loss", "learning_rate", "steps_per_sec"} <= tags
+
+
+def test_the_artifact_describes_itself(trained_model):
+    model = trained_model.model_dir
+    assert (model / "1" / "saved_model.pb").is_file() and (model / "1" / "variables").is_dir()
+    assert (model / "code" / "inference.py").is_file() and (model / "code" / "requirements.txt").is_file()
+    assert (model / "code" / "label_map.pbtxt").read_text() == (model / "label_map.pbtxt").read_text()
+    metadata = json.loads((model / "model.json").read_text())
+    assert metadata["model"] == "efficientdet-d0" and metadata["input_size"] == 256
+    assert metadata["trained_steps"] == trained_model.steps and metadata["classes"] == {"1": "dent", "2": "scratch"}
+    text = (model / "pipeline.config").read_text()
+    assert "num_classes: 2" in text and "min_dimension: 256" in text and "total_steps: 6" in text
+
+
+def test_the_saved_model_detects_on_encoded_images(trained_model):
+    import tensorflow as tf
+
+    detect = tf.saved_model.load(str(trained_model.model_dir / "1")).signatures["serving_default"]
+    images = sorted((trained_model.sample_images).rglob("*.jpg"))[:2]
+    out = detect(input_tensor=tf.constant([p.read_bytes() for p in images]))
+    assert out["detection_boxes"].shape == (2, 100, 4)
+    assert out["detection_scores"].shape == (2, 100) and out["num_detections"].shape == (2,)
+    scores = out["detection_scores"].numpy()
+    assert np.all((scores >= 0) & (scores <= 1)) and np.all(np.diff(scores, axis=1) <= 1e-6)
+    classes = out["detection_classes"].numpy()
+    assert set(np.unique(classes)) <= {1.0, 2.0}
+    boxes = out["detection_boxes"].numpy()
+    assert np.all((boxes >= -1e-3) & (boxes <= 1 + 1e-3))
