@@ -1,0 +1,193 @@
+"""The model under evaluation: finding it (a `model.tar.gz`, a folder holding one, or an extracted model
+folder), reading its label map, and running its `serving_default` signature on encoded images.
+
+A model folder is what training writes to SM_MODEL_DIR: `1/` (the SavedModel, as TF Serving loads it) and
+`label_map.pbtxt`, with `model.json` and `code/` beside them. SageMaker packs that folder into
+`model.tar.gz` with the files at the archive's root, and a Processing input downloads the archive itself.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EvaluationError, brief
+
+SAVED_MODEL = "1"
+LABEL_MAP = "label_map.pbtxt"
+METADATA = "model.json"
+SIGNATURE = "serving_default"
+OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model came from (for the report and error messages) and the folder it is in now."""
+
+    folder: Path
+    packaging: str  # "model.tar.gz" or "folder"
+    archive: Path | None = None
+
+    def describe(self) -> str:
+        return str(self.archive) if self.archive else str(self.folder)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections, best first: boxes normalised (ymin, xmin, ymax, xmax) as the model gives them,
+    scores, and label-map ids."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def locate_model(path: Path, work: Path) -> ModelSource:
+    """The model folder for `--model`: a tarball is extracted under `work` (which the caller deletes).
+    Raises `EvaluationError` when nothing usable is there, saying what was expected."""
+    if not path.exists():
+        raise EvaluationError(f"{path}: no model found: no such file or folder (pass --model: a model.tar.gz or a model folder)")
+    if path.is_dir() and (path / SAVED_MODEL).is_dir():
+        return _checked(ModelSource(folder=path, packaging="folder"))
+    archive = _archive_in(path) if path.is_dir() else path
+    folder = extract_model(archive, work / "model")
+    return _checked(ModelSource(folder=folder, packaging="model.tar.gz", archive=archive))
+
+
+def _archive_in(folder: Path) -> Path:
+    """The model archive in a folder (a Processing input downloads the training job's model.tar.gz there)."""
+    if (folder / "model.tar.gz").is_file():
+        return folder / "model.tar.gz"
+    archives = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(TARBALL_SUFFIXES))
+    if len(archives) == 1:
+        return archives[0]
+    if archives:
+        raise EvaluationError(f"{folder}: several model archives ({', '.join(p.name for p in archives)}); name one with --model")
+    raise EvaluationError(
+        f"{folder}: no model found: expected model.tar.gz or a model folder holding {SAVED_MODEL}/ (the SavedModel) and {LABEL_MAP}"
+    )
+
+
+def extract_model(archive: Path, target: Path) -> Path:
+    """Extract a model archive safely into `target` and return the model folder in it: the archive's root
+    (as SageMaker packs SM_MODEL_DIR), or its one top-level folder when it was packed with one. The "data"
+    filter keeps every member inside `target`: it refuses `..` paths, links leading out and device files,
+    and strips the leading "/" of absolute paths."""
+    if not tarfile.is_tarfile(archive):
+        raise EvaluationError(f"{archive}: not a tar archive (expected model.tar.gz or a model folder)")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except tarfile.FilterError as exc:
+        raise EvaluationError(f"{archive}: refused to extract an unsafe member ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise EvaluationError(f"{archive}: cannot be extracted ({exc})") from None
+    if (target / SAVED_MODEL).is_dir():
+        return target
+    entries = [p for p in target.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and (entries[0] / SAVED_MODEL).is_dir():
+        return entries[0]
+    return target
+
+
+def _checked(model: ModelSource) -> ModelSource:
+    saved_model = model.folder / SAVED_MODEL
+    if not any((saved_model / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+        raise EvaluationError(f"{model.describe()}: no {SAVED_MODEL}/ SavedModel (expected {SAVED_MODEL}/saved_model.pb, as training exports it)")
+    if not (model.folder / LABEL_MAP).is_file():
+        raise EvaluationError(f"{model.describe()}: no {LABEL_MAP} beside the SavedModel (training writes it there)")
+    return model
+
+
+def read_label_map(path: Path) -> dict[int, str]:
+    """Label-map id -> class name, read with the OD API's own proto and reader (so evaluation agrees with
+    training). The text is parsed here first: the OD API's reader, failing, retries it as binary and
+    reports that failure instead of the line that is wrong."""
+    from containers.common import odapi
+
+    odapi.patch()
+    from google.protobuf import text_format
+    from object_detection.protos import string_int_label_map_pb2
+    from object_detection.utils import label_map_util
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: unreadable label map ({exc})") from None
+    proto = string_int_label_map_pb2.StringIntLabelMap()
+    try:
+        text_format.Parse(text, proto)
+        by_name = label_map_util.get_label_map_dict(proto)
+    except (text_format.ParseError, ValueError) as exc:
+        raise EvaluationError(f"{path}: unreadable label map ({brief(str(exc))})") from None
+    classes = {int(label): str(name) for name, label in by_name.items() if int(label) > 0}
+    if not classes:
+        raise EvaluationError(f"{path}: the label map lists no classes (ids start at 1)")
+    return dict(sorted(classes.items()))
+
+
+def read_metadata(folder: Path) -> dict | None:
+    """`model.json` as training writes it (model variant, steps, hyperparameters), for the report; None when
+    absent or unreadable: it describes the model, the evaluation does not depend on it."""
+    try:
+        data = json.loads((folder / METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Detector:
+    """The exported model's `serving_default` signature, called on batches of encoded images."""
+
+    def __init__(self, saved_model: Path):
+        import tensorflow as tf
+
+        try:
+            self._loaded = tf.saved_model.load(str(saved_model))
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            raise EvaluationError(f"{saved_model}: the SavedModel cannot be loaded ({brief(str(exc))})") from None
+        signature = getattr(self._loaded, "signatures", {}).get(SIGNATURE)
+        if signature is None:
+            raise EvaluationError(f"{saved_model}: the SavedModel has no {SIGNATURE!r} signature")
+        inputs = signature.structured_input_signature[1]
+        spec = inputs.get("input_tensor")
+        if spec is None or spec.dtype != tf.string:
+            raise EvaluationError(f"{saved_model}: {SIGNATURE} must take input_tensor, a [N] tf.string of encoded images (it takes {inputs})")
+        self._signature = signature
+        self._tf = tf
+
+    def __call__(self, encoded: Sequence[bytes], keys: Sequence[str] = ()) -> list[Detections]:
+        """Detections for each image; `keys` name the images in an error."""
+        tf = self._tf
+        try:
+            outputs = self._signature(input_tensor=tf.constant(list(encoded), dtype=tf.string))
+        except (tf.errors.OpError, ValueError) as exc:
+            names = ", ".join(keys) or f"{len(encoded)} image(s)"
+            raise EvaluationError(f"the model failed on a batch holding {names} ({brief(str(exc))})") from None
+        missing = [name for name in OUTPUTS if name not in outputs]
+        if missing:
+            raise EvaluationError(f"the model's {SIGNATURE} signature does not return {', '.join(missing)}")
+        arrays = {name: outputs[name].numpy() for name in OUTPUTS}
+        return [detections_from_outputs(arrays, index) for index in range(len(encoded))]
+
+
+def detections_from_outputs(outputs: Mapping[str, np.ndarray], index: int) -> Detections:
+    """Image `index`'s detections from the signature's batched outputs: its first `num_detections` rows,
+    those scoring above 0 (the rest is padding), classes as integer label-map ids."""
+    count = int(outputs["num_detections"][index])
+    scores = np.asarray(outputs["detection_scores"][index][:count], dtype=np.float64)
+    keep = scores > 0
+    boxes = np.asarray(outputs["detection_boxes"][index][:count], dtype=np.float64).reshape(-1, 4)[keep]
+    classes = np.rint(np.asarray(outputs["detection_classes"][index][:count], dtype=np.float64))[keep].astype(np.int64)
+    return Detections(boxes=boxes, scores=scores[keep], classes=classes)

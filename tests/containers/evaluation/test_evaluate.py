@@ -1,0 +1,223 @@
+"""The evaluation program end to end, on a stand-in model (tests/fake_model.py) that answers every image
+with the same detections, and validation records written by containers/processing/records.py. The mAP of
+1.0 below tests the metric plumbing: the fake's boxes are the ground truth, it is no trained model's score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from containers.evaluation.errors import EvaluationError
+from containers.evaluation.evaluate import Options, evaluate, main
+from containers.evaluation.validation import parse_example
+from containers.processing.records import ShardWriter, build_example, bytes_feature, float_feature, serialize_example
+from tests.containers.evaluation.helpers import DENT, ELSEWHERE, SCRATCH, box, detection, write_validation
+from tests.fake_model import write_model_dir
+from tests.support import ROOT, jpeg_bytes
+
+SCRIPT = ROOT / "containers" / "evaluation" / "evaluate.py"
+PNG = b"\x89PNG\r\n\x1a\n"
+IMAGES = 5
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("evaluation")
+
+
+@pytest.fixture(scope="module")
+def dents(work) -> Path:
+    """Five images, one dent each, in two shards."""
+    return write_validation(work / "dents", [[box(1, "dent", DENT)]] * IMAGES)
+
+
+@pytest.fixture(scope="module")
+def dents_and_scratches(work) -> Path:
+    return write_validation(work / "two-classes", [[box(1, "dent", DENT), box(2, "scratch", SCRATCH)]] * 3)
+
+
+@pytest.fixture(scope="module")
+def models(work) -> dict[str, Path]:
+    return {
+        "perfect": write_model_dir(work / "models" / "perfect", [detection(1, 0.9, DENT)]),
+        "elsewhere": write_model_dir(work / "models" / "elsewhere", [detection(1, 0.9, ELSEWHERE)]),
+        "blind": write_model_dir(work / "models" / "blind", []),
+    }
+
+
+def run(model: Path, validation: Path, output: Path, **options) -> dict:
+    report = evaluate(Options(model=model, validation=validation, output=output, **options), log=lambda line: None)
+    assert json.loads((output / "evaluation.json").read_text()) == report
+    return report
+
+
+def assert_pictures(output: Path) -> None:
+    for name in ("pr_curves.png", "predictions.png"):
+        assert (output / name).read_bytes()[:8] == PNG, name
+
+
+def test_the_fakes_own_boxes_as_ground_truth_give_map_one(models, dents, tmp_path, capsys):
+    report = evaluate(Options(models["perfect"], dents, tmp_path, batch_size=2, pictures=3))
+    metrics = report["metrics"]
+    assert metrics["mAP"]["value"] == 1.0 and metrics["mAP_50"]["value"] == 1.0 and metrics["mAP_75"]["value"] == 1.0
+    assert metrics["recall"]["value"] == 1.0 and metrics["mAP_large"]["value"] == 1.0
+    assert metrics["mAP_small"]["value"] is None and metrics["mAP_medium"]["value"] is None
+    assert metrics["AP/dent"]["value"] == 1.0 and metrics["AP_50/dent"]["value"] == 1.0 and metrics["recall/dent"]["value"] == 1.0
+    assert report["per_class"]["dent"] == {"AP": 1.0, "AP_50": 1.0, "recall": 1.0, "ground_truth_boxes": IMAGES}
+    assert report["per_class"]["scratch"] == {"AP": None, "AP_50": None, "recall": None, "ground_truth_boxes": 0}
+    assert (report["images"], report["ground_truth_boxes"], report["detections"]) == (IMAGES, IMAGES, IMAGES)
+    assert report["warnings"] == ["validation holds no box of class 'scratch': it cannot be measured, its AP is null and left out of mAP"]
+    assert report["model"]["label_map"] == {"1": "dent", "2": "scratch"} and report["model"]["packaging"] == "folder"
+    assert report["validation"]["files"] == ["validation-00000-of-00002.tfrecord", "validation-00001-of-00002.tfrecord"]
+    assert set(report) >= {"metrics", "per_class", "images", "ground_truth_boxes", "detections", "warnings", "model"}
+    assert_pictures(tmp_path)
+    # pycocotools' own printing is captured; its summary is logged once.
+    out = capsys.readouterr().out
+    assert "Loading and preparing results" not in out and "DONE" not in out
+    assert out.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all") == 1
+
+
+def test_boxes_elsewhere_give_zero(models, dents, tmp_path):
+    report = run(models["elsewhere"], dents, tmp_path)
+    assert report["metrics"]["mAP"]["value"] == 0.0 and report["metrics"]["recall"]["value"] == 0.0
+    assert report["per_class"]["dent"]["AP"] == 0.0 and report["detections"] == IMAGES
+
+
+def test_one_class_perfect_and_one_missed_average_to_a_half(models, dents_and_scratches, tmp_path):
+    report = run(models["perfect"], dents_and_scratches, tmp_path)
+    assert report["per_class"]["dent"]["AP"] == 1.0 and report["per_class"]["scratch"]["AP"] == 0.0
+    assert report["per_class"]["scratch"]["recall"] == 0.0 and report["per_class"]["scratch"]["ground_truth_boxes"] == 3
+    assert report["metrics"]["mAP"]["value"] == pytest.approx(0.5) and report["warnings"] == []
+
+
+def test_a_model_archive_or_a_folder_holding_one_is_extracted(models, dents, tmp_path):
+    archive = tmp_path / "input" / "model.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:  # files at the archive's root, as SageMaker packs SM_MODEL_DIR
+        for path in sorted(models["perfect"].iterdir()):
+            tar.add(path, arcname=path.name)
+    for given in (archive, archive.parent):
+        report = run(given, dents, tmp_path / f"out-{given.name}")
+        assert report["metrics"]["mAP"]["value"] == 1.0
+        assert report["model"]["packaging"] == "model.tar.gz" and report["model"]["source"] == str(given)
+
+
+@pytest.mark.parametrize("content", [None, b""], ids=["no files", "an empty file"])
+def test_an_empty_validation_set_gives_zero_with_a_warning(models, tmp_path, capsys, content):
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    if content is not None:
+        (validation / "validation-00000-of-00001.tfrecord").write_bytes(content)
+    output = tmp_path / "out"
+    assert main(["--model", str(models["perfect"]), "--validation", str(validation), "--output", str(output), "--no-progress"]) == 0
+    report = json.loads((output / "evaluation.json").read_text())
+    assert report["metrics"]["mAP"]["value"] == 0.0 and report["images"] == 0
+    assert all(entry["value"] == 0.0 for entry in report["metrics"].values())
+    assert len(report["warnings"]) == 1 and ("no validation records" in report["warnings"][0] or "hold no images" in report["warnings"][0])
+    assert f"evaluate: warning: {report['warnings'][0]}" in capsys.readouterr().err
+    assert_pictures(output)
+
+
+def test_a_model_that_detects_nothing_gives_zero_with_a_warning(models, dents, tmp_path):
+    report = run(models["blind"], dents, tmp_path)
+    assert report["metrics"]["mAP"]["value"] == 0.0 and report["detections"] == 0
+    assert report["per_class"]["dent"] == {"AP": 0.0, "AP_50": 0.0, "recall": 0.0, "ground_truth_boxes": IMAGES}
+    assert report["warnings"][0] == f"the model detected nothing in {IMAGES} validation image(s): mAP is 0"
+    assert_pictures(tmp_path)
+
+
+def _broken_inputs(root: Path, models: dict[str, Path], dents: Path) -> dict[str, tuple[list[str], str]]:
+    no_saved_model = root / "no-saved-model"
+    (no_saved_model / "1").mkdir(parents=True)
+    (no_saved_model / "label_map.pbtxt").write_text((models["perfect"] / "label_map.pbtxt").read_text())
+    no_label_map = root / "no-label-map"
+    (no_label_map / "1").mkdir(parents=True)
+    (no_label_map / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
+    bad_label_map = root / "bad-label-map"
+    (bad_label_map / "1").mkdir(parents=True)
+    (bad_label_map / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
+    (bad_label_map / "label_map.pbtxt").write_text('item { id: 1 name: "dent"\n')
+    garbage = root / "garbage"
+    garbage.mkdir()
+    (garbage / "validation-00000-of-00001.tfrecord").write_bytes(b"this is not a TFRecord file at all")
+    broken_image = root / "broken-image"
+    with ShardWriter(broken_image, ["validation-00000-of-00001.tfrecord"]) as writer:
+        writer.write(build_example(encoded=b"not an image", key="broken.jpg", width=320, height=240, boxes=[box(1, "dent", DENT)]))
+    empty_folder = root / "empty-folder"
+    empty_folder.mkdir()
+    perfect = str(models["perfect"])
+    return {
+        "missing model": ([str(root / "absent"), str(dents)], "no model found: no such file or folder"),
+        "folder without a model": ([str(empty_folder), str(dents)], "no model found: expected model.tar.gz"),
+        "no 1/ SavedModel": ([str(no_saved_model), str(dents)], "no 1/ SavedModel"),
+        "no label map": ([str(no_label_map), str(dents)], "no label_map.pbtxt beside the SavedModel"),
+        "unreadable label map": ([str(bad_label_map), str(dents)], 'label_map.pbtxt: unreadable label map (1:20 : Expected "}".)'),
+        "unreadable records": ([perfect, str(garbage)], "unreadable TFRecord"),
+        "an image the model cannot decode": ([perfect, str(broken_image)], "the model failed on a batch holding broken.jpg"),
+        "missing validation": ([perfect, str(root / "absent")], "the validation folder does not exist"),
+    }
+
+
+def test_unusable_inputs_exit_one_with_one_line_and_no_traceback(models, dents, tmp_path, capsys):
+    for case, ((model, validation), message) in _broken_inputs(tmp_path, models, dents).items():
+        output = tmp_path / "out"
+        assert main(["--model", model, "--validation", validation, "--output", str(output)]) == 1, case
+        err = capsys.readouterr().err
+        assert err.startswith("evaluate: error: ") and err.count("\n") == 1 and message in err, (case, err)
+        assert not (output / "evaluation.json").exists(), case
+
+
+def _script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT.parent, timeout=300, check=False)
+
+
+def test_the_program_runs_as_a_script_with_the_documented_interface(models, dents_and_scratches, tmp_path):
+    output = tmp_path / "evaluation"
+    result = _script(
+        "--model", str(models["perfect"]),
+        "--validation", str(dents_and_scratches),
+        "--output", str(output),
+        "--batch-size", "2",
+        "--pictures", "2",
+        "--picture-score-threshold", "0.5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    report = json.loads((output / "evaluation.json").read_text())
+    assert report["metrics"]["mAP"]["value"] == pytest.approx(0.5)
+    assert report["settings"] == {"iou_type": "bbox", "max_detections": 100, "batch_size": 2, "pictures": 2, "picture_score_threshold": 0.5}
+    assert "evaluate: 3 images, 6 ground-truth boxes, 3 detections: mAP 0.500" in result.stdout
+    assert "Average Precision" in result.stdout and "Loading and preparing results" not in result.stdout
+    assert_pictures(output)
+
+    missing = _script("--model", str(tmp_path / "nowhere"), "--validation", str(dents_and_scratches), "--output", str(output))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("evaluate: error: ") and missing.stderr.count("\n") == 1 and "no model found" in missing.stderr
+
+
+def test_records_without_size_or_label_ids_are_read_from_the_image_and_class_names():
+    encoded = jpeg_bytes((80, 60))
+    features = {
+        "image/encoded": bytes_feature([encoded]),
+        "image/source_id": bytes_feature([b"k.jpg"]),
+        "image/object/bbox/xmin": float_feature([0.25]),
+        "image/object/bbox/ymin": float_feature([0.5]),
+        "image/object/bbox/xmax": float_feature([0.75]),
+        "image/object/bbox/ymax": float_feature([1.0]),
+        "image/object/class/text": bytes_feature([b"scratch"]),
+    }
+    truth, image = parse_example(serialize_example(features), {"dent": 1, "scratch": 2}, "here")
+    assert (truth.key, truth.width, truth.height, truth.labels, image) == ("k.jpg", 80, 60, (2,), encoded)
+    assert truth.boxes == ((0.25, 0.5, 0.75, 1.0),)
+    with pytest.raises(EvaluationError, match=r"here \(k.jpg\): 1 box\(es\) but no matching"):
+        parse_example(serialize_example(features), {"dent": 1}, "here")
+    with pytest.raises(EvaluationError, match=r"here: not a tf\.train\.Example"):
+        parse_example(b"\xff\xff\xff", {}, "here")
