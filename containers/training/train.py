@@ -44,6 +44,7 @@ from containers.training.metrics import format_log_line
 from containers.training.pipeline_config import render_pipeline_config
 
 OPT_ML = Path("/opt/ml")
+SERVING_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 INFERENCE = Path(__file__).resolve().parents[1] / "inference"
 
 
@@ -321,19 +322,31 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
 
     odapi.patch()
     import tensorflow as tf
-    from google.protobuf import text_format
     from object_detection import exporter_lib_v2
-    from object_detection.protos import pipeline_pb2
+    from object_detection.builders import model_builder
+    from object_detection.utils import config_util
 
     started = time.perf_counter()
-    config = pipeline_pb2.TrainEvalPipelineConfig()
-    text_format.Merge((paths.checkpoints / "pipeline.config").read_text(), config)
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        exporter_lib_v2.export_inference_graph("encoded_image_string_tensor", config, str(paths.checkpoints), tmp)
-        version = paths.model_dir / "1"
-        shutil.rmtree(version, ignore_errors=True)
-        paths.model_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(Path(tmp) / "saved_model", version)
+    config = config_util.get_configs_from_pipeline_file(str(paths.checkpoints / "pipeline.config"))
+    model = model_builder.build(config["model"], is_training=False)
+    restored = tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(paths.checkpoints))).expect_partial()
+    module = exporter_lib_v2.DetectionFromEncodedImageModule(model)
+    all_outputs = module.__call__.get_concrete_function()  # traces the model, creating the variables to restore
+    restored.assert_existing_objects_matched()
+
+    # TF Serving's REST reply holds every output of the signature: the exporter's also returns the raw
+    # scores and boxes of all anchors (tens of thousands per image, megabytes of JSON). The default
+    # signature returns what the endpoint uses; the full one stays available as "all_outputs".
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="input_tensor")])
+    def serve(input_tensor):
+        outputs = module(input_tensor)
+        return {name: outputs[name] for name in SERVING_OUTPUTS}
+
+    module.serve = serve
+    version = paths.model_dir / "1"
+    shutil.rmtree(version, ignore_errors=True)
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(module, str(version), signatures={"serving_default": serve.get_concrete_function(), "all_outputs": all_outputs})
     code = paths.model_dir / "code"
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()
