@@ -93,7 +93,7 @@ def export_image_tensor(paths: Paths, folder: Path) -> Path:
 
     @tf.function(input_signature=[tf.TensorSpec(shape=[1, None, None, 3], dtype=tf.uint8, name="input_tensor")])
     def serve(input_tensor):
-        outputs = module(input_tensor)
+        outputs = module.__call__(input_tensor)  # set per instance by this module, so module(...) does not reach it
         return {name: outputs[name] for name in SERVING_OUTPUTS}
 
     module.serve = serve
