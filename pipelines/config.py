@@ -71,7 +71,7 @@ class DataConfig(_Section):
 class TrainingConfig(_Section):
     instance_type: InstanceType = "ml.p3.2xlarge"
     model: Literal[tuple(EFFICIENTDET_SIZES)] = "efficientdet-d0"  # type: ignore[valid-type]
-    image_size: Annotated[int, Field(ge=128, le=2048, multiple_of=128)] | None = None
+    image_size: Annotated[int, Field(ge=256, le=2048, multiple_of=128)] | None = None  # the feature extractor needs > 128
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     steps: Annotated[int, Field(ge=1)] = 2000
 

@@ -37,7 +37,7 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Literal[tuple(VARIANTS)] = "efficientdet-d0"  # type: ignore[valid-type]
-    image_size: Annotated[int, Field(ge=128, le=2048, multiple_of=128)] | None = None
+    image_size: Annotated[int, Field(ge=256, le=2048, multiple_of=128)] | None = None  # the feature extractor needs > 128
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     num_steps: Annotated[int, Field(ge=1)] = 2000
     learning_rate: Annotated[float, Field(gt=0, le=10)] | None = None

@@ -22,7 +22,7 @@ def test_auto_uses_mixed_precision_only_on_gpus():
 
 
 def test_two_mixed_precision_steps_train_with_finite_losses(tmp_path, prepared_sample):
-    hp = parse_hyperparameters({"image_size": "128", "batch_size": "1", "num_steps": "2", "log_every": "1", "mixed_precision": "true"})
+    hp = parse_hyperparameters({"image_size": "256", "batch_size": "1", "num_steps": "2", "log_every": "1", "mixed_precision": "true"})
     paths = Paths(
         train=prepared_sample / "train",
         validation=prepared_sample / "validation",

@@ -28,6 +28,7 @@ def test_sagemaker_strings_are_read_as_typed_values():
         ({"image_size": "320"}, r"'image_size': must be a multiple of 128.*got '320'"),
         ({"model": "efficientdet-d9"}, r"'model': Input should be 'efficientdet-d0'"),
         ({"num_steps": "0"}, r"'num_steps': Input should be greater than or equal to 1"),
+        ({"image_size": "128"}, r"'image_size': Input should be greater than or equal to 256"),
         ({"batch_size": "eight"}, r"'batch_size': Input should be a valid integer"),
         ({"mixed_precision": "maybe"}, r"'mixed_precision'"),
         ({"scale_min": "3", "scale_max": "2"}, r"scale_min \(3.0\) is larger than scale_max"),
