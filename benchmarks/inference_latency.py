@@ -41,7 +41,7 @@ from PIL import Image  # noqa: E402
 from containers.inference import inference as handler  # noqa: E402
 from containers.inference.local import LocalEndpoint  # noqa: E402
 from containers.training.hyperparameters import parse_hyperparameters  # noqa: E402
-from containers.training.train import SERVING_OUTPUTS, Paths, export, read_label_map, render_pipeline_config, train  # noqa: E402
+from containers.training.train import SERVING_OUTPUTS, Paths, export, train, write_pipeline_config  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
 
@@ -62,18 +62,9 @@ def build_models(work: Path, size: int) -> tuple[Path, Path]:
     )
     hp = parse_hyperparameters({"image_size": str(size), "batch_size": "1", "num_steps": "1"})
     paths = Paths(prepared / "train", prepared / "validation", prepared / "label_map.pbtxt", None, work / "model", work / "ckpt", work / "tb")
-    paths.checkpoints.mkdir(parents=True)
-    (paths.checkpoints / "pipeline.config").write_text(
-        render_pipeline_config(
-            hp,
-            num_classes=2,
-            label_map=paths.label_map,
-            train_pattern=str(paths.train / "*.tfrecord"),
-            validation_pattern=str(paths.validation / "*.tfrecord"),
-        )
-    )
+    classes = write_pipeline_config(hp, paths)
     final = train(hp, paths, log=lambda _line: None)
-    export(hp, paths, read_label_map(paths.label_map), final, log=lambda _line: None)
+    export(hp, paths, classes, final, log=lambda _line: None)
     return paths.model_dir, export_image_tensor(paths, work / "model-image-tensor")
 
 

@@ -29,15 +29,12 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from containers.training.hyperparameters import parse_hyperparameters
-from containers.training.pipeline_config import render_pipeline_config
-from containers.training.train import Paths, train
+from containers.training.train import Paths, train, write_pipeline_config
 prepared, work, size, batch, steps, precision = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
 hp = parse_hyperparameters({"image_size": size, "batch_size": batch, "num_steps": steps, "log_every": "1",
                             "checkpoint_every": "100000", "mixed_precision": "true" if precision == "mixed" else "false"})
 paths = Paths(prepared / "train", prepared / "validation", prepared / "label_map.pbtxt", None, work / "model", work / "ckpt", work / "tb")
-paths.checkpoints.mkdir(parents=True)
-(paths.checkpoints / "pipeline.config").write_text(render_pipeline_config(hp, num_classes=2, label_map=paths.label_map,
-    train_pattern=str(paths.train / "*.tfrecord"), validation_pattern=str(paths.validation / "*.tfrecord")))
+write_pipeline_config(hp, paths)
 lines = []
 train(hp, paths, log=lines.append)
 print(json.dumps(lines))

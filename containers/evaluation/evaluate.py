@@ -29,6 +29,7 @@ from typing import TypeVar
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from containers.common.arguments import fraction, non_negative, positive
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
 from containers.evaluation.model import LABEL_MAP, SAVED_MODEL, Detections, Detector, locate_model, read_label_map, read_metadata
@@ -202,10 +203,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--validation", type=Path, default=PROCESSING / "input" / "validation", help="folder of validation *.tfrecord files (default: %(default)s)"
     )
     parser.add_argument("--output", type=Path, default=PROCESSING / "evaluation", help="output folder (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_positive, default=8, help="images per model call (default: %(default)s)")
-    parser.add_argument("--pictures", type=_non_negative, default=6, help="validation images in predictions.png (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive, default=8, help="images per model call (default: %(default)s)")
+    parser.add_argument("--pictures", type=non_negative, default=6, help="validation images in predictions.png (default: %(default)s)")
     parser.add_argument(
-        "--picture-score-threshold", type=_fraction, default=0.3, help="lowest score drawn in predictions.png, in [0, 1] (default: %(default)s)"
+        "--picture-score-threshold", type=fraction(), default=0.3, help="lowest score drawn in predictions.png, in [0, 1] (default: %(default)s)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     args = parser.parse_args(argv)
@@ -218,27 +219,6 @@ def parse_args(argv: list[str] | None = None) -> Options:
         picture_score_threshold=args.picture_score_threshold,
         progress=sys.stderr.isatty() and not args.no_progress,
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

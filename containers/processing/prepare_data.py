@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +30,7 @@ from typing import TypeVar
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from containers.common.arguments import fraction, non_negative, positive
 from containers.processing.images import ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
 from containers.processing.manifest import (
     LabelledImage,
@@ -517,14 +518,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--label-attribute", default=None, help="the label attribute to read (default: found in each line)")
     parser.add_argument("--classes", default=None, help="comma-separated class names in label-map order (default: from the manifests' class-map)")
     parser.add_argument(
-        "--validation-fraction", type=_fraction(upper_open=True), default=0.2, help="share of images for validation, in [0, 1) (default: %(default)s)"
+        "--validation-fraction", type=fraction(upper_open=True), default=0.2, help="share of images for validation, in [0, 1) (default: %(default)s)"
     )
-    parser.add_argument("--seed", type=_non_negative, default=2021, help="split seed (default: %(default)s)")
-    parser.add_argument("--shards", type=_positive, default=4, help="TFRecord files per split (default: %(default)s)")
-    parser.add_argument("--workers", type=_positive, default=None, help="worker processes (default: one per CPU core)")
+    parser.add_argument("--seed", type=non_negative, default=2021, help="split seed (default: %(default)s)")
+    parser.add_argument("--shards", type=positive, default=4, help="TFRecord files per split (default: %(default)s)")
+    parser.add_argument("--workers", type=positive, default=None, help="worker processes (default: one per CPU core)")
     parser.add_argument(
         "--max-invalid-fraction",
-        type=_fraction(upper_open=False),
+        type=fraction(),
         default=0.05,
         help="fail when a larger share of lines is quarantined (default: %(default)s)",
     )
@@ -552,30 +553,6 @@ def parse_args(argv: list[str] | None = None) -> Options:
         instance_tag=args.instance_tag if args.instance_tag is not None else instance_tag(args.resource_config),
         progress=sys.stderr.isatty() and not args.no_progress,
     )
-
-
-def _fraction(upper_open: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
-            raise argparse.ArgumentTypeError(f"{text} is not in [0, 1{')' if upper_open else ']'}")
-        return value
-
-    return parse
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

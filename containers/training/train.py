@@ -368,24 +368,29 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
     log(f"train: exported the SavedModel to {version} in {time.perf_counter() - started:.0f} s")
 
 
+def write_pipeline_config(hp: Hyperparameters, paths: Paths, fine_tune_checkpoint: str | None = None) -> dict[int, str]:
+    """Check the label map and the training records, and write this run's pipeline.config where train()
+    and export() read it (the checkpoint folder); returns the label map."""
+    classes = read_label_map(paths.label_map)
+    text = render_pipeline_config(
+        hp,
+        num_classes=max(classes),
+        label_map=paths.label_map,
+        train_pattern=records_in(paths.train, "training records"),
+        validation_pattern=str(paths.validation / "*.tfrecord"),
+        fine_tune_checkpoint=fine_tune_checkpoint,
+    )
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    (paths.checkpoints / "pipeline.config").write_text(text)
+    return classes
+
+
 def run(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
     """Check the inputs, render pipeline.config, train, export; returns the final step."""
-    classes = read_label_map(paths.label_map)
-    train_pattern = records_in(paths.train, "training records")
-    validation_pattern = str(paths.validation / "*.tfrecord")
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
     paths.tensorboard.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="train-") as work:
         fine_tune = find_checkpoint(paths.pretrained, Path(work)) if hp.fine_tune else None
-        text = render_pipeline_config(
-            hp,
-            num_classes=max(classes),
-            label_map=paths.label_map,
-            train_pattern=train_pattern,
-            validation_pattern=validation_pattern,
-            fine_tune_checkpoint=fine_tune,
-        )
-        (paths.checkpoints / "pipeline.config").write_text(text)
+        classes = write_pipeline_config(hp, paths, fine_tune)
         final = train(hp, paths, log=log)
     export(hp, paths, classes, final, log=log)
     return final

@@ -9,8 +9,7 @@ import re
 import pytest
 
 from containers.training.hyperparameters import parse_hyperparameters
-from containers.training.pipeline_config import render_pipeline_config
-from containers.training.train import Paths, mixed_precision_wanted, train
+from containers.training.train import Paths, mixed_precision_wanted, train, write_pipeline_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +31,7 @@ def test_two_mixed_precision_steps_train_with_finite_losses(tmp_path, prepared_s
         checkpoints=tmp_path / "checkpoints",
         tensorboard=tmp_path / "tensorboard",
     )
-    paths.checkpoints.mkdir()
-    (paths.checkpoints / "pipeline.config").write_text(
-        render_pipeline_config(
-            hp,
-            num_classes=2,
-            label_map=paths.label_map,
-            train_pattern=str(paths.train / "*.tfrecord"),
-            validation_pattern=str(paths.validation / "*.tfrecord"),
-        )
-    )
+    write_pipeline_config(hp, paths)
     lines: list[str] = []
     try:
         assert train(hp, paths, log=lines.append) == 2
