@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
@@ -23,6 +23,9 @@ InstanceType = Annotated[
     str,
     Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$", description="a SageMaker instance type such as ml.m5.xlarge"),
 ]
+
+
+S3Uri = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
 
 
 class _Section(BaseModel):
@@ -42,7 +45,7 @@ class ProcessingConfig(_Section):
 class SampleConfig(_Section):
     manifests: Annotated[list[str], Field(min_length=1)]
     images: str
-    images_prefix: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+    images_prefix: S3Uri
 
 
 class DataConfig(_Section):
@@ -74,17 +77,121 @@ class TrainingConfig(_Section):
     image_size: Annotated[int, Field(ge=256, le=2048, multiple_of=128)] | None = None  # the feature extractor needs > 128
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     steps: Annotated[int, Field(ge=1)] = 2000
+    learning_rate: Annotated[float, Field(gt=0, le=10)] | None = None
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
+    spot: bool = True
+    max_run_minutes: Annotated[int, Field(ge=1, le=28 * 24 * 60)] = 240
+    max_wait_minutes: Annotated[int, Field(ge=1, le=28 * 24 * 60)] = 480
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 50
+    pretrained_checkpoint_uri: S3Uri | None = None
 
     @property
     def input_size(self) -> int:
         """The input size used: the configured one, or the variant's own."""
         return self.image_size or EFFICIENTDET_SIZES[self.model]
 
+    @model_validator(mode="after")
+    def _spot_wait(self) -> TrainingConfig:
+        if self.spot and self.max_wait_minutes < self.max_run_minutes:
+            raise ValueError(
+                f"max_wait_minutes ({self.max_wait_minutes}) must be at least max_run_minutes ({self.max_run_minutes}) for spot training"
+            )
+        return self
+
+
+class EvaluationConfig(_Section):
+    instance_type: InstanceType = "ml.m5.xlarge"
+    # The quality gate: a model is registered only when its COCO mAP@[.5:.95] reaches this.
+    map_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+
+
+class AwsConfig(_Section):
+    """Account-specific values. Left null, the definition carries a `${Name}` placeholder that the CDK app fills."""
+
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")] | None = None
+    data_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    artifact_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    kms_key_id: Annotated[str, Field(min_length=1)] | None = None
+    processing_image_uri: Annotated[str, Field(min_length=1)] | None = None
+    training_image_uri: Annotated[str, Field(min_length=1)] | None = None
+    inference_image_uri: Annotated[str, Field(min_length=1)] | None = None
+    deploy_function_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:.+$")] | None = None
+
+
+class PipelineConfig(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,255}$")] | None = None
+    caching: bool = True
+    cache_expire_after: Annotated[str, Field(pattern=r"^P(\d+[YMWD])+(T(\d+[HMS])+)?$|^PT(\d+[HMS])+$")] = "P30D"  # ISO 8601
+    # Defaults of the InputManifestUri and ImagesS3Prefix parameters; null: under the data bucket.
+    input_manifest_uri: S3Uri | None = None
+    images_prefix: S3Uri | None = None
+
+
+class RegistryConfig(_Section):
+    model_package_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
+    # PendingManualApproval: a person approves in the Model Registry; Approved: deploy at once (a dev pipeline).
+    approval_status: Literal["PendingManualApproval", "Approved", "Rejected"] = "PendingManualApproval"
+    inference_instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["ml.m5.xlarge", "ml.g4dn.xlarge"]
+    content_types: Annotated[list[str], Field(min_length=1)] = ["image/jpeg", "image/png", "application/x-image", "application/json"]
+    response_types: Annotated[list[str], Field(min_length=1)] = ["application/json"]
+
+
+class DeploymentConfig(_Section):
+    endpoint_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
+    instance_type: InstanceType = "ml.m5.xlarge"
+    initial_instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    max_instance_count: Annotated[int, Field(ge=1, le=100)] = 2
+    invocations_per_instance: Annotated[int, Field(ge=1)] = 100  # per minute: the autoscaling target
+    data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    max_detections: Annotated[int, Field(ge=1, le=100)] = 100
+
+    @model_validator(mode="after")
+    def _counts(self) -> DeploymentConfig:
+        if self.max_instance_count < self.initial_instance_count:
+            raise ValueError(f"max_instance_count ({self.max_instance_count}) is below initial_instance_count ({self.initial_instance_count})")
+        return self
+
+
+class LabelingConfig(_Section):
+    workteam_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/.+$")] | None = None
+    task_title: Annotated[str, Field(min_length=1, max_length=128)] = "Draw a box around each dent and scratch"
+    task_description: Annotated[str, Field(min_length=1, max_length=255)] = "Car damage: dents and scratches"
+    instructions: Annotated[str, Field(min_length=1)] = (
+        "Draw one tight box around each dent and each scratch. A dent is a deformation of a panel; a scratch is damage "
+        "to the paint. Leave undamaged cars without boxes."
+    )
+    workers_per_object: Annotated[int, Field(ge=1, le=9)] = 1
+    task_time_limit_seconds: Annotated[int, Field(ge=30, le=28800)] = 600
+    max_concurrent_tasks: Annotated[int, Field(ge=1, le=5000)] = 100
+    # Where Ground Truth writes its output; the new-data trigger listens for manifests under it. Null: the data bucket.
+    output_prefix: S3Uri | None = None
+
 
 class Config(_Section):
     project: ProjectConfig = ProjectConfig()
+    aws: AwsConfig = AwsConfig()
     data: DataConfig = DataConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
+    labeling: LabelingConfig = LabelingConfig()
+
+    # Names derived from the project's when the file leaves them null.
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline.name or f"{self.project.name}-pipeline"
+
+    @property
+    def model_package_group(self) -> str:
+        return self.registry.model_package_group or f"{self.project.name}-models"
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.deployment.endpoint_name or f"{self.project.name}-endpoint"
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<defaults>")

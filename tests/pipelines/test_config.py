@@ -63,7 +63,7 @@ def test_an_impossible_value_names_its_key_and_line(text, expected):
 def test_an_unknown_key_is_named_with_the_keys_that_exist():
     message = problems("data:\n  shards: 2\n  validaton_fraction: 0.3\n")
     assert "pipeline.yaml:3: data.validaton_fraction: unknown key (expected one of: label_attribute, classes, validation_fraction" in message
-    assert "pipeline.yaml:1: nonsense: unknown key (expected one of: project, data, training)" in problems("nonsense: 1\n")
+    assert "pipeline.yaml:1: nonsense: unknown key (expected one of: project, aws, data, pipeline, training" in problems("nonsense: 1\n")
 
 
 def test_every_problem_is_reported_at_once():
@@ -92,3 +92,29 @@ def test_each_variant_has_an_input_size_that_is_a_multiple_of_128(model):
     config = parse_config(f"training:\n  model: {model}\n")
     assert config.training.input_size % 128 == 0
     assert parse_config(f"training:\n  model: {model}\n  image_size: 256\n").training.input_size == 256
+
+
+def test_names_default_from_the_project_and_spot_needs_time_to_wait():
+    config = parse_config("project:\n  name: fleet-a\n")
+    assert (config.pipeline_name, config.model_package_group, config.endpoint_name) == ("fleet-a-pipeline", "fleet-a-models", "fleet-a-endpoint")
+    assert "max_wait_minutes (60) must be at least max_run_minutes (120)" in problems("training:\n  max_run_minutes: 120\n  max_wait_minutes: 60\n")
+    assert parse_config("training:\n  spot: false\n  max_run_minutes: 120\n  max_wait_minutes: 60\n").training.spot is False
+    assert "deployment: max_instance_count (1) is below initial_instance_count (2)" in problems(
+        "deployment:\n  initial_instance_count: 2\n  max_instance_count: 1\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("aws:\n  role_arn: my-role\n", "aws.role_arn"),
+        ("aws:\n  region: Europe\n", "aws.region"),
+        ("pipeline:\n  cache_expire_after: 30 days\n", "pipeline.cache_expire_after"),
+        ("evaluation:\n  map_threshold: 1.5\n", "evaluation.map_threshold"),
+        ("registry:\n  approval_status: Maybe\n", "registry.approval_status"),
+        ("labeling:\n  workteam_arn: team-1\n", "labeling.workteam_arn"),
+        ("training:\n  pretrained_checkpoint_uri: /tmp/ckpt\n", "training.pretrained_checkpoint_uri"),
+    ],
+)
+def test_aws_values_are_checked_too(text, key):
+    assert f"pipeline.yaml:2: {key}:" in problems(text)
