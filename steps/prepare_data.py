@@ -1,0 +1,94 @@
+"""PrepareData: the Processing step that runs containers/processing/prepare_data.py on the manifests."""
+
+from __future__ import annotations
+
+from pipelines.context import BuildContext
+from pipelines.parameters import Parameters
+from steps.common import CONTAINER_ROOT, cache, job_retries
+
+NAME = "PrepareData"
+OUTPUT = "prepared"  # the output holding train/, validation/, label_map.pbtxt and the report
+INPUT_ROOT = "/opt/ml/processing/input"
+
+
+def prepare_data_step(context: BuildContext, params: Parameters):
+    """Several instances each take a slice of the manifests (ShardedByS3Key) and all the images; they agree on
+    the split without talking, and name their files after their host (see prepare_data.py)."""
+    from sagemaker.core.processing import Processor
+    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+    from sagemaker.mlops.workflow.steps import ProcessingStep
+
+    data = context.config.data
+    processor = Processor(
+        role=context.role,
+        image_uri=context.value("ProcessingImageUri"),
+        instance_count=params.processing_instance_count,
+        instance_type=params.processing_instance_type,
+        entrypoint=["python3", f"{CONTAINER_ROOT}/processing/prepare_data.py"],
+        volume_size_in_gb=50,
+        volume_kms_key=context.kms_key,
+        output_kms_key=context.kms_key,
+        sagemaker_session=context.session,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    arguments = [
+        "--manifest", f"{INPUT_ROOT}/manifests",
+        "--images", f"{INPUT_ROOT}/images",
+        "--images-prefix", params.images_prefix,
+        "--output", "/opt/ml/processing/output",
+        "--validation-fraction", str(data.validation_fraction),
+        "--seed", str(data.split_seed),
+        "--shards", str(data.shards),
+        "--max-invalid-fraction", str(data.max_invalid_fraction),
+        "--no-progress",
+    ]  # fmt: skip
+    if data.classes:
+        arguments += ["--classes", ",".join(data.classes)]
+    if data.label_attribute:
+        arguments += ["--label-attribute", data.label_attribute]
+    if data.processing.workers:
+        arguments += ["--workers", str(data.processing.workers)]
+    step_args = processor.run(
+        inputs=[
+            ProcessingInput(
+                input_name="manifests",
+                s3_input=ProcessingS3Input(
+                    s3_uri=params.input_manifest_uri,
+                    local_path=f"{INPUT_ROOT}/manifests",
+                    s3_data_type="S3Prefix",
+                    s3_input_mode="File",
+                    s3_data_distribution_type="ShardedByS3Key",
+                ),
+            ),
+            ProcessingInput(
+                input_name="images",
+                s3_input=ProcessingS3Input(
+                    s3_uri=params.images_prefix,
+                    local_path=f"{INPUT_ROOT}/images",
+                    s3_data_type="S3Prefix",
+                    s3_input_mode="File",
+                    s3_data_distribution_type="FullyReplicated",
+                ),
+            ),
+        ],
+        outputs=[
+            ProcessingOutput(
+                output_name=OUTPUT,
+                s3_output=ProcessingS3Output(
+                    s3_uri=context.execution_uri("prepared-data"), local_path="/opt/ml/processing/output", s3_upload_mode="EndOfJob"
+                ),
+            )
+        ],
+        arguments=arguments,
+    )
+    return ProcessingStep(
+        name=NAME, step_args=step_args, cache_config=cache(context), retry_policies=job_retries(), description="Ground Truth manifests -> TFRecords"
+    )
+
+
+def prepared_uri(step, *parts: str):
+    """The S3 URI of PrepareData's output (or a path under it), as a property of the step."""
+    from sagemaker.core.workflow.functions import Join
+
+    root = step.properties.ProcessingOutputConfig.Outputs[OUTPUT].S3Output.S3Uri
+    return Join(on="/", values=[root, *parts]) if parts else root

@@ -1,0 +1,40 @@
+"""Register: the model package in the Model Registry group from pipeline.yaml, with its evaluation as
+ModelMetrics and the approval status of the run (PendingManualApproval unless a run says otherwise)."""
+
+from __future__ import annotations
+
+from pipelines.context import BuildContext
+from pipelines.parameters import Parameters
+from steps.common import service_retries
+from steps.evaluate import evaluation_uri
+
+NAME = "Register"
+
+
+def register_step(context: BuildContext, params: Parameters, train, evaluate, measured_map):
+    from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.mlops.workflow.model_step import ModelStep
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    config = context.config
+    builder = ModelBuilder(
+        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+        image_uri=context.value("InferenceImageUri"),
+        role_arn=context.role,
+        sagemaker_session=context.session,
+        # The endpoint handler's defaults (containers/inference/inference.py); a request may set its own.
+        env_vars={"SCORE_THRESHOLD": str(config.deployment.score_threshold), "MAX_DETECTIONS": str(config.deployment.max_detections)},
+    )
+    step_args = builder.register(
+        model_package_group_name=config.model_package_group,
+        content_types=list(config.registry.content_types),
+        response_types=list(config.registry.response_types),
+        inference_instances=list(config.registry.inference_instance_types),
+        model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate), content_type="application/json")),
+        approval_status=params.model_approval_status,
+        description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",
+        customer_metadata_properties={"mAP": measured_map.to_string(), "TrainingSteps": params.training_steps.to_string()},
+        domain="COMPUTER_VISION",
+        task="OBJECT_DETECTION",
+    )
+    return ModelStep(name=NAME, step_args=step_args, retry_policies=service_retries())

@@ -1,0 +1,353 @@
+"""The pipeline definition: its shape, its settings, its determinism, offline rendering, and AWS's schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import socket
+
+import botocore.session
+import pytest
+from jsonschema import Draft7Validator
+
+from containers.training.metrics import METRIC_DEFINITIONS
+from pipelines.config import load_config, parse_config
+from pipelines.context import PLACEHOLDERS
+from pipelines.definition import DefinitionError, render_definition
+from tests.support import ROOT
+
+SCHEMA = ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
+PARAMETERS = {
+    "InputManifestUri": "s3://${DataBucket}/manifests/",
+    "ImagesS3Prefix": "s3://${DataBucket}/images/",
+    "ProcessingInstanceCount": 1,
+    "ProcessingInstanceType": "ml.m5.xlarge",
+    "TrainingInstanceType": "ml.p3.2xlarge",
+    "ModelVariant": "efficientdet-d0",
+    "TrainingSteps": 2000,
+    "BatchSize": 8,
+    "ImageSize": 512,
+    "EvaluationInstanceType": "ml.m5.xlarge",
+    "MapThreshold": 0.3,
+    "ModelApprovalStatus": "PendingManualApproval",
+}
+CACHED = {"PrepareData", "Train", "Evaluate"}
+# What SageMaker puts in each step type's cache key (the SageMaker documentation's "default cache key
+# attributes"): these must not change from one render to the next or with the execution.
+CACHE_KEY = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": ("AlgorithmSpecification", "CheckpointConfig", "Environment", "HyperParameters", "InputDataConfig"),
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def text(config):
+    return render_definition(config)
+
+
+@pytest.fixture(scope="module")
+def definition(text):
+    return json.loads(text)
+
+
+def all_steps(steps):
+    for step in steps:
+        yield step
+        if step["Type"] == "Condition":
+            yield from all_steps(step["Arguments"]["IfSteps"])
+            yield from all_steps(step["Arguments"]["ElseSteps"])
+
+
+def step(definition, name):
+    return next(s for s in all_steps(definition["Steps"]) if s["Name"] == name)
+
+
+def references(value) -> set[str]:
+    """Every step or execution a value reads (Get expressions), to check dependencies."""
+    found = set()
+    if isinstance(value, dict):
+        if "Get" in value and isinstance(value["Get"], str):
+            found.add(value["Get"].split(".")[0] + "." + value["Get"].split(".")[1].split("[")[0])
+        for item in value.values():
+            found |= references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    return found
+
+
+def test_the_steps_their_types_and_the_condition_wiring(definition):
+    assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
+        ("PrepareData", "Processing"),
+        ("Train", "Training"),
+        ("Evaluate", "Processing"),
+        ("CheckQuality", "Condition"),
+    ]
+    gate = step(definition, "CheckQuality")["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel"), ("CheckApproval", "Condition")]
+    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("QualityBelowThreshold", "Fail")]
+    (condition,) = gate["Conditions"]
+    assert condition["Type"] == "GreaterThanOrEqualTo"
+    assert condition["LeftValue"] == {
+        "Std:JsonGet": {"Path": "metrics.mAP.value", "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}}
+    }
+    assert condition["RightValue"] == {"Get": "Parameters.MapThreshold"}
+    approval = step(definition, "CheckApproval")["Arguments"]
+    assert approval["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.ModelApprovalStatus"}, "RightValue": "Approved"}]
+    assert [(s["Name"], s["Type"]) for s in approval["IfSteps"]] == [("Deploy", "Lambda")] and approval["ElseSteps"] == []
+
+
+def test_dependencies_follow_the_data(definition):
+    assert references(step(definition, "PrepareData")["Arguments"]) <= {
+        "Parameters.InputManifestUri",
+        "Parameters.ImagesS3Prefix",
+        "Parameters.ProcessingInstanceCount",
+        "Parameters.ProcessingInstanceType",
+        "Execution.PipelineExecutionId",
+    }
+    assert "Steps.PrepareData" in references(step(definition, "Train")["Arguments"])
+    assert {"Steps.Train", "Steps.PrepareData"} <= references(step(definition, "Evaluate")["Arguments"])
+    assert {"Steps.Train", "Steps.Evaluate"} <= references(step(definition, "Register")["Arguments"])
+    deploy = step(definition, "Deploy")
+    assert deploy["Arguments"]["model_package_arn"] == {"Get": "Steps.Register.ModelPackageArn"}
+    assert deploy["FunctionArn"] == "${DeployFunctionArn}"
+
+
+def test_the_fail_message_names_the_measured_map_and_the_threshold(definition):
+    message = step(definition, "QualityBelowThreshold")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert {"Std:JsonGet": {"Path": "metrics.mAP.value", "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}}} in message
+    assert {"Get": "Parameters.MapThreshold"} in message
+    assert any("mAP" in part for part in message if isinstance(part, str)) and any("threshold" in part for part in message if isinstance(part, str))
+
+
+def test_parameters_and_their_defaults_come_from_pipeline_yaml(definition):
+    assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]} == PARAMETERS
+    changed = json.loads(render_definition(parse_config("training:\n  steps: 50\n  image_size: 256\nevaluation:\n  map_threshold: 0.05\n")))
+    defaults = {p["Name"]: p["DefaultValue"] for p in changed["Parameters"]}
+    assert (defaults["TrainingSteps"], defaults["ImageSize"], defaults["MapThreshold"]) == (50, 256, 0.05)
+
+
+def test_prepare_data_shards_the_manifests_over_its_instances(definition):
+    arguments = step(definition, "PrepareData")["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+    assert inputs["manifests"]["S3DataDistributionType"] == "ShardedByS3Key" and inputs["manifests"]["S3Uri"] == {
+        "Get": "Parameters.InputManifestUri"
+    }
+    assert inputs["images"]["S3DataDistributionType"] == "FullyReplicated"
+    assert arguments["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == {"Get": "Parameters.ProcessingInstanceCount"}
+    app = arguments["AppSpecification"]
+    assert app["ContainerEntrypoint"] == ["python3", "/opt/program/containers/processing/prepare_data.py"]
+    assert app["ContainerArguments"][app["ContainerArguments"].index("--classes") + 1] == "dent,scratch"
+
+
+def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition):
+    arguments = step(definition, "Train")["Arguments"]
+    assert arguments["EnableManagedSpotTraining"] is True
+    assert arguments["StoppingCondition"] == {"MaxRuntimeInSeconds": 240 * 60, "MaxWaitTimeInSeconds": 480 * 60}
+    assert arguments["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints" and arguments["CheckpointConfig"]["S3Uri"]
+    assert arguments["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
+    assert arguments["ResourceConfig"]["InstanceCount"] == 1
+    assert arguments["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
+    assert arguments["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert arguments["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
+    channels = {c["ChannelName"] for c in arguments["InputDataConfig"]}
+    assert channels == {"train", "validation", "label_map"}
+    hyperparameters = arguments["HyperParameters"]
+    assert set(hyperparameters) >= {"model", "num_steps", "batch_size", "image_size", "checkpoint_every"}
+    # Debugger's hook does not support this TF version and loop; no profiler either (see steps/train.py).
+    assert not {"ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig", "DebugRuleConfigurations"} & set(arguments)
+
+
+def test_spot_and_a_pretrained_checkpoint_follow_the_config():
+    config = parse_config("training:\n  spot: false\n  pretrained_checkpoint_uri: s3://models/efficientdet_d0_coco17_tpu-32.tar.gz\n")
+    arguments = step(json.loads(render_definition(config)), "Train")["Arguments"]
+    assert "EnableManagedSpotTraining" not in arguments or arguments["EnableManagedSpotTraining"] is False
+    assert "MaxWaitTimeInSeconds" not in arguments["StoppingCondition"]
+    pretrained = next(c for c in arguments["InputDataConfig"] if c["ChannelName"] == "pretrained")
+    assert pretrained["DataSource"]["S3DataSource"]["S3Uri"] == "s3://models/efficientdet_d0_coco17_tpu-32.tar.gz"
+
+
+def test_evaluation_report_is_a_property_file(definition):
+    evaluate = step(definition, "Evaluate")
+    assert evaluate["PropertyFiles"] == [{"FilePath": "evaluation.json", "OutputName": "evaluation", "PropertyFileName": "EvaluationReport"}]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    assert inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+
+
+def test_registration_carries_metrics_content_types_and_the_approval_parameter(definition):
+    arguments = step(definition, "Register")["Arguments"]
+    assert arguments["ModelPackageGroupName"] == "car-damage-models"
+    assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["ContentType"] == "application/json" and "Steps.Evaluate" in references(statistics["S3Uri"])
+    spec = arguments["InferenceSpecification"]
+    assert spec["SupportedContentTypes"] == ["image/jpeg", "image/png", "application/x-image", "application/json"]
+    assert spec["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.xlarge", "ml.g4dn.xlarge"]
+    (container,) = spec["Containers"]
+    assert container["Image"] == "${InferenceImageUri}" and container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert container["Environment"]["SCORE_THRESHOLD"] == "0.3"
+
+
+def test_expensive_steps_are_cached_and_every_job_step_retries(definition):
+    for name in CACHED:
+        assert step(definition, name)["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    for name in ("PrepareData", "Train", "Evaluate", "Register"):
+        kinds = {kind for policy in step(definition, name)["RetryPolicies"] for kind in policy["ExceptionType"]}
+        assert {"Step.THROTTLING", "Step.SERVICE_FAULT"} <= kinds
+    for name in ("PrepareData", "Train", "Evaluate"):
+        kinds = {kind for policy in step(definition, name)["RetryPolicies"] for kind in policy["ExceptionType"]}
+        assert "SageMaker.CAPACITY_ERROR" in kinds
+    assert "RetryPolicies" not in step(definition, "Deploy")  # a Lambda step takes none
+
+
+def test_cache_keys_are_stable_and_do_not_depend_on_the_execution(definition, config):
+    again = json.loads(render_definition(config))
+    for name in CACHED:
+        first, second = step(definition, name), step(again, name)
+        for key in CACHE_KEY[first["Type"]]:
+            assert first["Arguments"].get(key) == second["Arguments"].get(key)
+            assert "Execution.PipelineExecutionId" not in references(first["Arguments"].get(key)), (name, key)
+
+
+def test_rendering_is_byte_identical_with_sorted_keys(text, config):
+    assert render_definition(config) == text
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+    assert not re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d", text), "a timestamp in the definition breaks caching"
+
+
+def test_jobs_encrypt_with_the_kms_key(definition):
+    for name in ("PrepareData", "Evaluate"):
+        arguments = step(definition, name)["Arguments"]
+        assert arguments["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "${KmsKeyId}"
+        assert arguments["ProcessingOutputConfig"]["KmsKeyId"] == "${KmsKeyId}"
+    train = step(definition, "Train")["Arguments"]
+    assert train["ResourceConfig"]["VolumeKmsKeyId"] == "${KmsKeyId}" and train["OutputDataConfig"]["KmsKeyId"] == "${KmsKeyId}"
+
+
+def test_unset_account_values_are_placeholders_and_given_ones_are_filled(text, config):
+    found = set(re.findall(r"\$\{([A-Za-z:]+)\}", text))
+    assert found == set(PLACEHOLDERS) | {"AWS::Region"}
+    values = {
+        "SageMakerRoleArn": "arn:aws:iam::123456789012:role/cardamage-sagemaker",
+        "DataBucket": "my-data",
+        "ArtifactBucket": "my-artifacts",
+        "KmsKeyId": "arn:aws:kms:eu-west-1:123456789012:key/abcd",
+        "ProcessingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/processing:abc",
+        "TrainingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:abc",
+        "InferenceImageUri": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-inference:2.19-cpu",
+        "DeployFunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:deploy",
+    }
+    filled = render_definition(config.model_copy(update={"aws": config.aws.model_copy(update={"region": "eu-west-1"})}), values)
+    assert "${" not in filled and "placeholder" not in filled
+    assert "s3://my-data/manifests/" in filled and values["TrainingImageUri"] in filled and '"SAGEMAKER_REGION": "eu-west-1"' in filled
+    with pytest.raises(DefinitionError, match=r"unknown value name\(s\) \['Bucket'\]"):
+        render_definition(config, {"Bucket": "x"})
+
+
+def test_rendering_makes_no_network_call_and_needs_no_credentials(monkeypatch, tmp_path, config):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "empty").write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "empty"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "empty"))
+    attempts = []
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise OSError(f"network call to {address} while rendering")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: refuse(None, address))
+    assert json.loads(render_definition(config))["Steps"]
+    assert attempts == []
+
+
+# AWS's published schema (shared/reference, April 2025) predates what the service and SDK 3 write. Each
+# step is validated against the definition for its type, with these differences accepted, each for a reason:
+# - the schema has no Std:JsonGet and a malformed Std:Join: they are replaced by a Get before validating
+#   (their own shape is asserted by the tests above);
+# - RetryPolicy.ExceptionType is a list in the service's definition format (and in every SDK), a string in
+#   the schema: the first entry is validated;
+# - a Condition step's IfSteps/ElseSteps may hold Lambda and Condition steps (the service accepts them):
+#   nested steps are validated on their own, and stand-ins take their place in the condition;
+# - PropertyFiles is a step-level field the schema lacks; the service reads it for JsonGet;
+# - step arguments the schema lacks must exist in botocore's request shape for the step's API call (the
+#   newer word on what the service takes), and are listed in the test.
+API_SHAPES = {"Processing": "CreateProcessingJobRequest", "Training": "CreateTrainingJobRequest", "RegisterModel": "CreateModelPackageInput"}
+KIND = {
+    "Processing": "ProcessingStep",
+    "Training": "TrainingStep",
+    "Condition": "ConditionStep",
+    "RegisterModel": "RegisterModelStep",
+    "Lambda": "LambdaStep",
+    "Fail": "FailStep",
+}
+
+
+def _stand_in(value):
+    if isinstance(value, dict):
+        if set(value) in ({"Std:JsonGet"}, {"Std:Join"}):
+            return {"Get": "Parameters.StandIn"}
+        return {key: _stand_in(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_stand_in(item) for item in value]
+    return value
+
+
+def _in_api(shape, path: list, field: str) -> bool:
+    """Whether botocore's request shape has `field` at `path` (a path into the step's Arguments)."""
+    for part in path:
+        if shape.type_name == "list":
+            shape = shape.member
+            continue
+        if shape.type_name != "structure" or part not in shape.members:
+            return False
+        shape = shape.members[part]
+    if shape.type_name == "list":
+        shape = shape.member
+    return shape.type_name == "structure" and field in shape.members
+
+
+@pytest.mark.skipif(not SCHEMA.is_file(), reason="the shared reference schema is not beside the repository")
+def test_every_step_validates_against_aws_schema_with_only_the_known_deviations(definition):
+    schema = json.loads(SCHEMA.read_text())
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    accepted = []
+    for original in all_steps(definition["Steps"]):
+        candidate = _stand_in(copy.deepcopy(original))
+        for policy in candidate.get("RetryPolicies", []):
+            policy["ExceptionType"] = policy["ExceptionType"][0]
+        candidate.pop("PropertyFiles", None)
+        if candidate["Type"] == "Condition":
+            stub = {"Name": "StandIn", "Type": "Fail", "Arguments": {"ErrorMessage": "stand-in"}}
+            candidate["Arguments"]["IfSteps"] = [stub for _ in candidate["Arguments"]["IfSteps"]]
+            candidate["Arguments"]["ElseSteps"] = [stub for _ in candidate["Arguments"]["ElseSteps"]]
+        validator = Draft7Validator({"$ref": f"#/definitions/{KIND[candidate['Type']]}", "definitions": schema["definitions"]})
+        for error in validator.iter_errors(candidate):
+            path = list(error.absolute_path)
+            unexpected = re.findall(r"'([A-Za-z]+)'", error.message) if error.validator == "additionalProperties" else []
+            assert unexpected and path[:1] == ["Arguments"], f"{original['Name']}: {path}: {error.message[:300]}"
+            shape = model.shape_for(API_SHAPES[candidate["Type"]])
+            for field in unexpected:
+                assert _in_api(shape, path[1:], field), f"{original['Name']}: {field} at {path} is in neither the schema nor the API"
+                accepted.append((original["Name"], ".".join(map(str, [*path[1:], field]))))
+    # Fields newer than the schema, each confirmed against botocore's service model above.
+    assert sorted(accepted) == sorted(
+        [
+            ("Train", "Environment"),
+            ("Register", "InferenceSpecification.Containers.0.Environment"),
+            ("Register", "CustomerMetadataProperties"),
+            ("Register", "Domain"),
+            ("Register", "ModelApprovalStatus"),
+            ("Register", "SkipModelValidation"),
+            ("Register", "Task"),
+        ]
+    )
+    # The top level: SDK 3 also writes PipelineExperimentConfig and MlflowConfig, which the schema lacks.
+    assert set(definition) - set(schema["properties"]) <= {"PipelineExperimentConfig", "MlflowConfig"}
