@@ -195,6 +195,12 @@ class Config(_Section):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<defaults>")
+    _profile: str | None = PrivateAttr(default=None)
+
+    @property
+    def profile(self) -> str | None:
+        """The profile applied, if any."""
+        return self._profile
 
     @property
     def base_dir(self) -> Path:
@@ -214,8 +220,9 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid. The message is meant for a person."""
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
-    """Load and validate a `pipeline.yaml`, raising `ConfigError` with every problem found."""
+def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -> Config:
+    """Load and validate a `pipeline.yaml` (with a profile's overrides applied), raising `ConfigError`
+    with every problem found."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -223,11 +230,15 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
         raise ConfigError(f"{path}: no such configuration file (pass --config PATH)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent, profile=profile)
 
 
-def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:
-    """Validate configuration text (YAML); `source` names it in error messages."""
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None, profile: str | None = None) -> Config:
+    """Validate configuration text (YAML); `source` names it in error messages.
+
+    A top-level `profiles` mapping holds named sets of overrides (`profiles.local.training.steps: 10`),
+    merged over the rest when that profile is asked for. Every profile is validated on every load, so a
+    mistake in one is found before anyone uses it."""
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -239,20 +250,46 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (project, data, training)")
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(error, root, source) for error in exc.errors()]
-        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems)) from None
+    profiles = data.pop("profiles", None) or {}
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise ConfigError(f"{source}:{_line_of(root, ['profiles'])}: profiles: must map each profile name to a mapping of overrides")
+    problems = _validate(data, root, source)
+    for name, overrides in profiles.items():
+        problems += _validate(_merge(data, overrides), root, source, profile=str(name))
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+    if profile is not None and profile not in profiles:
+        raise ConfigError(f"{source}: no profile {profile!r} (profiles: {', '.join(map(str, profiles)) or 'none'})")
+    config = Config.model_validate(_merge(data, profiles[profile]) if profile else data)
     config._base_dir = base_dir or Path.cwd()
     config._source = source
+    config._profile = profile
     return config
 
 
-def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
+def _validate(data: dict, root: yaml.Node | None, source: str, profile: str | None = None) -> list[str]:
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        return [_describe(error, root, source, profile) for error in exc.errors()]
+    return []
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` merged in, section by section (a mapping merges, any other value replaces)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _describe(error: Any, root: yaml.Node | None, source: str, profile: str | None = None) -> str:
     loc = [part for part in error["loc"] if not _is_union_branch(part)]
     key = ".".join(str(part) for part in loc) or "(top level)"
     line = _line_of(root, loc)
+    if profile is not None:  # the value may come from the profile's overrides or from the section it overrides
+        in_profile = _line_of(root, ["profiles", profile, *loc], exact=True)
+        key, line = (f"profiles.{profile}.{key}", in_profile) if in_profile else (f"{key} (in profile {profile!r})", line)
     where = f"{source}:{line}" if line else source
     if error["type"] == "extra_forbidden":
         model = _model_at(loc[:-1])
@@ -303,18 +340,19 @@ def _types_of(annotation: Any) -> list[Any]:
     return [annotation] if not args else [a for arg in args for a in _types_of(arg)] + [annotation]
 
 
-def _line_of(root: yaml.Node | None, loc: list[Any]) -> int | None:
-    """The 1-based line of the deepest YAML node that `loc` reaches."""
+def _line_of(root: yaml.Node | None, loc: list[Any], exact: bool = False) -> int | None:
+    """The 1-based line of the deepest YAML node that `loc` reaches (with `exact`, None unless it reaches
+    the end of `loc`)."""
     node, line = root, (root.start_mark.line + 1) if root is not None else None
-    for part in loc:
+    for depth, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
             if match is None:
-                break
+                return None if exact and depth < len(loc) else line
             node, line = match[1], match[0].start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
-            break
+            return None if exact else line
     return line

@@ -118,3 +118,22 @@ def test_names_default_from_the_project_and_spot_needs_time_to_wait():
 )
 def test_aws_values_are_checked_too(text, key):
     assert f"pipeline.yaml:2: {key}:" in problems(text)
+
+
+def test_a_profile_overrides_sections_and_every_profile_is_checked():
+    text = "training:\n  steps: 2000\n  batch_size: 8\nprofiles:\n  local:\n    training:\n      steps: 10\n"
+    assert parse_config(text).training.steps == 2000
+    local = parse_config(text, profile="local")
+    assert (local.profile, local.training.steps, local.training.batch_size) == ("local", 10, 8)
+    message = problems("profiles:\n  local:\n    training:\n      steps: -1\n      bogus: 2\n")
+    assert "pipeline.yaml:4: profiles.local.training.steps: input should be greater than or equal to 1" in message
+    assert "pipeline.yaml:5: profiles.local.training.bogus: unknown key" in message
+    assert "profiles: must map each profile name to a mapping" in problems("profiles: [local]\n")
+    with pytest.raises(ConfigError, match=r"no profile 'prod' \(profiles: local\)"):
+        parse_config(text, profile="prod")
+
+
+def test_the_repository_local_profile_runs_fast_and_opens_the_gate():
+    local = load_config(ROOT / "pipeline.yaml", profile="local")
+    assert (local.training.model, local.training.input_size) == ("efficientdet-d0", 256)
+    assert local.training.steps <= 20 and local.evaluation.map_threshold == 0.0 and local.registry.approval_status == "Approved"
