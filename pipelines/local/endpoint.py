@@ -1,0 +1,162 @@
+"""The local endpoint: what the pipeline's Deploy step (and `cardamage deploy --local`) deploys, and the HTTP
+server that serves it with SageMaker's container contract (`GET /ping`, `POST /invocations`) through the
+endpoint's own handler code (containers/inference, via LocalEndpoint).
+
+A deployment is a record, `<state>/endpoints/<name>.json`, naming the package and the folder its
+model.tar.gz was unpacked into. The rules are the deployment function's: only an Approved package is
+deployed, and never over a newer version of the same group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+ENDPOINT_SETTINGS = ("SCORE_THRESHOLD", "MAX_DETECTIONS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MAX_BATCH")
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Deployment:
+    endpoint_name: str
+    package_arn: str
+    group: str
+    version: int
+    model_dir: str
+    environment: dict
+    deployed: float
+
+
+class LocalDeployer:
+    """Deploys registered packages to local endpoints (the deployment function's rules, on this machine)."""
+
+    def __init__(self, state: State, s3: LocalS3, folder: Path):
+        self.state, self.s3, self.folder = state, s3, folder
+
+    def record(self, endpoint_name: str) -> Deployment | None:
+        path = self.folder / f"{endpoint_name}.json"
+        return Deployment(**json.loads(path.read_text())) if path.is_file() else None
+
+    def deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False) -> dict:
+        """Deploy a package; returns {status: created|updated|skipped, endpoint_name, model_package_arn, reason}."""
+        package = self.state.package(package_arn)
+        result = {"endpoint_name": endpoint_name, "model_package_arn": package_arn}
+        if package is None:
+            return {**result, "status": "skipped", "reason": f"no model package {package_arn}"}
+        if package.status != "Approved":
+            return {**result, "status": "skipped", "reason": f"the package is {package.status}, not Approved"}
+        current = self.record(endpoint_name)
+        if current and current.group == package.group and current.version >= package.version and not force:
+            return {**result, "status": "skipped", "reason": f"version {current.version} is deployed; version {package.version} is not newer"}
+        model_dir = self.folder / endpoint_name / f"v{package.version}"
+        if not (model_dir / "1").is_dir():
+            model_dir.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(self.s3.path(package.model_data_url)) as archive:
+                archive.extractall(model_dir, filter="data")
+        deployment = Deployment(
+            endpoint_name, package.arn, package.group, package.version, str(model_dir), package.metadata.get("Environment", {}), time.time()
+        )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{endpoint_name}.json").write_text(json.dumps(asdict(deployment), indent=2))
+        return {**result, "status": "updated" if current else "created", "reason": f"version {package.version} deployed"}
+
+
+class EndpointServer:
+    """`GET /ping` and `POST /invocations` on 127.0.0.1 for one local endpoint; picks up a new deployment
+    (a Deploy step, an approval) at the next request."""
+
+    def __init__(self, deployer: LocalDeployer, endpoint_name: str, port: int = 8080, package_arn: str | None = None):
+        self.deployer, self.endpoint_name, self.pinned = deployer, endpoint_name, package_arn
+        self._lock = threading.Lock()
+        self._loaded: tuple[str, object] | None = None  # (model folder, LocalEndpoint)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def endpoint(self):
+        """The LocalEndpoint of the current deployment (or the pinned package), loaded once per model."""
+        from containers.inference.local import LocalEndpoint
+
+        model_dir, environment = self._model_dir()
+        with self._lock:
+            if self._loaded is None or self._loaded[0] != model_dir:
+                # The model's environment (SCORE_THRESHOLD, MAX_DETECTIONS), as the endpoint's container gets it.
+                os.environ.update({k: str(v) for k, v in environment.items() if k in ENDPOINT_SETTINGS})
+                self._loaded = (model_dir, LocalEndpoint(model_dir)) if model_dir else None
+            return self._loaded[1] if self._loaded else None
+
+    def _model_dir(self) -> tuple[str | None, dict]:
+        if self.pinned:
+            package = self.deployer.state.package(self.pinned)
+            if package is None:
+                raise ValueError(f"no model package {self.pinned}")
+            folder = self.deployer.folder / "packages" / f"{package.group}-v{package.version}"
+            if not (folder / "1").is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(self.deployer.s3.path(package.model_data_url)) as archive:
+                    archive.extractall(folder, filter="data")
+            return str(folder), package.metadata.get("Environment", {})
+        record = self.deployer.record(self.endpoint_name)
+        return (record.model_dir, record.environment) if record else (None, {})
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != "/ping":
+                    return self._reply(HTTPStatus.NOT_FOUND, b'{"error": "not found"}')
+                try:
+                    ready = server.endpoint() is not None
+                except Exception as exc:  # a broken model folder: unhealthy, with the reason
+                    return self._reply(HTTPStatus.SERVICE_UNAVAILABLE, json.dumps({"error": str(exc)}).encode())
+                return self._reply(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, b"" if ready else b'{"error": "no model deployed"}')
+
+            def do_POST(self):
+                if self.path != "/invocations":
+                    return self._reply(HTTPStatus.NOT_FOUND, b'{"error": "not found"}')
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    return self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b'{"error": "request body too large"}')
+                body = self.rfile.read(length)
+                endpoint = server.endpoint()
+                if endpoint is None:
+                    return self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b'{"error": "no model deployed"}')
+                status, answer, content_type = endpoint.invoke(
+                    body, self.headers.get("Content-Type", ""), self.headers.get(CUSTOM_ATTRIBUTES), self.headers.get("Accept") or "application/json"
+                )
+                return self._reply(status, answer, content_type)
+
+        return Handler

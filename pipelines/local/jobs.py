@@ -1,0 +1,230 @@
+"""Processing and Training jobs on this machine: the container programs run as subprocesses of this
+Python, each in a sandbox folder that plays `/opt/ml/...`, with their inputs copied in, their outputs
+copied back to the (local) S3 locations, and what SageMaker would give them: the hyperparameters file,
+the channels' environment variables, the resource configuration, `model.tar.gz` packed from the model
+folder, checkpoints kept between attempts as the checkpoint S3 prefix keeps them for spot training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.local.expressions import DefinitionProblem
+from pipelines.local.storage import LocalS3
+
+ROOT = Path(__file__).resolve().parents[2]
+OPT_ML = "/opt/ml/"
+IMAGE_ROOT = "/opt/program/"  # where the images put the repository's containers/ (see their Dockerfiles)
+
+
+class JobFailed(Exception):
+    """The job's program failed; the message is its reason (its last error line), `log` its log file."""
+
+    def __init__(self, reason: str, log: Path):
+        super().__init__(reason)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Images:
+    """What each image of the definition runs here: an entry point for images that have one of their own."""
+
+    processing: str
+    training: str
+    inference: str
+
+    def training_command(self, image: str) -> list[str]:
+        if image != self.training:
+            raise DefinitionProblem(
+                f"the training image {image!r} is not the project's ({self.training!r}); the local engine runs only its own programs"
+            )
+        return [sys.executable, str(ROOT / "containers" / "training" / "train.py"), "train"]
+
+
+def command_for(entrypoint: Sequence[str]) -> list[str]:
+    """A Processing job's container entry point, with the image's paths mapped onto this repository."""
+    if not entrypoint or not str(entrypoint[0]).startswith("python"):
+        raise DefinitionProblem(f"the container entry point {list(entrypoint)!r} is not a Python program of this repository")
+    program = str(entrypoint[1]) if len(entrypoint) > 1 else ""
+    if not program.startswith(IMAGE_ROOT):
+        raise DefinitionProblem(f"the program {program!r} is not under {IMAGE_ROOT} (the images' copy of containers/)")
+    local = ROOT / program[len(IMAGE_ROOT) :]
+    if not local.is_file():
+        raise DefinitionProblem(f"the program {program!r} has no local copy at {local}")
+    return [sys.executable, str(local), *map(str, entrypoint[2:])]
+
+
+class Sandbox:
+    """A folder that stands for the container's /opt/ml."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.opt_ml = folder / "opt" / "ml"
+        self.opt_ml.mkdir(parents=True, exist_ok=True)
+
+    def local(self, container_path: str) -> Path:
+        if not container_path.startswith(OPT_ML):
+            raise DefinitionProblem(f"the container path {container_path!r} is not under {OPT_ML}")
+        return self.opt_ml / container_path[len(OPT_ML) :]
+
+    def rewrite(self, value: str) -> str:
+        """An argument or environment value with container paths moved into the sandbox."""
+        return str(self.local(value)) if value.startswith(OPT_ML) else value
+
+
+def run_program(command: list[str], env: dict[str, str], log: Path, echo: Callable[[str], None]) -> None:
+    """Run a program, its output streamed to `echo` and to `log`; raises JobFailed with its last error line.
+    Ctrl-C stops the program (and its children) before the KeyboardInterrupt goes on."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    last_error, last_line = "", ""
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, bufsize=1)
+        try:
+            for line in process.stdout:
+                out.write(line)
+                out.flush()
+                text = line.rstrip()
+                if text:
+                    echo(text)
+                    last_line = text
+                    if re.search(r"(^|\s)error:|Error:|Exception:", text):
+                        last_error = text
+            process.wait()
+        except KeyboardInterrupt:
+            _stop(process)
+            raise
+    if process.returncode != 0:
+        raise JobFailed(last_error or last_line or f"exit status {process.returncode}", log)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=wait)
+            return
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            if process.poll() is not None:
+                return
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment (without any AWS credentials: jobs here reach no AWS), plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SM_"))}
+    return {**base, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_processing(arguments: dict, name: str, s3: LocalS3, work: Path, echo: Callable[[str], None]) -> dict:
+    """A CreateProcessingJob request, run here; returns what DescribeProcessingJob would add to it."""
+    command = command_for(arguments["AppSpecification"].get("ContainerEntrypoint") or [])
+    cluster = arguments["ProcessingResources"]["ClusterConfig"]
+    count = int(cluster.get("InstanceCount", 1))
+    hosts = [f"algo-{i + 1}" for i in range(count)]
+    for index, host in enumerate(hosts):
+        sandbox = Sandbox(work / host)
+        for item in arguments.get("ProcessingInputs", []):
+            source = item.get("S3Input")
+            if source is None:
+                raise DefinitionProblem(f"processing input {item.get('InputName')!r}: only S3 inputs run locally")
+            sharded = source.get("S3DataDistributionType") == "ShardedByS3Key"
+            s3.download(source["S3Uri"], sandbox.local(source["LocalPath"]), shard=(index, count) if sharded else None)
+        config = sandbox.opt_ml / "config" / "resourceconfig.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+        program_arguments = [sandbox.rewrite(str(a)) for a in arguments["AppSpecification"].get("ContainerArguments", [])]
+        if count > 1 and command[1].endswith("prepare_data.py"):
+            program_arguments += ["--resource-config", str(config)]  # the program's hidden option for its host name
+        for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            sandbox.local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        env = environment({k: sandbox.rewrite(str(v)) for k, v in (arguments.get("Environment") or {}).items()})
+        if count > 1:
+            echo(f"instance {host} of {count}")
+        run_program(command + program_arguments, env, work / f"{host}.log", echo)
+        for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            s3.upload(sandbox.local(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+    return {**arguments, "ProcessingJobName": name, "ProcessingJobStatus": "Completed"}
+
+
+def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: Path, echo: Callable[[str], None]) -> dict:
+    """A CreateTrainingJob request, run here; returns what DescribeTrainingJob would add to it."""
+    command = images.training_command(arguments["AlgorithmSpecification"]["TrainingImage"])
+    sandbox = Sandbox(work)
+    channels = {}
+    for channel in arguments.get("InputDataConfig", []):
+        source = channel["DataSource"].get("S3DataSource")
+        if source is None:
+            raise DefinitionProblem(f"training channel {channel['ChannelName']!r}: only S3 channels run locally")
+        folder = sandbox.local(f"/opt/ml/input/data/{channel['ChannelName']}")
+        s3.download(source["S3Uri"], folder)
+        channels[f"SM_CHANNEL_{channel['ChannelName'].upper()}"] = str(folder)
+    config = sandbox.local("/opt/ml/input/config")
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}, indent=2))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    checkpoint = arguments.get("CheckpointConfig")
+    checkpoints = sandbox.local(checkpoint.get("LocalPath", "/opt/ml/checkpoints") if checkpoint else "/opt/ml/checkpoints")
+    # What an earlier attempt left in the checkpoint prefix comes back, as for a restarted spot job.
+    if checkpoint and (restored := s3.download(checkpoint["S3Uri"], checkpoints)):
+        echo(f"restored {restored} checkpoint file(s) from {checkpoint['S3Uri']}")
+    model_dir, tensorboard, failure = (
+        sandbox.local("/opt/ml/model"),
+        sandbox.local("/opt/ml/output/tensorboard"),
+        sandbox.local("/opt/ml/output/failure"),
+    )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    env = environment(
+        {
+            **(arguments.get("Environment") or {}),
+            **channels,
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DATA_DIR": str(sandbox.local("/opt/ml/output/data")),
+        }
+    )
+    paths = ["--hyperparameters", str(config / "hyperparameters.json"), "--model-dir", str(model_dir), "--checkpoints", str(checkpoints)]
+    paths += ["--tensorboard-dir", str(tensorboard), "--failure-file", str(failure)]
+    log = work / "training.log"
+    try:
+        run_program(command + paths, env, log, echo)
+    except JobFailed as exc:
+        reason = failure.read_text().strip() if failure.is_file() else str(exc)
+        raise JobFailed(reason, log) from None
+    finally:
+        if checkpoint and checkpoints.is_dir():
+            s3.upload(checkpoints, checkpoint["S3Uri"])
+        tensorboard_config = arguments.get("TensorBoardOutputConfig")
+        if tensorboard_config and tensorboard.is_dir():
+            s3.upload(tensorboard, tensorboard_config["S3OutputPath"])
+    artifact = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
+    packed = work / "model.tar.gz"
+    with tarfile.open(packed, "w:gz") as archive:  # SageMaker packs the model folder's contents at the root
+        for path in sorted(model_dir.iterdir()):
+            archive.add(path, arcname=path.name)
+    s3.put_file(packed, artifact)
+    metrics = final_metrics(arguments["AlgorithmSpecification"].get("MetricDefinitions", []), log.read_text())
+    return {
+        **arguments,
+        "TrainingJobName": name,
+        "TrainingJobStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": artifact},
+        "FinalMetricDataList": metrics,
+    }
+
+
+def final_metrics(definitions: list[dict], log: str) -> list[dict]:
+    """The last value each metric definition's regex finds in the log, as SageMaker reports them."""
+    found = []
+    for definition in definitions:
+        values = re.findall(definition["Regex"], log)
+        if values:
+            value = values[-1] if isinstance(values[-1], str) else values[-1][0]
+            found.append({"MetricName": definition["Name"], "Value": float(value)})
+    return found

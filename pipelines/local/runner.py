@@ -1,0 +1,168 @@
+"""`cardamage run --local`: the definition the CDK app deploys, rendered with this machine's values (or read
+from a file), its inputs staged into the local S3, and run by the local engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import Config
+from pipelines.definition import render_definition
+from pipelines.local.endpoint import LocalDeployer
+from pipelines.local.engine import Engine, ExecutionResult, Reporter
+from pipelines.local.expressions import DefinitionProblem
+from pipelines.local.jobs import Images
+from pipelines.local.state import ACCOUNT, REGION, State
+from pipelines.local.storage import LocalS3
+
+DEFAULT_STATE = Path(".cardamage")
+IMAGES = Images(processing="cardamage/processing:local", training="cardamage/training:local", inference="cardamage/inference:local")
+DEPLOY_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:cardamage-deploy"
+# The account values of this machine: buckets are folders of <state>/s3, images run the repository's programs.
+LOCAL_VALUES = {
+    "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/cardamage-local",
+    "DataBucket": "local-data",
+    "ArtifactBucket": "local-artifacts",
+    "KmsKeyId": "local",
+    "ProcessingImageUri": IMAGES.processing,
+    "TrainingImageUri": IMAGES.training,
+    "InferenceImageUri": IMAGES.inference,
+    "DeployFunctionArn": DEPLOY_FUNCTION,
+}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The data a run trains on: manifest files and, for manifests whose source-refs are S3 URIs, the local
+    folder that stands for their images' prefix."""
+
+    manifests: list[Path]
+    images: Path | None = None
+    images_prefix: str | None = None
+
+
+def sample_inputs(config: Config) -> Inputs:
+    sample = config.data.sample
+    if sample is None:
+        raise DefinitionProblem(f"{config.source} has no data.sample section: pass --manifest")
+    return Inputs([config.path(m) for m in sample.manifests], config.path(sample.images), sample.images_prefix)
+
+
+def local_definition(config: Config, definition_file: Path | None = None) -> dict:
+    """The definition to run: rendered from the configuration with this machine's values, or read from a file."""
+    if definition_file is None:
+        return json.loads(render_definition(config, LOCAL_VALUES))
+    try:
+        return json.loads(definition_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise DefinitionProblem(f"{definition_file}: not a readable definition JSON: {exc}") from None
+
+
+def stage(inputs: Inputs, s3: LocalS3) -> dict[str, str]:
+    """Copy the inputs into the local S3 and return the InputManifestUri and ImagesS3Prefix to run with.
+    The manifests go under a prefix named by their content, so an unchanged input keeps its URI (and the
+    steps their cache keys); a manifest whose source-refs are local files is rewritten to S3 URIs."""
+    manifests = [m for m in inputs.manifests]
+    missing = [str(m) for m in manifests if not m.is_file()]
+    if missing:
+        raise DefinitionProblem(f"no such manifest file: {', '.join(missing)}")
+    images_prefix = inputs.images_prefix
+    texts = [m.read_bytes() for m in manifests]
+    if inputs.images is not None:
+        if images_prefix is None:
+            raise DefinitionProblem("--images needs --images-prefix: the S3 prefix that the images folder stands for")
+        if not inputs.images.is_dir():
+            raise DefinitionProblem(f"--images {inputs.images}: no such folder")
+        s3.upload(inputs.images, images_prefix)
+    else:
+        texts, images_prefix = _stage_local_images(manifests, texts, s3)
+    digest = hashlib.sha256(b"\0".join(texts)).hexdigest()[:16]
+    prefix = f"s3://local-data/manifests/{digest}/"
+    for index, (manifest, text) in enumerate(zip(manifests, texts, strict=True)):
+        target = s3.path(f"{prefix}{index:03d}-{manifest.name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text)
+    return {"InputManifestUri": prefix, "ImagesS3Prefix": images_prefix}
+
+
+def _stage_local_images(manifests: list[Path], texts: list[bytes], s3: LocalS3) -> tuple[list[bytes], str]:
+    """Manifests whose source-refs are local files (absolute, file://, or relative to the manifest): the
+    images are copied under one S3 prefix and the lines rewritten to point there. Other lines are kept
+    as they are, for the data preparation to report."""
+    located: list[list[tuple[dict | None, Path | None, bytes]]] = []
+    for manifest, text in zip(manifests, texts, strict=True):
+        lines = []
+        for raw in text.splitlines():
+            record, image = _local_image(raw, manifest.parent)
+            lines.append((record, image, raw))
+        located.append(lines)
+    images = [image for lines in located for _, image, _ in lines if image is not None]
+    if not images:
+        raise DefinitionProblem("the manifests' source-refs are neither local image files nor S3 URIs with --images and --images-prefix")
+    root = Path(_common_folder(images))
+    prefix = f"s3://local-data/images/{hashlib.sha256(str(root).encode()).hexdigest()[:12]}/"
+    rewritten = []
+    for lines in located:
+        out = []
+        for record, image, raw in lines:
+            if record is None or image is None:
+                out.append(raw)
+                continue
+            key = image.relative_to(root).as_posix()
+            s3.put_file(image, prefix + key)
+            out.append(json.dumps({**record, "source-ref": prefix + key}).encode())
+        rewritten.append(b"\n".join(out) + b"\n")
+    return rewritten, prefix
+
+
+def _local_image(raw: bytes, base: Path) -> tuple[dict | None, Path | None]:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None, None
+    reference = record.get("source-ref") if isinstance(record, dict) else None
+    if not isinstance(reference, str) or reference.startswith("s3://"):
+        return record if isinstance(record, dict) else None, None
+    path = Path(reference.removeprefix("file://"))
+    path = path if path.is_absolute() else (base / path)
+    return record, (path.resolve() if path.is_file() else None)
+
+
+def _common_folder(paths: list[Path]) -> str:
+    import os.path
+
+    return os.path.commonpath([str(p.parent) for p in paths])
+
+
+def engine(state_dir: Path, reporter: Reporter | None = None) -> Engine:
+    state_dir = state_dir.resolve()
+    state = State(state_dir)
+    s3 = LocalS3(state_dir / "s3")
+    deployer = LocalDeployer(state, s3, state_dir / "endpoints")
+
+    def deploy(event: dict) -> dict:
+        if event.get("FunctionArn") != DEPLOY_FUNCTION:
+            raise DefinitionProblem(
+                f"the Lambda function {event.get('FunctionArn')!r} is not the deployment function ({DEPLOY_FUNCTION}); only it runs locally"
+            )
+        return deployer.deploy(event["model_package_arn"], event["endpoint_name"])
+
+    return Engine(state_dir, IMAGES, deploy, reporter)
+
+
+def run_local(
+    config: Config,
+    state_dir: Path = DEFAULT_STATE,
+    inputs: Inputs | None = None,
+    parameters: dict[str, str] | None = None,
+    definition_file: Path | None = None,
+    reporter: Reporter | None = None,
+) -> ExecutionResult:
+    """Render (or read) the definition, stage the inputs, run it; raises ExecutionFailed or DefinitionProblem."""
+    runner = engine(state_dir, reporter)
+    definition = local_definition(config, definition_file)
+    runner.validate(definition)  # before staging anything
+    staged = stage(inputs or sample_inputs(config), runner.s3)
+    return runner.run(definition, config.pipeline_name, {**staged, **(parameters or {})})

@@ -1,0 +1,194 @@
+"""The local engine's records, in one SQLite file under the state folder: executions and their steps, the
+step cache, and the local Model Registry (model package groups and versioned packages)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL, parameters TEXT NOT NULL,
+    started REAL NOT NULL, ended REAL, failure TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    execution TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+    started REAL, ended REAL, failure TEXT, log TEXT, cached_from TEXT, properties TEXT,
+    PRIMARY KEY (execution, name)
+);
+CREATE TABLE IF NOT EXISTS cache (
+    pipeline TEXT NOT NULL, step TEXT NOT NULL, key TEXT NOT NULL, execution TEXT NOT NULL,
+    properties TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (pipeline, step, key)
+);
+CREATE TABLE IF NOT EXISTS packages (
+    arn TEXT PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
+    approval_description TEXT, model_data_url TEXT NOT NULL, image TEXT, metrics_uri TEXT, map REAL,
+    metadata TEXT NOT NULL, created REAL NOT NULL, execution TEXT,
+    UNIQUE (grp, version)
+);
+"""
+ACCOUNT = "000000000000"
+REGION = "local"
+
+
+@dataclass(frozen=True)
+class Package:
+    arn: str
+    group: str
+    version: int
+    status: str
+    approval_description: str | None
+    model_data_url: str
+    image: str | None
+    metrics_uri: str | None
+    map: float | None
+    metadata: dict
+    created: float
+    execution: str | None
+
+
+class State:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "state.sqlite"
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    # Executions and steps -------------------------------------------------------------------------
+    def start_execution(self, execution: str, pipeline: str, parameters: dict) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO executions VALUES (?, ?, 'Executing', ?, ?, NULL, NULL)", (execution, pipeline, json.dumps(parameters), time.time())
+            )
+
+    def end_execution(self, execution: str, status: str, failure: str | None = None) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE executions SET status = ?, ended = ?, failure = ? WHERE id = ?", (status, time.time(), failure, execution))
+
+    def record_step(self, execution: str, name: str, kind: str, status: str, **fields: Any) -> None:
+        columns = {"started": None, "ended": None, "failure": None, "log": None, "cached_from": None, "properties": None}
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM steps WHERE execution = ? AND name = ?", (execution, name)).fetchone()
+            values = {
+                **columns,
+                **(dict(row) if row else {}),
+                **{k: (json.dumps(v) if k == "properties" and v is not None else v) for k, v in fields.items()},
+            }
+            db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    execution,
+                    name,
+                    kind,
+                    status,
+                    values["started"],
+                    values["ended"],
+                    values["failure"],
+                    values["log"],
+                    values["cached_from"],
+                    values["properties"],
+                ),
+            )
+
+    def executions(self, limit: int = 20) -> list[dict]:
+        with self._connect() as db:
+            return [dict(row) for row in db.execute("SELECT * FROM executions ORDER BY started DESC LIMIT ?", (limit,))]
+
+    def execution(self, execution: str) -> dict | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM executions WHERE id = ? OR id LIKE ?", (execution, f"{execution}%")).fetchone()
+            return dict(row) if row else None
+
+    def steps(self, execution: str) -> list[dict]:
+        with self._connect() as db:
+            return [dict(row) for row in db.execute("SELECT * FROM steps WHERE execution = ? ORDER BY COALESCE(started, 1e18), name", (execution,))]
+
+    # The step cache --------------------------------------------------------------------------------
+    def cached(self, pipeline: str, step: str, key: str, max_age: float) -> tuple[str, dict] | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT execution, properties, created FROM cache WHERE pipeline = ? AND step = ? AND key = ?", (pipeline, step, key)
+            ).fetchone()
+        if row is None or time.time() - row["created"] > max_age:
+            return None
+        return row["execution"], json.loads(row["properties"])
+
+    def remember(self, pipeline: str, step: str, key: str, execution: str, properties: dict) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?)", (pipeline, step, key, execution, json.dumps(properties), time.time())
+            )
+
+    # The Model Registry ----------------------------------------------------------------------------
+    def register(
+        self,
+        group: str,
+        status: str,
+        model_data_url: str,
+        image: str | None,
+        metrics_uri: str | None,
+        map_value: float | None,
+        metadata: dict,
+        execution: str | None,
+    ) -> Package:
+        with self._connect() as db:
+            version = (db.execute("SELECT MAX(version) FROM packages WHERE grp = ?", (group,)).fetchone()[0] or 0) + 1
+            arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/{version}"
+            db.execute(
+                "INSERT INTO packages VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+                (arn, group, version, status, model_data_url, image, metrics_uri, map_value, json.dumps(metadata), time.time(), execution),
+            )
+        return self.package(arn)
+
+    def package(self, reference: str, group: str | None = None) -> Package | None:
+        """A package by ARN, or by version number within `group`."""
+        with self._connect() as db:
+            if reference.isdigit() and group:
+                row = db.execute("SELECT * FROM packages WHERE grp = ? AND version = ?", (group, int(reference))).fetchone()
+            else:
+                row = db.execute("SELECT * FROM packages WHERE arn = ?", (reference,)).fetchone()
+        return _package(row) if row else None
+
+    def packages(self, group: str) -> list[Package]:
+        with self._connect() as db:
+            return [_package(row) for row in db.execute("SELECT * FROM packages WHERE grp = ? ORDER BY version DESC", (group,))]
+
+    def set_status(self, arn: str, status: str, description: str | None) -> Package:
+        with self._connect() as db:
+            db.execute("UPDATE packages SET status = ?, approval_description = ? WHERE arn = ?", (status, description, arn))
+        return self.package(arn)
+
+
+def _package(row: sqlite3.Row) -> Package:
+    return Package(
+        arn=row["arn"],
+        group=row["grp"],
+        version=row["version"],
+        status=row["status"],
+        approval_description=row["approval_description"],
+        model_data_url=row["model_data_url"],
+        image=row["image"],
+        metrics_uri=row["metrics_uri"],
+        map=row["map"],
+        metadata=json.loads(row["metadata"]),
+        created=row["created"],
+        execution=row["execution"],
+    )

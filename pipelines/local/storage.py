@@ -1,0 +1,80 @@
+"""S3 on this machine: `s3://bucket/key` is the file `<state>/s3/bucket/key`.
+
+Downloads and uploads follow what SageMaker jobs do with S3: an S3Prefix input brings every object whose
+key starts with the prefix, each at its key relative to the prefix (an exact object key brings that one
+file); an output uploads every file under the local folder to the prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pipelines.local.expressions import DefinitionProblem
+
+
+class LocalS3:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, uri: str) -> Path:
+        """The local file or folder for an S3 URI."""
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            raise DefinitionProblem(f"{uri!r} is not an s3:// URI")
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        if not bucket or ".." in key.split("/"):
+            raise DefinitionProblem(f"{uri!r} is not a usable S3 URI")
+        return self.root / bucket / key
+
+    def objects(self, uri: str) -> list[tuple[str, Path]]:
+        """(relative name, file) of every object under the prefix `uri`, in key order."""
+        base = self.path(uri)
+        if base.is_file():
+            return [(base.name, base)]
+        bucket_root = self.root / uri[len("s3://") :].partition("/")[0]
+        prefix = uri[len("s3://") :].partition("/")[2]
+        folder = base if base.is_dir() else base.parent
+        found = []
+        if folder.is_dir():
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                key = path.relative_to(bucket_root).as_posix()
+                if key.startswith(prefix):
+                    relative = key[len(prefix) :].lstrip("/") or path.name
+                    found.append((relative, path))
+        return found
+
+    def download(self, uri: str, destination: Path, *, shard: tuple[int, int] | None = None) -> int:
+        """Copy the objects under `uri` into `destination` (only slice `shard` = (index, count) of them, as
+        ShardedByS3Key gives each instance its part); returns how many."""
+        objects = self.objects(uri)
+        if shard is not None:
+            index, count = shard
+            objects = objects[index::count]
+        destination.mkdir(parents=True, exist_ok=True)
+        for relative, source in objects:
+            _link_or_copy(source, destination / relative)
+        return len(objects)
+
+    def upload(self, source: Path, uri: str) -> int:
+        """Copy every file under the folder `source` to the prefix `uri`; returns how many."""
+        target = self.path(uri)
+        count = 0
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            _link_or_copy(path, target / path.relative_to(source))
+            count += 1
+        return count
+
+    def put_file(self, source: Path, uri: str) -> None:
+        _link_or_copy(source, self.path(uri))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where possible (instant, no space: the programs never write into their inputs), else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
