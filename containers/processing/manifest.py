@@ -7,7 +7,6 @@ Pure functions over manifest lines: no image is opened here. A line that cannot 
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 BOX_FIELDS = ("left", "top", "width", "height")
+MAX_SIDE = 65_535  # the largest width or height a JPEG can declare; larger numbers are a corrupt line
+MAX_COORDINATE = 1e7  # box values beyond this cannot describe any real image (and would overflow floats)
 
 
 class LineError(ValueError):
@@ -238,8 +239,8 @@ def _image_size(label: dict, attribute: str) -> tuple[int, int]:
     if not isinstance(size, dict):
         raise LineError(f"'{attribute}.image_size' is missing or not a list holding one {{width, height}} object")
     width, height = size.get("width"), size.get("height")
-    if not (_is_int(width) and _is_int(height)) or width <= 0 or height <= 0:
-        raise LineError(f"'{attribute}.image_size' needs positive integer width and height, got {_short(size)}")
+    if not (_is_int(width) and _is_int(height)) or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise LineError(f"'{attribute}.image_size' needs integer width and height from 1 to {MAX_SIDE}, got {_short(size)}")
     return int(width), int(height)
 
 
@@ -262,8 +263,8 @@ def _box(annotation: object, index: int, width: int, height: int, class_map: dic
     values = []
     for field in BOX_FIELDS:
         value = annotation[field]
-        if value.__class__ not in (int, float) or not math.isfinite(value):  # bool, str, NaN and inf are refused
-            raise LineError(f"{where}: {field} must be a number, got {_short(value)}")
+        if value.__class__ not in (int, float) or not -MAX_COORDINATE <= value <= MAX_COORDINATE:  # bool, str, NaN, inf refused
+            raise LineError(f"{where}: {field} must be a number within +-{MAX_COORDINATE:g} pixels, got {_short(value)}")
         values.append(value)
     x0, y0, box_width, box_height = values
     x1, y1 = x0 + box_width, y0 + box_height

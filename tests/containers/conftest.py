@@ -7,6 +7,7 @@ loadgroup`, they run in one worker and the model is trained once.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,9 +86,13 @@ def trained_model(tmp_path_factory, prepared_sample) -> TrainedModel:
         job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 600
         while job.poll() is None and time.monotonic() < deadline:
-            found = sorted(checkpoints.glob("ckpt-*.index")) if checkpoints.is_dir() else []
+            # A checkpoint counts once TensorFlow's state file names it (written, atomically, after the
+            # index and data files); a kill before that leaves nothing to resume from, which is correct
+            # behaviour but not the case this fixture is for.
+            state = checkpoints / "checkpoint"
+            found = re.search(r'^model_checkpoint_path: "(ckpt-\d+)"', state.read_text(), re.M) if state.is_file() else None
             if found:
-                killed_after = found[-1].name
+                killed_after = found.group(1)
                 job.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.2)
