@@ -1,0 +1,5 @@
+"""Deploy: the code that puts an approved model package on the SageMaker endpoint (`deploy.py`).
+
+The same module runs as the deployment Lambda (handler `deploy.handler`, packaged from this folder alone),
+behind the pipeline's Deploy step and `cardamage deploy`. It imports only the standard library and boto3.
+"""

@@ -1,0 +1,632 @@
+"""Deploy an approved model package to the project's SageMaker endpoint.
+
+One module, three callers: the deployment Lambda (`handler`, invoked by the EventBridge rule on "SageMaker
+Model Package State Change" events and by the pipeline's Deploy step), and `cardamage deploy`
+(`deploy_package`). It imports only the standard library and boto3, so the Lambda is this file alone.
+
+The rules it keeps:
+- Only an `Approved` package of the configured group is deployed; anything else is `skipped` with a reason
+  (no exception: an event about another package is not an error).
+- A package never replaces the same or a newer version of its group: the endpoint is tagged with the
+  package it serves (`cardamage:model-package-version`, `-arn`, `-group`), and an older or equal version is
+  skipped unless `force` (a deliberate rollback from the command line).
+- Resource names are deterministic, so a retried invocation reuses what the first one created:
+  `<group>-v<version>-<hash>`, the hash covering the package ARN and the settings that shaped the resource,
+  at most 63 characters.
+- Nothing waits: the Lambda returns once SageMaker has accepted the request, with the endpoint status
+  read once. Autoscaling is configured right after; when SageMaker refuses it because the endpoint is
+  still being created, the result says so and the "SageMaker Endpoint State Change" event (IN_SERVICE)
+  sent to the same handler configures it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+LOG = logging.getLogger("cardamage.deploy")
+
+TAG_ARN = "cardamage:model-package-arn"
+TAG_VERSION = "cardamage:model-package-version"
+TAG_GROUP = "cardamage:model-package-group"
+VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
+SCALE_IN_COOLDOWN = 300  # seconds: scale in slowly, a burst often comes back
+SCALE_OUT_COOLDOWN = 60
+NAME_LIMIT = 63  # SageMaker's limit for model, endpoint config and endpoint names
+
+PACKAGE_EVENT = "SageMaker Model Package State Change"
+ENDPOINT_EVENT = "SageMaker Endpoint State Change"
+# While an endpoint is in one of these, SageMaker refuses UpdateEndpoint; a Failed one can only be deleted.
+IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+# Instance families with NVMe instance storage (the "d" families such as m5d, c5d, g4dn, p3dn, p4d, and the
+# g5/g6/p5 GPUs): SageMaker encrypts that storage itself and CreateEndpointConfig fails when KmsKeyId is set.
+_LOCAL_STORAGE = re.compile(r"^ml\.(?:[a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|trn1|trn1n)\.")
+_NOT_FOUND = re.compile(r"not found|does not exist|could not find|cannot find", re.IGNORECASE)
+
+
+class SettingsError(ValueError):
+    """A deployment setting is missing or invalid; the message names it (the variable, for the Lambda)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class DeployError(RuntimeError):
+    """The deployment cannot go ahead (unknown package, endpoint busy or failed); the message says what to do."""
+
+
+# The Lambda's environment: setting name -> variable. The first three have no default.
+ENVIRONMENT = {
+    "endpoint_name": "ENDPOINT_NAME",
+    "role_arn": "ROLE_ARN",
+    "model_package_group": "MODEL_PACKAGE_GROUP",
+    "instance_type": "INSTANCE_TYPE",
+    "initial_instance_count": "INITIAL_INSTANCE_COUNT",
+    "max_instance_count": "MAX_INSTANCE_COUNT",
+    "invocations_per_instance": "INVOCATIONS_PER_INSTANCE",
+    "data_capture_percent": "DATA_CAPTURE_PERCENT",
+    "data_capture_s3_uri": "DATA_CAPTURE_S3_URI",
+    "kms_key_id": "KMS_KEY_ID",
+    "score_threshold": "SCORE_THRESHOLD",
+    "max_detections": "MAX_DETECTIONS",
+}
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """How the endpoint is built: the `deployment` section of pipeline.yaml, or the Lambda's environment."""
+
+    endpoint_name: str
+    role_arn: str  # the role SageMaker assumes to pull the image and the model artifact
+    model_package_group: str
+    instance_type: str = "ml.m5.xlarge"
+    initial_instance_count: int = 1
+    max_instance_count: int = 2
+    invocations_per_instance: int = 100  # per instance per minute: the autoscaling target
+    data_capture_percent: int = 0
+    data_capture_s3_uri: str | None = None
+    kms_key_id: str | None = None
+    score_threshold: float = 0.3  # the endpoint handler's defaults (SCORE_THRESHOLD, MAX_DETECTIONS)
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        for field, ok, message in self._checks():
+            if not ok:
+                raise SettingsError(f"{field}: {message} (got {getattr(self, field)!r})", field)
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("endpoint_name", bool(_NAME.match(str(self.endpoint_name))), "must be 1-63 letters, digits and hyphens"),
+            ("model_package_group", bool(_NAME.match(str(self.model_package_group))), "must be 1-63 letters, digits and hyphens"),
+            ("role_arn", bool(_ROLE.match(str(self.role_arn))), "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+            ("instance_type", bool(_INSTANCE_TYPE.match(str(self.instance_type))), "must be a SageMaker instance type such as ml.m5.xlarge"),
+            ("initial_instance_count", _is_int(self.initial_instance_count, 1), "must be an integer of at least 1"),
+            ("max_instance_count", _is_int(self.max_instance_count, 1), "must be an integer of at least 1"),
+            (
+                "max_instance_count",
+                not _is_int(self.initial_instance_count, 1) or self.max_instance_count >= self.initial_instance_count,
+                f"must be at least initial_instance_count ({self.initial_instance_count})",
+            ),
+            ("invocations_per_instance", _is_int(self.invocations_per_instance, 1), "must be an integer of at least 1"),
+            ("data_capture_percent", _is_int(self.data_capture_percent, 0, 100), "must be an integer from 0 to 100"),
+            (
+                "data_capture_s3_uri",
+                (self.data_capture_s3_uri is None and not self.data_capture_percent) or bool(_S3_URI.match(str(self.data_capture_s3_uri))),
+                "must be an S3 URI such as s3://bucket/data-capture/ when data_capture_percent is above 0",
+            ),
+            ("kms_key_id", self.kms_key_id is None or bool(str(self.kms_key_id).strip()), "must not be empty"),
+            (
+                "score_threshold",
+                isinstance(self.score_threshold, int | float) and 0.0 <= self.score_threshold <= 1.0,
+                "must be a number from 0 to 1",
+            ),
+            ("max_detections", _is_int(self.max_detections, 1, 100), "must be an integer from 1 to 100"),
+        ]
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> DeploySettings:
+        """The Lambda's settings; a missing or invalid variable is a `SettingsError` naming the variable."""
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            variable = ENVIRONMENT[item.name]
+            raw = (environ.get(variable) or "").strip()
+            if not raw:
+                if item.default is MISSING:  # no default: required
+                    raise SettingsError(f"environment variable {variable} is not set ({_PURPOSE[item.name]})", item.name)
+                continue
+            values[item.name] = _parse(variable, raw, item.type)
+        try:
+            return cls(**values)
+        except SettingsError as exc:
+            variable = ENVIRONMENT.get(exc.field or "", "")
+            raise SettingsError(f"environment variable {variable}: {str(exc).split(': ', 1)[-1]}", exc.field) from None
+
+    @classmethod
+    def from_config(cls, config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None) -> DeploySettings:
+        """The settings from a loaded pipeline.yaml (`pipelines.config.Config`, read by attribute so that this
+        module does not import `pipelines`). Data capture needs `data_capture_s3_uri` when its share is above 0."""
+        deployment = config.deployment
+        return cls(
+            endpoint_name=config.endpoint_name,
+            role_arn=role_arn,
+            model_package_group=config.model_package_group,
+            instance_type=deployment.instance_type,
+            initial_instance_count=deployment.initial_instance_count,
+            max_instance_count=deployment.max_instance_count,
+            invocations_per_instance=deployment.invocations_per_instance,
+            data_capture_percent=deployment.data_capture_percent,
+            data_capture_s3_uri=data_capture_s3_uri,
+            kms_key_id=kms_key_id,
+            score_threshold=deployment.score_threshold,
+            max_detections=deployment.max_detections,
+        )
+
+
+_PURPOSE = {
+    "endpoint_name": "the endpoint to create or update",
+    "role_arn": "the role the endpoint's model runs as",
+    "model_package_group": "the Model Registry group whose approved packages are deployed",
+}
+
+
+def _is_int(value: Any, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+
+def _parse(variable: str, raw: str, kind: Any) -> Any:
+    """An environment variable's text as the setting's type (dataclass field types are strings here)."""
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {variable} must be {'an integer' if kind == 'int' else 'a number'} (got {raw!r})") from None
+    return raw
+
+
+@dataclass(frozen=True)
+class ServedPackage:
+    """The package an endpoint serves, from its tags."""
+
+    arn: str
+    version: int
+    group: str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deployment did. `as_dict()` is the Lambda's answer (the Deploy step's outputs)."""
+
+    status: str  # "created", "updated", "skipped", or "autoscaled" (the endpoint event)
+    endpoint_name: str
+    model_package_arn: str
+    reason: str = ""
+    model_package_version: int | None = None
+    model_name: str = ""
+    endpoint_config_name: str = ""
+    endpoint_status: str = ""  # read once, right after the request
+    autoscaling: str = ""
+    up_to_date: bool = False  # skipped because the endpoint already serves this version or a newer one
+
+    def as_dict(self) -> dict[str, str]:
+        """Every value as a string: the pipeline's LambdaStep declares its outputs as strings."""
+        return {key: "" if value is None else str(value) for key, value in asdict(self).items()}
+
+
+def deploy_package(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False) -> DeployResult:
+    """Create or update the endpoint for `package_arn` if it is Approved and newer than what the endpoint
+    serves (`force` skips the version check, not the approval check). `sagemaker` and `autoscaling` are boto3
+    clients; nothing waits for the endpoint."""
+    try:
+        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force)
+    except _EndpointAppeared:
+        # Another invocation (the EventBridge rule and the Deploy step fire for the same package) created the
+        # endpoint between our check and our request: decide again against what is there now.
+        try:
+            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force)
+        except _EndpointAppeared:
+            raise DeployError(f"endpoint {settings.endpoint_name} appeared and vanished while deploying: deploy again") from None
+
+
+class _EndpointAppeared(Exception):
+    pass
+
+
+def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool) -> DeployResult:
+    package = describe_package(sagemaker, package_arn)
+    arn, group, version = package["ModelPackageArn"], package.get("ModelPackageGroupName", ""), int(package.get("ModelPackageVersion") or 0)
+
+    def skipped(reason: str, *, up_to_date: bool = False) -> DeployResult:
+        LOG.info("skipped %s: %s", arn, reason)
+        return DeployResult("skipped", settings.endpoint_name, arn, reason, version, up_to_date=up_to_date)
+
+    if group != settings.model_package_group:
+        return skipped(f"the package belongs to group {group!r}; this endpoint serves group {settings.model_package_group!r}")
+    status = package.get("ModelApprovalStatus", "")
+    if status != "Approved":
+        return skipped(f"version {version} is {status or 'without an approval status'}, not Approved")
+
+    endpoint = describe_endpoint(sagemaker, settings.endpoint_name)
+    if endpoint is not None:
+        served = served_package(sagemaker, endpoint)
+        if served and served.group == group and served.version >= version and not force:
+            return skipped(
+                f"endpoint {settings.endpoint_name} already serves version {served.version} of {group} (not older than {version})", up_to_date=True
+            )
+        _check_updatable(endpoint)
+
+    tags = package_tags(arn, version, group)
+    model_name = create_model(sagemaker, settings, package, tags)
+    config_name = create_endpoint_config(sagemaker, settings, model_name, package, tags)
+    if endpoint is None:
+        try:
+            sagemaker.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=config_name, Tags=tags)
+        except ClientError as exc:
+            if _already_exists(exc):
+                raise _EndpointAppeared from exc
+            raise
+        outcome = "created"
+    else:
+        if endpoint.get("EndpointConfigName") == config_name:
+            return skipped(f"endpoint {settings.endpoint_name} already uses endpoint config {config_name}", up_to_date=True)
+        update_endpoint(sagemaker, autoscaling, settings, endpoint, config_name)
+        sagemaker.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=tags)
+        outcome = "updated"
+
+    now = describe_endpoint(sagemaker, settings.endpoint_name) or {}
+    scaling = try_autoscaling(autoscaling, settings)
+    LOG.info("%s endpoint %s with version %s (%s): %s", outcome, settings.endpoint_name, version, arn, now.get("EndpointStatus"))
+    return DeployResult(
+        outcome,
+        settings.endpoint_name,
+        arn,
+        f"version {version} of {group} is {'being deployed' if now.get('EndpointStatus') != 'InService' else 'in service'}",
+        version,
+        model_name,
+        config_name,
+        now.get("EndpointStatus", ""),
+        scaling,
+    )
+
+
+def describe_package(sagemaker: Any, package_arn: str) -> dict[str, Any]:
+    """The package's description; an unknown ARN is a `DeployError`."""
+    try:
+        return sagemaker.describe_model_package(ModelPackageName=package_arn)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise DeployError(f"no model package {package_arn}") from None
+        raise
+
+
+def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    """The endpoint's description, or None when there is no endpoint of that name."""
+    try:
+        return sagemaker.describe_endpoint(EndpointName=name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def served_package(sagemaker: Any, endpoint: Mapping[str, Any]) -> ServedPackage | None:
+    """The package the endpoint's tags say it serves; None for an endpoint this code did not deploy."""
+    tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"]).get("Tags", [])}
+    try:
+        return ServedPackage(tags[TAG_ARN], int(tags[TAG_VERSION]), tags.get(TAG_GROUP, ""))
+    except (KeyError, ValueError):
+        return None
+
+
+def package_tags(arn: str, version: int, group: str) -> list[dict[str, str]]:
+    return [{"Key": TAG_ARN, "Value": arn}, {"Key": TAG_VERSION, "Value": str(version)}, {"Key": TAG_GROUP, "Value": group}]
+
+
+def resource_name(group: str, version: int, *parts: Any) -> str:
+    """`<group>-v<version>-<8 hex digits>`: deterministic, distinct per package and per settings, valid and
+    at most 63 characters (the group name is shortened when needed)."""
+    digest = hashlib.sha256("\n".join(str(part) for part in parts).encode()).hexdigest()[:8]
+    suffix = f"-v{version}-{digest}"
+    head = group[: NAME_LIMIT - len(suffix)].rstrip("-")
+    return f"{head}{suffix}"
+
+
+def model_environment(settings: DeploySettings) -> dict[str, str]:
+    """The endpoint handler's defaults (containers/inference/inference.py reads them)."""
+    return {"SCORE_THRESHOLD": str(settings.score_threshold), "MAX_DETECTIONS": str(settings.max_detections)}
+
+
+def create_model(sagemaker: Any, settings: DeploySettings, package: Mapping[str, Any], tags: list[dict[str, str]]) -> str:
+    """A SageMaker Model from the package (its image and artifact), reused when a retry finds it."""
+    environment = model_environment(settings)
+    arn, group, version = package["ModelPackageArn"], package["ModelPackageGroupName"], package["ModelPackageVersion"]
+    name = resource_name(group, version, arn, settings.role_arn, json.dumps(environment, sort_keys=True))
+    _create_unless_exists(
+        lambda: sagemaker.create_model(
+            ModelName=name,
+            PrimaryContainer={"ModelPackageName": arn, "Environment": environment},
+            ExecutionRoleArn=settings.role_arn,
+            Tags=tags,
+        )
+    )
+    return name
+
+
+def endpoint_config_request(settings: DeploySettings, model_name: str) -> dict[str, Any]:
+    """CreateEndpointConfig's arguments, without the name and tags."""
+    request: dict[str, Any] = {
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT,
+                "ModelName": model_name,
+                "InstanceType": settings.instance_type,
+                "InitialInstanceCount": settings.initial_instance_count,
+                "InitialVariantWeight": 1.0,
+            }
+        ]
+    }
+    if settings.data_capture_percent > 0:
+        capture: dict[str, Any] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": settings.data_capture_percent,
+            "DestinationS3Uri": settings.data_capture_s3_uri,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            # JSON bodies are captured as text; every other type (the images) is captured base64-encoded,
+            # which is all the header can say: it has no entry for binary types.
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        }
+        if settings.kms_key_id:
+            capture["KmsKeyId"] = settings.kms_key_id
+        request["DataCaptureConfig"] = capture
+    if settings.kms_key_id and not has_instance_storage(settings.instance_type):
+        request["KmsKeyId"] = settings.kms_key_id
+    return request
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """Whether the instance type has NVMe instance storage, for which SageMaker refuses a KmsKeyId."""
+    return bool(_LOCAL_STORAGE.match(instance_type))
+
+
+def create_endpoint_config(sagemaker: Any, settings: DeploySettings, model_name: str, package: Mapping[str, Any], tags: list[dict[str, str]]) -> str:
+    """A new endpoint config for this model and these settings, reused when a retry finds it."""
+    request = endpoint_config_request(settings, model_name)
+    group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
+    name = resource_name(group, version, settings.endpoint_name, json.dumps(request, sort_keys=True))
+    _create_unless_exists(lambda: sagemaker.create_endpoint_config(EndpointConfigName=name, Tags=tags, **request))
+    return name
+
+
+def update_endpoint(sagemaker: Any, autoscaling: Any, settings: DeploySettings, endpoint: Mapping[str, Any], config_name: str) -> None:
+    """Point the endpoint at the new config. A model swap keeps the variant's current (autoscaled) instance
+    count; a change of instance type is refused by SageMaker while the variant is an autoscaling target, so
+    the target is removed first (and registered again afterwards)."""
+    if _instance_type_of(sagemaker, endpoint.get("EndpointConfigName")) == settings.instance_type:
+        sagemaker.update_endpoint(
+            EndpointName=settings.endpoint_name,
+            EndpointConfigName=config_name,
+            RetainAllVariantProperties=True,
+            ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+        )
+    else:
+        remove_autoscaling(autoscaling, settings)
+        sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=config_name)
+
+
+def _instance_type_of(sagemaker: Any, config_name: str | None) -> str | None:
+    if not config_name:
+        return None
+    try:
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    variants = [v for v in config.get("ProductionVariants", []) if v.get("VariantName") == VARIANT]
+    return variants[0].get("InstanceType") if variants else None
+
+
+def _resource_id(settings: DeploySettings) -> str:
+    return f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+
+
+def policy_name(settings: DeploySettings) -> str:
+    return f"{settings.endpoint_name}-invocations-per-instance"
+
+
+def configure_autoscaling(autoscaling: Any, settings: DeploySettings) -> None:
+    """Register the variant as a scalable target (initial to max instances) with a target-tracking policy on
+    invocations per instance. Both calls replace what is there, so running them again is harmless."""
+    resource_id = _resource_id(settings)
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        MinCapacity=settings.initial_instance_count,
+        MaxCapacity=settings.max_instance_count,
+    )
+    autoscaling.put_scaling_policy(
+        PolicyName=policy_name(settings),
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(settings.invocations_per_instance),
+            "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
+            "ScaleInCooldown": SCALE_IN_COOLDOWN,
+            "ScaleOutCooldown": SCALE_OUT_COOLDOWN,
+        },
+    )
+
+
+def try_autoscaling(autoscaling: Any, settings: DeploySettings) -> str:
+    """`configure_autoscaling`, reporting a refusal instead of failing a deployment that SageMaker accepted."""
+    try:
+        configure_autoscaling(autoscaling, settings)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        LOG.warning("autoscaling of %s not configured now: %s", settings.endpoint_name, error)
+        return f"not configured now ({error.get('Code')}: {error.get('Message')}); the endpoint's IN_SERVICE event configures it"
+    return (
+        f"{settings.initial_instance_count} to {settings.max_instance_count} instances, "
+        f"target {settings.invocations_per_instance} invocations per instance per minute"
+    )
+
+
+def remove_autoscaling(autoscaling: Any, settings: DeploySettings) -> None:
+    """Delete the policy and deregister the target; absent ones are fine."""
+    calls: list[Callable[[], Any]] = [
+        lambda: autoscaling.delete_scaling_policy(
+            PolicyName=policy_name(settings), ServiceNamespace="sagemaker", ResourceId=_resource_id(settings), ScalableDimension=SCALABLE_DIMENSION
+        ),
+        lambda: autoscaling.deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=_resource_id(settings), ScalableDimension=SCALABLE_DIMENSION
+        ),
+    ]
+    for call in calls:
+        try:
+            call()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ObjectNotFoundException" and not is_not_found(exc):
+                raise
+
+
+def _check_updatable(endpoint: Mapping[str, Any]) -> None:
+    status = endpoint.get("EndpointStatus", "")
+    name = endpoint.get("EndpointName", "")
+    if status in IN_PROGRESS:
+        raise DeployError(f"endpoint {name} is {status}: nothing changed; deploy again when it is InService")
+    if status == "Failed":
+        reason = endpoint.get("FailureReason") or "no reason given"
+        raise DeployError(f"endpoint {name} is Failed ({reason}): SageMaker only allows deleting it; delete it and deploy again")
+
+
+def _create_unless_exists(create: Callable[[], Any]) -> None:
+    try:
+        create()
+    except ClientError as exc:
+        if not _already_exists(exc):
+            raise
+
+
+def _already_exists(exc: ClientError) -> bool:
+    return "already exist" in str(exc.response.get("Error", {}).get("Message", ""))
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """Whether a SageMaker error means "no such resource" (the service says so in several ways)."""
+    error = exc.response.get("Error", {})
+    return error.get("Code") in {"ResourceNotFound", "ResourceNotFoundException"} or bool(_NOT_FOUND.search(str(error.get("Message", ""))))
+
+
+# The Lambda.
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an event asks for: deploy a package, configure autoscaling, or nothing (with the reason)."""
+
+    action: str  # "deploy", "autoscale" or "skip"
+    model_package_arn: str = ""
+    reason: str = ""
+    force: bool = False
+
+
+def parse_event(event: Mapping[str, Any], settings: DeploySettings) -> Request:
+    """The request in an EventBridge event (model package or endpoint state change) or in the direct input
+    `{"model_package_arn": ..., "endpoint_name": ..., "force": false}` of the Deploy step and of a manual invoke."""
+    if not isinstance(event, Mapping):
+        raise DeployError(f"the event must be a JSON object, not {type(event).__name__}")
+    detail_type = event.get("detail-type")
+    detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+    if detail_type == PACKAGE_EVENT:
+        return _package_event(detail, settings)
+    if detail_type == ENDPOINT_EVENT:
+        return _endpoint_event(detail, settings)
+    if "model_package_arn" in event:
+        return _direct_request(event, settings)
+    raise DeployError(f"unrecognised event: expected a {PACKAGE_EVENT!r} or {ENDPOINT_EVENT!r} event, or {{'model_package_arn': ...}}")
+
+
+def _package_event(detail: Mapping[str, Any], settings: DeploySettings) -> Request:
+    arn, group, status = detail.get("ModelPackageArn", ""), detail.get("ModelPackageGroupName", ""), detail.get("ModelApprovalStatus", "")
+    if group != settings.model_package_group:
+        return Request("skip", arn, f"the package belongs to group {group!r}; this endpoint serves group {settings.model_package_group!r}")
+    if status != "Approved":
+        return Request("skip", arn, f"the package is {status or 'without an approval status'}, not Approved")
+    if not arn:
+        raise DeployError("the model package event has no detail.ModelPackageArn")
+    return Request("deploy", arn)
+
+
+def _endpoint_event(detail: Mapping[str, Any], settings: DeploySettings) -> Request:
+    name, status = detail.get("EndpointName", ""), str(detail.get("EndpointStatus", ""))
+    if name != settings.endpoint_name:
+        return Request("skip", reason=f"the event is about endpoint {name!r}, not {settings.endpoint_name!r}")
+    if status.replace("_", "").lower() != "inservice":  # events say IN_SERVICE, the API InService
+        return Request("skip", reason=f"endpoint {name} is {status}; autoscaling is configured when it is in service")
+    return Request("autoscale")
+
+
+def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Request:
+    arn = event.get("model_package_arn")
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        raise DeployError(f"model_package_arn must be a model package ARN (got {arn!r})")
+    endpoint = event.get("endpoint_name")
+    if endpoint not in (None, "", settings.endpoint_name):
+        raise DeployError(f"this function deploys to endpoint {settings.endpoint_name!r}, the request names {endpoint!r}: check ENDPOINT_NAME")
+    return Request("deploy", arn, force=event.get("force") is True)
+
+
+def _clients() -> tuple[Any, Any]:
+    import boto3
+
+    return boto3.client("sagemaker"), boto3.client("application-autoscaling")
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
+    """The Lambda entry point. Returns `{"status", "endpoint_name", "model_package_arn", "reason", ...}`, all
+    strings; raises (so the invocation fails and is retried) only when the deployment could not be done."""
+    settings = DeploySettings.from_environment(os.environ)
+    request = parse_event(event, settings)
+    if request.action == "skip":
+        result = DeployResult("skipped", settings.endpoint_name, request.model_package_arn, request.reason)
+    elif request.action == "autoscale":
+        sagemaker, autoscaling = _clients()
+        endpoint = describe_endpoint(sagemaker, settings.endpoint_name) or {}
+        served = served_package(sagemaker, endpoint) if endpoint else None
+        configure_autoscaling(autoscaling, settings)
+        result = DeployResult(
+            "autoscaled",
+            settings.endpoint_name,
+            served.arn if served else "",
+            "the endpoint is in service: autoscaling configured",
+            served.version if served else None,
+            endpoint_status=endpoint.get("EndpointStatus", ""),
+            autoscaling=f"{settings.initial_instance_count} to {settings.max_instance_count} instances",
+        )
+    else:
+        sagemaker, autoscaling = _clients()
+        result = deploy_package(sagemaker, autoscaling, settings, request.model_package_arn, force=request.force)
+    answer = result.as_dict()
+    print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
+    return answer

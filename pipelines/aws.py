@@ -1,0 +1,587 @@
+"""The control plane's AWS calls: the pipeline, its executions, the Model Registry and Ground Truth.
+
+Plain functions that take boto3 clients, so that tests point them at moto (or stub one call) and the CLI
+(`pipelines/cli.py`) only parses arguments and prints. Problems a person can fix raise `ControlPlaneError`
+with a one-line message; its `exit_code` is 2 for a wrong invocation or setup (bad value, no region) and
+1 for something found in AWS (no such pipeline, package or execution; a failed execution).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import string
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from containers.deploy.deploy import describe_endpoint, is_not_found, served_package
+from pipelines.config import EFFICIENTDET_SIZES, LabelingConfig
+
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
+BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "bounding_box.liquid.html"
+_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+(?:::[A-Za-z]+)?)\}")
+
+
+class ControlPlaneError(Exception):
+    """A problem with a one-line, actionable message."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def usage_error(message: str) -> ControlPlaneError:
+    return ControlPlaneError(message, exit_code=2)
+
+
+# Sessions and clients.
+
+
+@dataclass
+class Aws:
+    """A boto3 session and the endpoint URL every client is sent to (None: AWS's own)."""
+
+    session: boto3.Session
+    endpoint_url: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str:
+        return self.session.region_name
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, user_agent_appid="cardamage")
+            self._clients[service] = self.session.client(service, endpoint_url=self.endpoint_url, config=config)
+        return self._clients[service]
+
+
+def connect(region: str | None = None, endpoint_url: str | None = None) -> Aws:
+    """A session from the usual credential chain; the region is the one given, else the environment's or
+    profile's. Credentials are only looked for on the first call (botocore's NoCredentialsError then)."""
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise usage_error("no AWS region: pass --region, set aws.region in pipeline.yaml, or set AWS_DEFAULT_REGION")
+    return Aws(session, endpoint_url)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    match = _S3_URI.match(uri)
+    if not match:
+        raise usage_error(f"not an S3 URI: {uri!r} (expected s3://bucket/key)")
+    return match.group(1), match.group(2) or ""
+
+
+# The pipeline.
+
+
+def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any]:
+    try:
+        return sagemaker.describe_pipeline(PipelineName=name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ControlPlaneError(
+                f"no pipeline named {name!r} in {sagemaker.meta.region_name}: create it with `cardamage upsert` (or deploy the CDK app)"
+            ) from None
+        raise
+
+
+def unfilled_placeholders(definition: str) -> list[str]:
+    """The `${Name}` placeholders left in a rendered definition (they make the pipeline unusable on AWS)."""
+    return sorted(set(_PLACEHOLDER.findall(definition)))
+
+
+def upsert_pipeline(sagemaker: Any, name: str, definition: str, role_arn: str, description: str = "") -> str:
+    """Create the pipeline, or update it when it exists; returns "created" or "updated"."""
+    arguments = {"PipelineName": name, "PipelineDefinition": definition, "RoleArn": role_arn, "PipelineDescription": description[:3072]}
+    try:
+        sagemaker.describe_pipeline(PipelineName=name)
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        sagemaker.create_pipeline(PipelineDisplayName=name, **arguments)
+        return "created"
+    sagemaker.update_pipeline(**arguments)
+    return "updated"
+
+
+@dataclass(frozen=True)
+class PipelineParameter:
+    name: str
+    type: str  # String, Integer, Float or Boolean
+    default: Any = None
+
+
+def pipeline_parameters(description: Mapping[str, Any]) -> dict[str, PipelineParameter]:
+    """The parameters declared in the stored definition (what a run may set), by name."""
+    try:
+        definition = json.loads(description.get("PipelineDefinition") or "{}")
+    except json.JSONDecodeError:
+        raise ControlPlaneError(f"the stored definition of pipeline {description.get('PipelineName')!r} is not JSON") from None
+    return {
+        item["Name"]: PipelineParameter(item["Name"], item.get("Type", "String"), item.get("DefaultValue"))
+        for item in definition.get("Parameters", [])
+        if isinstance(item, Mapping) and "Name" in item
+    }
+
+
+def _integer(value: str, low: int, high: int | None = None, multiple: int | None = None) -> str:
+    if not re.fullmatch(r"[+-]?\d+", value.strip()):
+        raise ValueError("must be an integer")
+    number = int(value)
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
+    if multiple and number % multiple:
+        raise ValueError(f"must be a multiple of {multiple} (EfficientDet's feature levels need it)")
+    return str(number)
+
+
+def _number(value: str, low: float | None = None, high: float | None = None) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"must be a number from {low:g} to {high:g}")
+    return repr(number)
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _s3(value: str) -> str:
+    if not _S3_URI.match(value):
+        raise ValueError("must be an S3 URI such as s3://bucket/prefix/")
+    return value
+
+
+def _instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ValueError("must be a SageMaker instance type such as ml.m5.xlarge")
+    return value
+
+
+# The checks of the parameters this project's pipeline declares; others are checked by their declared type.
+PARAMETER_CHECKS: dict[str, Callable[[str], str]] = {
+    "InputManifestUri": _s3,
+    "ImagesS3Prefix": _s3,
+    "ProcessingInstanceCount": lambda v: _integer(v, 1, 100),
+    "TrainingSteps": lambda v: _integer(v, 1),
+    "BatchSize": lambda v: _integer(v, 1, 1024),
+    "ImageSize": lambda v: _integer(v, 256, 2048, multiple=128),
+    "MapThreshold": lambda v: _number(v, 0.0, 1.0),
+    "ModelApprovalStatus": lambda v: _choice(v, APPROVAL_STATUSES),
+    "ModelVariant": lambda v: _choice(v, tuple(EFFICIENTDET_SIZES)),
+}
+
+
+def check_parameter(parameter: PipelineParameter, value: str) -> str:
+    """The value as it will be sent, or ValueError saying what it must be."""
+    check = PARAMETER_CHECKS.get(parameter.name)
+    if check is None and parameter.name.endswith("InstanceType"):
+        check = _instance_type
+    if check is None and parameter.name.endswith(("Uri", "S3Prefix")):
+        check = _s3
+    if check is None:
+        check = {
+            "Integer": lambda v: _integer(v, -(2**63)),
+            "Float": _number,
+            "Boolean": lambda v: _choice(v.lower(), ("true", "false")),
+        }.get(parameter.type, lambda v: v)
+    return check(value)
+
+
+def validate_overrides(overrides: Mapping[str, str], known: Mapping[str, PipelineParameter]) -> list[dict[str, str]]:
+    """StartPipelineExecution's PipelineParameters, every name and value checked first (all problems at once)."""
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise usage_error(f"unknown parameter(s) {', '.join(unknown)}; the pipeline's parameters are: {', '.join(known)}")
+    problems, parameters = [], []
+    for name, value in overrides.items():
+        try:
+            parameters.append({"Name": name, "Value": check_parameter(known[name], value)})
+        except ValueError as exc:
+            problems.append(f"{name}={value!r} {exc}")
+    if problems:
+        raise usage_error("invalid parameter value(s): " + "; ".join(problems))
+    return parameters
+
+
+def start_execution(sagemaker: Any, pipeline: str, parameters: list[dict[str, str]], description: str = "") -> str:
+    arguments: dict[str, Any] = {"PipelineName": pipeline, "PipelineParameters": parameters}
+    if description:
+        arguments["PipelineExecutionDescription"] = description[:3072]
+    return sagemaker.start_pipeline_execution(**arguments)["PipelineExecutionArn"]
+
+
+# Executions.
+
+
+def list_executions(sagemaker: Any, pipeline: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` executions, each described (the summaries lack the end time)."""
+    describe_pipeline(sagemaker, pipeline)
+    summaries: list[dict[str, Any]] = []
+    for page in sagemaker.get_paginator("list_pipeline_executions").paginate(
+        PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", PaginationConfig={"MaxItems": limit}
+    ):
+        summaries.extend(page.get("PipelineExecutionSummaries", []))
+    summaries.sort(key=_start_time, reverse=True)  # as asked of the service; not every stand-in honours SortOrder
+    return [describe_execution(sagemaker, summary["PipelineExecutionArn"]) for summary in summaries[:limit]]
+
+
+def _start_time(summary: Mapping[str, Any]) -> datetime:
+    return summary.get("StartTime") or datetime.min.replace(tzinfo=UTC)
+
+
+def describe_execution(sagemaker: Any, arn: str) -> dict[str, Any]:
+    try:
+        return sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ControlPlaneError(f"no pipeline execution {arn}: `cardamage executions` lists them") from None
+        raise
+
+
+def execution_steps(sagemaker: Any, arn: str) -> list[dict[str, Any]]:
+    """The execution's steps in the order they started."""
+    steps: list[dict[str, Any]] = []
+    for page in sagemaker.get_paginator("list_pipeline_execution_steps").paginate(PipelineExecutionArn=arn, SortOrder="Ascending"):
+        steps.extend(page.get("PipelineExecutionSteps", []))
+    return steps
+
+
+def execution_parameters(sagemaker: Any, arn: str) -> list[dict[str, str]]:
+    parameters: list[dict[str, str]] = []
+    for page in sagemaker.get_paginator("list_pipeline_parameters_for_execution").paginate(PipelineExecutionArn=arn):
+        parameters.extend(page.get("PipelineParameters", []))
+    return parameters
+
+
+def step_detail(step: Mapping[str, Any]) -> str:
+    """The one thing worth showing about a step: its job, condition outcome, registered package or message."""
+    metadata = step.get("Metadata") or {}
+    for key in ("TrainingJob", "ProcessingJob", "TransformJob", "TuningJob", "Model", "Endpoint", "EndpointConfig"):
+        if key in metadata and "Arn" in metadata[key]:
+            return metadata[key]["Arn"].rsplit("/", 1)[-1]
+    if "Condition" in metadata:
+        return f"outcome {metadata['Condition'].get('Outcome')}"
+    if "RegisterModel" in metadata:
+        return metadata["RegisterModel"].get("Arn", "")
+    if "Fail" in metadata:
+        return metadata["Fail"].get("ErrorMessage", "")
+    if "Lambda" in metadata:
+        outputs = {o.get("Name"): o.get("Value") for o in metadata["Lambda"].get("OutputParameters", [])}
+        return ", ".join(f"{k}={v}" for k, v in outputs.items())
+    return ""
+
+
+def resolve_execution(sagemaker: Any, pipeline: str, reference: str | None) -> str:
+    """An execution ARN from an ARN, an execution id of this pipeline, or None (the newest)."""
+    if reference and reference.startswith("arn:"):
+        return reference
+    description = describe_pipeline(sagemaker, pipeline)
+    if reference:
+        return f"{description['PipelineArn']}/execution/{reference}"
+    page = sagemaker.list_pipeline_executions(PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=20)
+    summaries = page.get("PipelineExecutionSummaries", [])
+    if not summaries:
+        raise ControlPlaneError(f"pipeline {pipeline!r} has no execution yet: start one with `cardamage start`")
+    return max(summaries, key=_start_time)["PipelineExecutionArn"]
+
+
+def wait_for_execution(
+    sagemaker: Any,
+    arn: str,
+    *,
+    timeout: float,
+    poll: float,
+    report: Callable[[str], None] = lambda status: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Poll until the execution ends; its final description. `report` hears each new status; running past
+    `timeout` seconds is a ControlPlaneError with exit code 124 (as `timeout` uses)."""
+    deadline, last = clock() + timeout, None
+    while True:
+        description = describe_execution(sagemaker, arn)
+        status = description.get("PipelineExecutionStatus", "")
+        if status != last:
+            report(status)
+            last = status
+        if status in TERMINAL:
+            return description
+        if clock() >= deadline:
+            raise ControlPlaneError(f"execution {arn} is still {status} after {timeout:g} s (it goes on; wait again)", exit_code=124)
+        sleep(max(0.0, min(poll, deadline - clock())))
+
+
+def failure_summary(sagemaker: Any, description: Mapping[str, Any]) -> str:
+    """Why an execution failed: its reason and each failed step's, on one line."""
+    status = description.get("PipelineExecutionStatus", "")
+    parts = [f"execution {description.get('PipelineExecutionArn', '')} {status}"]
+    reason = str(description.get("FailureReason") or "").strip()
+    if reason and reason != "None":
+        parts.append(reason)
+    try:
+        failed = [s for s in execution_steps(sagemaker, description["PipelineExecutionArn"]) if s.get("StepStatus") == "Failed"]
+    except ClientError:
+        failed = []
+    parts += [f"step {s.get('StepName')}: {s.get('FailureReason') or step_detail(s) or 'failed'}" for s in failed]
+    return "; ".join(parts)
+
+
+# The Model Registry.
+
+
+def describe_group(sagemaker: Any, group: str) -> dict[str, Any]:
+    try:
+        return sagemaker.describe_model_package_group(ModelPackageGroupName=group)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ControlPlaneError(
+                f"no model package group {group!r} in {sagemaker.meta.region_name}: the pipeline's Register step creates it"
+            ) from None
+        raise
+
+
+def package_summaries(sagemaker: Any, group: str, *, limit: int | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """The group's packages, newest first."""
+    arguments: dict[str, Any] = {"ModelPackageGroupName": group, "SortBy": "CreationTime", "SortOrder": "Descending"}
+    if status:
+        arguments["ModelApprovalStatus"] = status
+    if limit:
+        arguments["PaginationConfig"] = {"MaxItems": limit}
+    for page in sagemaker.get_paginator("list_model_packages").paginate(**arguments):
+        yield from page.get("ModelPackageSummaryList", [])
+
+
+def describe_package(sagemaker: Any, arn: str) -> dict[str, Any]:
+    try:
+        return sagemaker.describe_model_package(ModelPackageName=arn)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ControlPlaneError(f"no model package {arn}: `cardamage models` lists them") from None
+        raise
+
+
+def resolve_package(sagemaker: Any, group: str, reference: str) -> str:
+    """A package ARN from an ARN or a version number (`3` or `v3`) of the group."""
+    reference = reference.strip()
+    if reference.startswith("arn:"):
+        return describe_package(sagemaker, reference)["ModelPackageArn"]
+    if not re.fullmatch(r"[vV]?\d+", reference):
+        raise usage_error(f"PACKAGE must be a model package ARN or a version number of {group} (got {reference!r})")
+    version = int(reference.lstrip("vV"))
+    describe_group(sagemaker, group)
+    versions = []
+    for summary in package_summaries(sagemaker, group):
+        if summary.get("ModelPackageVersion") == version:
+            return summary["ModelPackageArn"]
+        versions.append(summary.get("ModelPackageVersion"))
+    known = f"versions {min(versions)} to {max(versions)}" if versions else "no versions yet"
+    raise ControlPlaneError(f"model package group {group} has no version {version} ({known})")
+
+
+def newest_approved(sagemaker: Any, group: str) -> str:
+    describe_group(sagemaker, group)
+    for summary in package_summaries(sagemaker, group, limit=1, status="Approved"):
+        return summary["ModelPackageArn"]
+    raise ControlPlaneError(f"no Approved package in {group}: approve one with `cardamage approve VERSION`")
+
+
+def read_map(s3: Any, package: Mapping[str, Any]) -> str:
+    """The package's mAP: the evaluation report its metrics point at, else the registered metadata, else "-"."""
+    uri = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics", {}).get("S3Uri")
+    if uri:
+        try:
+            bucket, key = parse_s3_uri(uri)
+            report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            return f"{float(report['metrics']['mAP']['value']):.4f}"
+        except (ClientError, ControlPlaneError, ValueError, KeyError, TypeError):
+            pass
+    value = (package.get("CustomerMetadataProperties") or {}).get("mAP")
+    if value:
+        try:
+            return f"{float(value):.4f}"
+        except ValueError:
+            return str(value)
+    return "-"
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    version: int
+    status: str
+    created: datetime | None
+    map: str
+    arn: str
+    description: str = ""
+    deployed: bool = False
+
+
+def list_packages(sagemaker: Any, s3: Any, group: str, limit: int, endpoint_name: str | None = None) -> list[PackageRow]:
+    """The newest `limit` packages with their approval status and mAP; `deployed` marks the one the endpoint serves."""
+    describe_group(sagemaker, group)
+    served = None
+    if endpoint_name:
+        endpoint = describe_endpoint(sagemaker, endpoint_name)
+        served = served_package(sagemaker, endpoint) if endpoint else None
+    rows = []
+    for summary in package_summaries(sagemaker, group, limit=limit):
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        rows.append(
+            PackageRow(
+                version=package.get("ModelPackageVersion", 0),
+                status=package.get("ModelApprovalStatus", ""),
+                created=package.get("CreationTime"),
+                map=read_map(s3, package),
+                arn=package["ModelPackageArn"],
+                description=package.get("ApprovalDescription", ""),
+                deployed=bool(served and served.arn == package["ModelPackageArn"]),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class ApprovalChange:
+    arn: str
+    version: int
+    previous: str
+    status: str
+    description: str
+
+
+def set_approval(sagemaker: Any, sts: Any, arn: str, status: str, comment: str | None = None) -> ApprovalChange:
+    """Approve or reject a package, recording who did it (the caller's STS identity) and why."""
+    if status not in APPROVAL_STATUSES:
+        raise usage_error(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}")
+    package = describe_package(sagemaker, arn)
+    identity = sts.get_caller_identity()["Arn"]
+    text = f"{status} by {identity}" + (f": {comment.strip()}" if comment and comment.strip() else "")
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=text[:1024])
+    return ApprovalChange(arn, package.get("ModelPackageVersion", 0), package.get("ModelApprovalStatus", ""), status, text[:1024])
+
+
+# Ground Truth.
+
+# Ground Truth's built-in bounding-box Lambdas, PRE-BoundingBox (prepares each task) and ACS-BoundingBox
+# (consolidates the workers' boxes), live in one AWS-owned account per region. Source: the Amazon SageMaker
+# API Reference, HumanTaskConfig.PreHumanTaskLambdaArn and AnnotationConsolidationConfig.
+# AnnotationConsolidationLambdaArn (the same lists ship in botocore's service model; a test compares them).
+GROUND_TRUTH_ACCOUNTS = {
+    "us-east-1": "432418664414",
+    "us-east-2": "266458841044",
+    "us-west-2": "081040173940",
+    "ca-central-1": "918755190332",
+    "eu-west-1": "568282634449",
+    "eu-west-2": "487402164563",
+    "eu-central-1": "203001061592",
+    "ap-northeast-1": "477331159723",
+    "ap-northeast-2": "845288260483",
+    "ap-south-1": "565803892007",
+    "ap-southeast-1": "377565633583",
+    "ap-southeast-2": "454466003867",
+}
+
+
+def bounding_box_lambdas(region: str) -> tuple[str, str]:
+    """The region's (PRE-BoundingBox, ACS-BoundingBox) Lambda ARNs."""
+    account = GROUND_TRUTH_ACCOUNTS.get(region)
+    if account is None:
+        raise usage_error(f"Ground Truth's bounding-box task is not available in {region}; use one of {', '.join(sorted(GROUND_TRUTH_ACCOUNTS))}")
+    return (f"arn:aws:lambda:{region}:{account}:function:PRE-BoundingBox", f"arn:aws:lambda:{region}:{account}:function:ACS-BoundingBox")
+
+
+def label_categories(classes: list[str]) -> dict[str, Any]:
+    """The label category configuration file: the classes in label-map order, so class_id + 1 is the label id."""
+    return {"document-version": "2018-11-28", "labels": [{"label": name} for name in classes]}
+
+
+def render_task_template(labeling: LabelingConfig, classes: list[str], template: Path = BOUNDING_BOX_TEMPLATE) -> str:
+    """The worker task page: the repository's crowd-bounding-box template with the config's texts."""
+    return string.Template(template.read_text(encoding="utf-8")).substitute(
+        title=html.escape(labeling.task_title),
+        instructions=html.escape(labeling.instructions),
+        classes=html.escape(", ".join(classes)),
+    )
+
+
+def default_job_name(project: str, now: datetime | None = None) -> str:
+    return f"{project}-{(now or datetime.now(UTC)).strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_job_name(name: str) -> str:
+    if not _JOB_NAME.match(name):
+        raise usage_error(f"labelling job name {name!r} must be 1-63 letters, digits and hyphens")
+    return name
+
+
+def labeling_job_request(
+    *,
+    job_name: str,
+    label_attribute: str,
+    manifest_uri: str,
+    output_path: str,
+    categories_uri: str,
+    template_uri: str,
+    role_arn: str,
+    workteam_arn: str,
+    region: str,
+    labeling: LabelingConfig,
+    kms_key_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """CreateLabelingJob's arguments for a bounding-box job done by a private work team."""
+    pre, consolidation = bounding_box_lambdas(region)
+    output: dict[str, Any] = {"S3OutputPath": output_path}
+    if kms_key_id:
+        output["KmsKeyId"] = kms_key_id
+    return {
+        "LabelingJobName": check_job_name(job_name),
+        "LabelAttributeName": label_attribute,
+        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
+        "OutputConfig": output,
+        "RoleArn": role_arn,
+        "LabelCategoryConfigS3Uri": categories_uri,
+        "HumanTaskConfig": {
+            "WorkteamArn": workteam_arn,
+            "UiConfig": {"UiTemplateS3Uri": template_uri},
+            "PreHumanTaskLambdaArn": pre,
+            "TaskKeywords": ["image", "bounding box", "car damage"],
+            "TaskTitle": labeling.task_title,
+            "TaskDescription": labeling.task_description,
+            "NumberOfHumanWorkersPerDataObject": labeling.workers_per_object,
+            "TaskTimeLimitInSeconds": labeling.task_time_limit_seconds,
+            "MaxConcurrentTaskCount": labeling.max_concurrent_tasks,
+            "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": consolidation},
+        },
+        "Tags": [{"Key": key, "Value": value} for key, value in (tags or {}).items()],
+    }
+
+
+def create_labeling_job(sagemaker: Any, s3: Any, request: Mapping[str, Any], uploads: Mapping[str, tuple[bytes, str]]) -> str:
+    """Upload the job's files (S3 URI -> (body, content type)), then create the job; its ARN."""
+    for uri, (body, content_type) in uploads.items():
+        bucket, key = parse_s3_uri(uri)
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    return sagemaker.create_labeling_job(**request)["LabelingJobArn"]

@@ -1,0 +1,470 @@
+"""The deployment code (containers/deploy/deploy.py) against moto in server mode.
+
+moto does not implement UpdateEndpoint: the update tests stub that one operation (tests/aws_fakes.py) and
+check the request SageMaker would have received; every other call goes to moto.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from containers.deploy import deploy
+from containers.deploy.deploy import DeployError, DeploySettings, SettingsError, deploy_package, handler
+from pipelines.config import load_config
+from tests.aws_fakes import ACCOUNT, REGION, ROLE, client, isolate_aws, moto_server, stub_operation
+from tests.support import ROOT
+
+GROUP = "car-damage-models"
+ENDPOINT = "car-damage-endpoint"
+CAPTURE = f"s3://artifacts-{ACCOUNT}/data-capture/{ENDPOINT}/"
+RESOURCE_ID = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with moto_server() as running:
+        yield running
+
+
+@pytest.fixture
+def aws(server, monkeypatch, tmp_path):
+    """Fresh moto state, fake credentials, and the clients the code under test is given."""
+    server.reset()
+    isolate_aws(monkeypatch, tmp_path)
+    sagemaker, autoscaling = client("sagemaker", server.url), client("application-autoscaling", server.url)
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    return sagemaker, autoscaling
+
+
+def settings(**changes) -> DeploySettings:
+    values = dict(
+        endpoint_name=ENDPOINT,
+        role_arn=ROLE,
+        model_package_group=GROUP,
+        data_capture_percent=100,
+        data_capture_s3_uri=CAPTURE,
+        kms_key_id="alias/cardamage",
+    )
+    return DeploySettings(**{**values, **changes})
+
+
+def register(sagemaker, status="Approved", group=GROUP) -> str:
+    """A package as the pipeline's Register step makes it."""
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+
+
+def endpoint_tags(sagemaker) -> dict[str, str]:
+    arn = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointArn"]
+    return {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def stub_update(sagemaker):
+    """moto has no UpdateEndpoint: answer it here and keep the request."""
+    return stub_operation(
+        sagemaker.meta.events, "sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/x"}
+    )
+
+
+def test_the_first_approved_package_creates_model_config_and_endpoint(aws):
+    sagemaker, autoscaling = aws
+    arn = register(sagemaker)
+    result = deploy_package(sagemaker, autoscaling, settings(), arn)
+
+    assert (result.status, result.endpoint_status, result.model_package_version) == ("created", "InService", 1)
+    model = sagemaker.describe_model(ModelName=result.model_name)
+    assert model["PrimaryContainer"]["ModelPackageName"] == arn
+    assert model["PrimaryContainer"]["Environment"] == {"SCORE_THRESHOLD": "0.3", "MAX_DETECTIONS": "100"}
+    assert model["ExecutionRoleArn"] == ROLE
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=result.endpoint_config_name)
+    variant = config["ProductionVariants"][0]
+    assert (variant["VariantName"], variant["ModelName"], variant["InstanceType"], variant["InitialInstanceCount"]) == (
+        "AllTraffic",
+        result.model_name,
+        "ml.m5.xlarge",
+        1,
+    )
+    assert config["KmsKeyId"] == "alias/cardamage"
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 100
+    assert capture["DestinationS3Uri"] == CAPTURE and capture["KmsKeyId"] == "alias/cardamage"
+    assert sorted(option["CaptureMode"] for option in capture["CaptureOptions"]) == ["Input", "Output"]
+    assert capture["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"] == result.endpoint_config_name
+    assert endpoint_tags(sagemaker) == {
+        "cardamage:model-package-arn": arn,
+        "cardamage:model-package-version": "1",
+        "cardamage:model-package-group": GROUP,
+    }
+
+
+def test_autoscaling_tracks_invocations_per_instance(aws):
+    sagemaker, autoscaling = aws
+    result = deploy_package(
+        sagemaker, autoscaling, settings(initial_instance_count=2, max_instance_count=5, invocations_per_instance=70), register(sagemaker)
+    )
+
+    assert result.autoscaling.startswith("2 to 5 instances")
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["ScalableDimension"], target["MinCapacity"], target["MaxCapacity"]) == (
+        RESOURCE_ID,
+        "sagemaker:variant:DesiredInstanceCount",
+        2,
+        5,
+    )
+    (policy,) = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["PolicyType"] == "TargetTrackingScaling" and policy["ResourceId"] == RESOURCE_ID
+    assert tracking["TargetValue"] == 70.0
+    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+
+
+def test_a_newer_approved_version_updates_the_endpoint(aws):
+    sagemaker, autoscaling = aws
+    first = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    second_arn = register(sagemaker)
+    update = stub_update(sagemaker)
+
+    result = deploy_package(sagemaker, autoscaling, settings(), second_arn)
+
+    assert (result.status, result.model_package_version) == ("updated", 2)
+    assert result.model_name != first.model_name and result.endpoint_config_name != first.endpoint_config_name
+    assert sagemaker.describe_model(ModelName=result.model_name)["PrimaryContainer"]["ModelPackageName"] == second_arn
+    (call,) = update.calls
+    assert call["EndpointName"] == ENDPOINT and call["EndpointConfigName"] == result.endpoint_config_name
+    # A model swap keeps the (autoscaled) instance count, but takes the new data capture settings.
+    assert call["RetainAllVariantProperties"] is True
+    assert call["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DataCaptureConfig"}]
+    assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
+    assert endpoint_tags(sagemaker)["cardamage:model-package-arn"] == second_arn
+
+
+def test_a_new_instance_type_removes_autoscaling_before_the_update(aws):
+    sagemaker, autoscaling = aws
+    deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    targets_during_update = []
+
+    def update(params):
+        targets_during_update.extend(autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"])
+        return {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"}
+
+    stub = stub_operation(sagemaker.meta.events, "sagemaker", "UpdateEndpoint", update)
+    result = deploy_package(sagemaker, autoscaling, settings(instance_type="ml.c5.xlarge"), register(sagemaker))
+
+    assert result.status == "updated"
+    assert targets_during_update == []  # SageMaker refuses an instance type change on a scalable target
+    assert "RetainAllVariantProperties" not in stub.calls[0]
+    assert len(autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]) == 1  # registered again
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_older_approved_version_never_replaces_a_newer_one_unless_forced(aws, force):
+    sagemaker, autoscaling = aws
+    old, new = register(sagemaker), register(sagemaker)
+    deploy_package(sagemaker, autoscaling, settings(), new)
+    models_before = sagemaker.list_models()["Models"]
+    update = stub_update(sagemaker)
+
+    result = deploy_package(sagemaker, autoscaling, settings(), old, force=force)
+
+    if force:
+        assert result.status == "updated" and len(update.calls) == 1
+        assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "1"
+    else:
+        assert result.status == "skipped" and result.up_to_date
+        assert "already serves version 2" in result.reason
+        assert update.calls == [] and sagemaker.list_models()["Models"] == models_before
+        assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
+
+
+def test_the_same_version_again_changes_nothing(aws):
+    sagemaker, autoscaling = aws
+    arn = register(sagemaker)
+    deploy_package(sagemaker, autoscaling, settings(), arn)
+    update = stub_update(sagemaker)
+
+    result = deploy_package(sagemaker, autoscaling, settings(), arn)
+    assert (result.status, result.up_to_date) == ("skipped", True)
+    forced = deploy_package(sagemaker, autoscaling, settings(), arn, force=True)  # same config: nothing to update
+    assert forced.status == "skipped" and "already uses endpoint config" in forced.reason
+    assert update.calls == []
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_a_package_that_is_not_approved_is_skipped_and_nothing_is_created(aws, status):
+    sagemaker, autoscaling = aws
+    result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker, status=status), force=True)
+
+    assert result.status == "skipped" and not result.up_to_date
+    assert f"is {status}, not Approved" in result.reason
+    assert sagemaker.list_models()["Models"] == [] and sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_a_package_of_another_group_is_skipped(aws):
+    sagemaker, autoscaling = aws
+    sagemaker.create_model_package_group(ModelPackageGroupName="other-models")
+    result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker, group="other-models"))
+    assert result.status == "skipped" and "'other-models'" in result.reason
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_an_unknown_package_is_an_error(aws):
+    sagemaker, autoscaling = aws
+    with pytest.raises(DeployError, match="no model package"):
+        deploy_package(sagemaker, autoscaling, settings(), f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/9")
+
+
+@pytest.mark.parametrize(("status", "message"), [("Updating", "deploy again when it is InService"), ("Failed", "delete it and deploy again")])
+def test_a_busy_or_failed_endpoint_is_left_alone(aws, status, message):
+    sagemaker, autoscaling = aws
+    deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    real = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    described = {key: real[key] for key in ("EndpointName", "EndpointArn", "EndpointConfigName", "CreationTime", "LastModifiedTime")}
+    stub_operation(sagemaker.meta.events, "sagemaker", "DescribeEndpoint", {**described, "EndpointStatus": status})
+    update = stub_update(sagemaker)
+
+    with pytest.raises(DeployError, match=message):
+        deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    assert update.calls == []
+
+
+def test_an_endpoint_created_meanwhile_by_another_invocation_is_checked_again(aws):
+    """The EventBridge rule and the pipeline's Deploy step can both deploy the same package at once."""
+    sagemaker, autoscaling = aws
+    arn = register(sagemaker)
+    deploy_package(sagemaker, autoscaling, settings(), arn)  # the other invocation, done first
+    seen = []
+    # Our first look finds no endpoint; our CreateEndpoint then finds it (moto accepts a duplicate: stubbed).
+    stub_operation(
+        sagemaker.meta.events,
+        "sagemaker",
+        "DescribeEndpoint",
+        lambda params: None if seen else seen.append(1) or {"Error": {"Code": "ValidationException", "Message": "Could not find endpoint"}},
+    )
+    stub_operation(
+        sagemaker.meta.events,
+        "sagemaker",
+        "CreateEndpoint",
+        {"Error": {"Code": "ValidationException", "Message": f'Cannot create already existing endpoint "{ENDPOINT}".'}},
+    )
+    result = deploy_package(sagemaker, autoscaling, settings(), arn)
+    assert (result.status, result.up_to_date) == ("skipped", True)
+
+
+def test_autoscaling_refused_while_the_endpoint_is_created_is_reported_not_raised(aws):
+    sagemaker, autoscaling = aws
+    stub_operation(
+        autoscaling.meta.events,
+        "application-auto-scaling",
+        "RegisterScalableTarget",
+        {"Error": {"Code": "ValidationException", "Message": "Endpoint is not in service"}},
+    )
+    result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    assert result.status == "created"
+    assert result.autoscaling.startswith("not configured now (ValidationException: Endpoint is not in service)")
+
+
+def test_endpoint_config_without_data_capture_and_without_kms_on_instance_storage():
+    request = deploy.endpoint_config_request(settings(data_capture_percent=0, data_capture_s3_uri=None, instance_type="ml.g4dn.xlarge"), "m")
+    assert "DataCaptureConfig" not in request and "KmsKeyId" not in request
+    with_capture = deploy.endpoint_config_request(settings(instance_type="ml.g4dn.xlarge"), "m")
+    assert "KmsKeyId" not in with_capture and with_capture["DataCaptureConfig"]["KmsKeyId"] == "alias/cardamage"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "local"),
+    [
+        ("ml.m5.xlarge", False),
+        ("ml.c5.2xlarge", False),
+        ("ml.g4dn.xlarge", True),
+        ("ml.m5d.large", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.g5.xlarge", True),
+    ],
+)
+def test_instance_storage_detection(instance_type, local):
+    assert deploy.has_instance_storage(instance_type) is local
+
+
+def test_names_are_deterministic_valid_and_distinct_per_package():
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/3"
+    name = deploy.resource_name(GROUP, 3, arn)
+    assert name == deploy.resource_name(GROUP, 3, arn)
+    assert re.fullmatch(rf"{GROUP}-v3-[0-9a-f]{{8}}", name)
+    assert deploy.resource_name(GROUP, 3, arn + "x") != name
+    long = deploy.resource_name("g" * 62 + "-x", 12345, arn)
+    assert len(long) <= 63 and re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", long) and long.endswith("-v12345-" + long[-8:])
+
+
+# The Lambda handler.
+
+ENVIRONMENT = {
+    "ENDPOINT_NAME": ENDPOINT,
+    "ROLE_ARN": ROLE,
+    "MODEL_PACKAGE_GROUP": GROUP,
+    "INSTANCE_TYPE": "ml.m5.large",
+    "INITIAL_INSTANCE_COUNT": "1",
+    "MAX_INSTANCE_COUNT": "3",
+    "INVOCATIONS_PER_INSTANCE": "50",
+    "DATA_CAPTURE_PERCENT": "20",
+    "DATA_CAPTURE_S3_URI": CAPTURE,
+    "KMS_KEY_ID": "",
+    "SCORE_THRESHOLD": "0.5",
+    "MAX_DETECTIONS": "20",
+}
+
+
+@pytest.fixture
+def lambda_environment(aws, server, monkeypatch):
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # boto3.client() in the handler goes to moto
+    return aws
+
+
+def package_event(arn: str, status: str = "Approved", group: str = GROUP) -> dict:
+    return {
+        "version": "0",
+        "detail-type": "SageMaker Model Package State Change",
+        "source": "aws.sagemaker",
+        "region": REGION,
+        "resources": [arn],
+        "detail": {"ModelPackageGroupName": group, "ModelPackageVersion": 1, "ModelPackageArn": arn, "ModelApprovalStatus": status},
+    }
+
+
+def test_the_handler_deploys_on_an_approval_event(lambda_environment):
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker)
+    answer = handler(package_event(arn), None)
+
+    assert json.loads(json.dumps(answer)) == answer and all(isinstance(v, str) for v in answer.values())
+    assert {key: answer[key] for key in ("status", "endpoint_name", "model_package_arn")} == {
+        "status": "created",
+        "endpoint_name": ENDPOINT,
+        "model_package_arn": arn,
+    }
+    assert "reason" in answer
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=answer["endpoint_config_name"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large" and "KmsKeyId" not in config
+    assert config["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
+    model = sagemaker.describe_model(ModelName=answer["model_name"])
+    assert model["PrimaryContainer"]["Environment"] == {"SCORE_THRESHOLD": "0.5", "MAX_DETECTIONS": "20"}
+
+
+def test_the_handler_takes_the_deploy_steps_direct_input(lambda_environment):
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker)
+    assert handler({"model_package_arn": arn, "endpoint_name": ENDPOINT}, None)["status"] == "created"
+    with pytest.raises(DeployError, match="check ENDPOINT_NAME"):
+        handler({"model_package_arn": arn, "endpoint_name": "another-endpoint"}, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "group", "reason"),
+    [
+        ("Rejected", GROUP, "is Rejected, not Approved"),
+        ("PendingManualApproval", GROUP, "not Approved"),
+        ("Approved", "other-models", "other-models"),
+    ],
+)
+def test_the_handler_ignores_other_events_without_changing_anything(lambda_environment, status, group, reason):
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker)
+    answer = handler(package_event(arn, status=status, group=group), None)
+    assert answer["status"] == "skipped" and reason in answer["reason"] and answer["model_package_arn"] == arn
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_models()["Models"] == []
+
+
+def test_the_handler_skips_an_approved_event_for_an_older_version(lambda_environment):
+    sagemaker, _ = lambda_environment
+    old, new = register(sagemaker), register(sagemaker)
+    assert handler(package_event(new), None)["status"] == "created"
+    answer = handler(package_event(old), None)
+    assert answer["status"] == "skipped" and "already serves version 2" in answer["reason"]
+    assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
+
+
+def test_the_endpoint_in_service_event_configures_autoscaling(lambda_environment):
+    sagemaker, autoscaling = lambda_environment
+    arn = register(sagemaker)
+    handler(package_event(arn), None)
+    autoscaling.deregister_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=RESOURCE_ID, ScalableDimension="sagemaker:variant:DesiredInstanceCount"
+    )  # as if SageMaker had refused it while the endpoint was being created
+    endpoint_event = {"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
+    assert handler({**endpoint_event, "detail": {"EndpointName": "other", "EndpointStatus": "IN_SERVICE"}}, None)["status"] == "skipped"
+    answer = handler(endpoint_event, None)
+    assert (answer["status"], answer["model_package_arn"], answer["model_package_version"]) == ("autoscaled", arn, "1")
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+
+
+@pytest.mark.parametrize("event", [{}, {"detail-type": "Something Else", "detail": {}}, {"model_package_arn": "not-an-arn"}, ["a list"]])
+def test_the_handler_refuses_an_unrecognised_event(lambda_environment, event):
+    with pytest.raises(DeployError):
+        handler(event, None)
+
+
+# Settings.
+
+
+def test_settings_from_the_environment():
+    loaded = DeploySettings.from_environment(ENVIRONMENT)
+    assert (loaded.instance_type, loaded.max_instance_count, loaded.score_threshold, loaded.kms_key_id) == ("ml.m5.large", 3, 0.5, None)
+    minimal = DeploySettings.from_environment({"ENDPOINT_NAME": ENDPOINT, "ROLE_ARN": ROLE, "MODEL_PACKAGE_GROUP": GROUP})
+    assert (minimal.initial_instance_count, minimal.data_capture_percent, minimal.max_detections) == (1, 0, 100)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"ENDPOINT_NAME": ""}, "environment variable ENDPOINT_NAME is not set"),
+        ({"ROLE_ARN": None}, "environment variable ROLE_ARN is not set"),
+        ({"ROLE_ARN": "my-role"}, "environment variable ROLE_ARN: must be an IAM role ARN"),
+        ({"INITIAL_INSTANCE_COUNT": "two"}, "environment variable INITIAL_INSTANCE_COUNT must be an integer (got 'two')"),
+        ({"MAX_INSTANCE_COUNT": "0"}, "environment variable MAX_INSTANCE_COUNT: must be an integer of at least 1"),
+        ({"INITIAL_INSTANCE_COUNT": "4"}, "environment variable MAX_INSTANCE_COUNT: must be at least initial_instance_count (4)"),
+        ({"DATA_CAPTURE_S3_URI": ""}, "environment variable DATA_CAPTURE_S3_URI: must be an S3 URI"),
+        ({"DATA_CAPTURE_PERCENT": "150"}, "environment variable DATA_CAPTURE_PERCENT: must be an integer from 0 to 100"),
+        ({"SCORE_THRESHOLD": "high"}, "environment variable SCORE_THRESHOLD must be a number"),
+        ({"INSTANCE_TYPE": "m5.xlarge"}, "environment variable INSTANCE_TYPE: must be a SageMaker instance type"),
+        ({"ENDPOINT_NAME": "bad_name"}, "environment variable ENDPOINT_NAME: must be 1-63 letters"),
+    ],
+)
+def test_settings_errors_name_the_variable(changes, message):
+    environ = {k: v for k, v in {**ENVIRONMENT, **changes}.items() if v is not None}
+    with pytest.raises(SettingsError) as caught:
+        DeploySettings.from_environment(environ)
+    assert str(caught.value).startswith(message)
+
+
+def test_settings_from_pipeline_yaml():
+    config = load_config(ROOT / "pipeline.yaml")
+    loaded = DeploySettings.from_config(config, role_arn=ROLE, data_capture_s3_uri=CAPTURE, kms_key_id=None)
+    assert (loaded.endpoint_name, loaded.model_package_group) == (config.endpoint_name, config.model_package_group)
+    assert (loaded.instance_type, loaded.max_instance_count, loaded.data_capture_percent) == ("ml.m5.xlarge", 2, 100)
+    with pytest.raises(SettingsError, match="data_capture_s3_uri"):
+        DeploySettings.from_config(config, role_arn=ROLE)
+
+
+def test_the_lambda_module_imports_only_the_standard_library_and_boto3():
+    """The Lambda is packaged from containers/deploy alone, with the runtime's boto3."""
+    import ast
+    import sys
+
+    tree = ast.parse((ROOT / "containers" / "deploy" / "deploy.py").read_text())
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert modules - set(sys.stdlib_module_names) <= {"boto3", "botocore"}

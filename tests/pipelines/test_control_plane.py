@@ -1,0 +1,606 @@
+"""The control-plane commands of `cardamage` (pipelines/cli.py, pipelines/aws.py) against moto in server mode.
+
+Every command runs through typer's CliRunner with `--endpoint-url` pointing at moto on 127.0.0.1 and fake
+credentials. What moto does not implement is stubbed, one operation at a time (tests/aws_fakes.py), and
+each such test says so: ListPipelineExecutionSteps (executions, wait), UpdateEndpoint (deploy) and
+CreateLabelingJob (label); DescribePipelineExecution is stubbed where an execution must run or fail,
+because moto's executions succeed at once. Except for one test of `definition`, the definition is a small
+stand-in: rendering the real one takes seconds and is tested in test_definition.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import botocore.session
+import pytest
+from botocore.validate import validate_parameters
+from typer.testing import CliRunner
+
+from pipelines import aws
+from pipelines.cli import app
+from pipelines.config import load_config, parse_config
+from tests.aws_fakes import ACCOUNT, REGION, ROLE, Stub, client, isolate_aws, moto_server
+from tests.support import ROOT
+
+runner = CliRunner()
+PIPELINE = "car-damage-pipeline"
+GROUP = "car-damage-models"
+ENDPOINT = "car-damage-endpoint"
+DATA, ARTIFACTS = "cardamage-data", "cardamage-artifacts"
+WORKTEAM = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/car-damage"
+CONFIG = f"""
+project:
+  name: car-damage
+aws:
+  role_arn: {ROLE}
+  data_bucket: {DATA}
+  artifact_bucket: {ARTIFACTS}
+  kms_key_id: alias/cardamage
+labeling:
+  workteam_arn: {WORKTEAM}
+"""
+# The parameters the real definition declares (pipelines/parameters.py), in a stand-in definition.
+PARAMETERS = [
+    {"Name": "InputManifestUri", "Type": "String", "DefaultValue": f"s3://{DATA}/manifests/"},
+    {"Name": "ImagesS3Prefix", "Type": "String", "DefaultValue": f"s3://{DATA}/images/"},
+    {"Name": "ProcessingInstanceCount", "Type": "Integer", "DefaultValue": 1},
+    {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
+    {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": "ml.p3.2xlarge"},
+    {"Name": "ModelVariant", "Type": "String", "DefaultValue": "efficientdet-d0"},
+    {"Name": "TrainingSteps", "Type": "Integer", "DefaultValue": 2000},
+    {"Name": "BatchSize", "Type": "Integer", "DefaultValue": 8},
+    {"Name": "ImageSize", "Type": "Integer", "DefaultValue": 512},
+    {"Name": "EvaluationInstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
+    {"Name": "MapThreshold", "Type": "Float", "DefaultValue": 0.3},
+    {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with moto_server() as running:
+        yield running
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def env(server, monkeypatch, tmp_path):
+    """Fresh moto state and an AWS environment with fake credentials and nothing of the developer's."""
+    server.reset()
+    isolate_aws(monkeypatch, tmp_path)
+    return server
+
+
+@pytest.fixture
+def stubs(monkeypatch):
+    """Stubs installed on every session the CLI opens: `stubs("sagemaker", "UpdateEndpoint", respond)`."""
+    wanted: list[Stub] = []
+    connect = aws.connect
+
+    def connect_with_stubs(region=None, endpoint_url=None):
+        session = connect(region, endpoint_url)
+        for stub in wanted:
+            stub.install(session.session.events)
+        return session
+
+    monkeypatch.setattr(aws, "connect", connect_with_stubs)
+
+    def add(service_id, operation, respond):
+        stub = Stub(service_id, operation, respond if callable(respond) else (lambda params: respond))
+        wanted.append(stub)
+        return stub
+
+    return add
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    """A stand-in for pipelines.definition.render_definition; keeps what it was given."""
+    given = {}
+
+    def render(config, values=None):
+        given.update(config=config, values=dict(values or {}))
+        return json.dumps({"Version": "2020-12-01", "Parameters": PARAMETERS, "Steps": []}, sort_keys=True)
+
+    monkeypatch.setattr("pipelines.definition.render_definition", render)
+    return given
+
+
+def cli(env, config, *args):
+    """Run `cardamage ARGS --config CONFIG --endpoint-url MOTO`."""
+    return runner.invoke(app, [*args, "--config", str(config), "--endpoint-url", env.url])
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()  # progress lines may come first; the error is one line, the last
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+# definition and upsert
+
+
+def test_definition_renders_the_real_definition_offline_with_values(tmp_path):
+    output = tmp_path / "definition.json"
+    result = runner.invoke(
+        app,
+        ["definition", "--config", str(ROOT / "pipeline.yaml"), "--value", "DataBucket=my-data", "--region", REGION, "--output", str(output)],
+    )
+    assert result.exit_code == 0, result.output
+    definition = json.loads(output.read_text())
+    assert [p["Name"] for p in definition["Parameters"]][:2] == ["InputManifestUri", "ImagesS3Prefix"]
+    text = output.read_text()
+    assert "s3://my-data/manifests/" in text and "${DataBucket}" not in text and "${ArtifactBucket}" in text
+    assert "${AWS::Region}" not in text
+
+
+@pytest.mark.parametrize(("value", "message"), [("Nope=1", "unknown value name"), ("no-equals", "--value expects NAME=VALUE")])
+def test_definition_refuses_an_unknown_value(value, message):
+    result = runner.invoke(app, ["definition", "--config", str(ROOT / "pipeline.yaml"), "--value", value])
+    assert_one_line_error(result, 2, message)
+
+
+def test_upsert_creates_then_updates_the_pipeline(env, config, rendered):
+    created = cli(env, config, "upsert")
+    assert created.exit_code == 0, created.output
+    assert created.stdout.strip() == f"created pipeline {PIPELINE} in {REGION}"
+    assert rendered["values"]["SageMakerRoleArn"] == ROLE and rendered["config"].aws.region == REGION
+    stored = client("sagemaker", env.url).describe_pipeline(PipelineName=PIPELINE)
+    assert stored["RoleArn"] == ROLE and json.loads(stored["PipelineDefinition"])["Parameters"] == PARAMETERS
+
+    other_role = f"arn:aws:iam::{ACCOUNT}:role/other"
+    updated = cli(env, config, "upsert", "--role-arn", other_role, "--value", "DataBucket=other-data")
+    assert updated.stdout.strip() == f"updated pipeline {PIPELINE} in {REGION}"
+    assert rendered["values"] == {"SageMakerRoleArn": other_role, "DataBucket": "other-data"}
+    assert client("sagemaker", env.url).describe_pipeline(PipelineName=PIPELINE)["RoleArn"] == other_role
+
+
+def test_upsert_refuses_a_definition_with_placeholders(env, monkeypatch, tmp_path):
+    monkeypatch.setattr("pipelines.definition.render_definition", lambda config, values=None: '{"Bucket": "${DataBucket}"}')
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: car-damage\n")
+    result = cli(env, bare, "upsert", "--role-arn", ROLE)
+    assert_one_line_error(result, 2, "placeholders for DataBucket", "--value")
+    assert client("sagemaker", env.url).list_pipelines()["PipelineSummaries"] == []
+
+
+def test_upsert_needs_a_role(env, tmp_path, rendered):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: car-damage\n")
+    assert_one_line_error(cli(env, bare, "upsert"), 2, "--role-arn")
+
+
+# start, executions, wait
+
+
+def execution_parameters(env, arn):
+    page = client("sagemaker", env.url).list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+    return {p["Name"]: p["Value"] for p in page["PipelineParameters"]}
+
+
+def test_start_sends_the_checked_overrides(env, config, rendered):
+    cli(env, config, "upsert")
+    manifest = f"s3://{DATA}/ground-truth/job-1/manifests/output/output.manifest"
+    result = cli(env, config, "start", "--manifest", manifest, "--param", "TrainingSteps=500", "-p", "MapThreshold=0.45", "-p", "ImageSize=640")
+    assert result.exit_code == 0, result.output
+    arn = result.stdout.strip()
+    assert re.fullmatch(rf"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{PIPELINE}/execution/\w+", arn)
+    assert execution_parameters(env, arn) == {"InputManifestUri": manifest, "TrainingSteps": "500", "MapThreshold": "0.45", "ImageSize": "640"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragments"),
+    [
+        (["-p", "TrainingSteps=many"], ["TrainingSteps='many' must be an integer"]),
+        (["-p", "ImageSize=300"], ["ImageSize='300' must be a multiple of 128"]),
+        (["-p", "ImageSize=128"], ["ImageSize='128' must be from 256 to 2048"]),
+        (["-p", "BatchSize=0"], ["BatchSize='0' must be from 1"]),
+        (["-p", "ProcessingInstanceCount=1.5"], ["ProcessingInstanceCount='1.5' must be an integer"]),
+        (["-p", "MapThreshold=1.5"], ["MapThreshold='1.5' must be a number from 0 to 1"]),
+        (["-p", "ModelApprovalStatus=Maybe"], ["must be one of Approved, PendingManualApproval, Rejected"]),
+        (["-p", "TrainingInstanceType=p3.2xlarge"], ["TrainingInstanceType='p3.2xlarge' must be a SageMaker instance type"]),
+        (["--images-prefix", "/data/images"], ["ImagesS3Prefix='/data/images' must be an S3 URI"]),
+        (["-p", "LearningRate=0.1"], ["unknown parameter(s) LearningRate", "InputManifestUri, ImagesS3Prefix, ProcessingInstanceCount"]),
+        (["-p", "TrainingSteps"], ["--param expects NAME=VALUE"]),
+        (["-p", "BatchSize=x", "-p", "ImageSize=1"], ["BatchSize='x'", "ImageSize='1'"]),
+        (["--manifest", "s3://a-bucket/x", "-p", "InputManifestUri=s3://b-bucket/y"], ["--manifest and --param InputManifestUri"]),
+    ],
+)
+def test_start_refuses_invalid_parameters_before_starting(env, config, rendered, arguments, fragments):
+    cli(env, config, "upsert")
+    assert_one_line_error(cli(env, config, "start", *arguments), 2, *fragments)
+    assert client("sagemaker", env.url).list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"] == []
+
+
+def test_start_on_an_unknown_pipeline(env, config):
+    assert_one_line_error(cli(env, config, "start"), 1, f"no pipeline named '{PIPELINE}' in {REGION}", "cardamage upsert")
+
+
+def steps_answer(failed: bool = False):
+    """ListPipelineExecutionSteps as SageMaker answers it (moto does not implement it)."""
+    t0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    steps = [
+        {
+            "StepName": "PrepareData",
+            "StepStatus": "Succeeded",
+            "StartTime": t0,
+            "EndTime": t0 + timedelta(minutes=2, seconds=5),
+            "Metadata": {"ProcessingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/pipelines-abc-preparedata"}},
+        },
+        {
+            "StepName": "Train",
+            "StepStatus": "Failed" if failed else "Succeeded",
+            "StartTime": t0 + timedelta(minutes=3),
+            "EndTime": t0 + timedelta(hours=1, minutes=4),
+            "Metadata": {"TrainingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/pipelines-abc-train"}},
+            **({"FailureReason": "ClientError: image_size: must be a multiple of 128"} if failed else {}),
+        },
+    ]
+    return lambda params: {"PipelineExecutionSteps": steps}
+
+
+def test_executions_lists_and_describes_with_steps(env, config, rendered, stubs):
+    steps = stubs("sagemaker", "ListPipelineExecutionSteps", steps_answer(failed=True))  # not in moto
+    cli(env, config, "upsert")
+    first = cli(env, config, "start").stdout.strip()
+    second = cli(env, config, "start", "-p", "TrainingSteps=10").stdout.strip()
+
+    listing = cli(env, config, "executions")
+    assert listing.exit_code == 0, listing.output
+    lines = listing.stdout.splitlines()
+    assert lines[0].split()[:3] == ["execution", "status", "started"]
+    assert [line.split()[0] for line in lines[1:]] == [second.rsplit("/", 1)[-1], first.rsplit("/", 1)[-1]]  # newest first
+    assert all("Succeeded" in line for line in lines[1:])
+    assert len(cli(env, config, "executions", "--limit", "1").stdout.splitlines()) == 2
+
+    detail = cli(env, config, "executions", "--execution", second.rsplit("/", 1)[-1])  # an id is enough
+    assert detail.exit_code == 0, detail.output
+    assert steps.calls == [{"PipelineExecutionArn": second, "SortOrder": "Ascending"}]
+    assert f"execution  {second}" in detail.stdout and "TrainingSteps=10" in detail.stdout
+    prepare = next(line for line in detail.stdout.splitlines() if line.startswith("PrepareData"))
+    train = next(line for line in detail.stdout.splitlines() if line.startswith("Train"))
+    assert "Succeeded" in prepare and "2m05s" in prepare and "pipelines-abc-preparedata" in prepare
+    assert "Failed" in train and "1h01m" in train and "image_size: must be a multiple of 128" in train
+
+
+def test_executions_of_an_unknown_execution_or_pipeline(env, config, rendered, stubs):
+    stubs("sagemaker", "ListPipelineExecutionSteps", steps_answer())
+    assert_one_line_error(cli(env, config, "executions"), 1, "no pipeline named")
+    cli(env, config, "upsert")
+    assert cli(env, config, "executions").stdout.strip() == f"pipeline {PIPELINE} has no execution yet"
+    assert_one_line_error(cli(env, config, "executions", "-e", "nosuchid"), 1, "no pipeline execution", "nosuchid")
+
+
+def test_wait_for_the_newest_execution_that_succeeds(env, config, rendered):
+    cli(env, config, "upsert")
+    arn = cli(env, config, "start").stdout.strip()
+    result = cli(env, config, "wait", "--poll", "0.01")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"execution {arn} Succeeded"
+    assert f"waiting for {arn}" in result.stderr
+
+
+def running_then(final: str, reason: str = ""):
+    """DescribePipelineExecution for an execution that runs for two polls, then ends (moto's end at once)."""
+    polls = []
+
+    def answer(params):
+        polls.append(params)
+        status = "Executing" if len(polls) <= 2 else final
+        return {"PipelineExecutionArn": params["PipelineExecutionArn"], "PipelineExecutionStatus": status, "FailureReason": reason}
+
+    return answer
+
+
+def test_wait_fails_with_the_reason_and_the_failed_steps(env, config, rendered, stubs):
+    stubs("sagemaker", "DescribePipelineExecution", running_then("Failed", "Step failure: One or multiple steps failed."))
+    stubs("sagemaker", "ListPipelineExecutionSteps", steps_answer(failed=True))  # not in moto
+    cli(env, config, "upsert")
+    arn = cli(env, config, "start").stdout.strip()
+    result = cli(env, config, "wait", "-e", arn, "--poll", "0.01")
+    assert_one_line_error(result, 1, f"execution {arn} Failed", "One or multiple steps failed", "step Train: ClientError: image_size")
+    assert [line.split()[-1] for line in result.stderr.splitlines() if not line.startswith(("waiting", "error"))] == ["Executing", "Failed"]
+
+
+def test_start_wait_exits_1_when_the_execution_stops(env, config, rendered, stubs):
+    stubs("sagemaker", "DescribePipelineExecution", running_then("Stopped"))
+    stubs("sagemaker", "ListPipelineExecutionSteps", lambda params: {"PipelineExecutionSteps": []})
+    cli(env, config, "upsert")
+    result = cli(env, config, "start", "--wait", "--poll", "0.01")
+    assert_one_line_error(result, 1, "Stopped")
+
+
+def test_wait_gives_up_after_the_timeout(env, config, rendered, stubs):
+    stubs("sagemaker", "DescribePipelineExecution", lambda params: {**params, "PipelineExecutionStatus": "Executing"})
+    cli(env, config, "upsert")
+    cli(env, config, "start")
+    result = cli(env, config, "wait", "--timeout", "0.02", "--poll", "0.01")
+    assert_one_line_error(result, 124, "still Executing after 0.02 s")
+
+
+def test_wait_without_executions_or_for_an_unknown_one(env, config, rendered):
+    cli(env, config, "upsert")
+    assert_one_line_error(cli(env, config, "wait"), 1, "has no execution yet", "cardamage start")
+    unknown = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{PIPELINE}/execution/nosuch"
+    assert_one_line_error(cli(env, config, "wait", "-e", unknown), 1, f"no pipeline execution {unknown}")
+
+
+# The Model Registry: models, approve, reject
+
+
+def s3_bucket(env, name):
+    client("s3", env.url).create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+
+def register(env, status="PendingManualApproval", evaluation: dict | None = None, metadata_map: str | None = None) -> str:
+    """A package as the Register step makes it: ModelMetrics pointing at the evaluation report in S3."""
+    sagemaker = client("sagemaker", env.url)
+    version = len(sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) + 1
+    key = f"{PIPELINE}/execution-{version}/evaluation/evaluation.json"
+    if evaluation is not None:
+        client("s3", env.url).put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(evaluation).encode())
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": f"s3://{ARTIFACTS}/model.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{key}"}}},
+        CustomerMetadataProperties={"mAP": metadata_map} if metadata_map else {},
+    )["ModelPackageArn"]
+
+
+@pytest.fixture
+def registry(env):
+    """Three packages: v1 Approved with its report (mAP 0.421), v2 whose report is gone (metadata 0.35), v3 with neither."""
+    s3_bucket(env, ARTIFACTS)
+    client("sagemaker", env.url).create_model_package_group(ModelPackageGroupName=GROUP)
+    return [
+        register(env, "Approved", evaluation={"metrics": {"mAP": {"value": 0.421}, "mAP_50": {"value": 0.7}}}),
+        register(env, metadata_map="0.35"),
+        register(env, "Rejected"),
+    ]
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in output.splitlines()[1:] if line.strip()}
+
+
+def test_models_show_status_and_map(env, config, registry):
+    result = cli(env, config, "models")
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.stdout)
+    assert list(rows) == ["3", "2", "1"]
+    assert (rows["1"][1], rows["1"][4]) == ("Approved", "0.4210")
+    assert (rows["2"][1], rows["2"][4]) == ("PendingManualApproval", "0.3500")
+    assert (rows["3"][1], rows["3"][4]) == ("Rejected", "-")
+    assert list(table_rows(cli(env, config, "models", "-n", "1").stdout)) == ["3"]
+
+
+def test_models_of_an_unknown_group(env, config):
+    assert_one_line_error(cli(env, config, "models"), 1, f"no model package group '{GROUP}'")
+
+
+def test_approve_and_reject_record_the_identity_and_the_comment(env, config, registry):
+    sagemaker = client("sagemaker", env.url)
+    approved = cli(env, config, "approve", "2", "--comment", "mAP above the bar on the new batch")
+    assert approved.exit_code == 0, approved.output
+    package = sagemaker.describe_model_package(ModelPackageName=registry[1])
+    identity = client("sts", env.url).get_caller_identity()["Arn"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"] == f"Approved by {identity}: mAP above the bar on the new batch"
+    assert approved.stdout.startswith("version 2: PendingManualApproval -> Approved")
+
+    rejected = cli(env, config, "reject", registry[0], "-m", "misses scratches")
+    assert rejected.exit_code == 0, rejected.output
+    package = sagemaker.describe_model_package(ModelPackageName=registry[0])
+    assert (package["ModelApprovalStatus"], package["ApprovalDescription"]) == ("Rejected", f"Rejected by {identity}: misses scratches")
+    assert rejected.stdout.startswith("version 1: Approved -> Rejected")
+    rows = table_rows(cli(env, config, "models").stdout)
+    assert (rows["1"][1], rows["2"][1]) == ("Rejected", "Approved")
+    assert " ".join(rows["2"]).endswith(f"Approved by {identity}: mAP above the bar on the new batch")
+
+
+@pytest.mark.parametrize(
+    ("package", "code", "fragment"),
+    [
+        ("9", 1, f"model package group {GROUP} has no version 9 (versions 1 to 3)"),
+        (f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/9", 1, "no model package arn:"),
+        ("latest", 2, "PACKAGE must be a model package ARN or a version number"),
+    ],
+)
+def test_approve_an_unknown_package(env, config, registry, package, code, fragment):
+    assert_one_line_error(cli(env, config, "approve", package), code, fragment)
+
+
+# deploy
+
+
+def test_deploy_creates_then_updates_the_endpoint(env, config, registry, stubs):
+    update = stubs("sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
+    sagemaker = client("sagemaker", env.url)
+
+    created = cli(env, config, "deploy")  # the newest Approved package: version 1
+    assert created.exit_code == 0, created.output
+    assert created.stdout.startswith(f"created endpoint {ENDPOINT} with version 1 ({registry[0]})")
+    assert "endpoint status  InService" in created.stdout and "autoscaling      1 to 2 instances" in created.stdout
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    capture = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"]
+    assert capture["DestinationS3Uri"] == f"s3://{ARTIFACTS}/data-capture/{ENDPOINT}/"
+    assert table_rows(cli(env, config, "models").stdout)["1"][5] == "serving"
+
+    assert cli(env, config, "approve", "2").exit_code == 0
+    updated = cli(env, config, "deploy")  # UpdateEndpoint: stubbed, moto lacks it
+    assert updated.exit_code == 0, updated.output
+    assert updated.stdout.startswith(f"updated endpoint {ENDPOINT} with version 2")
+    (call,) = update.calls
+    assert call["EndpointName"] == ENDPOINT and call["EndpointConfigName"] != endpoint["EndpointConfigName"]
+    assert table_rows(cli(env, config, "models").stdout)["2"][5] == "serving"
+
+
+def test_deploy_an_older_version_only_when_forced(env, config, registry, stubs):
+    update = stubs("sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
+    assert cli(env, config, "approve", "2").exit_code == 0
+    assert cli(env, config, "deploy").stdout.startswith(f"created endpoint {ENDPOINT} with version 2")
+
+    again = cli(env, config, "deploy", "--package", "1")
+    assert again.exit_code == 0 and again.stdout.startswith(f"nothing to do: endpoint {ENDPOINT} already serves version 2")
+    assert update.calls == []
+    forced = cli(env, config, "deploy", "--package", "1", "--force")  # UpdateEndpoint: stubbed, moto lacks it
+    assert forced.exit_code == 0 and forced.stdout.startswith(f"updated endpoint {ENDPOINT} with version 1")
+    assert len(update.calls) == 1
+
+
+def test_deploy_refuses_a_package_that_is_not_approved(env, config, registry):
+    assert_one_line_error(cli(env, config, "deploy", "--package", "3"), 1, "not deployed: version 3 is Rejected, not Approved")
+    assert client("sagemaker", env.url).list_endpoints()["Endpoints"] == []
+
+
+def test_deploy_without_an_approved_package(env, config):
+    client("sagemaker", env.url).create_model_package_group(ModelPackageGroupName=GROUP)
+    assert_one_line_error(cli(env, config, "deploy"), 1, f"no Approved package in {GROUP}", "cardamage approve")
+
+
+def test_rejecting_the_served_version_warns(env, config, registry):
+    assert cli(env, config, "deploy").exit_code == 0
+    result = cli(env, config, "reject", "1")
+    assert result.exit_code == 0
+    assert "warning: endpoint car-damage-endpoint still serves version 1" in result.stderr
+
+
+def test_deploy_needs_the_artifact_bucket_for_data_capture(env, tmp_path):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"aws:\n  role_arn: {ROLE}\n")
+    assert_one_line_error(cli(env, bare, "deploy"), 2, "aws.artifact_bucket")
+
+
+# label
+
+
+def test_label_creates_a_bounding_box_job_for_the_classes(env, config, stubs):
+    job = stubs(
+        "sagemaker", "CreateLabelingJob", lambda params: {"LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/x"}
+    )  # not in moto
+    s3_bucket(env, ARTIFACTS)
+    manifest = f"s3://{DATA}/incoming/batch-3.manifest"
+    result = cli(env, config, "label", "--manifest", manifest, "--job-name", "car-damage-batch-3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("labeling-job/x")
+    assert f"s3://{DATA}/ground-truth/car-damage-batch-3/manifests/output/output.manifest" in result.stderr
+
+    (request,) = job.calls  # botocore validated it against CreateLabelingJob's input shape before the stub answered
+    account = aws.GROUND_TRUTH_ACCOUNTS[REGION]
+    assert request["HumanTaskConfig"]["PreHumanTaskLambdaArn"] == f"arn:aws:lambda:{REGION}:{account}:function:PRE-BoundingBox"
+    assert (
+        request["HumanTaskConfig"]["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"]
+        == f"arn:aws:lambda:{REGION}:{account}:function:ACS-BoundingBox"
+    )
+    assert request["HumanTaskConfig"]["WorkteamArn"] == WORKTEAM
+    assert request["InputConfig"] == {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest}}}
+    assert request["OutputConfig"] == {"S3OutputPath": f"s3://{DATA}/ground-truth/", "KmsKeyId": "alias/cardamage"}
+    assert (request["LabelingJobName"], request["LabelAttributeName"], request["RoleArn"]) == ("car-damage-batch-3", "car-damage", ROLE)
+    labeling = load_config(config).labeling
+    assert request["HumanTaskConfig"]["TaskTitle"] == labeling.task_title
+    assert request["HumanTaskConfig"]["NumberOfHumanWorkersPerDataObject"] == labeling.workers_per_object
+    assert request["HumanTaskConfig"]["TaskTimeLimitInSeconds"] == labeling.task_time_limit_seconds
+    assert request["HumanTaskConfig"]["MaxConcurrentTaskCount"] == labeling.max_concurrent_tasks
+
+    s3 = client("s3", env.url)
+    categories = request["LabelCategoryConfigS3Uri"]
+    assert categories == f"s3://{ARTIFACTS}/labeling/car-damage-batch-3/label-categories.json"
+    body = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=categories.split("/", 3)[3])["Body"].read())
+    assert body["labels"] == [{"label": "dent"}, {"label": "scratch"}]
+    template_key = request["HumanTaskConfig"]["UiConfig"]["UiTemplateS3Uri"].split("/", 3)[3]
+    template = s3.get_object(Bucket=ARTIFACTS, Key=template_key)["Body"].read().decode()
+    assert "<crowd-bounding-box" in template and "task.input.taskObject | grant_read_access" in template
+    assert "A dent is a deformation of a panel" in template and "Labels: dent, scratch." in template and "${" not in template
+
+
+def test_label_needs_a_supported_region_and_a_work_team(env, config, tmp_path):
+    assert_one_line_error(cli(env, config, "label", "--manifest", f"s3://{DATA}/m", "--region", "sa-east-1"), 2, "not available in sa-east-1")
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"aws:\n  role_arn: {ROLE}\n  artifact_bucket: {ARTIFACTS}\n  data_bucket: {DATA}\n")
+    assert_one_line_error(cli(env, bare, "label", "--manifest", f"s3://{DATA}/m"), 2, "--workteam-arn")
+    assert_one_line_error(cli(env, config, "label", "--manifest", "local.manifest"), 2, "not an S3 URI")
+
+
+def labeling_request(**changes):
+    config = parse_config(CONFIG)
+    arguments = dict(
+        job_name="car-damage-20260105-100000",
+        label_attribute="car-damage",
+        manifest_uri=f"s3://{DATA}/incoming/batch.manifest",
+        output_path=f"s3://{DATA}/ground-truth/",
+        categories_uri=f"s3://{ARTIFACTS}/labeling/job/label-categories.json",
+        template_uri=f"s3://{ARTIFACTS}/labeling/job/bounding-box.liquid.html",
+        role_arn=ROLE,
+        workteam_arn=WORKTEAM,
+        region=REGION,
+        labeling=config.labeling,
+        kms_key_id=None,
+        tags={"cardamage:project": "car-damage"},
+    )
+    return aws.labeling_job_request(**{**arguments, **changes})
+
+
+def test_the_labeling_request_is_valid_for_create_labeling_job():
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateLabelingJob").input_shape
+    validate_parameters(labeling_request(), shape)  # raises ParamValidationError when it is not
+    broken = labeling_request()
+    del broken["HumanTaskConfig"]["WorkteamArn"]
+    with pytest.raises(Exception, match="WorkteamArn"):
+        validate_parameters(broken, shape)
+    with pytest.raises(aws.ControlPlaneError, match="1-63 letters"):
+        labeling_request(job_name="not_valid")
+
+
+def test_the_ground_truth_lambda_table_matches_the_api_reference():
+    """The table in pipelines/aws.py against the ARNs listed in botocore's copy of the SageMaker API Reference."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    for shape, member, function in (
+        ("HumanTaskConfig", "PreHumanTaskLambdaArn", "PRE-BoundingBox"),
+        ("AnnotationConsolidationConfig", "AnnotationConsolidationLambdaArn", "ACS-BoundingBox"),
+    ):
+        documented = dict(
+            re.findall(rf"arn:aws:lambda:([a-z0-9-]+):(\d{{12}}):function:{function}\b", model.shape_for(shape).members[member].documentation)
+        )
+        assert documented == aws.GROUND_TRUTH_ACCOUNTS
+
+
+# The environment
+
+
+def test_missing_credentials_are_one_line(server, config, monkeypatch, tmp_path):
+    isolate_aws(monkeypatch, tmp_path, credentials=False)
+    assert_one_line_error(cli(server, config, "models"), 2, "no AWS credentials found")
+
+
+def test_a_missing_region_is_one_line(server, tmp_path, monkeypatch):
+    isolate_aws(monkeypatch, tmp_path, region=None)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: car-damage\n")
+    assert_one_line_error(cli(server, bare, "executions"), 2, "no AWS region", "--region")
+
+
+def test_the_config_region_is_used(env, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    other = tmp_path / "other.yaml"
+    other.write_text("aws:\n  region: us-west-2\n")
+    result = cli(env, other, "start")
+    assert_one_line_error(result, 1, "no pipeline named 'car-damage-pipeline' in us-west-2")
