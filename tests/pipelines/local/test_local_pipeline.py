@@ -1,0 +1,110 @@
+"""The whole pipeline on the bundled sample with the local profile: the definition the CDK app deploys,
+run here end to end. Both branches of the quality gate, the registry entry with its metrics, the local
+endpoint answering /invocations with detections for a real image, and a second run served from cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.local.endpoint import EndpointServer, LocalDeployer
+from pipelines.local.engine import ExecutionFailed, Reporter
+from pipelines.local.runner import run_local
+from tests.support import ROOT, SAMPLE
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-pipeline")]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    state = tmp_path_factory.mktemp("local") / ".cardamage"
+    config = load_config(ROOT / "pipeline.yaml", profile="local")
+    lines: list[str] = []
+    started = time.monotonic()
+    result = run_local(config, state, reporter=Reporter(say=lines.append))
+    return config, state, result, lines, time.monotonic() - started
+
+
+def test_the_pipeline_succeeds_through_every_step(first_run):
+    _, _, result, lines, _ = first_run
+    assert result.status == "Succeeded"
+    statuses = {s["name"]: s["status"] for s in result.steps}
+    assert statuses == {
+        "PrepareData": "Succeeded",
+        "Train": "Succeeded",
+        "Evaluate": "Succeeded",
+        "CheckQuality": "Succeeded",
+        "Register": "Succeeded",
+        "CheckApproval": "Succeeded",
+        "Deploy": "Succeeded",
+        "QualityBelowThreshold": "NotRun",
+    }
+    assert any(line.startswith("✔ Train") for line in lines)
+
+
+def test_the_registry_holds_the_package_with_its_metrics(first_run):
+    config, state, result, _, _ = first_run
+    from pipelines.local.state import State
+
+    (package,) = State(state).packages(config.model_package_group)
+    assert package.status == "Approved" and package.execution == result.execution
+    assert package.map is not None and 0.0 <= package.map <= 1.0
+    assert package.metrics_uri.endswith("/evaluation.json")
+
+
+def test_the_endpoint_answers_invocations_with_detections(first_run):
+    config, state, _, _, _ = first_run
+    from pipelines.local.state import State
+    from pipelines.local.storage import LocalS3
+
+    deployer = LocalDeployer(State(state), LocalS3(state / "s3"), state / "endpoints")
+    assert deployer.record(config.endpoint_name).version == 1
+    server = EndpointServer(deployer, config.endpoint_name, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert urllib.request.urlopen(f"{base}/ping", timeout=120).status == 200
+        image = sorted((SAMPLE / "images").rglob("*.jpg"))[0].read_bytes()
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=image,
+            headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0;max_detections=3"},
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+        detections = answer["predictions"][0]["detections"]
+        assert len(detections) == 3 and all(d["class"] in ("dent", "scratch") for d in detections)
+        bad = urllib.request.Request(f"{base}/invocations", data=b"not an image", headers={"Content-Type": "image/jpeg"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(bad, timeout=60)
+        assert info.value.code == 400 and "error" in json.loads(info.value.read())
+    finally:
+        server.shutdown()
+
+
+def test_a_second_run_is_served_from_cache(first_run):
+    config, state, first, _, first_seconds = first_run
+    started = time.monotonic()
+    second = run_local(config, state, reporter=Reporter(say=lambda line: None))
+    seconds = time.monotonic() - started
+    cached = {s["name"]: s["cached_from"] for s in second.steps if s["cached_from"]}
+    assert cached == {"PrepareData": first.execution, "Train": first.execution, "Evaluate": first.execution}
+    assert seconds < first_seconds / 4, (seconds, first_seconds)
+
+
+def test_a_threshold_the_model_cannot_reach_ends_in_the_fail_step(first_run):
+    config, state, _, _, _ = first_run
+    with pytest.raises(ExecutionFailed) as info:
+        run_local(config, state, parameters={"MapThreshold": "1.0"}, reporter=Reporter(say=lambda line: None))
+    message = str(info.value)
+    assert "below the threshold 1.0" in message and "mAP" in message
+    from pipelines.local.state import State
+
+    steps = {s["name"]: s["status"] for s in State(state).steps(info.value.execution)}
+    assert steps["QualityBelowThreshold"] == "Failed" and steps["Register"] == "NotRun"
