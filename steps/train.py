@@ -12,6 +12,9 @@ Choices made on purpose:
   and images per second, which METRIC_DEFINITIONS turn into metrics. ModelTrainer sends no ProfilerConfig
   or DebugHookConfig, which is how SageMaker runs neither.
 - TensorBoard event files are collected to S3 through TensorBoardOutputConfig.
+- Network isolation: the container gets its data through channels and SageMaker copies checkpoints and
+  TensorBoard files to and from S3 itself, so the training program never needs the network (nor AWS
+  credentials) and runs without either.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def static_hyperparameters(context: BuildContext) -> dict[str, str]:
 
 def train_step(context: BuildContext, params: Parameters, prepare):
     from sagemaker.core import shapes
-    from sagemaker.core.training.configs import Compute, InputData
+    from sagemaker.core.training.configs import Compute, InputData, Networking
     from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.steps import TrainingStep
     from sagemaker.train import ModelTrainer
@@ -76,6 +79,7 @@ def train_step(context: BuildContext, params: Parameters, prepare):
         ),
         output_data_config=shapes.OutputDataConfig(s3_output_path=context.execution_uri("model"), kms_key_id=context.kms_key),
         checkpoint_config=shapes.CheckpointConfig(s3_uri=checkpoint_uri, local_path=CHECKPOINTS),
+        networking=Networking(enable_network_isolation=True),
         hyperparameters=hyperparameters,
         environment={"PYTHONUNBUFFERED": "1"},
         sagemaker_session=context.session,
