@@ -169,6 +169,55 @@ class LabelingConfig(_Section):
     output_prefix: S3Uri | None = None
 
 
+class SourceConfig(_Section):
+    """The git repository CodePipeline builds from: a CodeStar (CodeConnections) connection to GitHub, GitLab or
+    Bitbucket with `repository: owner/name`, or, without `connection_arn`, a CodeCommit repository's name."""
+
+    repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?$")] | None = None
+    branch: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$", max_length=255)] = "main"
+    connection_arn: (
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/.+$")] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _repository_form(self) -> SourceConfig:
+        if self.connection_arn and (not self.repository or "/" not in self.repository):
+            raise ValueError("with connection_arn, repository must be owner/name (the repository the connection reaches)")
+        if not self.connection_arn and self.repository and "/" in self.repository:
+            raise ValueError("repository owner/name needs connection_arn (a CodeStar connection); a CodeCommit repository is a bare name")
+        return self
+
+
+class AlarmsConfig(_Section):
+    """When the endpoint alarms go off (both notify the SNS topic)."""
+
+    model_latency_ms: Annotated[int, Field(ge=1, le=600_000)] = 3000  # average ModelLatency over 5 minutes
+    server_errors: Annotated[int, Field(ge=1)] = 5  # Invocation5XXErrors in 5 minutes
+
+
+class InfrastructureConfig(_Section):
+    """What the CDK app (app.py, infra/) needs beyond the rest of this file."""
+
+    # The account to deploy to; null: the account of the credentials running `cdk deploy` (env-agnostic otherwise).
+    account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
+    # The CI/CD pipeline's source; without a repository the app is the workflow stack alone (deployed by hand).
+    source: SourceConfig = SourceConfig()
+    # Who is told about failed executions, endpoint alarms and approvals waiting (SNS email subscriptions).
+    notification_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    # The TensorFlow Serving version of the SageMaker inference image (tensorflow-inference:<version>-cpu|gpu) that
+    # registered models are served by, unless aws.inference_image_uri names an image.
+    serving_version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = "2.19"
+    # Lifecycle, in days. Execution outputs (prepared data, checkpoints, models) move to S3 Intelligent-Tiering
+    # and are kept unless artifact_expiration_days is set: registered model packages and the endpoint (each new
+    # instance) read their model.tar.gz from there. Data captured by the endpoint, server access logs, and
+    # replaced (noncurrent) object versions in every bucket expire.
+    artifact_expiration_days: Annotated[int, Field(ge=1)] | None = None
+    data_capture_expiration_days: Annotated[int, Field(ge=1)] = 90
+    access_log_expiration_days: Annotated[int, Field(ge=1)] = 365
+    noncurrent_version_expiration_days: Annotated[int, Field(ge=1)] = 30
+    alarms: AlarmsConfig = AlarmsConfig()
+
+
 class Config(_Section):
     project: ProjectConfig = ProjectConfig()
     aws: AwsConfig = AwsConfig()
@@ -179,6 +228,7 @@ class Config(_Section):
     registry: RegistryConfig = RegistryConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     labeling: LabelingConfig = LabelingConfig()
+    infrastructure: InfrastructureConfig = InfrastructureConfig()
 
     # Names derived from the project's when the file leaves them null.
     @property
