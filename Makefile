@@ -57,6 +57,9 @@ lock:
 	$(UV) pip compile containers/training/requirements.in -c $(LOCK) --override requirements/overrides.txt \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--no-header --no-annotate -o containers/training/requirements.txt
+	$(UV) pip compile containers/processing/requirements.in -c $(LOCK) --override requirements/overrides.txt \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+		--no-header --no-annotate -o containers/processing/requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

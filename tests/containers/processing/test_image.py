@@ -1,0 +1,57 @@
+"""The processing/evaluation image cannot be built here (no Docker engine): these tests hold its Dockerfile to
+the lock, as tests/containers/training/test_image.py does for the training image."""
+
+from __future__ import annotations
+
+import re
+
+from steps.common import CONTAINER_ROOT
+from tests.containers.training.test_image import pins
+from tests.support import ROOT
+
+DOCKERFILE = ROOT / "containers" / "processing" / "Dockerfile"
+REQUIREMENTS = ROOT / "containers" / "processing" / "requirements.txt"
+LOCK = ROOT / "requirements" / "lock.txt"
+
+
+def test_every_package_of_the_image_is_pinned_as_in_the_lock():
+    lock, image = pins(LOCK), pins(REQUIREMENTS)
+    assert image, "the image installs nothing?"
+    for name, (version, hashes) in image.items():
+        assert name in lock, f"{name} is in the image but not in the lock"
+        assert version == lock[name][0], f"{name}: image {version}, lock {lock[name][0]}"
+        assert hashes and hashes <= lock[name][1], f"{name}: hashes differ from the lock's"
+
+
+def test_the_image_covers_what_preparation_and_evaluation_import_and_leaves_tensorflow_to_the_base():
+    wanted = [
+        line.strip()
+        for line in (ROOT / "containers" / "processing" / "requirements.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    image = pins(REQUIREMENTS)
+    assert all(name.lower() in image for name in wanted)
+    # PrepareData's own needs beyond the training image's, and Evaluate's.
+    assert {"simplejpeg", "google-crc32c", "tqdm", "pycocotools", "tf-object-detection-api", "matplotlib"} <= set(image)
+    assert "tensorflow" not in image and "tensorflow-cpu" not in image
+
+
+def test_the_base_image_is_tensorflow_cpu_at_the_lock_s_version():
+    base = re.search(r"^FROM tensorflow/tensorflow:([0-9.]+)\s*$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert base, "the processing image must start FROM tensorflow/tensorflow:<version> (the CPU build)"
+    assert base.group(1) == pins(LOCK)["tensorflow-cpu"][0]
+
+
+def test_the_dockerfile_installs_only_hash_checked_files_and_puts_the_programs_where_the_steps_run_them():
+    text = DOCKERFILE.read_text()
+    installs = re.findall(r"pip install ([^&\n]*)", text)
+    assert installs
+    for arguments in installs:
+        assert "--require-hashes" in arguments and "--no-deps" in arguments and " -r " in f" {arguments}", arguments
+    assert "git clone" not in text and ":latest" not in text
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY names {path}, which does not exist"
+    assert re.search(rf"^COPY containers {CONTAINER_ROOT}$", text, re.MULTILINE)
+    for program in ("processing/prepare_data.py", "evaluation/evaluate.py"):
+        assert (ROOT / "containers" / program).is_file()
