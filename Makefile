@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 LOCK := requirements/lock.txt
+# The CDK CLI, pinned in package-lock.json (npm ci installs exactly that).
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
 # Offline-friendly defaults for every tool we run: TensorFlow's Object Detection API needs Keras 2.
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast lint lock bench clean help
+.PHONY: setup run test test-fast lint lock bench synth clean help
 
 help:
 	@echo "make run    set up, then prepare the bundled sample data (the main job)"
@@ -18,8 +21,9 @@ help:
 	@echo "make setup  create $(VENV) from the pinned lock ($(LOCK))"
 	@echo "make lock   re-resolve the lock from pyproject.toml (needs the network)"
 	@echo "make bench  run the benchmarks in benchmarks/"
+	@echo "make synth  synthesize the AWS CDK app into cdk.out/ (offline, no AWS credentials, no Docker)"
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 # The venv is rebuilt when the lock or the project metadata changes. Every package comes from the lock,
 # hash-checked, with --no-deps: nothing outside the lock can be pulled in.
@@ -32,6 +36,12 @@ $(STAMP): $(LOCK) requirements/bootstrap.txt requirements/build-constraints.txt 
 		--build-constraints requirements/build-constraints.txt -r $(LOCK)
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
+
+# node_modules is reinstalled when the npm lock changes: the CDK CLI at the version package-lock.json pins.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20 or later runs the CDK CLI and aws-cdk-lib's jsii)"; exit 1; }
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $(NODE_STAMP)
 
 run: setup
 	$(BIN)/cardamage prepare-data
@@ -49,6 +59,13 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/prepare_data_throughput.py
 
+# The app with the pinned CLI, offline: no credentials (the CLI would ask STS for the account), no telemetry,
+# no notices. Docker image assets are only staged here; they are built at deploy time.
+synth: setup
+	env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+		AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+		$(CDK) synth --quiet
+
 lock:
 	@test -x $(UV) || { echo "run 'make setup' first (the lock is compiled with the pinned uv)"; exit 1; }
 	$(UV) pip compile pyproject.toml --extra test --override requirements/overrides.txt \
@@ -62,4 +79,4 @@ lock:
 		--no-header --no-annotate -o containers/processing/requirements.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info node_modules cdk.out

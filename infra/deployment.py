@@ -1,0 +1,167 @@
+"""Deployment on approval: the deployment function (containers/deploy/deploy.py, the same code the pipeline's
+Deploy step invokes) and the EventBridge rules that call it.
+
+- "SageMaker Model Package State Change" with ModelApprovalStatus Approved in our group: a person approved a
+  package in the Model Registry. The function deploys it unless the endpoint already serves the same or a
+  newer version (it checks the version itself: a late approval of an old package changes nothing).
+- "SageMaker Endpoint State Change" to IN_SERVICE for our endpoint: autoscaling is registered once the
+  endpoint can take it (SageMaker refuses while it is being created).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.arns import arn, sagemaker_arn
+from infra.functions import small_function
+from infra.storage import Storage
+from pipelines.config import Config
+
+PACKAGE_EVENT = "SageMaker Model Package State Change"
+ENDPOINT_EVENT = "SageMaker Endpoint State Change"
+
+
+def deploy_environment(config: Config, *, role_arn: str, data_capture_s3_uri: str, kms_key_id: str) -> dict[str, str]:
+    """The function's environment (containers/deploy/deploy.py ENVIRONMENT), from pipeline.yaml's deployment section."""
+    deployment = config.deployment
+    environment = {
+        "ENDPOINT_NAME": config.endpoint_name,
+        "ROLE_ARN": role_arn,
+        "MODEL_PACKAGE_GROUP": config.model_package_group,
+        "INSTANCE_TYPE": deployment.instance_type,
+        "INITIAL_INSTANCE_COUNT": str(deployment.initial_instance_count),
+        "MAX_INSTANCE_COUNT": str(deployment.max_instance_count),
+        "INVOCATIONS_PER_INSTANCE": str(deployment.invocations_per_instance),
+        "DATA_CAPTURE_PERCENT": str(deployment.data_capture_percent),
+        "KMS_KEY_ID": kms_key_id,
+        "SCORE_THRESHOLD": str(deployment.score_threshold),
+        "MAX_DETECTIONS": str(deployment.max_detections),
+    }
+    if deployment.data_capture_percent:
+        environment["DATA_CAPTURE_S3_URI"] = data_capture_s3_uri
+    return environment
+
+
+class Deployment(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, execution_role: iam.IRole) -> None:
+        super().__init__(scope, id)
+        self.function, self.log_group = small_function(
+            self,
+            "DeployFunction",
+            folder="deploy",
+            handler="deploy.handler",
+            description=f"{config.project.name}: deploy an approved model package to {config.endpoint_name}",
+            environment=deploy_environment(
+                config, role_arn=execution_role.role_arn, data_capture_s3_uri=storage.data_capture_uri(config), kms_key_id=storage.key.key_arn
+            ),
+        )
+        role = self.function.role
+        assert role is not None
+
+        group, endpoint = config.model_package_group, config.endpoint_name
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadPackagesOfTheGroup",
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[sagemaker_arn(self, "model-package", f"{group}/*")],
+            )
+        )
+        # Models and endpoint configs are named <group>-v<version>-<hash> (deploy.resource_name).
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CreateModelsAndEndpointConfigs",
+                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags"],
+                resources=[sagemaker_arn(self, "model", f"{group}-v*"), sagemaker_arn(self, "endpoint-config", f"{group}-v*")],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CreateAndUpdateTheEndpoint",
+                actions=[
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:ListTags",
+                    "sagemaker:AddTags",
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",  # registering the variant with Application Auto Scaling
+                ],
+                resources=[sagemaker_arn(self, "endpoint", endpoint)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PassTheExecutionRoleToSageMakerOnly",
+                actions=["iam:PassRole"],
+                resources=[execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        # The endpoint config names the key for the endpoint's volumes and captured data: SageMaker checks the caller may use it.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="EncryptEndpointWithTheKey",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[storage.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ScaleTheEndpoint",
+                actions=[
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScalingPolicy",
+                    "application-autoscaling:DeleteScalingPolicy",
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DescribeScalingPolicies",
+                ],
+                resources=["*"],  # Application Auto Scaling's actions here take no resource ARN
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TargetTrackingAlarms",
+                actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                resources=[arn(self, "cloudwatch", "alarm", "TargetTracking-endpoint/*", colon=True)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="AutoScalingServiceLinkedRole",
+                actions=["iam:CreateServiceLinkedRole"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                ],
+                conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+            )
+        )
+
+        target = targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(6))
+        self.approval_rule = events.Rule(
+            self,
+            "OnApproval",
+            description=f"Deploy packages of {config.model_package_group} approved in the Model Registry",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[PACKAGE_EVENT],
+                detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[target],
+        )
+        self.in_service_rule = events.Rule(
+            self,
+            "OnEndpointInService",
+            description=f"Configure autoscaling of {config.endpoint_name} once it is in service",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[ENDPOINT_EVENT],
+                detail={"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE"]},
+            ),
+            targets=[target],
+        )

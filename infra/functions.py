@@ -1,0 +1,46 @@
+"""What the project's two Lambda functions share: code from containers/, a role of their own, a log group
+with a retention, and the same runtime."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.images import ROOT
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+
+def small_function(
+    scope: Construct, id: str, *, folder: str, handler: str, description: str, environment: dict[str, str], timeout_seconds: int = 60
+) -> tuple[lambda_.Function, logs.LogGroup]:
+    """A function whose code is containers/<folder>/ (standard library and boto3 only), with its own role that
+    may write only its own log group."""
+    log_group = logs.LogGroup(scope, f"{id}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+    role = iam.Role(scope, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description)
+    function = lambda_.Function(
+        scope,
+        id,
+        runtime=RUNTIME,
+        handler=handler,
+        code=lambda_.Code.from_asset(str(ROOT / "containers" / folder), exclude=["__pycache__", "*.pyc"]),
+        description=description,
+        environment=environment,
+        timeout=Duration.seconds(timeout_seconds),
+        memory_size=256,
+        role=role,
+        log_group=log_group,
+        tracing=lambda_.Tracing.DISABLED,
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="WriteOwnLogs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn, f"{log_group.log_group_arn}:log-stream:*"],
+        )
+    )
+    return function, log_group

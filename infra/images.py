@@ -1,0 +1,72 @@
+"""The container images the pipeline runs.
+
+- processing/evaluation and training: Docker image assets built from containers/ (their Dockerfiles install
+  exactly the lock's packages). CDK only stages the build context (containers/ and requirements/, per
+  .dockerignore) at synth; the images are built and pushed to the bootstrap ECR repository at deploy time, so
+  synth needs no Docker engine.
+- inference: SageMaker's TensorFlow Serving image (tensorflow-inference), which runs the model's
+  code/inference.py handlers. It is AWS's, published per region from an account that differs by region (CDK's
+  region facts map it), so it is referenced, not built; aws.inference_image_uri in pipeline.yaml replaces it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aws_cdk import Aws, Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk.region_info import FactName
+from constructs import Construct
+
+from pipelines.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]  # the build context: the repository (see .dockerignore)
+SERVING_REPOSITORY = "tensorflow-inference"
+_GPU = re.compile(r"^ml\.(g|p)\d")  # GPU instance families (ml.g4dn, ml.g5, ml.p3, ...)
+
+
+def serving_tag(config: Config) -> str:
+    """The TensorFlow Serving image tag for the endpoint's instance type: <version>-gpu or <version>-cpu."""
+    kind = "gpu" if _GPU.match(config.deployment.instance_type) else "cpu"
+    return f"{config.infrastructure.serving_version}-{kind}"
+
+
+class Images(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
+        super().__init__(scope, id)
+
+        def asset(name: str, dockerfile: str) -> ecr_assets.DockerImageAsset:
+            return ecr_assets.DockerImageAsset(
+                self,
+                name,
+                directory=str(ROOT),
+                file=dockerfile,
+                platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's instances
+                display_name=f"{config.project.name} {name.lower()} image",
+            )
+
+        self.processing = asset("Processing", "containers/processing/Dockerfile")
+        self.training = asset("Training", "containers/training/Dockerfile")
+        stack = Stack.of(self)
+        if config.aws.inference_image_uri:
+            self.inference_uri = config.aws.inference_image_uri
+            self._serving_repository_arn = None
+        else:
+            account = stack.regional_fact(FactName.DLC_REPOSITORY_ACCOUNT)
+            self.inference_uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{SERVING_REPOSITORY}:{serving_tag(config)}"
+            self._serving_repository_arn = f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{SERVING_REPOSITORY}"
+
+    def grant_pull(self, role: iam.IGrantable) -> None:
+        """Pull the project's images and the serving image (the endpoint's model runs as `role`)."""
+        self.processing.repository.grant_pull(role)
+        self.training.repository.grant_pull(role)
+        if self._serving_repository_arn:
+            role.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="PullServingImage",
+                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    resources=[self._serving_repository_arn],
+                )
+            )

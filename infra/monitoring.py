@@ -1,0 +1,98 @@
+"""What a team is told: an encrypted SNS topic (email subscriptions from pipeline.yaml) that receives failed
+pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from pipelines.config import Config
+
+EXECUTION_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
+VARIANT = "AllTraffic"  # containers/deploy/deploy.py VARIANT
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, key: kms.IKey, pipeline_arn: str) -> None:
+        super().__init__(scope, id)
+        self.topic = sns.Topic(self, "Notifications", display_name=f"{config.project.name} notifications", master_key=key, enforce_ssl=True)
+        for email in config.infrastructure.notification_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+        def notice(text: str, paths: dict[str, str]) -> events.RuleTargetInput:
+            return events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
+
+        self.failure_rule = events.Rule(
+            self,
+            "OnExecutionFailed",
+            description=f"Tell the team when an execution of {config.pipeline_name} fails",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[EXECUTION_EVENT],
+                detail={"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed"]},
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=notice(
+                        "Pipeline execution {execution} of " + config.pipeline_name + " failed; its steps in SageMaker Studio (Pipelines) say why.",
+                        {"execution": "$.detail.pipelineExecutionArn"},
+                    ),
+                )
+            ],
+        )
+        self.approval_rule = events.Rule(
+            self,
+            "OnPackageWaiting",
+            description=f"Tell approvers when a package of {config.model_package_group} waits for approval",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["PendingManualApproval"]},
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=notice(
+                        "Model package {arn} waits for approval in the Model Registry (group " + config.model_package_group + ").",
+                        {"arn": "$.detail.ModelPackageArn"},
+                    ),
+                )
+            ],
+        )
+        dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT}
+        alarms = config.infrastructure.alarms
+        self.errors_alarm = cloudwatch.Alarm(
+            self,
+            "EndpointErrors",
+            alarm_description=f"{config.endpoint_name} answered {alarms.server_errors} or more requests with a 5XX error in 5 minutes",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
+            ),
+            threshold=alarms.server_errors,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic, no errors
+        )
+        self.latency_alarm = cloudwatch.Alarm(
+            self,
+            "EndpointLatency",
+            alarm_description=f"{config.endpoint_name}'s model took over {alarms.model_latency_ms} ms on average for 15 minutes",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions, statistic="Average", period=Duration.minutes(5)
+            ),
+            threshold=alarms.model_latency_ms * 1000,  # ModelLatency is in microseconds
+            evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (self.errors_alarm, self.latency_alarm):
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            alarm.add_ok_action(actions.SnsAction(self.topic))

@@ -1,0 +1,152 @@
+"""cdk-nag's AwsSolutions checks at every synth, and the findings acknowledged, each with its reason.
+
+cdk-nag 3 runs as a policy-validation plugin: `Validations.of(app).add_plugins(...)`. An unacknowledged
+finding fails the synth (the report is cdk.out/validation-report.json). Acknowledgments are made on the
+construct that owns the finding, naming the rule and, for IAM5, the very wildcard (`[Action::...]`,
+`[Resource::...]`), so a new wildcard is a new finding.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, App, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+
+def check(app: App) -> None:
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def acknowledge(construct: IConstruct, *findings: tuple[str, str]) -> None:
+    """(rule id, reason) pairs for `construct` and everything under it."""
+    for rule, reason in findings:
+        Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def _logical_id(construct: IConstruct) -> str:
+    stack = Stack.of(construct)
+    return stack.resolve(stack.get_logical_id(construct.node.default_child))
+
+
+def _arn_of(construct: IConstruct) -> str:
+    """How cdk-nag writes a resource's Fn::GetAtt Arn in a finding id."""
+    return f"<{_logical_id(construct)}.Arn>"
+
+
+REGIONAL = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{resource}"
+KMS_GRANT = (
+    "The key's own grant (Key.grant_encrypt_decrypt) on this key only: GenerateDataKey* and ReEncrypt* name the "
+    "variants (WithoutPlaintext, From/To) that S3 and SageMaker use with a customer key"
+)
+LOG_STREAMS = "Its own log group's streams, whose names the Lambda service chooses"
+
+
+def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, pipelines.config.Config
+    """The workflow stack's findings: wildcards that name a prefix or a name pattern we own, actions without
+    resource types, and the buckets' notification handler that CDK provides."""
+    from infra.roles import input_prefixes
+
+    storage, roles = stack.storage, stack.roles
+    data, artifacts = storage.data, storage.artifacts
+    pipeline_prefix = f"{_arn_of(artifacts)}/{config.pipeline_name}/*"
+    group = config.model_package_group.lower()
+
+    def sagemaker(resource: str) -> str:
+        return REGIONAL.format(service="sagemaker", resource=resource)
+
+    reads = []
+    for bucket, prefix in input_prefixes(config, data.bucket_name):
+        shown = f"<{_logical_id(data)}>" if bucket == data.bucket_name else bucket
+        reads.append((f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{shown}/{prefix}*]", f"Reads the pipeline's input prefix {prefix}"))
+    log_groups = REGIONAL.format(service="logs", resource="log-group:/aws/sagemaker/*")
+    acknowledge(
+        roles.execution,
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
+        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
+        (
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData (scoped by a namespace condition) and ecr:GetAuthorizationToken have no resource type",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::{log_groups}]",
+            "SageMaker names a log group per job type under /aws/sagemaker/ (TrainingJobs, ProcessingJobs, Endpoints/...)",
+        ),
+        (f"AwsSolutions-IAM5[Resource::{log_groups}:log-stream:*]", "SageMaker names a log stream per job and instance"),
+        (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "Each execution writes under <pipeline>/<execution id>/, unknown until it runs"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/data-capture/*]", "The endpoint captures requests under data-capture/<endpoint>/<date>/"),
+        *reads,
+    )
+    acknowledge(
+        roles.pipeline,
+        (
+            f"AwsSolutions-IAM5[Resource::{sagemaker('processing-job/*')}]",
+            "SageMaker Pipelines names each job pipelines-<execution>-<step>; unknown until it runs",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::{sagemaker('training-job/*')}]",
+            "SageMaker Pipelines names each job pipelines-<execution>-<step>; unknown until it runs",
+        ),
+        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Register creates a new version in our group each run"),
+        (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The quality gate reads <pipeline>/<execution id>/evaluation/evaluation.json"),
+    )
+    deploy = stack.deployment.function
+    acknowledge(
+        deploy.role,
+        ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.deployment.log_group)}:log-stream:*]", LOG_STREAMS),
+        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Any version of our group may be approved"),
+        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model/{group}-v*')}]", "Models are named <group>-v<version>-<hash> per approved version"),
+        (
+            f"AwsSolutions-IAM5[Resource::{sagemaker(f'endpoint-config/{group}-v*')}]",
+            "Endpoint configs are named <group>-v<version>-<hash> per version",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='cloudwatch', resource='alarm:TargetTracking-endpoint/*')}]",
+            "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
+        ),
+    )
+    acknowledge(stack.trigger.function.role, (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.trigger.log_group)}:log-stream:*]", LOG_STREAMS))
+    acknowledge(
+        stack,
+        (
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's own handler that turns on the data bucket's EventBridge notifications at deploy time; it only writes its logs",
+        ),
+    )
+
+
+def acknowledge_cicd(pipeline) -> None:  # aws_cdk.pipelines.CodePipeline, after build_pipeline()
+    """CDK Pipelines' own roles and projects: their policies are what CDK Pipelines generates for moving
+    artifacts between stages, and change with CDK releases rather than with this project."""
+    artifacts = _arn_of(pipeline.pipeline.artifact_bucket)
+    synth, mutation = _logical_id(pipeline.synth_project), _logical_id(pipeline.self_mutation_project)
+    grant = "CDK Pipelines' artifact grants (read, write and clean up build artifacts) on the pipeline's own artifact bucket"
+    codebuild_logs = REGIONAL.format(service="logs", resource="log-group:/aws/codebuild/")
+    reports = REGIONAL.format(service="codebuild", resource="report-group/")
+    acknowledge(
+        pipeline,
+        *[(f"AwsSolutions-IAM5[Action::s3:{action}]", grant) for action in ("Abort*", "DeleteObject*", "GetBucket*", "GetObject*", "List*")],
+        (f"AwsSolutions-IAM5[Resource::{artifacts}/*]", grant),
+        (
+            "AwsSolutions-IAM5[Resource::*]",
+            "Asset publishing needs ecr:GetAuthorizationToken (no resource type); self-mutation reads CloudFormation stacks of the app",
+        ),
+        (
+            "AwsSolutions-IAM5[Resource::arn:*:iam::<AWS::AccountId>:role/*]",
+            "Self-mutation and asset publishing assume the CDK bootstrap roles (cdk-<qualifier>-*-role-<account>-<region>) in this account",
+        ),
+        (f"AwsSolutions-IAM5[Resource::{reports}*]", "CodeBuild test reports of the asset projects, named by CodeBuild"),
+        (f"AwsSolutions-IAM5[Resource::{reports}<{synth}>-*]", "CodeBuild test reports of the synth project, named by CodeBuild"),
+        (f"AwsSolutions-IAM5[Resource::{reports}<{mutation}>-*]", "CodeBuild test reports of the self-mutation project, named by CodeBuild"),
+        (f"AwsSolutions-IAM5[Resource::{codebuild_logs}*]", "CodeBuild log groups of the asset projects, one per project, named by CodeBuild"),
+        (f"AwsSolutions-IAM5[Resource::{codebuild_logs}<{synth}>:*]", "The synth project's log streams, named by CodeBuild"),
+        (f"AwsSolutions-IAM5[Resource::{codebuild_logs}<{mutation}>:*]", "The self-mutation project's log streams, named by CodeBuild"),
+        (
+            "AwsSolutions-CB4",
+            "Build outputs are the repository's code and synthesized templates (no secrets); CodeBuild encrypts them with the AWS managed key",
+        ),
+        (
+            "AwsSolutions-S1",
+            "The pipeline's artifact bucket holds transient build artifacts written only by the pipeline's roles; CloudTrail records its use",
+        ),
+    )

@@ -1,0 +1,167 @@
+"""The SageMaker execution role (jobs, models, the endpoint) and the SageMaker Pipeline's own role.
+
+Least privilege, statement by statement, with no managed policy (no AmazonSageMakerFullAccess):
+- the execution role reads the labelled data under the pipeline's input prefixes, reads and writes its
+  pipeline's prefix of the artifacts bucket and the endpoint's data-capture prefix, uses the KMS key, pulls
+  the project's images (and the region's TensorFlow Serving image), and writes SageMaker's log groups;
+- the pipeline role starts and watches the jobs and registers packages in our group, passes the execution
+  role to SageMaker and no other service, invokes the deployment function, and reads evaluation.json
+  (the quality gate's property file) from its prefix.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.arns import arn, sagemaker_arn
+from infra.storage import DATA_CAPTURE, Storage
+from pipelines.config import Config
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key prefix) of an s3:// URI."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+def input_prefixes(config: Config, data_bucket: str) -> list[tuple[str, str]]:
+    """(bucket, prefix) pairs the pipeline reads: manifests, images, Ground Truth's output, the pretrained checkpoint."""
+    uris = [
+        config.pipeline.input_manifest_uri or f"s3://{data_bucket}/manifests/",
+        config.pipeline.images_prefix or f"s3://{data_bucket}/images/",
+        config.labeling.output_prefix or f"s3://{data_bucket}/{GROUND_TRUTH}/",
+    ]
+    if config.training.pretrained_checkpoint_uri:
+        uris.append(config.training.pretrained_checkpoint_uri)
+    return [s3_location(uri) for uri in uris]
+
+
+GROUND_TRUTH = "ground-truth"  # labeling.output_prefix's default in the data bucket
+
+
+class Roles(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage) -> None:
+        super().__init__(scope, id)
+        artifacts, data = storage.artifacts, storage.data
+        self.execution = iam.Role(
+            self,
+            "SageMakerExecution",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"{config.project.name}: processing and training jobs, models and the endpoint",
+        )
+        reads = input_prefixes(config, data.bucket_name)
+        by_bucket: dict[str, list[str]] = {}
+        for bucket, prefix in reads:
+            by_bucket.setdefault(bucket, []).append(prefix)
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadLabelledData",
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*" for bucket, prefix in reads],
+            )
+        )
+        for index, (bucket, prefixes) in enumerate(by_bucket.items()):
+            self.execution.add_to_policy(
+                iam.PolicyStatement(
+                    sid=f"ListLabelledData{index}",
+                    actions=["s3:ListBucket"],
+                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+                    conditions={"StringLike": {"s3:prefix": sorted({f"{p}*" for p in prefixes})}},
+                )
+            )
+        pipeline_prefix = f"{config.pipeline_name}/"
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteExecutionOutputs",
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[artifacts.arn_for_objects(f"{pipeline_prefix}*")],
+            )
+        )
+        self.execution.add_to_policy(
+            iam.PolicyStatement(sid="WriteCapturedData", actions=["s3:PutObject"], resources=[artifacts.arn_for_objects(f"{DATA_CAPTURE}/*")])
+        )
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListExecutionOutputs",
+                actions=["s3:ListBucket"],
+                resources=[artifacts.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{pipeline_prefix}*"]}},
+            )
+        )
+        storage.key.grant_encrypt_decrypt(self.execution)
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptJobVolumes",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[storage.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/*", colon=True)
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteSageMakerLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[log_groups, f"{log_groups}:log-stream:*"],
+            )
+        )
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="PublishSageMakerMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; the namespace condition scopes it
+                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+            )
+        )
+        self.execution.add_to_policy(
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"])  # has no resource type
+        )
+
+        self.pipeline = iam.Role(
+            self,
+            "Pipeline",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"{config.project.name}: SageMaker Pipelines runs {config.pipeline_name} as this role",
+        )
+
+        group = config.model_package_group
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(
+                sid="RunJobs",
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[sagemaker_arn(self, "processing-job", "*"), sagemaker_arn(self, "training-job", "*")],
+            )
+        )
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(
+                sid="RegisterModels",
+                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+                resources=[sagemaker_arn(self, "model-package", f"{group}/*"), sagemaker_arn(self, "model-package-group", group)],
+            )
+        )
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassTheExecutionRoleToSageMakerOnly",
+                actions=["iam:PassRole"],
+                resources=[self.execution.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(sid="ReadEvaluationReports", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{pipeline_prefix}*")])
+        )
+        storage.key.grant_decrypt(self.pipeline)
+
+    def allow_deploy_step(self, function_arn: str) -> None:
+        """The pipeline's Deploy step invokes the deployment function."""
+        self.pipeline.add_to_policy(iam.PolicyStatement(sid="InvokeDeployFunction", actions=["lambda:InvokeFunction"], resources=[function_arn]))
