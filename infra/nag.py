@@ -8,7 +8,7 @@ construct that owns the finding, naming the rule and, for IAM5, the very wildcar
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, App, Stack, Validations
+from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -94,7 +94,10 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
         deploy.role,
         ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.deployment.log_group)}:log-stream:*]", LOG_STREAMS),
-        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Any version of our group may be approved"),
+        (
+            f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]",
+            "Any version of our group may be approved and is described before deploying",
+        ),
         (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model/{group}-v*')}]", "Models are named <group>-v<version>-<hash> per approved version"),
         (
             f"AwsSolutions-IAM5[Resource::{sagemaker(f'endpoint-config/{group}-v*')}]",
@@ -115,14 +118,23 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
     )
 
 
+def _as_nag_shows(value: str, pseudo: str) -> str:
+    """A stack's account or region as cdk-nag writes it in a finding id: the literal, or <AWS::...>."""
+    return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
+
+
 def acknowledge_cicd(pipeline) -> None:  # aws_cdk.pipelines.CodePipeline, after build_pipeline()
     """CDK Pipelines' own roles and projects: their policies are what CDK Pipelines generates for moving
-    artifacts between stages, and change with CDK releases rather than with this project."""
+    artifacts between stages, and change with CDK releases rather than with this project. CDK Pipelines writes
+    the stack's own account and region into its ARNs (literals when the stack has an environment)."""
+    stack = Stack.of(pipeline)
+    account, region = _as_nag_shows(stack.account, "AccountId"), _as_nag_shows(stack.region, "Region")
+    regional = f"arn:<AWS::Partition>:{{service}}:{region}:{account}:{{resource}}"
     artifacts = _arn_of(pipeline.pipeline.artifact_bucket)
     synth, mutation = _logical_id(pipeline.synth_project), _logical_id(pipeline.self_mutation_project)
     grant = "CDK Pipelines' artifact grants (read, write and clean up build artifacts) on the pipeline's own artifact bucket"
-    codebuild_logs = REGIONAL.format(service="logs", resource="log-group:/aws/codebuild/")
-    reports = REGIONAL.format(service="codebuild", resource="report-group/")
+    codebuild_logs = regional.format(service="logs", resource="log-group:/aws/codebuild/")
+    reports = regional.format(service="codebuild", resource="report-group/")
     acknowledge(
         pipeline,
         *[(f"AwsSolutions-IAM5[Action::s3:{action}]", grant) for action in ("Abort*", "DeleteObject*", "GetBucket*", "GetObject*", "List*")],
@@ -132,7 +144,7 @@ def acknowledge_cicd(pipeline) -> None:  # aws_cdk.pipelines.CodePipeline, after
             "Asset publishing needs ecr:GetAuthorizationToken (no resource type); self-mutation reads CloudFormation stacks of the app",
         ),
         (
-            "AwsSolutions-IAM5[Resource::arn:*:iam::<AWS::AccountId>:role/*]",
+            f"AwsSolutions-IAM5[Resource::arn:*:iam::{account}:role/*]",
             "Self-mutation and asset publishing assume the CDK bootstrap roles (cdk-<qualifier>-*-role-<account>-<region>) in this account",
         ),
         (f"AwsSolutions-IAM5[Resource::{reports}*]", "CodeBuild test reports of the asset projects, named by CodeBuild"),
