@@ -161,6 +161,15 @@ class Roles(Construct):
             iam.PolicyStatement(sid="ReadEvaluationReports", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{pipeline_prefix}*")])
         )
         storage.key.grant_decrypt(self.pipeline)
+        # The jobs it creates name the key for their volumes and outputs: SageMaker checks the caller may use it.
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobsEncryptWithTheKey",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[storage.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
 
     def allow_deploy_step(self, function_arn: str) -> None:
         """The pipeline's Deploy step invokes the deployment function."""
