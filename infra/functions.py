@@ -40,7 +40,7 @@ def small_function(
         iam.PolicyStatement(
             sid="WriteOwnLogs",
             actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group.log_group_arn, f"{log_group.log_group_arn}:log-stream:*"],
+            resources=[log_group.log_group_arn],  # CloudFormation's log group Arn ends in ":*": its streams
         )
     )
     return function, log_group

@@ -38,7 +38,6 @@ KMS_GRANT = (
     "The key's own grant (Key.grant_encrypt_decrypt) on this key only: GenerateDataKey* and ReEncrypt* name the "
     "variants (WithoutPlaintext, From/To) that S3 and SageMaker use with a customer key"
 )
-LOG_STREAMS = "Its own log group's streams, whose names the Lambda service chooses"
 
 
 def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, pipelines.config.Config
@@ -93,7 +92,6 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
     acknowledge(
         deploy.role,
         ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
-        (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.deployment.log_group)}:log-stream:*]", LOG_STREAMS),
         (
             f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]",
             "Any version of our group may be approved and is described before deploying",
@@ -108,7 +106,6 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
             "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
         ),
     )
-    acknowledge(stack.trigger.function.role, (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.trigger.log_group)}:log-stream:*]", LOG_STREAMS))
     acknowledge(
         stack,
         (

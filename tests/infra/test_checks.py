@@ -12,6 +12,7 @@ import pytest
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import statements_of
 from tests.infra.test_workflow_stack import logical_id, resources
+from tests.support import ROOT
 
 # cfn-lint findings we accept, and why:
 # - W3005: CDK adds DependsOn from each Lambda function to its role's default policy, so that the policy exists
@@ -128,3 +129,37 @@ def test_a_gpu_endpoint_is_served_by_the_gpu_serving_image_and_a_named_image_win
     own = synthesize(with_infrastructure("", {"  inference_image_uri: null\n": f"  inference_image_uri: {named}\n"}))
     (pipeline,) = resources(own.template_json(), "AWS::SageMaker::Pipeline").values()
     assert pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][1]["InferenceImageUri"] == named
+
+
+@pytest.mark.parametrize("with_ci", [False, True])
+def test_every_acknowledgment_answers_a_finding_that_is_there(with_ci, definition, tmp_path, monkeypatch):
+    """Synthesized with the acknowledgments withheld, cdk-nag must report each one's finding on its construct:
+    an acknowledgment left over after the code changed would hide the next finding of that id."""
+    from aws_cdk import App
+
+    from infra import nag
+    from infra.app import build
+    from pipelines.config import parse_config
+    from tests.infra.conftest import CONNECTION
+
+    withheld: list[tuple[str, str]] = []
+    monkeypatch.setattr(nag, "acknowledge", lambda construct, *findings: withheld.extend((construct.node.path, rule) for rule, _ in findings))
+    replacements = {
+        "    repository: null\n": "    repository: acme/car-damage\n",
+        "    connection_arn: null\n": f"    connection_arn: {CONNECTION}\n",
+    }
+    config = parse_config(with_infrastructure("", replacements if with_ci else {}), base_dir=ROOT)
+    app = App(outdir=str(tmp_path), context=json.loads((ROOT / "cdk.json").read_text())["context"])
+    build(app, config, definition=definition)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    found = {
+        (violation["ruleName"], construct["constructPath"])
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+    }
+    unused = [(path, rule) for path, rule in withheld if not any(name == rule and (at == path or at.startswith(f"{path}/")) for name, at in found)]
+    assert not unused, f"acknowledgments with no finding: {unused}"
+    assert {name for name, _ in found} <= {rule for _, rule in withheld}
