@@ -88,6 +88,20 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
         (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Register creates a new version in our group each run"),
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The quality gate reads <pipeline>/<execution id>/evaluation/evaluation.json"),
     )
+    output_bucket = config.labeling.output_prefix.removeprefix("s3://").split("/")[0] if config.labeling.output_prefix else None
+    output_prefix = config.labeling.output_prefix.removeprefix("s3://").partition("/")[2] if config.labeling.output_prefix else "ground-truth/"
+    labels = f"arn:<AWS::Partition>:s3:::{output_bucket or f'<{_logical_id(data)}>'}/{output_prefix}*"
+    labeling_logs = REGIONAL.format(service="logs", resource="log-group:/aws/sagemaker/LabelingJobs")
+    acknowledge(
+        roles.labeling,
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
+        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/images/*]", "Ground Truth shows the workers any image the input manifest names"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/manifests/*]", "The input manifests to label, named per batch"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/labeling/*]", "The task page and label categories cardamage label uploads per job"),
+        (f"AwsSolutions-IAM5[Resource::{labels}]", "Ground Truth writes <prefix>/<job>/manifests, annotations and activelearning files"),
+        (f"AwsSolutions-IAM5[Resource::{labeling_logs}:log-stream:*]", "Ground Truth names a log stream per labelling job"),
+    )
     deploy = stack.deployment.function
     acknowledge(
         deploy.role,

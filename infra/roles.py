@@ -171,6 +171,47 @@ class Roles(Construct):
             )
         )
 
+        self.labeling = self._labeling_role(config, storage)
+
+    def _labeling_role(self, config: Config, storage: Storage) -> iam.Role:
+        """Ground Truth's role for `cardamage label --role-arn`: reads the images and the input manifests, reads the
+        task files the CLI uploads under labeling/ in the artifacts bucket, and writes the labels where the
+        new-data trigger listens."""
+        data, artifacts = storage.data, storage.artifacts
+        role = iam.Role(
+            self,
+            "Labeling",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"{config.project.name}: Ground Truth labelling jobs (cardamage label --role-arn)",
+        )
+        output_bucket, output_prefix = (
+            s3_location(config.labeling.output_prefix) if config.labeling.output_prefix else (data.bucket_name, f"{GROUND_TRUTH}/")
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadImagesAndManifests",
+                actions=["s3:GetObject"],
+                resources=[data.arn_for_objects("images/*"), data.arn_for_objects("manifests/*"), artifacts.arn_for_objects("labeling/*")],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteLabels",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::{output_bucket}/{output_prefix}*"],
+            )
+        )
+        storage.key.grant_encrypt_decrypt(role)
+        log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/LabelingJobs", colon=True)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteLabelingLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[log_groups, f"{log_groups}:log-stream:*"],
+            )
+        )
+        return role
+
     def allow_deploy_step(self, function_arn: str) -> None:
         """The pipeline's Deploy step invokes the deployment function."""
         self.pipeline.add_to_policy(iam.PolicyStatement(sid="InvokeDeployFunction", actions=["lambda:InvokeFunction"], resources=[function_arn]))

@@ -48,6 +48,7 @@ class WorkflowStack(Stack):
         # What pipeline.yaml's `aws` section takes, for the CLI against this stack's resources.
         for name, (field, _) in PLACEHOLDERS.items():
             CfnOutput(self, name, value=self.values[name], description=f"pipeline.yaml aws.{field}")
+        CfnOutput(self, "LabelingRoleArn", value=self.roles.labeling.role_arn, description="cardamage label --role-arn")
         CfnOutput(self, "PipelineName", value=config.pipeline_name)
         CfnOutput(self, "NotificationTopicArn", value=self.monitoring.topic.topic_arn)
 

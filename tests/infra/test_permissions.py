@@ -91,5 +91,17 @@ def test_the_deploy_role_manages_our_endpoint_and_passes_only_the_execution_role
 def test_each_function_and_the_pipeline_have_roles_of_their_own(workflow_template):
     roles = resources(workflow_template, "AWS::IAM::Role")
     services = sorted(role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for role in roles.values())
-    # execution, pipeline; deploy, trigger, and CDK's bucket-notifications handler
-    assert services == ["lambda.amazonaws.com"] * 3 + ["sagemaker.amazonaws.com"] * 2
+    # deploy, trigger, and CDK's bucket-notifications handler; execution, pipeline, labelling
+    assert services == ["lambda.amazonaws.com"] * 3 + ["sagemaker.amazonaws.com"] * 3
+
+
+def test_the_labelling_role_reads_images_and_task_files_and_writes_labels_where_the_trigger_listens(workflow_template):
+    statements = statements_of(workflow_template, "RolesLabeling")
+    data = logical_id(workflow_template, "AWS::S3::Bucket", "Data")
+    assert statements["WriteLabels"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    assert statements["WriteLabels"]["Resource"] == {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": data}, "/ground-truth/*"]]
+    }
+    read = json.dumps(statements["ReadImagesAndManifests"]["Resource"])
+    assert "/images/*" in read and "/manifests/*" in read and "/labeling/*" in read
+    assert "cardamage label --role-arn" in json.dumps(workflow_template["Outputs"]["LabelingRoleArn"])
