@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: setup run test test-fast lint lock bench synth clean help
 
 help:
-	@echo "make run    set up, then prepare the bundled sample data (the main job)"
+	@echo "make run    set up, then run the whole pipeline locally on the bundled sample (the main job)"
 	@echo "make test   set up, then run the linters and every test"
 	@echo "make setup  create $(VENV) from the pinned lock ($(LOCK))"
 	@echo "make lock   re-resolve the lock from pyproject.toml (needs the network)"
@@ -43,8 +43,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	touch $(NODE_STAMP)
 
+# The main job: the whole pipeline on the bundled sample with pipeline.yaml's `local` profile, then one
+# photo through the endpoint it deployed. STATE and IMAGE may be overridden (make run IMAGE=car.jpg).
+STATE ?= .cardamage
+IMAGE ?= data/sample/images/bilgi_university_car_damage/valid/0010686842_7600_jpg.rf.f3e8a28ffa4d5c2f1ed17d398907a903.jpg
 run: setup
-	$(BIN)/cardamage prepare-data
+	$(BIN)/cardamage run --local --state-dir $(STATE)
+	$(BIN)/cardamage predict --local "$(IMAGE)" --state-dir $(STATE) --output $(STATE)/predictions/make-run.png \
+		--score-threshold 0 --max-detections 5
 
 test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

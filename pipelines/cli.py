@@ -58,21 +58,43 @@ def _main(
     """Car damage detection (EfficientDet, TF2 Object Detection API) as a SageMaker Pipelines workflow."""
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, profile: str | None = None) -> Config:
     try:
-        return load_config(path)
+        return load_config(path, profile=profile or None)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
 
 
+def _load_local(path: Path, profile: str | None) -> Config:
+    """The configuration for a --local command: the named profile, else `local` when the file defines one."""
+    if profile is None:
+        base = _load(path)
+        return _load(path, "local") if "local" in base.profiles else base
+    return _load(path, None if profile == "none" else profile)
+
+
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="A profile of pipeline.yaml to apply (its `profiles` section); `none` for the file as it is.")
+]
+LocalProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", help="A profile of pipeline.yaml to apply. Default: `local` where the file defines it; `none` for the file as it is."),
+]
+LocalOption = Annotated[bool, typer.Option("--local", help="Work on this machine (the local engine's state directory) instead of AWS.")]
+StateDirOption = Annotated[
+    Path, typer.Option("--state-dir", help="The local engine's state: local S3, executions, registry, endpoints.", file_okay=False)
+]
+
+
 @app.command("config")
 def show_config(
     config: ConfigPath = DEFAULT_CONFIG,
+    profile: ProfileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
 ) -> None:
-    """Validate the configuration and print it with every default filled in."""
-    resolved = _load(config).model_dump(mode="json")
+    """Validate the configuration (every profile) and print it, or a profile of it, with every default filled in."""
+    resolved = _load(config, None if profile == "none" else profile).model_dump(mode="json")
     typer.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False).rstrip())
 
 
@@ -303,6 +325,7 @@ def definition(
     config: ConfigPath = DEFAULT_CONFIG,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON to this file instead of stdout.", dir_okay=False)] = None,
     value: ValuesOption = None,
+    profile: ProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
 ) -> None:
@@ -310,7 +333,7 @@ def definition(
 
     Account values come from --value, else pipeline.yaml's aws section, else stay ${Name} placeholders for the
     CDK app to fill. --region fills ${AWS::Region}; --endpoint-url is accepted for symmetry and unused."""
-    cfg = _with_region(_load(config), region)
+    cfg = _with_region(_load(config, None if profile == "none" else profile), region)
     text = _render(cfg, _pairs(value, "--value"))
     if output is None:
         typer.echo(text, nl=False)
@@ -394,12 +417,19 @@ def executions(
     config: ConfigPath = DEFAULT_CONFIG,
     execution: ExecutionOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many executions to list, newest first.")] = 10,
+    local: LocalOption = False,
+    state_dir: StateDirOption = STATE_DIR,
+    profile: LocalProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """List the pipeline's executions, or show one with its parameters and steps (--execution)."""
     from pipelines import aws
 
+    if local:
+        with _local():
+            local_commands().executions(_load_local(config, profile), state_dir, execution, limit)
+        return
     cfg = _load(config)
     with _control_plane():
         sagemaker = _connect(cfg, region, endpoint_url).client("sagemaker")
@@ -501,12 +531,19 @@ def _wait_for(sagemaker: Any, arn: str, timeout: float, poll: float) -> None:
 def models(
     config: ConfigPath = DEFAULT_CONFIG,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many packages to show, newest first.")] = 20,
+    local: LocalOption = False,
+    state_dir: StateDirOption = STATE_DIR,
+    profile: LocalProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """The model packages of the group: version, approval status, creation time, mAP, and which one the endpoint serves."""
     from pipelines import aws
 
+    if local:
+        with _local():
+            local_commands().models(_load_local(config, profile), state_dir, limit)
+        return
     cfg = _load(config)
     with _control_plane():
         session = _connect(cfg, region, endpoint_url)
@@ -525,10 +562,19 @@ def approve(
     package: PackageArgument,
     comment: CommentOption = None,
     config: ConfigPath = DEFAULT_CONFIG,
+    local: LocalOption = False,
+    state_dir: StateDirOption = STATE_DIR,
+    profile: LocalProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
 ) -> None:
-    """Approve a model package (the deployment rule then deploys it); records your identity and the comment."""
+    """Approve a model package (the deployment rule then deploys it); records your identity and the comment.
+
+    With --local the approval deploys the package to the local endpoint at once, as the rule does on AWS."""
+    if local:
+        with _local():
+            local_commands().set_approval(_load_local(config, profile), state_dir, package, "Approved", comment)
+        return
     _set_approval(config, package, "Approved", comment, region, endpoint_url)
 
 
@@ -537,10 +583,17 @@ def reject(
     package: PackageArgument,
     comment: CommentOption = None,
     config: ConfigPath = DEFAULT_CONFIG,
+    local: LocalOption = False,
+    state_dir: StateDirOption = STATE_DIR,
+    profile: LocalProfileOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """Reject a model package; records your identity and the comment. The endpoint is not changed."""
+    if local:
+        with _local():
+            local_commands().set_approval(_load_local(config, profile), state_dir, package, "Rejected", comment)
+        return
     _set_approval(config, package, "Rejected", comment, region, endpoint_url)
 
 
@@ -570,6 +623,9 @@ def deploy(
     config: ConfigPath = DEFAULT_CONFIG,
     package: Annotated[str | None, typer.Option("--package", help="The package's ARN or version (default: the newest Approved one).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Deploy even when the endpoint serves the same or a newer version.")] = False,
+    local: LocalOption = False,
+    state_dir: StateDirOption = STATE_DIR,
+    profile: LocalProfileOption = None,
     role_arn: RoleOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointUrlOption = None,
@@ -578,6 +634,10 @@ def deploy(
     from containers.deploy.deploy import DeploySettings, deploy_package
     from pipelines import aws
 
+    if local:
+        with _local():
+            local_commands().deploy(_load_local(config, profile), state_dir, package, force)
+        return
     cfg = _load(config)
     role = role_arn or cfg.aws.role_arn
     if not role:
@@ -603,6 +663,127 @@ def deploy(
     typer.echo(f"  endpoint config  {result.endpoint_config_name}")
     typer.echo(f"  endpoint status  {result.endpoint_status}")
     typer.echo(f"  autoscaling      {result.autoscaling}")
+
+
+# The local engine: the same definition run on this machine (pipelines/local/).
+
+
+def local_commands() -> Any:
+    from pipelines.local import commands
+
+    return commands
+
+
+@contextmanager
+def _local() -> Iterator[None]:
+    from pipelines.local.commands import LocalError
+
+    try:
+        yield
+    except LocalError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
+@app.command("run")
+def run(
+    local: LocalOption = False,
+    config: ConfigPath = DEFAULT_CONFIG,
+    profile: LocalProfileOption = None,
+    state_dir: StateDirOption = STATE_DIR,
+    manifest: Annotated[
+        list[Path] | None,
+        typer.Option("--manifest", "-m", help="A Ground Truth output manifest (repeatable). Default: the bundled sample.", dir_okay=False),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="The local folder that stands for --images-prefix (when source-refs are S3 URIs).", file_okay=False),
+    ] = None,
+    images_prefix: Annotated[str | None, typer.Option("--images-prefix", help="The S3 prefix the manifests' source-refs start with.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE for a pipeline parameter (repeatable), e.g. TrainingSteps=20.")
+    ] = None,
+    definition_file: Annotated[
+        Path | None, typer.Option("--definition", help="Run this definition JSON instead of rendering one from the config.", dir_okay=False)
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every line the jobs print (TensorFlow's too).")] = False,
+) -> None:
+    """Run the whole pipeline on this machine (--local): the definition the CDK app deploys, step by step.
+
+    Exit status 0 when it succeeds; 1, with the Fail step's message or the failed step's error and log, when it
+    does not; 2 for a wrong invocation. Steps whose inputs did not change since a successful run are cached."""
+    from pipelines.local.runner import Inputs
+
+    if not local:
+        _fail("run executes the pipeline on this machine: pass --local (on AWS: `cardamage upsert`, then `cardamage start --wait`)", 2)
+    cfg = _load_local(config, profile)
+    if (images is None) != (images_prefix is None):
+        _fail("--images and --images-prefix go together: the folder and the S3 prefix it stands for", 2)
+    if images is not None and not manifest:
+        _fail("--images needs --manifest: the manifests whose source-refs start with --images-prefix", 2)
+    inputs = Inputs(list(manifest), images, images_prefix) if manifest else None
+    with _local():
+        local_commands().run(cfg, state_dir, inputs, _pairs(param, "--param"), definition_file, verbose=verbose)
+
+
+@app.command("serve")
+def serve(
+    local: LocalOption = False,
+    config: ConfigPath = DEFAULT_CONFIG,
+    profile: LocalProfileOption = None,
+    state_dir: StateDirOption = STATE_DIR,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port on 127.0.0.1 (0: any free one).")] = 8080,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Serve this package (version or ARN) instead of what the endpoint has deployed.")
+    ] = None,
+) -> None:
+    """Serve the local endpoint in the foreground: SageMaker's GET /ping and POST /invocations on 127.0.0.1.
+
+    It serves what the pipeline's Deploy step (or an approval) deployed, and picks up a newer deployment at
+    the next request; --model pins one package. Requests go through the endpoint's own handler code."""
+    if not local:
+        _fail("serve runs the endpoint on this machine: pass --local (on AWS the endpoint is SageMaker's: `cardamage deploy`)", 2)
+    with _local():
+        local_commands().serve(_load_local(config, profile), state_dir, port, model)
+
+
+@app.command("predict")
+def predict(
+    image: Annotated[Path, typer.Argument(help="A JPEG or PNG photo.", dir_okay=False)],
+    local: LocalOption = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to save the picture (default <state-dir>/predictions/<image>.png).", dir_okay=False)
+    ] = None,
+    config: ConfigPath = DEFAULT_CONFIG,
+    profile: LocalProfileOption = None,
+    state_dir: StateDirOption = STATE_DIR,
+    model: Annotated[str | None, typer.Option("--model", help="Use this package (version or ARN) instead of the deployed one.")] = None,
+    score_threshold: Annotated[
+        float | None, typer.Option("--score-threshold", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's).")
+    ] = None,
+    max_detections: Annotated[int | None, typer.Option("--max-detections", min=1, help="At most this many detections.")] = None,
+) -> None:
+    """Detect damage in one photo with the local endpoint's model; prints the boxes and saves a picture of them."""
+    if not local:
+        _fail("predict uses the local endpoint: pass --local", 2)
+    with _local():
+        local_commands().predict(_load_local(config, profile), state_dir, image, output, model, score_threshold, max_detections)
+
+
+@app.command("tensorboard")
+def tensorboard(
+    local: LocalOption = False,
+    config: ConfigPath = DEFAULT_CONFIG,
+    profile: LocalProfileOption = None,
+    state_dir: StateDirOption = STATE_DIR,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The port on 127.0.0.1.")] = 6006,
+) -> None:
+    """Open TensorBoard on the event files of the local training runs (foreground; Ctrl-C stops).
+
+    On AWS the event files are in S3 under each execution's `tensorboard/` prefix (TensorBoardOutputConfig)."""
+    if not local:
+        _fail("tensorboard --local reads this machine's runs; on AWS point TensorBoard at the execution's tensorboard/ S3 prefix", 2)
+    with _local():
+        local_commands().tensorboard(_load_local(config, profile), state_dir, port)
 
 
 @app.command("label")

@@ -246,6 +246,7 @@ class Config(_Section):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<defaults>")
     _profile: str | None = PrivateAttr(default=None)
+    _profiles: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def profile(self) -> str | None:
@@ -256,6 +257,11 @@ class Config(_Section):
     def base_dir(self) -> Path:
         """The folder relative paths in the file are resolved against: the config file's own folder."""
         return self._base_dir
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """The names of the profiles the file defines."""
+        return self._profiles
 
     @property
     def source(self) -> str:
@@ -314,6 +320,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     config._base_dir = base_dir or Path.cwd()
     config._source = source
     config._profile = profile
+    config._profiles = tuple(str(name) for name in profiles)
     return config
 
 

@@ -71,6 +71,22 @@ class LocalDeployer:
         (self.folder / f"{endpoint_name}.json").write_text(json.dumps(asdict(deployment), indent=2))
         return {**result, "status": "updated" if current else "created", "reason": f"version {package.version} deployed"}
 
+    def model(self, endpoint_name: str, package_arn: str | None = None) -> tuple[str | None, dict]:
+        """(model folder, environment) that the endpoint serves now, or of `package_arn` (any status: serving a
+        chosen package here is a look at it, not a deployment); (None, {}) when nothing is deployed."""
+        if package_arn:
+            package = self.state.package(package_arn)
+            if package is None:
+                raise ValueError(f"no model package {package_arn}")
+            folder = self.folder / "packages" / f"{package.group}-v{package.version}"
+            if not (folder / "1").is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(self.s3.path(package.model_data_url)) as archive:
+                    archive.extractall(folder, filter="data")
+            return str(folder), package.metadata.get("Environment", {})
+        record = self.record(endpoint_name)
+        return (record.model_dir, record.environment) if record else (None, {})
+
 
 class EndpointServer:
     """`GET /ping` and `POST /invocations` on 127.0.0.1 for one local endpoint; picks up a new deployment
@@ -99,18 +115,7 @@ class EndpointServer:
             return self._loaded[1] if self._loaded else None
 
     def _model_dir(self) -> tuple[str | None, dict]:
-        if self.pinned:
-            package = self.deployer.state.package(self.pinned)
-            if package is None:
-                raise ValueError(f"no model package {self.pinned}")
-            folder = self.deployer.folder / "packages" / f"{package.group}-v{package.version}"
-            if not (folder / "1").is_dir():
-                folder.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(self.deployer.s3.path(package.model_data_url)) as archive:
-                    archive.extractall(folder, filter="data")
-            return str(folder), package.metadata.get("Environment", {})
-        record = self.deployer.record(self.endpoint_name)
-        return (record.model_dir, record.environment) if record else (None, {})
+        return self.deployer.model(self.endpoint_name, self.pinned)
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever()

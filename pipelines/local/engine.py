@@ -233,8 +233,9 @@ class Engine:
                 self.reporter.step("↺", name, f"cached: unchanged since execution {source}")
                 return properties
         work = self.state_dir / "runs" / execution / name
-        log = work / ("training.log" if kind == "Training" else "algo-1.log")
-        self.state.record_step(execution, name, kind, "Executing", log=str(log))
+        if kind in ("Processing", "Training"):
+            log = work / ("training.log" if kind == "Training" else "algo-1.log")
+            self.state.record_step(execution, name, kind, "Executing", log=str(log))
         self.reporter.step("▶", name, f"({kind})")
         job_name = f"{pipeline}-{name}-{execution}"[:63].rstrip("-")
 

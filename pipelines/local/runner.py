@@ -159,10 +159,11 @@ def run_local(
     parameters: dict[str, str] | None = None,
     definition_file: Path | None = None,
     reporter: Reporter | None = None,
+    definition: dict | None = None,
 ) -> ExecutionResult:
-    """Render (or read) the definition, stage the inputs, run it; raises ExecutionFailed or DefinitionProblem."""
+    """Render (or read, or take) the definition, stage the inputs, run it; raises ExecutionFailed or DefinitionProblem."""
     runner = engine(state_dir, reporter)
-    definition = local_definition(config, definition_file)
+    definition = definition if definition is not None else local_definition(config, definition_file)
     runner.validate(definition)  # before staging anything
     staged = stage(inputs or sample_inputs(config), runner.s3)
     return runner.run(definition, config.pipeline_name, {**staged, **(parameters or {})})

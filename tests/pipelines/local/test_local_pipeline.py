@@ -1,34 +1,61 @@
-"""The whole pipeline on the bundled sample with the local profile: the definition the CDK app deploys,
-run here end to end. Both branches of the quality gate, the registry entry with its metrics, the local
-endpoint answering /invocations with detections for a real image, and a second run served from cache."""
+"""The whole pipeline on the bundled sample with the local profile: the definition the CDK app deploys, run
+here end to end through the CLI (`cardamage run --local`, `predict --local`). Both branches of the quality
+gate, the registry entry with its metrics, the local endpoint answering /invocations with detections for a
+real image, and a second run served from cache."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 import pytest
 
 from pipelines.config import load_config
 from pipelines.local.endpoint import EndpointServer, LocalDeployer
-from pipelines.local.engine import ExecutionFailed, Reporter
-from pipelines.local.runner import run_local
 from tests.support import ROOT, SAMPLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-pipeline")]
+
+
+def cardamage(*arguments, timeout=900):
+    """The CLI as a user runs it (a subprocess, in the repository)."""
+    command = [sys.executable, "-m", "pipelines.cli", *arguments]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+@dataclass(frozen=True)
+class Run:
+    execution: str
+    status: str
+    steps: list
+    output: str
+    returncode: int
+
+
+def run_cli(state, *arguments) -> Run:
+    process = cardamage("run", "--local", "--state-dir", str(state), *arguments)
+    from pipelines.local.state import State
+
+    newest = State(state).executions(1)[0]
+    return Run(newest["id"], newest["status"], State(state).steps(newest["id"]), process.stdout + process.stderr, process.returncode)
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     state = tmp_path_factory.mktemp("local") / ".cardamage"
     config = load_config(ROOT / "pipeline.yaml", profile="local")
-    lines: list[str] = []
     started = time.monotonic()
-    result = run_local(config, state, reporter=Reporter(say=lines.append))
-    return config, state, result, lines, time.monotonic() - started
+    result = run_cli(state)
+    assert result.returncode == 0, result.output[-4000:]
+    return config, state, result, result.output.splitlines(), time.monotonic() - started
 
 
 def test_the_pipeline_succeeds_through_every_step(first_run):
@@ -46,6 +73,11 @@ def test_the_pipeline_succeeds_through_every_step(first_run):
         "QualityBelowThreshold": "NotRun",
     }
     assert any(line.startswith("✔ Train") for line in lines)
+    # The programs' own lines are shown, TensorFlow's chatter only goes to the step's log file.
+    assert any("| train step=10/10 loss=" in line for line in lines)
+    assert not any("WARNING" in line for line in lines)
+    for label in ("data report", "evaluation", "model artifact", "registered model", "endpoint"):
+        assert any(line.strip().startswith(label) for line in lines), label
 
 
 def test_the_registry_holds_the_package_with_its_metrics(first_run):
@@ -88,23 +120,30 @@ def test_the_endpoint_answers_invocations_with_detections(first_run):
         server.shutdown()
 
 
+def test_predict_draws_the_endpoints_detections(first_run, tmp_path):
+    _, state, _, _, _ = first_run
+    image = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
+    picture = tmp_path / "prediction.png"
+    result = cardamage("predict", str(image), "--local", "--state-dir", str(state), "--output", str(picture), "--score-threshold", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "detection(s)" in result.stdout and picture.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_second_run_is_served_from_cache(first_run):
-    config, state, first, _, first_seconds = first_run
+    _, state, first, _, first_seconds = first_run
     started = time.monotonic()
-    second = run_local(config, state, reporter=Reporter(say=lambda line: None))
+    second = run_cli(state)
     seconds = time.monotonic() - started
+    assert second.returncode == 0, second.output[-3000:]
     cached = {s["name"]: s["cached_from"] for s in second.steps if s["cached_from"]}
     assert cached == {"PrepareData": first.execution, "Train": first.execution, "Evaluate": first.execution}
     assert seconds < first_seconds / 4, (seconds, first_seconds)
 
 
 def test_a_threshold_the_model_cannot_reach_ends_in_the_fail_step(first_run):
-    config, state, _, _, _ = first_run
-    with pytest.raises(ExecutionFailed) as info:
-        run_local(config, state, parameters={"MapThreshold": "1.0"}, reporter=Reporter(say=lambda line: None))
-    message = str(info.value)
-    assert "below the threshold 1.0" in message and "mAP" in message
-    from pipelines.local.state import State
-
-    steps = {s["name"]: s["status"] for s in State(state).steps(info.value.execution)}
+    _, state, _, _, _ = first_run
+    failed = run_cli(state, "--param", "MapThreshold=1.0")
+    assert failed.returncode == 1 and failed.status == "Failed"
+    assert "below the threshold 1.0" in failed.output and "mAP" in failed.output
+    steps = {s["name"]: s["status"] for s in failed.steps}
     assert steps["QualityBelowThreshold"] == "Failed" and steps["Register"] == "NotRun"

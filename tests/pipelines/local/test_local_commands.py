@@ -1,0 +1,198 @@
+"""The `--local` commands on a hand-made state directory: a registry with packages whose model is the fake
+detector (tests/fake_model.py), so approvals, deployments, predictions and the HTTP endpoint are checked in
+seconds. The whole pipeline through these commands is in test_local_pipeline.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.config import load_config
+from pipelines.local.endpoint import LocalDeployer
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+from tests.fake_model import write_model_dir
+from tests.support import ROOT, SAMPLE
+
+CONFIG = ROOT / "pipeline.yaml"
+DETECTIONS = [(1, 0.9, 0.1, 0.1, 0.5, 0.5), (2, 0.6, 0.5, 0.5, 0.9, 0.8)]
+IMAGE = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
+
+
+def cli(*arguments: str):
+    return CliRunner().invoke(app, [*arguments, "--config", str(CONFIG)])
+
+
+@pytest.fixture(scope="module")
+def model_archive(tmp_path_factory):
+    folder = write_model_dir(tmp_path_factory.mktemp("fake") / "model", DETECTIONS)
+    archive = folder.parent / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+@pytest.fixture
+def state_dir(tmp_path, model_archive):
+    """Two pending packages of the local profile's group, their model the fake detector."""
+    config = load_config(CONFIG, profile="local")
+    state_dir = tmp_path / "state"
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    for version, map_value in ((1, 0.21), (2, 0.34)):
+        uri = f"s3://local-artifacts/run-{version}/model.tar.gz"
+        s3.put_file(model_archive, uri)
+        state.register(config.model_package_group, "PendingManualApproval", uri, "i", None, map_value, {}, f"run-{version}")
+    return state_dir
+
+
+def deployed_version(state_dir):
+    config = load_config(CONFIG, profile="local")
+    record = LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints").record(config.endpoint_name)
+    return record.version if record else None
+
+
+def test_models_lists_versions_status_and_map(state_dir):
+    result = cli("models", "--local", "--state-dir", str(state_dir))
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()[1:]]
+    assert [(r[0], r[1], r[4]) for r in rows] == [("2", "PendingManualApproval", "0.3400"), ("1", "PendingManualApproval", "0.2100")]
+
+
+def test_approve_records_who_and_why_and_deploys_like_the_approval_rule(state_dir):
+    result = cli("approve", "1", "--local", "--state-dir", str(state_dir), "-m", "good enough for the demo")
+    assert result.exit_code == 0, result.output
+    assert "PendingManualApproval -> Approved" in result.output and "created" in result.output
+    package = State(state_dir).package("1", load_config(CONFIG, profile="local").model_package_group)
+    assert package.status == "Approved" and package.approval_description.endswith("@local: good enough for the demo")
+    assert deployed_version(state_dir) == 1
+
+    assert cli("approve", "2", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    assert deployed_version(state_dir) == 2
+    older = cli("approve", "1", "--local", "--state-dir", str(state_dir))  # an older version never replaces a newer one
+    assert older.exit_code == 0 and "skipped" in older.output and deployed_version(state_dir) == 2
+    models = cli("models", "--local", "--state-dir", str(state_dir)).output
+    assert re.search(r"^2\s+Approved.*serving", models, re.M)
+
+    rejected = cli("reject", "2", "--local", "--state-dir", str(state_dir), "-m", "boxes too loose")
+    assert rejected.exit_code == 0 and "still serves version 2" in rejected.output
+    forced = cli("deploy", "--local", "--package", "1", "--force", "--state-dir", str(state_dir))
+    assert forced.exit_code == 0, forced.output
+    assert deployed_version(state_dir) == 1
+
+
+def test_unknown_package_and_nothing_approved_are_clear_errors(state_dir):
+    unknown = cli("approve", "9", "--local", "--state-dir", str(state_dir))
+    assert unknown.exit_code == 1 and "no model package '9'" in unknown.output and "versions: 2, 1" in unknown.output
+    none = cli("deploy", "--local", "--state-dir", str(state_dir))
+    assert none.exit_code == 1 and "no Approved package" in none.output
+    pending = cli("deploy", "--local", "--package", "2", "--state-dir", str(state_dir))
+    assert pending.exit_code == 1 and "not Approved" in pending.output
+
+
+def test_predict_prints_the_detections_and_saves_a_picture(state_dir, tmp_path):
+    nothing = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir))
+    assert nothing.exit_code == 1 and "nothing is deployed" in nothing.output
+    assert cli("approve", "2", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    picture = tmp_path / "out" / "prediction.png"
+    result = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--output", str(picture))
+    assert result.exit_code == 0, result.output
+    assert "2 detection(s)" in result.output and re.search(r"^dent\s+0\.900", result.output, re.M)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fewer = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--score-threshold", "0.7", "--output", str(picture))
+    assert "1 detection(s)" in fewer.output
+    pinned = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--model", "1", "--output", str(picture))
+    assert pinned.exit_code == 0 and "by package 1" in pinned.output
+    missing = cli("predict", str(tmp_path / "no.jpg"), "--local", "--state-dir", str(state_dir))
+    assert missing.exit_code == 2 and "no such image file" in missing.output
+
+
+def test_serve_answers_ping_and_invocations_until_ctrl_c(state_dir):
+    assert cli("approve", "1", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--local", "--port", "0", "--state-dir", str(state_dir), "--config", str(CONFIG)]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        url, seen, deadline = None, [], time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            found = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
+        assert url, "".join(seen)
+        assert urllib.request.urlopen(f"{url}/ping", timeout=30).status == 200
+        request = urllib.request.Request(f"{url}/invocations", data=IMAGE.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        assert [d["class"] for d in answer["predictions"][0]["detections"]] == ["dent", "scratch"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0 and "stopped" in output
+
+
+def test_executions_without_runs_and_run_without_local(tmp_path):
+    empty = cli("executions", "--local", "--state-dir", str(tmp_path / "none"))
+    assert empty.exit_code == 2 and "no local runs here yet" in empty.output
+    not_local = cli("run")
+    assert not_local.exit_code == 2 and "pass --local" in not_local.output
+    half = cli("run", "--local", "--images", str(tmp_path), "--state-dir", str(tmp_path / "s"))
+    assert half.exit_code == 2 and "--images and --images-prefix go together" in half.output
+
+
+def gate_definition(path):
+    """PrepareData-free: a condition on MapThreshold and a Fail step whose message names it."""
+    parameters = [
+        {"Name": "InputManifestUri", "Type": "String", "DefaultValue": "s3://b/m/"},
+        {"Name": "ImagesS3Prefix", "Type": "String", "DefaultValue": "s3://b/i/"},
+        {"Name": "MapThreshold", "Type": "Float", "DefaultValue": 0.3},
+    ]
+    fail = {
+        "Name": "QualityBelowThreshold",
+        "Type": "Fail",
+        "Arguments": {"ErrorMessage": {"Std:Join": {"On": " ", "Values": ["threshold", {"Get": "Parameters.MapThreshold"}, "not reached"]}}},
+    }
+    gate = {
+        "Name": "CheckQuality",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "LessThanOrEqualTo", "LeftValue": {"Get": "Parameters.MapThreshold"}, "RightValue": 0.5}],
+            "IfSteps": [],
+            "ElseSteps": [fail],
+        },
+    }
+    path.write_text(json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": [gate]}))
+    return path
+
+
+def test_run_checks_parameters_first_and_reports_the_fail_step(tmp_path):
+    definition = gate_definition(tmp_path / "definition.json")
+    base = ["run", "--local", "--definition", str(definition), "--state-dir", str(tmp_path / "state")]
+    bad = cli(*base, "--param", "MapThreshold=high", "--param", "Steps=3")
+    assert bad.exit_code == 2 and "unknown parameter(s) Steps" in bad.output
+    bad = cli(*base, "--param", "MapThreshold=high")
+    assert bad.exit_code == 2 and "MapThreshold='high' must be a number" in bad.output
+    assert not (tmp_path / "state" / "state.sqlite").exists() or not State(tmp_path / "state").executions()
+
+    passed = cli(*base)
+    assert passed.exit_code == 0, passed.output
+    assert "Succeeded execution" in passed.output
+    failed = cli(*base, "--param", "MapThreshold=0.9")
+    assert failed.exit_code == 1 and "threshold 0.9 not reached" in failed.output
+    listed = cli("executions", "--local", "--state-dir", str(tmp_path / "state"))
+    statuses = [line.split()[1] for line in listed.output.splitlines()[1:]]
+    assert statuses == ["Failed", "Succeeded"]
+    execution = listed.output.splitlines()[1].split()[0]
+    detail = cli("executions", "--local", "--state-dir", str(tmp_path / "state"), "--execution", execution)
+    assert "QualityBelowThreshold" in detail.output and "threshold 0.9 not reached" in detail.output
