@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -264,6 +265,10 @@ def serve(cfg: Config, state_dir: Path, port: int, reference: str | None) -> Non
     what = f"package {reference}" if reference else f"endpoint {cfg.endpoint_name} (follows new deployments)"
     console.print(f"serving {what} at {url}  (GET /ping, POST /invocations; Ctrl-C stops)", markup=False)
     console.print(f"  try: curl -s -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/invocations", markup=False)
+    # Ctrl-C and SIGTERM stop it cleanly, even when started from a process that ignores SIGINT (which a child
+    # inherits: background jobs, test runners' workers).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
