@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from steps.common import CONTAINER_ROOT
-from tests.containers.training.test_image import pins
+from tests.containers.training.test_image import assert_hash_checked_installs_and_existing_copies, pins
 from tests.support import ROOT
 
 DOCKERFILE = ROOT / "containers" / "processing" / "Dockerfile"
@@ -43,15 +43,7 @@ def test_the_base_image_is_tensorflow_cpu_at_the_lock_s_version():
 
 
 def test_the_dockerfile_installs_only_hash_checked_files_and_puts_the_programs_where_the_steps_run_them():
-    text = DOCKERFILE.read_text()
-    installs = re.findall(r"pip install ([^&\n]*)", text)
-    assert installs
-    for arguments in installs:
-        assert "--require-hashes" in arguments and "--no-deps" in arguments and " -r " in f" {arguments}", arguments
-    assert "git clone" not in text and ":latest" not in text
-    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
-        for path in source.split():
-            assert (ROOT / path).exists(), f"COPY names {path}, which does not exist"
+    text = assert_hash_checked_installs_and_existing_copies(DOCKERFILE)
     assert re.search(rf"^COPY containers {CONTAINER_ROOT}$", text, re.MULTILINE)
     for program in ("processing/prepare_data.py", "evaluation/evaluate.py"):
         assert (ROOT / "containers" / program).is_file()

@@ -23,6 +23,21 @@ def pins(path) -> dict[str, tuple[str, set[str]]]:
     return result
 
 
+def assert_hash_checked_installs_and_existing_copies(dockerfile) -> str:
+    """Every pip install is --no-deps --require-hashes from a file, nothing is cloned or :latest, and every
+    COPY source exists; returns the Dockerfile's text for further checks."""
+    text = dockerfile.read_text()
+    installs = re.findall(r"pip install ([^&\n]*)", text)
+    assert installs
+    for arguments in installs:
+        assert "--require-hashes" in arguments and "--no-deps" in arguments and " -r " in f" {arguments}", arguments
+    assert "git clone" not in text and ":latest" not in text
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY names {path}, which does not exist"
+    return text
+
+
 def test_every_package_of_the_image_is_pinned_as_in_the_lock():
     lock, image = pins(LOCK), pins(REQUIREMENTS)
     assert image, "the image installs nothing?"
@@ -50,15 +65,7 @@ def test_the_base_image_is_tensorflow_gpu_at_the_lock_s_version():
 
 
 def test_the_dockerfile_installs_only_hash_checked_files_and_clones_nothing():
-    text = DOCKERFILE.read_text()
-    installs = re.findall(r"pip install ([^&\n]*)", text)
-    assert installs
-    for arguments in installs:
-        assert "--require-hashes" in arguments and "--no-deps" in arguments and " -r " in f" {arguments}", arguments
-    assert "git clone" not in text and ":latest" not in text
-    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
-        for path in source.split():
-            assert (ROOT / path).exists(), f"COPY names {path}, which does not exist"
+    text = assert_hash_checked_installs_and_existing_copies(DOCKERFILE)
     assert "containers/training/train.py" in text
 
 
