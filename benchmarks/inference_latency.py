@@ -95,13 +95,13 @@ def export_image_tensor(paths: Paths, folder: Path) -> Path:
 class PixelListServer:
     """The notebooks' endpoint: JSON pixel lists parsed into a uint8 tensor, the model, the same output handler."""
 
-    def __init__(self, folder: Path, label_map: dict[int, str]):
+    def __init__(self, folder: Path, classes: dict[int, str]):
         import tensorflow as tf
 
         self._tf = tf
         self._loaded = tf.saved_model.load(str(folder / "1"))
         self._signature = self._loaded.signatures["serving_default"]
-        self._label_map = label_map
+        self._classes = classes
 
     def invoke(self, body: bytes) -> bytes:
         instances = json.loads(body)["instances"]
@@ -109,7 +109,7 @@ class PixelListServer:
         outputs = {name: value.numpy() for name, value in self._signature(input_tensor=pixels).items()}
         reply = json.dumps({"predictions": [{name: array[0].tolist() for name, array in outputs.items()}]}).encode()
         height, width = pixels.shape[1:3]
-        predictions = handler.parse_response(reply, [(int(width), int(height))], handler.Options(), self._label_map)
+        predictions = handler.parse_response(reply, [(int(width), int(height))], handler.Options(), self._classes)
         return json.dumps({"predictions": predictions}).encode()
 
 
@@ -141,7 +141,7 @@ def main() -> None:
         encoded_model, pixel_model = build_models(work, args.size)
         images = [p.read_bytes() for p in sorted(SAMPLE.joinpath("images").rglob("*.jpg"))[: args.images]]
         endpoint = LocalEndpoint(encoded_model)
-        pixels = PixelListServer(pixel_model, endpoint.label_map)
+        pixels = PixelListServer(pixel_model, endpoint.classes)
 
         def binary(data: bytes) -> None:
             status, _, _ = endpoint.invoke(data, "image/jpeg")

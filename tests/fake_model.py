@@ -9,11 +9,12 @@ encoded JPEG/PNG images, and returns
 - `num_detections`    [N] float32, how many of the 100 rows are real.
 It decodes each image (so a broken one fails as it would in the real model) and returns the same
 detections, given at construction, for every image. A model folder laid out as training writes it
-(`1/` SavedModel, `label_map.pbtxt`) comes from `write_model_dir`.
+(`1/` SavedModel, `model.json` naming the classes) comes from `write_model_dir`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,10 +54,9 @@ def save_fake_detector(path: Path, detections: Sequence[tuple[int, float, float,
 
 
 def write_model_dir(folder: Path, detections, classes: Sequence[str] = ("dent", "scratch")) -> Path:
-    """A model folder as training writes it: `1/` (the SavedModel) and `label_map.pbtxt`."""
-    from containers.processing.records import label_map_text
-
+    """A model folder as training writes it: `1/` (the SavedModel) and `model.json`, naming `classes` by ids
+    from 1 as training does (`"classes": {"1": "dent", ...}`)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_fake_detector(folder / "1", detections)
-    (folder / "label_map.pbtxt").write_text(label_map_text([(i + 1, name) for i, name in enumerate(classes)]))
+    (folder / "model.json").write_text(json.dumps({"classes": {str(i): name for i, name in enumerate(classes, 1)}}, indent=2) + "\n")
     return folder

@@ -8,7 +8,7 @@ Runs as the pipeline's Evaluate step (a SageMaker Processing job; paths default 
         [--batch-size N] [--pictures N] [--picture-score-threshold F]
 
 --model is a model.tar.gz, a folder holding one (a Processing input of the training job's artifact), or an
-extracted model folder (`1/` SavedModel and `label_map.pbtxt`). --validation is a folder of OD API
+extracted model folder (`1/` SavedModel and `model.json`). --validation is a folder of OD API
 TFRecords as PrepareData writes them. Writes OUTPUT/evaluation.json (the metrics in SageMaker's
 model-quality shape; the quality gate reads metrics.mAP.value), OUTPUT/pr_curves.png and
 OUTPUT/predictions.png. An empty validation set or a model that detects nothing gives mAP 0 with a
@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 from containers.common.arguments import fraction, non_negative, positive
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
-from containers.evaluation.model import LABEL_MAP, SAVED_MODEL, Detections, Detector, locate_model, read_label_map, read_metadata
+from containers.evaluation.model import SAVED_MODEL, Detections, Detector, locate_model, read_metadata
 from containers.evaluation.pictures import Example, save_pr_curves_picture, save_predictions_picture
 from containers.evaluation.report import evaluation_report, evaluation_warnings, unknown_labels
 from containers.evaluation.validation import GroundTruth, Record, read_records, validation_files
@@ -72,8 +72,7 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
     files = validation_files(options.validation)
     with tempfile.TemporaryDirectory(prefix="evaluate-") as work:
         model = locate_model(options.model, Path(work))
-        classes = read_label_map(model.folder / LABEL_MAP)
-        metadata = read_metadata(model.folder)
+        classes, metadata = read_metadata(model.folder)
         detector = Detector(model.folder / SAVED_MODEL)
         log(f"evaluate: model {model.describe()} ({', '.join(classes.values())}); {len(files)} validation file(s) in {options.validation}")
         records = read_records(files, {name: label for label, name in classes.items()})
@@ -197,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--model",
         type=Path,
         default=PROCESSING / "input" / "model",
-        help="model.tar.gz, a folder holding it, or a model folder with 1/ and label_map.pbtxt (default: %(default)s)",
+        help="model.tar.gz, a folder holding it, or a model folder with 1/ and model.json (default: %(default)s)",
     )
     parser.add_argument(
         "--validation", type=Path, default=PROCESSING / "input" / "validation", help="folder of validation *.tfrecord files (default: %(default)s)"

@@ -1,9 +1,10 @@
 """The model under evaluation: finding it (a `model.tar.gz`, a folder holding one, or an extracted model
-folder), reading its label map, and running its `serving_default` signature on encoded images.
+folder), reading its class names, and running its `serving_default` signature on encoded images.
 
 A model folder is what training writes to SM_MODEL_DIR: `1/` (the SavedModel, as TF Serving loads it) and
-`label_map.pbtxt`, with `model.json` and `code/` beside them. SageMaker packs that folder into
-`model.tar.gz` with the files at the archive's root, and a Processing input downloads the archive itself.
+`model.json` (its class names, variant and hyperparameters), with `label_map.pbtxt`, `pipeline.config` and
+`code/` beside them. SageMaker packs that folder into `model.tar.gz` with the files at the archive's root,
+and a Processing input downloads the archive itself.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from containers.inference.inference import read_classes
+
 from .errors import EvaluationError, brief
 
 SAVED_MODEL = "1"
-LABEL_MAP = "label_map.pbtxt"
 METADATA = "model.json"
 SIGNATURE = "serving_default"
 OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -73,9 +75,7 @@ def _archive_in(folder: Path) -> Path:
         return archives[0]
     if archives:
         raise EvaluationError(f"{folder}: several model archives ({', '.join(p.name for p in archives)}); name one with --model")
-    raise EvaluationError(
-        f"{folder}: no model found: expected model.tar.gz or a model folder holding {SAVED_MODEL}/ (the SavedModel) and {LABEL_MAP}"
-    )
+    raise EvaluationError(f"{folder}: no model found: expected model.tar.gz or a model folder holding {SAVED_MODEL}/ (the SavedModel) and {METADATA}")
 
 
 def extract_model(archive: Path, target: Path) -> Path:
@@ -105,46 +105,25 @@ def _checked(model: ModelSource) -> ModelSource:
     saved_model = model.folder / SAVED_MODEL
     if not any((saved_model / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
         raise EvaluationError(f"{model.describe()}: no {SAVED_MODEL}/ SavedModel (expected {SAVED_MODEL}/saved_model.pb, as training exports it)")
-    if not (model.folder / LABEL_MAP).is_file():
-        raise EvaluationError(f"{model.describe()}: no {LABEL_MAP} beside the SavedModel (training writes it there)")
+    if not (model.folder / METADATA).is_file():
+        raise EvaluationError(f"{model.describe()}: no {METADATA} beside the SavedModel (training writes it there)")
     return model
 
 
-def read_label_map(path: Path) -> dict[int, str]:
-    """Label-map id -> class name, read with the OD API's own proto and reader (so evaluation agrees with
-    training). The text is parsed here first: the OD API's reader, failing, retries it as binary and
-    reports that failure instead of the line that is wrong."""
-    from containers.common import odapi
-
-    odapi.patch()
-    from google.protobuf import text_format
-    from object_detection.protos import string_int_label_map_pb2
-    from object_detection.utils import label_map_util
-
+def read_metadata(folder: Path) -> tuple[dict[int, str], dict]:
+    """The model's class names (id -> name) and, for the report, its whole `model.json` (variant, steps,
+    hyperparameters). The names are read by the endpoint handler's own reader, so evaluation and the
+    endpoint name a class alike."""
+    path = folder / METADATA
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{path}: unreadable label map ({exc})") from None
-    proto = string_int_label_map_pb2.StringIntLabelMap()
+        text = path.read_bytes()
+    except OSError as exc:
+        raise EvaluationError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
-        text_format.Parse(text, proto)
-        by_name = label_map_util.get_label_map_dict(proto)
-    except (text_format.ParseError, ValueError) as exc:
-        raise EvaluationError(f"{path}: unreadable label map ({brief(str(exc))})") from None
-    classes = {int(label): str(name) for name, label in by_name.items() if int(label) > 0}
-    if not classes:
-        raise EvaluationError(f"{path}: the label map lists no classes (ids start at 1)")
-    return dict(sorted(classes.items()))
-
-
-def read_metadata(folder: Path) -> dict | None:
-    """`model.json` as training writes it (model variant, steps, hyperparameters), for the report; None when
-    absent or unreadable: it describes the model, the evaluation does not depend on it."""
-    try:
-        data = json.loads((folder / METADATA).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        classes = read_classes(text, str(path))
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
+    return classes, json.loads(text)
 
 
 class Detector:

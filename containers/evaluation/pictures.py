@@ -2,22 +2,21 @@
 (`pr_curves.png`) and validation images with their ground truth beside the model's predictions
 (`predictions.png`). Both are always written; when there is nothing to draw they say why.
 
-Classes keep the colours of the data report's pictures (`containers.processing.report.colour`), so a
-class looks the same from data preparation to evaluation.
+Class colours and the caption font are those of every picture of the project (containers/common/pictures.py),
+so a class looks the same from data preparation to evaluation and the endpoint's pictures.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from containers.processing.report import colour
+from containers.common.pictures import caption_font, class_colour
 
 from .coco import Curve
 from .model import Detections
@@ -70,13 +69,13 @@ def draw(encoded: bytes, boxes: Sequence[Drawn], width: int, height: int) -> Ima
     pen = ImageDraw.Draw(image)
     line = max(2, round(image.width / 200))
     text_size = max(11, round(max(image.size) / 32))
-    font = _font(text_size)
+    font = caption_font(text_size)
     for box in boxes:
         xy = (box.xmin * sx, box.ymin * sy, max(box.xmin * sx, box.xmax * sx), max(box.ymin * sy, box.ymax * sy))
-        pen.rectangle(xy, outline=colour(box.label), width=line)
+        pen.rectangle(xy, outline=class_colour(box.label), width=line)
         position = (xy[0] + line, max(0, xy[1] - text_size - 2))
         left, top, right, bottom = pen.textbbox(position, box.caption, font=font)
-        pen.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=colour(box.label))
+        pen.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=class_colour(box.label))
         pen.text(position, box.caption, fill="white", font=font)
     return image
 
@@ -130,7 +129,7 @@ def save_pr_curves_picture(curves: Sequence[Curve], path: Path, note: str = "") 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     for curve in curves:
-        ax.plot(curve.recall, curve.precision, color=colour(curve.label), lw=2, label=f"{curve.name} (AP@0.5 = {curve.ap_50:.3f})")
+        ax.plot(curve.recall, curve.precision, color=class_colour(curve.label), lw=2, label=f"{curve.name} (AP@0.5 = {curve.ap_50:.3f})")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="Precision-recall per class, IoU 0.5")
     ax.grid(alpha=0.3)
     if curves:
@@ -142,12 +141,6 @@ def save_pr_curves_picture(curves: Sequence[Curve], path: Path, note: str = "") 
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.2, metadata={"Software": None})
     plt.close(fig)
-
-
-@functools.lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's own font at `size` pixels (no font file needed in the container)."""
-    return ImageFont.load_default(size=size)
 
 
 def _wrapped(text: str, width: int = 60) -> str:

@@ -19,7 +19,11 @@ Options: `score_threshold` and `max_detections`, defaulting to the environment (
 `MAX_DETECTIONS`), overridden per request by the custom attributes header
 (`X-Amzn-SageMaker-Custom-Attributes: score_threshold=0.5;max_detections=10`) and, for JSON requests, by
 top-level keys of the body (which win). Limits from the environment: `MAX_IMAGE_BYTES`, `MAX_IMAGE_PIXELS`,
-`MAX_BATCH`. The label map is `LABEL_MAP_PATH`, else `label_map.pbtxt` beside this file, else one folder up.
+`MAX_BATCH` (`SERVING_ENVIRONMENT` names them all; `serving_environment` is what a deployer sets).
+
+Class names come from the model's `model.json`, which training writes at the model's root (`"classes":
+{"1": "dent", ...}`): `MODEL_METADATA_PATH` when set, else `model.json` beside this file, else one folder up
+(this file is `code/inference.py` in the model). Without one, detections are named `id N`.
 
 Errors. The container answers any exception from a handler with HTTP 500 and `{"error": str(exc)}`; that
 cannot be changed from here. Bad input therefore raises `RequestError`, whose text is one JSON line holding
@@ -50,15 +54,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
 
 log = logging.getLogger("inference")
 
 JSON = "application/json"
 IMAGE_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png"})
 ACCEPTED_TYPES = (*sorted(IMAGE_TYPES), JSON)
-LABEL_MAP = "label_map.pbtxt"
-LABEL_MAP_ENV = "LABEL_MAP_PATH"
+MODEL_METADATA = "model.json"
+MODEL_METADATA_ENV = "MODEL_METADATA_PATH"
+EXPECTED_CLASSES = 'expected model.json as training writes it, with "classes": {"1": "dent", ...} (class ids from 1 -> names)'
+# The environment variables the endpoint reads (Settings.from_env): its default options, then its limits.
+SERVING_ENVIRONMENT = ("SCORE_THRESHOLD", "MAX_DETECTIONS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MAX_BATCH")
 OPTION_NAMES = ("score_threshold", "max_detections")
 JSON_KEYS = ("instances", *OPTION_NAMES)
 
@@ -67,10 +74,6 @@ JPEG_QUALITY = 95  # for images turned upright or converted to RGB
 EXIF_ORIENTATION = 0x0112
 MIB = 1024 * 1024
 JSON_OVERHEAD = 4 / 3  # base64 inflates bytes by a third
-
-# The class colours of the data report's pictures (containers/processing/report.py PALETTE), repeated here
-# because this file may not import the project; a test keeps the two equal.
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
 
 class RequestError(Exception):
@@ -129,15 +132,26 @@ class Settings:
             except RequestError as exc:
                 raise ValueError(f"environment variable {name}={text!r}: {exc.message}") from None
 
+        threshold, detections, image_bytes, image_pixels, batch = SERVING_ENVIRONMENT
         return cls(
-            max_image_bytes=number("MAX_IMAGE_BYTES", default.max_image_bytes, _positive_int),
-            max_image_pixels=number("MAX_IMAGE_PIXELS", default.max_image_pixels, _positive_int),
-            max_batch=number("MAX_BATCH", default.max_batch, _positive_int),
+            max_image_bytes=number(image_bytes, default.max_image_bytes, _positive_int),
+            max_image_pixels=number(image_pixels, default.max_image_pixels, _positive_int),
+            max_batch=number(batch, default.max_batch, _positive_int),
             options=Options(
-                score_threshold=number("SCORE_THRESHOLD", default.options.score_threshold, _threshold),
-                max_detections=number("MAX_DETECTIONS", default.options.max_detections, _positive_int),
+                score_threshold=number(threshold, default.options.score_threshold, _threshold),
+                max_detections=number(detections, default.options.max_detections, _positive_int),
             ),
         )
+
+
+def serving_environment(score_threshold: float, max_detections: int) -> dict[str, str]:
+    """The environment a deployer gives the model: its default options (the limits keep the defaults above).
+    Read back as the endpoint will read it, so a bad value fails the deployment, not every request
+    (ValueError naming the variable)."""
+    threshold, detections = SERVING_ENVIRONMENT[:2]
+    environment = {threshold: str(score_threshold), detections: str(max_detections)}
+    Settings.from_env(environment)
+    return environment
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -206,128 +220,70 @@ def media_type(content_type: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The label map
+# Class names
 
 
-def read_label_map(text: str, source: str = "label map") -> dict[int, str]:
-    """Label-map id -> class name from the OD API's text format (`item { id: 1 name: "dent" }` blocks).
-
-    A small tokenizer, not protobuf: the container has no OD API. It reads what `label_map_text` writes and
-    what people write by hand (comments, single quotes, fields in any order, `display_name` only, nested
-    keypoint messages); ids below 1 (the background) are left out. Raises ValueError naming `source` when
-    it cannot be read."""
-    tokens = [t for t in _LABEL_TOKEN.findall(text) if not t.isspace() and not t.startswith("#")]
-    classes: dict[int, str] = {}
-    position = 0
-    while position < len(tokens):
-        opening = _opening_brace(tokens, position)
-        if tokens[position] != "item" or opening is None:
-            raise ValueError(f"{source}: expected 'item {{' but found {tokens[position]!r}")
-        fields, position = _label_item(tokens, opening + 1, source)
-        if "id" not in fields:
-            raise ValueError(f"{source}: an item without an id")
-        if not re.fullmatch(r"[-+]?\d+", fields["id"]):
-            raise ValueError(f"{source}: id {fields['id']!r} is not a whole number")
-        label = int(fields["id"])
-        name = fields.get("name") or fields.get("display_name")
-        if not name:
-            raise ValueError(f"{source}: item {label} has no name")
-        if label < 1:
-            continue
-        if label in classes:
-            raise ValueError(f"{source}: id {label} appears twice ({classes[label]!r} and {name!r})")
-        classes[label] = name
-    if not classes:
-        raise ValueError(f"{source}: no classes (ids start at 1)")
-    return dict(sorted(classes.items()))
+def read_classes(text: str | bytes, source: str = MODEL_METADATA) -> dict[int, str]:
+    """Class id -> name from the `classes` of the model's model.json, which training writes beside the
+    SavedModel (`"classes": {"1": "dent", "2": "scratch"}`). Raises ValueError naming `source` and what was
+    expected when it cannot be read so."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ValueError(f"{source}: not JSON ({_brief(exc)}); {EXPECTED_CLASSES}") from None
+    classes = document.get("classes") if isinstance(document, dict) else None
+    if not isinstance(classes, dict) or not classes:
+        raise ValueError(f'{source}: no "classes" mapping; {EXPECTED_CLASSES}')
+    names: dict[int, str] = {}
+    for key, name in classes.items():
+        if not re.fullmatch(r"-?[0-9]+", key):
+            raise ValueError(f"{source}: class id {key!r} is not a whole number; {EXPECTED_CLASSES}")
+        if int(key) < 1:
+            raise ValueError(f"{source}: class id {key} is below 1 (0 is the background); {EXPECTED_CLASSES}")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{source}: class {key} has no name ({name!r}); {EXPECTED_CLASSES}")
+        names[int(key)] = name
+    return dict(sorted(names.items()))
 
 
-_LABEL_TOKEN = re.compile(
-    r"""\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[A-Za-z_][A-Za-z0-9_.]*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[{}:\[\],;<>]|."""
-)
-_ESCAPES = re.compile(r"\\(.)")
-
-
-def _opening_brace(tokens: list[str], position: int) -> int | None:
-    """Where the `{` of a message field starting at `position` is (`name {` or `name: {`), or None."""
-    for offset in (1, 2):
-        if tokens[position + offset : position + offset + 1] == ["{"] and (offset == 1 or tokens[position + 1] == ":"):
-            return position + offset
-    return None
-
-
-def _label_item(tokens: list[str], position: int, source: str) -> tuple[dict[str, str], int]:
-    """The scalar fields of one `item { ... }` from just after its `{` up to its closing brace; nested
-    messages are skipped. Returns the fields and the position after the brace."""
-    fields: dict[str, str] = {}
-    while position < len(tokens) and tokens[position] != "}":
-        opening = _opening_brace(tokens, position)
-        if opening is not None:
-            position = _after_message(tokens, opening, source)
-            continue
-        key, following = tokens[position], tokens[position + 1 : position + 3]
-        if len(following) < 2 or following[0] != ":" or following[1] in "{}":
-            raise ValueError(f"{source}: expected '{key}: value' in an item")
-        value = following[1]
-        if value[:1] in "\"'":
-            value = _ESCAPES.sub(r"\1", value[1:-1])
-        fields[key] = value
-        position += 3
-        if position < len(tokens) and tokens[position] in (",", ";"):
-            position += 1
-    if position >= len(tokens):
-        raise ValueError(f"{source}: an item is not closed with '}}'")
-    return fields, position + 1
-
-
-def _after_message(tokens: list[str], opening: int, source: str) -> int:
-    """The position after the `}` that closes the `{` at `opening`."""
-    depth = 0
-    for position in range(opening, len(tokens)):
-        depth += {"{": 1, "}": -1}.get(tokens[position], 0)
-        if depth == 0:
-            return position + 1
-    raise ValueError(f"{source}: a message is not closed with '}}'")
-
-
-def find_label_map(environ: Mapping[str, str] | None = None, here: Path | None = None) -> Path | None:
-    """Where the label map is: `LABEL_MAP_PATH` when set (even if wrong, so the mistake is reported), else
-    `label_map.pbtxt` beside this file (`code/` in model.tar.gz), else one folder up (the model's root)."""
+def find_model_metadata(environ: Mapping[str, str] | None = None, here: Path | None = None) -> Path | None:
+    """Where model.json is: `MODEL_METADATA_PATH` when set (even if wrong, so the mistake is reported), else
+    beside this file, else one folder up (the model's root: this file is `code/inference.py` there)."""
     env = os.environ if environ is None else environ
-    if env.get(LABEL_MAP_ENV, "").strip():
-        return Path(env[LABEL_MAP_ENV].strip())
+    if env.get(MODEL_METADATA_ENV, "").strip():
+        return Path(env[MODEL_METADATA_ENV].strip())
     folder = Path(__file__).resolve().parent if here is None else here
-    for candidate in (folder / LABEL_MAP, folder.parent / LABEL_MAP):
+    for candidate in (folder / MODEL_METADATA, folder.parent / MODEL_METADATA):
         if candidate.is_file():
             return candidate
     return None
 
 
-_label_maps: dict[tuple[str, int, int], dict[int, str]] = {}
-_label_maps_lock = threading.Lock()
+_classes: dict[tuple[str, int, int], dict[int, str]] = {}
+_classes_lock = threading.Lock()
 
 
-def load_label_map(path: str | Path | None = None) -> dict[int, str]:
-    """The label map at `path` (or `find_label_map()`), read once per version of the file. Without one the
-    detections are still answered, named `id N`, and a warning is logged: refusing every request would
-    hide the model's answer for want of names."""
-    found = find_label_map() if path is None else Path(path)
+def load_classes(path: str | Path | None = None) -> dict[int, str]:
+    """The class names of the model.json at `path` (or `find_model_metadata()`), read once per version of the
+    file. Without one the detections are still answered, named `id N`, and a warning is logged: refusing
+    every request would hide the model's answer for want of names."""
+    found = find_model_metadata() if path is None else Path(path)
     if found is None:
-        log.warning("no %s found (set %s): classes are named by id", LABEL_MAP, LABEL_MAP_ENV)
+        log.warning("no %s beside this handler or one folder up (set %s): classes are named by id", MODEL_METADATA, MODEL_METADATA_ENV)
         return {}
     try:
         stat = found.stat()
+        key = (str(found), stat.st_mtime_ns, stat.st_size)
+        with _classes_lock:
+            if key not in _classes:
+                _classes[key] = read_classes(found.read_bytes(), str(found))
+            return _classes[key]
     except OSError as exc:
-        raise ValueError(f"{found}: the label map cannot be read ({exc.strerror})") from None
-    key = (str(found), stat.st_mtime_ns, stat.st_size)
-    with _label_maps_lock:
-        if key not in _label_maps:
-            _label_maps[key] = read_label_map(found.read_text(encoding="utf-8"), str(found))
-        return _label_maps[key]
+        raise ValueError(f"{found}: the model's metadata cannot be read ({exc.strerror}); {EXPECTED_CLASSES}") from None
 
 
-def class_name(label_map: Mapping[int, str], class_id: int) -> str:
-    return label_map.get(class_id, f"id {class_id}")
+def class_name(classes: Mapping[int, str], class_id: int) -> str:
+    return classes.get(class_id, f"id {class_id}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -361,7 +317,7 @@ def prepare_image(data: bytes, settings: Settings = Settings(), what: str = "the
         raise RequestError(
             413, f"{what} is {image.width} x {image.height} = {pixels} pixels; the limit is {settings.max_image_pixels} (MAX_IMAGE_PIXELS)"
         )
-    _load(image, what)
+    load_pixels(image, what)
     orientation, source_format, source_mode = _orientation(image), image.format, image.mode
     if orientation == 1 and source_format in PASS_THROUGH_FORMATS and source_mode == "RGB":
         return PreparedImage(data, image.width, image.height)
@@ -390,7 +346,7 @@ def open_image(data: bytes, what: str = "the image") -> Image.Image:
         raise RequestError(400, f"{what} is not an image that can be read ({_brief(exc)}); send JPEG or PNG bytes") from None
 
 
-def _load(image: Image.Image, what: str) -> None:
+def load_pixels(image: Image.Image, what: str) -> None:
     """Decode every pixel: a truncated or corrupt file fails here, not in the model."""
     try:
         image.load()
@@ -522,11 +478,11 @@ def upstream_error(status_code: int, content: bytes | str | None) -> RequestErro
 
 
 def parse_response(
-    content: bytes | str, sizes: Sequence[tuple[int, int]], options: Options = Options(), label_map: Mapping[int, str] | None = None
+    content: bytes | str, sizes: Sequence[tuple[int, int]], options: Options = Options(), classes: Mapping[int, str] | None = None
 ) -> list[dict]:
     """TF Serving's row-format reply (`{"predictions": [{"detection_boxes": ..., ...}, ...]}`) as the
     endpoint's answer, one entry per image: `sizes` are the (width, height) of the images as sent. A reply
-    that does not have that shape raises RequestError(502)."""
+    that does not have that shape raises RequestError(502). `classes` names the class ids."""
     try:
         document = json.loads(content)  # TF Serving writes NaN for non-finite floats; json reads it
     except (UnicodeDecodeError, ValueError) as exc:
@@ -535,14 +491,14 @@ def parse_response(
     if not isinstance(predictions, list) or len(predictions) != len(sizes):
         count = len(predictions) if isinstance(predictions, list) else "no"
         raise RequestError(502, f"the model server's reply has {count} predictions for {len(sizes)} image(s)")
-    labels = {} if label_map is None else label_map
+    names = {} if classes is None else classes
     return [
-        {"image": {"width": width, "height": height}, "detections": detections_of(prediction, width, height, options, labels)}
+        {"image": {"width": width, "height": height}, "detections": detections_of(prediction, width, height, options, names)}
         for prediction, (width, height) in zip(predictions, sizes, strict=True)
     ]
 
 
-def detections_of(prediction: object, width: int, height: int, options: Options, label_map: Mapping[int, str]) -> list[dict]:
+def detections_of(prediction: object, width: int, height: int, options: Options, classes: Mapping[int, str]) -> list[dict]:
     """One image's detections: the first `num_detections` rows, non-finite ones left out, at or above the
     threshold, best first, at most `max_detections`."""
     if not isinstance(prediction, Mapping):
@@ -550,27 +506,27 @@ def detections_of(prediction: object, width: int, height: int, options: Options,
     try:
         scores = np.asarray(prediction["detection_scores"], dtype=np.float64).reshape(-1)
         boxes = np.asarray(prediction["detection_boxes"], dtype=np.float64).reshape(-1, 4)
-        classes = np.asarray(prediction["detection_classes"], dtype=np.float64).reshape(-1)
+        class_ids = np.asarray(prediction["detection_classes"], dtype=np.float64).reshape(-1)
         count = float(np.asarray(prediction.get("num_detections", len(scores)), dtype=np.float64).reshape(-1)[0])
     except (TypeError, KeyError, ValueError, IndexError) as exc:
         raise RequestError(502, f"the model server's reply lacks the detection outputs ({_brief(exc)})") from None
-    rows = min(len(scores), len(boxes), len(classes), int(count) if math.isfinite(count) and count > 0 else 0)
+    rows = min(len(scores), len(boxes), len(class_ids), int(count) if math.isfinite(count) and count > 0 else 0)
     found = []
     for index in range(rows):
-        score, box, label = float(scores[index]), boxes[index], float(classes[index])
+        score, box, label = float(scores[index]), boxes[index], float(class_ids[index])
         if not (math.isfinite(score) and np.all(np.isfinite(box)) and math.isfinite(label)) or score < options.score_threshold:
             continue
         found.append((score, index, box, round(label)))
     found.sort(key=lambda row: (-row[0], row[1]))
-    return [_detection(score, box, label, width, height, label_map) for score, _, box, label in found[: options.max_detections]]
+    return [_detection(score, box, label, width, height, classes) for score, _, box, label in found[: options.max_detections]]
 
 
-def _detection(score: float, box: np.ndarray, label: int, width: int, height: int, label_map: Mapping[int, str]) -> dict:
+def _detection(score: float, box: np.ndarray, label: int, width: int, height: int, classes: Mapping[int, str]) -> dict:
     ymin, xmin, ymax, xmax = (min(1.0, max(0.0, float(v))) for v in box)
     xmin, xmax = sorted((xmin, xmax))
     ymin, ymax = sorted((ymin, ymax))
     return {
-        "class": class_name(label_map, label),
+        "class": class_name(classes, label),
         "class_id": label,
         "score": round(score, 4),
         "box": {"xmin": round(xmin * width, 1), "ymin": round(ymin * height, 1), "xmax": round(xmax * width, 1), "ymax": round(ymax * height, 1)},
@@ -607,17 +563,17 @@ def input_handler(data: Any, context: Any, *, settings: Settings | None = None) 
     return build_request([image.data for image in images])
 
 
-def output_handler(response: Any, context: Any, *, label_map: Mapping[int, str] | None = None) -> tuple[str, str]:
+def output_handler(response: Any, context: Any, *, classes: Mapping[int, str] | None = None) -> tuple[str, str]:
     """TF Serving's reply -> (JSON body, content type). `response` has `status_code` and `content`;
-    `label_map` defaults to `load_label_map()` (the file found beside this module or by LABEL_MAP_PATH)."""
+    `classes` (id -> name) defaults to `load_classes()`, the model.json found by `find_model_metadata()`."""
     pending: Pending | None = getattr(_request, "pending", None)
     _request.pending = None
     if pending is None:
         raise RuntimeError("output_handler was called without a successful input_handler in this thread")
     if response.status_code != 200:
         raise upstream_error(response.status_code, response.content)
-    labels = load_label_map() if label_map is None else label_map
-    predictions = parse_response(response.content, pending.sizes, pending.options, labels)
+    names = load_classes() if classes is None else classes
+    predictions = parse_response(response.content, pending.sizes, pending.options, names)
     return json.dumps({"predictions": predictions}, allow_nan=False), JSON
 
 
@@ -634,70 +590,3 @@ def _brief(exc: object, limit: int = 300) -> str:
     """One line of an error message, short enough for a response body."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Pictures of the detections
-
-
-def class_colour(class_id: int) -> str:
-    """A class's colour, fixed by its id (the same as in the data report and evaluation pictures)."""
-    return PALETTE[(class_id - 1) % len(PALETTE)]
-
-
-def draw_detections(
-    image_bytes: bytes, detections: Sequence[Mapping[str, Any]], *, label_map_colours: Mapping[int, str] | None = None
-) -> Image.Image:
-    """The image, upright as the endpoint saw it, with each detection outlined in its class colour and
-    captioned "dent 0.87" on a filled label above the box (inside it at the top edge). Boxes are the
-    endpoint's pixel boxes; the best detection is drawn last, on top. `label_map_colours` overrides the
-    colour of some class ids."""
-    image = open_image(image_bytes)
-    _load(image, "the image")
-    image = to_rgb(ImageOps.exif_transpose(image)).copy()
-    pen = ImageDraw.Draw(image)
-    side = max(image.size)
-    line = max(2, round(side / 160))
-    text_size = max(11, round(side / 40))
-    font = _font(text_size)
-    colours = label_map_colours or {}
-    for detection in sorted(detections, key=lambda d: float(d.get("score", 0.0))):
-        xmin, ymin, xmax, ymax = _pixel_box(detection, image.width, image.height)
-        label = int(detection.get("class_id", 0))
-        colour = colours.get(label) or class_colour(label)
-        pen.rectangle((xmin, ymin, max(xmin, xmax), max(ymin, ymax)), outline=colour, width=line)
-        caption = f"{detection.get('class', f'id {label}')} {float(detection.get('score', 0.0)):.2f}"
-        left, top, right, bottom = pen.textbbox((0, 0), caption, font=font)
-        width, height = right - left + 4, bottom - top + 4
-        x = min(max(0.0, xmin), max(0.0, image.width - width))
-        y = ymin - height if ymin - height >= 0 else ymin
-        pen.rectangle((x, y, x + width, y + height), fill=colour)
-        pen.text((x + 2 - left, y + 2 - top), caption, fill="white", font=font)
-    return image
-
-
-def save_detections_picture(image_bytes: bytes, detections: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """`draw_detections` written as a PNG at `path` (its folder is created)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    draw_detections(image_bytes, detections).save(target, format="PNG")
-    return target
-
-
-def _pixel_box(detection: Mapping[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
-    """The detection's box in pixels: its `box`, or `box_normalized` scaled to the image."""
-    if "box" in detection:
-        box = detection["box"]
-        return float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])
-    box = detection["box_normalized"]
-    return float(box["xmin"]) * width, float(box["ymin"]) * height, float(box["xmax"]) * width, float(box["ymax"]) * height
-
-
-_fonts: dict[int, Any] = {}
-
-
-def _font(size: int) -> Any:
-    """Pillow's bundled font at `size` pixels: the container has no font files."""
-    if size not in _fonts:
-        _fonts[size] = ImageFont.load_default(size=size)
-    return _fonts[size]

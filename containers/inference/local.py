@@ -8,8 +8,8 @@ NaN included) -> `output_handler`. Where the container would answer every handle
 this endpoint answers a `RequestError` with its real status; anything else is a 500 with `{"error": ...}`,
 as in the container. Bad input never raises.
 
-The label map is the model folder's own, passed to the handler per call, so two endpoints in one process
-never share one through the environment.
+The class names are the model folder's own (its model.json), passed to the handler per call, so two
+endpoints in one process never share them through the environment.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from containers.inference import inference as handler
-from containers.inference.inference import JSON, LABEL_MAP, RequestError, Settings
+from containers.inference.inference import JSON, MODEL_METADATA, RequestError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Reply:
 
 
 class LocalEndpoint:
-    """An exported model folder (`1/` SavedModel and `label_map.pbtxt`) answering endpoint requests.
+    """An exported model folder (`1/` SavedModel and `model.json`) answering endpoint requests.
 
     `settings` fixes the limits and default options; without it they come from the environment at each
     request, as in the container. Safe to call from several threads (the handlers keep per-request state
@@ -60,7 +60,10 @@ class LocalEndpoint:
         saved_model = self.model_dir / SAVED_MODEL
         if not saved_model.is_dir():
             raise FileNotFoundError(f"{self.model_dir}: no {SAVED_MODEL}/ SavedModel (expected a model folder as training exports it)")
-        self.label_map = handler.load_label_map(self._label_map_path())
+        metadata = self.model_dir / MODEL_METADATA
+        if not metadata.is_file():
+            raise FileNotFoundError(f"{self.model_dir}: no {MODEL_METADATA} (expected beside {SAVED_MODEL}/, as training exports it)")
+        self.classes = handler.load_classes(metadata)
         import tensorflow as tf
 
         self._tf = tf
@@ -74,13 +77,6 @@ class LocalEndpoint:
             raise ValueError(f"{saved_model}: the {SIGNATURE!r} signature takes {len(inputs)} inputs; an image detector takes one")
         self._input = inputs[0]
 
-    def _label_map_path(self) -> Path:
-        """The model folder's label map (training writes it at the root and in code/)."""
-        for candidate in (self.model_dir / LABEL_MAP, self.model_dir / "code" / LABEL_MAP):
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(f"{self.model_dir}: no {LABEL_MAP} (expected beside {SAVED_MODEL}/, as training exports it)")
-
     def invoke(self, body: bytes, content_type: str, custom_attributes: str | None = None, accept: str = JSON) -> tuple[int, bytes, str]:
         """One endpoint request -> (HTTP status, body, content type), as InvokeEndpoint would answer it."""
         data = bytes(body or b"")
@@ -88,7 +84,7 @@ class LocalEndpoint:
         try:
             request = handler.input_handler(io.BytesIO(data), context, settings=self.settings)
             status, reply = self.serve_predict(request)
-            answer, answer_type = handler.output_handler(Reply(status, reply), context, label_map=self.label_map)
+            answer, answer_type = handler.output_handler(Reply(status, reply), context, classes=self.classes)
             return 200, answer.encode("utf-8"), answer_type
         except RequestError as exc:
             return exc.status, exc.body(), JSON

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from containers.common.pictures import class_colour
+
 from .manifest import Box
 from .split import SPLITS
 
 SMALL_BOX = 32  # COCO's "small" objects: under 32 x 32 pixels
 SCATTER_POINTS = 3000  # per class in the box-size picture; the histogram beside it counts every box
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
 @dataclass
@@ -91,10 +92,6 @@ class Sample:
     boxes: tuple[Box, ...]
 
 
-def colour(label: int) -> str:
-    return PALETTE[(label - 1) % len(PALETTE)]
-
-
 def draw_boxes(encoded: bytes, boxes: Sequence[Box], width: int, height: int, max_side: int = 512) -> Image.Image:
     """The image with its boxes and class names drawn, scaled down to at most `max_side` pixels."""
     image = Image.open(io.BytesIO(encoded)).convert("RGB")
@@ -105,10 +102,10 @@ def draw_boxes(encoded: bytes, boxes: Sequence[Box], width: int, height: int, ma
     draw = ImageDraw.Draw(image)
     for box in boxes:
         xy = (box.xmin * sx, box.ymin * sy, box.xmax * sx, box.ymax * sy)
-        draw.rectangle(xy, outline=colour(box.label), width=max(2, round(3 * scale)))
+        draw.rectangle(xy, outline=class_colour(box.label), width=max(2, round(3 * scale)))
         text_pos = (xy[0] + 3, max(0, xy[1] - 14))
         left, top, right, bottom = draw.textbbox(text_pos, box.name)
-        draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=colour(box.label))
+        draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=class_colour(box.label))
         draw.text(text_pos, box.name, fill="white")
     return image
 
@@ -137,8 +134,8 @@ def save_summary_picture(report: dict, sizes: BoxSizes, path: Path) -> None:
             continue
         shown = array[:: -(-len(array) // SCATTER_POINTS)]  # every k-th box: a legible picture, drawn fast
         label = name if len(shown) == len(array) else f"{name} ({len(shown)} of {len(array)} shown)"
-        scatter.scatter(shown[:, 0], shown[:, 1], s=6, alpha=0.5, color=colour(labels[name]), label=label)
-        hist.hist(np.sqrt(array[:, 2]), bins=30, range=(0, 1), alpha=0.6, color=colour(labels[name]), label=name)
+        scatter.scatter(shown[:, 0], shown[:, 1], s=6, alpha=0.5, color=class_colour(labels[name]), label=label)
+        hist.hist(np.sqrt(array[:, 2]), bins=30, range=(0, 1), alpha=0.6, color=class_colour(labels[name]), label=name)
     scatter.set(xscale="log", yscale="log", xlabel="box width (px)", ylabel="box height (px)", title="Box sizes")
     for axis in (scatter.xaxis, scatter.yaxis):
         axis.set_major_formatter(ticker.ScalarFormatter())

@@ -352,13 +352,12 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
     code.mkdir()
     for name in ("inference.py", "requirements.txt"):
         shutil.copy2(INFERENCE / name, code / name)
-    shutil.copy2(paths.label_map, code / "label_map.pbtxt")
     shutil.copy2(paths.label_map, paths.model_dir / "label_map.pbtxt")
     shutil.copy2(paths.checkpoints / "pipeline.config", paths.model_dir / "pipeline.config")
     metadata = {
         "model": hp.model,
         "input_size": hp.input_size,
-        "classes": {str(i): name for i, name in sorted(classes.items())},
+        "classes": {str(i): name for i, name in sorted(classes.items())},  # the names the endpoint and evaluation give
         "trained_steps": final_step,
         "hyperparameters": hp.model_dump(mode="json"),
         "signature": {"name": "serving_default", "input": "input_tensor: [N] tf.string of encoded JPEG/PNG images"},

@@ -284,7 +284,7 @@ def predict(
     cfg: Config, state_dir: Path, image: Path, output: Path | None, reference: str | None, score_threshold: float | None, max_detections: int | None
 ) -> None:
     """Detections for one image through the endpoint's handler (in this process), printed and drawn."""
-    from containers.inference.inference import save_detections_picture
+    from containers.common.pictures import save_detections_picture
     from containers.inference.local import LocalEndpoint
 
     if not image.is_file():

@@ -4,6 +4,7 @@ through the endpoint handler, as the pipeline and the endpoint use them. Asserti
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import tarfile
 import pytest
 from PIL import Image
 
-from containers.inference.inference import save_detections_picture
+from containers.common.pictures import save_detections_picture
 from containers.inference.local import LocalEndpoint
 from tests.support import ROOT
 
@@ -83,3 +84,13 @@ def test_the_endpoint_answers_an_image_with_named_boxes_inside_it(trained_model,
 def test_the_artifact_carries_the_handler_the_repository_has(trained_model):
     shipped = (trained_model.model_dir / "code" / "inference.py").read_text()
     assert shipped == (ROOT / "containers" / "inference" / "inference.py").read_text()
+
+
+def test_the_shipped_handler_names_the_classes_from_the_models_model_json(trained_model, monkeypatch):
+    """As in the container: code/inference.py loaded by path finds model.json one folder up."""
+    monkeypatch.delenv("MODEL_METADATA_PATH", raising=False)
+    spec = importlib.util.spec_from_file_location("shipped_inference", trained_model.model_dir / "code" / "inference.py")
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    assert shipped.find_model_metadata() == (trained_model.model_dir / "model.json").resolve()
+    assert shipped.load_classes() == {1: "dent", 2: "scratch"}

@@ -136,14 +136,15 @@ def test_a_model_that_detects_nothing_gives_zero_with_a_warning(models, dents, t
 def _broken_inputs(root: Path, models: dict[str, Path], dents: Path) -> dict[str, tuple[list[str], str]]:
     no_saved_model = root / "no-saved-model"
     (no_saved_model / "1").mkdir(parents=True)
-    (no_saved_model / "label_map.pbtxt").write_text((models["perfect"] / "label_map.pbtxt").read_text())
-    no_label_map = root / "no-label-map"
-    (no_label_map / "1").mkdir(parents=True)
-    (no_label_map / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
-    bad_label_map = root / "bad-label-map"
-    (bad_label_map / "1").mkdir(parents=True)
-    (bad_label_map / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
-    (bad_label_map / "label_map.pbtxt").write_text('item { id: 1 name: "dent"\n')
+    (no_saved_model / "model.json").write_text((models["perfect"] / "model.json").read_text())
+    no_metadata = root / "no-metadata"
+    (no_metadata / "1").mkdir(parents=True)
+    (no_metadata / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
+    (no_metadata / "label_map.pbtxt").write_text('item { id: 1 name: "dent" }\n')  # what names the classes is model.json
+    bad_metadata = root / "bad-metadata"
+    (bad_metadata / "1").mkdir(parents=True)
+    (bad_metadata / "1" / "saved_model.pb").write_bytes((models["perfect"] / "1" / "saved_model.pb").read_bytes())
+    (bad_metadata / "model.json").write_text(json.dumps({"classes": {"1": "dent", "two": "scratch"}}))
     garbage = root / "garbage"
     garbage.mkdir()
     (garbage / "validation-00000-of-00001.tfrecord").write_bytes(b"this is not a TFRecord file at all")
@@ -157,8 +158,8 @@ def _broken_inputs(root: Path, models: dict[str, Path], dents: Path) -> dict[str
         "missing model": ([str(root / "absent"), str(dents)], "no model found: no such file or folder"),
         "folder without a model": ([str(empty_folder), str(dents)], "no model found: expected model.tar.gz"),
         "no 1/ SavedModel": ([str(no_saved_model), str(dents)], "no 1/ SavedModel"),
-        "no label map": ([str(no_label_map), str(dents)], "no label_map.pbtxt beside the SavedModel"),
-        "unreadable label map": ([str(bad_label_map), str(dents)], 'label_map.pbtxt: unreadable label map (1:20 : Expected "}".)'),
+        "no model.json": ([str(no_metadata), str(dents)], "no model.json beside the SavedModel (training writes it there)"),
+        "a broken model.json": ([str(bad_metadata), str(dents)], f"{bad_metadata / 'model.json'}: class id 'two' is not a whole number; expected"),
         "unreadable records": ([perfect, str(garbage)], "unreadable TFRecord"),
         "an image the model cannot decode": ([perfect, str(broken_image)], "the model failed on a batch holding broken.jpg"),
         "missing validation": ([perfect, str(root / "absent")], "the validation folder does not exist"),

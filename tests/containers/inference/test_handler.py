@@ -20,7 +20,7 @@ from PIL import Image
 
 from containers.inference import inference as handler
 from containers.inference.inference import Options, RequestError, Settings
-from containers.processing.records import label_map_text
+from tests.containers.inference.helpers import detection
 from tests.support import ROOT, jpeg_bytes
 
 MODULE = ROOT / "containers" / "inference" / "inference.py"
@@ -142,74 +142,111 @@ def test_settings_come_from_the_environment():
         Settings.from_env({"MAX_BATCH": "-1"})
 
 
+class Recorded(dict):
+    """An environment that notes which variables were looked up."""
+
+    def __init__(self, values=()):
+        super().__init__(values)
+        self.read: list[str] = []
+
+    def get(self, name, default=None):
+        self.read.append(name)
+        return super().get(name, default)
+
+
+def test_the_serving_environment_is_exactly_what_the_handler_reads():
+    environ = Recorded()
+    Settings.from_env(environ)
+    assert sorted(environ.read) == sorted(handler.SERVING_ENVIRONMENT)
+    assert handler.SERVING_ENVIRONMENT == ("SCORE_THRESHOLD", "MAX_DETECTIONS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MAX_BATCH")
+    for name in handler.SERVING_ENVIRONMENT:
+        with pytest.raises(ValueError, match=rf"^environment variable {name}='-1': "):
+            Settings.from_env({name: "-1"})
+
+
+def test_serving_environment_is_the_options_a_deployer_sets_checked_as_the_endpoint_reads_them():
+    environment = handler.serving_environment(0.45, 12)
+    assert environment == {"SCORE_THRESHOLD": "0.45", "MAX_DETECTIONS": "12"}
+    assert Settings.from_env(environment) == Settings(options=Options(0.45, 12))
+    with pytest.raises(ValueError, match=r"environment variable SCORE_THRESHOLD='1.5': invalid score_threshold"):
+        handler.serving_environment(1.5, 12)
+    with pytest.raises(ValueError, match=r"environment variable MAX_DETECTIONS='0': invalid max_detections"):
+        handler.serving_environment(0.3, 0)
+
+
 def test_accept_header_must_allow_json():
     for accept in (None, "", "application/json", "*/*", "application/json; charset=utf-8", "text/html, application/*;q=0.8"):
         handler.check_accept(accept)
     assert refused(406, handler.check_accept, "image/png") == "cannot answer as 'image/png': the answer is application/json"
 
 
-# --- the label map --------------------------------------------------------------------------------------
+# --- class names ----------------------------------------------------------------------------------------
 
 
-def test_label_map_reads_what_prepare_data_writes():
-    text = label_map_text([(1, "dent"), (2, "scratch"), (3, 'odd "quoted" \\ name')])
-    assert handler.read_label_map(text) == {1: "dent", 2: "scratch", 3: 'odd "quoted" \\ name'}
+def model_json(classes: object) -> str:
+    """model.json as training writes it (containers/training/train.py export), with these `classes`."""
+    return json.dumps({"model": "efficientdet-d0", "input_size": 512, "classes": classes, "trained_steps": 6, "hyperparameters": {}}, indent=2)
 
 
-def test_label_map_reads_hand_written_files():
-    text = """
-    # a comment, and the background item some label maps carry
-    item { id: 0 name: 'background' }
-    item: {
-      display_name: "scratch"   # display_name only
-      id: 2
-      keypoints { id: 0 label: "corner" }
+def test_classes_are_read_from_model_json_as_training_writes_it():
+    assert handler.read_classes(model_json({"2": "scratch", "1": "dent", "10": 'odd "quoted" \\ name'})) == {
+        1: "dent",
+        2: "scratch",
+        10: 'odd "quoted" \\ name',
     }
-    item { name: 'dent', id: 1, frequency: 0.5 }
-    """
-    assert handler.read_label_map(text) == {1: "dent", 2: "scratch"}
+    assert handler.read_classes(model_json({"1": "dent"}).encode("utf-8")) == {1: "dent"}
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ('item { id: 1 name: "dent" } item { id: 1 name: "scratch" }', "id 1 appears twice ('dent' and 'scratch')"),
-        ('item { name: "dent" }', "an item without an id"),
-        ('item { id: 1 name: "dent"', "an item is not closed"),
-        ('item { id: one name: "dent" }', "id 'one' is not a whole number"),
-        ("item { id: 1 }", "item 1 has no name"),
-        ('items { id: 1 name: "dent" }', "expected 'item {' but found 'items'"),
-        ("", "no classes"),
+        ("{not json", "not JSON"),
+        (b"\xff\xfe\x00", "not JSON"),
+        ("[1, 2]", 'no "classes" mapping'),
+        (json.dumps({"model": "efficientdet-d0"}), 'no "classes" mapping'),
+        (model_json(["dent", "scratch"]), 'no "classes" mapping'),
+        (model_json({}), 'no "classes" mapping'),
+        (model_json({"one": "dent"}), "class id 'one' is not a whole number"),
+        (model_json({"1.5": "dent"}), "class id '1.5' is not a whole number"),
+        (model_json({"0": "background", "1": "dent"}), "class id 0 is below 1"),
+        (model_json({"-2": "dent"}), "class id -2 is below 1"),
+        (model_json({"1": ""}), "class 1 has no name ('')"),
+        (model_json({"1": "dent", "2": None}), "class 2 has no name (None)"),
+        (model_json({"1": 7}), "class 1 has no name (7)"),
     ],
 )
-def test_label_map_errors_name_the_file_and_the_problem(text, reason):
-    with pytest.raises(ValueError, match=r"^labels\.pbtxt: ") as caught:
-        handler.read_label_map(text, "labels.pbtxt")
+def test_a_broken_model_json_is_a_value_error_naming_the_file_and_what_was_expected(text, reason):
+    with pytest.raises(ValueError, match=r"^/models/car/model\.json: ") as caught:
+        handler.read_classes(text, "/models/car/model.json")
     assert reason in str(caught.value)
+    assert str(caught.value).endswith(handler.EXPECTED_CLASSES)
 
 
-def test_label_map_lookup_order(tmp_path):
+def test_model_json_lookup_order(tmp_path):
     code = tmp_path / "model" / "code"
     code.mkdir(parents=True)
-    assert handler.find_label_map({}, here=code) is None
-    (tmp_path / "model" / "label_map.pbtxt").write_text(label_map_text([(1, "root")]))
-    assert handler.find_label_map({}, here=code) == tmp_path / "model" / "label_map.pbtxt"
-    (code / "label_map.pbtxt").write_text(label_map_text([(1, "beside")]))
-    assert handler.find_label_map({}, here=code) == code / "label_map.pbtxt"
-    elsewhere = tmp_path / "elsewhere.pbtxt"
-    assert handler.find_label_map({"LABEL_MAP_PATH": str(elsewhere)}, here=code) == elsewhere  # even when missing, to report it
+    assert handler.find_model_metadata({}, here=code) is None
+    (tmp_path / "model" / "model.json").write_text(model_json({"1": "root"}))
+    assert handler.find_model_metadata({}, here=code) == tmp_path / "model" / "model.json"
+    (code / "model.json").write_text(model_json({"1": "beside"}))
+    assert handler.find_model_metadata({}, here=code) == code / "model.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    assert handler.find_model_metadata({"MODEL_METADATA_PATH": str(elsewhere)}, here=code) == elsewhere  # even when missing, to report it
 
 
-def test_load_label_map_rereads_a_changed_file_and_reports_a_missing_one(tmp_path, monkeypatch):
-    path = tmp_path / "label_map.pbtxt"
-    path.write_text(label_map_text([(1, "dent")]))
-    assert handler.load_label_map(path) == {1: "dent"}
-    path.write_text(label_map_text([(1, "dent"), (2, "scratch")]))
-    assert handler.load_label_map(path) == LABELS
-    with pytest.raises(ValueError, match=r"missing\.pbtxt: the label map cannot be read"):
-        handler.load_label_map(tmp_path / "missing.pbtxt")
-    monkeypatch.setenv("LABEL_MAP_PATH", str(path))
-    assert handler.load_label_map() == LABELS
+def test_load_classes_rereads_a_changed_file_and_reports_a_missing_or_broken_one(tmp_path, monkeypatch):
+    path = tmp_path / "model.json"
+    path.write_text(model_json({"1": "dent"}))
+    assert handler.load_classes(path) == {1: "dent"}
+    path.write_text(model_json({"1": "dent", "2": "scratch"}))
+    assert handler.load_classes(path) == LABELS
+    with pytest.raises(ValueError, match=r"missing\.json: the model's metadata cannot be read"):
+        handler.load_classes(tmp_path / "missing.json")
+    monkeypatch.setenv("MODEL_METADATA_PATH", str(path))
+    assert handler.load_classes() == LABELS
+    path.write_text(model_json({"1": "dent", "2": ""}))
+    with pytest.raises(ValueError, match=r"model\.json: class 2 has no name"):
+        handler.load_classes()
 
 
 # --- reading images -------------------------------------------------------------------------------------
@@ -322,38 +359,38 @@ def test_corrupt_png_is_400():
         (b"hello", "text/plain", 415, "content type 'text/plain' is not accepted; send one of application/x-image"),
         (b"{}", "application/jsonlines", 415, "content type 'application/jsonlines' is not accepted"),
         (b"hello", None, 415, "a request without a content type is not accepted"),
-        (b"", "application/json", 400, "the request body is not valid JSON"),
-        (b"{not json", "application/json", 400, "the request body is not valid JSON"),
-        (b"\xff\xfe", "application/json", 400, "the request body is not valid JSON"),
-        (b"[1, 2]", "application/json", 400, 'a JSON request must be an object {"instances": [...]}'),
-        (b'{"images": []}', "application/json", 400, 'a JSON request must be an object {"instances": [...]}'),
-        (b'{"instances": [], "x": 1}', "application/json", 400, "unknown key(s) in the JSON request: x (expected instances, score_threshold"),
-        (b'{"instances": []}', "application/json", 400, '"instances" must be a non-empty list of images'),
-        (b'{"instances": {"b64": "AAAA"}}', "application/json", 400, '"instances" must be a non-empty list of images'),
-        (b'{"instances": [{"b64": "not base64!"}]}', "application/json", 400, "instances[0]: not valid base64"),
-        (b'{"instances": [{"b64": ""}]}', "application/json", 400, "instances[0] is empty"),
-        (b'{"instances": [{"image": "AAAA"}]}', "application/json", 400, 'instances[0]: an object instance must be {"b64"'),
-        (
-            b'{"instances": [42]}',
-            "application/json",
-            400,
-            'instances[0]: expected {"b64": "..."}, a base64 string or an H x W x 3 pixel list, not int',
-        ),
-        (b'{"instances": ["aGVsbG8="]}', "application/json", 400, "instances[0] is not an image that can be read"),
-        (b'{"instances": [[[1, 2, 3], [4, 5]]]}', "application/json", 400, "instances[0]: a pixel list must be H x W x 3"),
-        (
-            b'{"instances": [[[[1, 2]]]]}',
-            "application/json",
-            400,
-            "instances[0]: a pixel list must be H x W x 3 numbers from 0 to 255, not of shape 1 x 1 x 2",
-        ),
-        (b'{"instances": [[[[1, 2, 300]]]]}', "application/json", 400, "instances[0]: pixel values must be numbers from 0 to 255"),
-        (b'{"instances": [[[["a", "b", "c"]]]]}', "application/json", 400, "instances[0]: a pixel list must be H x W x 3"),
-        (b'{"instances": [[]]}', "application/json", 400, "instances[0]: a pixel list must be H x W x 3"),
     ],
 )
 def test_bad_requests_are_refused_with_their_status(body, content_type, status, start):
     message = refused(status, handler.read_images, body, content_type)
+    assert message.startswith(start), message
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
+        (b"", "the request body is not valid JSON"),
+        (b"{not json", "the request body is not valid JSON"),
+        (b"\xff\xfe", "the request body is not valid JSON"),
+        (b"[1, 2]", 'a JSON request must be an object {"instances": [...]}'),
+        (b'{"images": []}', 'a JSON request must be an object {"instances": [...]}'),
+        (b'{"instances": [], "x": 1}', "unknown key(s) in the JSON request: x (expected instances, score_threshold"),
+        (b'{"instances": []}', '"instances" must be a non-empty list of images'),
+        (b'{"instances": {"b64": "AAAA"}}', '"instances" must be a non-empty list of images'),
+        (b'{"instances": [{"b64": "not base64!"}]}', "instances[0]: not valid base64"),
+        (b'{"instances": [{"b64": ""}]}', "instances[0] is empty"),
+        (b'{"instances": [{"image": "AAAA"}]}', 'instances[0]: an object instance must be {"b64"'),
+        (b'{"instances": [42]}', 'instances[0]: expected {"b64": "..."}, a base64 string or an H x W x 3 pixel list, not int'),
+        (b'{"instances": ["aGVsbG8="]}', "instances[0] is not an image that can be read"),
+        (b'{"instances": [[[1, 2, 3], [4, 5]]]}', "instances[0]: a pixel list must be H x W x 3"),
+        (b'{"instances": [[[[1, 2]]]]}', "instances[0]: a pixel list must be H x W x 3 numbers from 0 to 255, not of shape 1 x 1 x 2"),
+        (b'{"instances": [[[[1, 2, 300]]]]}', "instances[0]: pixel values must be numbers from 0 to 255"),
+        (b'{"instances": [[[["a", "b", "c"]]]]}', "instances[0]: a pixel list must be H x W x 3"),
+        (b'{"instances": [[]]}', "instances[0]: a pixel list must be H x W x 3"),
+    ],
+)
+def test_bad_json_requests_are_400(body, start):
+    message = refused(400, handler.read_images, body, "application/json")
     assert message.startswith(start), message
 
 
@@ -459,24 +496,10 @@ def test_handlers_round_trip_with_exif_scaling():
     request = handler.input_handler(io.BytesIO(data), context("image/jpeg"), settings=Settings())
     [upright] = sent(request)
     assert Image.open(io.BytesIO(upright)).size == (48, 64)
-    body, content_type = handler.output_handler(Response(200, reply(prediction([(1, 0.87, 0.1, 0.2, 0.5, 0.6)]))), context(), label_map=LABELS)
+    body, content_type = handler.output_handler(Response(200, reply(prediction([(1, 0.87, 0.1, 0.2, 0.5, 0.6)]))), context(), classes=LABELS)
     assert content_type == "application/json"
-    assert json.loads(body) == {
-        "predictions": [
-            {
-                "image": {"width": 48, "height": 64},
-                "detections": [
-                    {
-                        "class": "dent",
-                        "class_id": 1,
-                        "score": 0.87,
-                        "box": {"xmin": 9.6, "ymin": 6.4, "xmax": 28.8, "ymax": 32.0},
-                        "box_normalized": {"xmin": 0.2, "ymin": 0.1, "xmax": 0.6, "ymax": 0.5},
-                    }
-                ],
-            }
-        ]
-    }
+    found = detection("dent", 1, 0.87, (9.6, 6.4, 28.8, 32.0), (0.2, 0.1, 0.6, 0.5))
+    assert json.loads(body) == {"predictions": [{"image": {"width": 48, "height": 64}, "detections": [found]}]}
 
 
 def test_handler_options_from_environment_custom_attributes_and_body(monkeypatch):
@@ -484,7 +507,7 @@ def test_handler_options_from_environment_custom_attributes_and_body(monkeypatch
 
     def scores(data, ctx):
         handler.input_handler(data, ctx)
-        body, _ = handler.output_handler(Response(200, reply(prediction(rows))), ctx, label_map=LABELS)
+        body, _ = handler.output_handler(Response(200, reply(prediction(rows))), ctx, classes=LABELS)
         return [d["score"] for d in json.loads(body)["predictions"][0]["detections"]]
 
     image = jpeg_bytes()
@@ -514,11 +537,11 @@ def test_input_handler_takes_bytes_too():
 def test_tf_serving_failure_is_502_with_its_message_but_its_400_stays_a_400():
     handler.input_handler(io.BytesIO(jpeg_bytes()), context())
     failure = Response(400, b'{ "error": "Invalid JPEG data or crop window, data size 1234" }')
-    message = refused(400, handler.output_handler, failure, context(), label_map=LABELS)
+    message = refused(400, handler.output_handler, failure, context(), classes=LABELS)
     assert message == "the model could not read the input: Invalid JPEG data or crop window, data size 1234"
     handler.input_handler(io.BytesIO(jpeg_bytes()), context())
     assert (
-        refused(502, handler.output_handler, Response(503, b"upstream down"), context(), label_map=LABELS)
+        refused(502, handler.output_handler, Response(503, b"upstream down"), context(), classes=LABELS)
         == "the model server answered 503: upstream down"
     )
 
@@ -527,7 +550,7 @@ def test_a_failed_request_leaves_nothing_for_the_next_output_handler():
     handler.input_handler(io.BytesIO(jpeg_bytes()), context())
     refused(400, handler.input_handler, io.BytesIO(b""), context())
     with pytest.raises(RuntimeError, match="without a successful input_handler"):
-        handler.output_handler(Response(200, reply(prediction([]))), context(), label_map=LABELS)
+        handler.output_handler(Response(200, reply(prediction([]))), context(), classes=LABELS)
 
 
 def test_each_thread_keeps_its_own_request():
@@ -538,7 +561,7 @@ def test_each_thread_keeps_its_own_request():
     def serve(size):
         handler.input_handler(io.BytesIO(jpeg_bytes(size)), context())
         barrier.wait()  # both inputs handled before either output
-        body, _ = handler.output_handler(Response(200, reply(prediction([(1, 0.9, 0, 0, 1, 1)]))), context(), label_map=LABELS)
+        body, _ = handler.output_handler(Response(200, reply(prediction([(1, 0.9, 0, 0, 1, 1)]))), context(), classes=LABELS)
         results[size] = json.loads(body)["predictions"][0]["image"]
 
     threads = [threading.Thread(target=serve, args=(size,)) for size in ((64, 48), (16, 32))]
@@ -550,13 +573,14 @@ def test_each_thread_keeps_its_own_request():
 
 
 def test_handler_loads_standalone_in_the_model_archive_layout(tmp_path):
-    """As the container does: the file alone at code/inference.py, loaded by path, the label map beside it
-    (then only one folder up); no TensorFlow and none of the project's modules get imported."""
+    """As the container does: the file alone at code/inference.py, loaded by path, model.json beside it
+    (then only one folder up, then none: classes named by id); no TensorFlow and none of the project's
+    modules get imported."""
     model = tmp_path / "model"
     (model / "code").mkdir(parents=True)
     shutil.copy(MODULE, model / "code" / "inference.py")
-    (model / "code" / "label_map.pbtxt").write_text(label_map_text([(1, "beside"), (2, "other")]))
-    (model / "label_map.pbtxt").write_text(label_map_text([(1, "root"), (2, "other")]))
+    (model / "code" / "model.json").write_text(model_json({"1": "beside", "2": "other"}))
+    (model / "model.json").write_text(model_json({"1": "root", "2": "other"}))
     (tmp_path / "image.jpg").write_bytes(jpeg_bytes((64, 48)))
     (tmp_path / "reply.json").write_bytes(reply(prediction([(1, 0.9, 0.1, 0.1, 0.5, 0.5)])))
     script = f"""
@@ -569,12 +593,12 @@ Context = namedtuple("Context", "request_content_type accept_header custom_attri
 Response = namedtuple("Response", "status_code content")
 ctx = Context("image/jpeg", "application/json", None, "http://localhost:8501/v1/models/model:predict", "model")
 names = []
-for step in ("beside", "root"):
+for found in ({str(model / "code" / "model.json")!r}, {str(model / "model.json")!r}, None):
     module.input_handler(io.BytesIO(open({str(tmp_path / "image.jpg")!r}, "rb").read()), ctx)
     body, kind = module.output_handler(Response(200, open({str(tmp_path / "reply.json")!r}, "rb").read()), ctx)
     names.append(json.loads(body)["predictions"][0]["detections"][0]["class"])
-    if step == "beside":
-        os.remove({str(model / "code" / "label_map.pbtxt")!r})
+    if found:
+        os.remove(found)
 error = module.RequestError(413, "too big")
 print(json.dumps({{"names": names, "error": str(error), "kind": kind,
                   "foreign": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "containers", "tests", "requests"))}}))
@@ -582,15 +606,17 @@ print(json.dumps({{"names": names, "error": str(error), "kind": kind,
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result == {"names": ["beside", "root"], "error": '{"error": "too big", "status": 413}', "kind": "application/json", "foreign": []}
+    assert result == {"names": ["beside", "root", "id 1"], "error": '{"error": "too big", "status": 413}', "kind": "application/json", "foreign": []}
 
 
-def test_without_a_label_map_classes_are_named_by_id(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABEL_MAP_PATH", "")
-    monkeypatch.setattr(handler, "find_label_map", lambda: None)
+def test_without_model_json_classes_are_named_by_id_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setenv("MODEL_METADATA_PATH", " ")  # blank: not set
+    assert handler.find_model_metadata() is None  # none beside containers/inference/inference.py or one folder up
     handler.input_handler(io.BytesIO(jpeg_bytes()), context())
-    body, _ = handler.output_handler(Response(200, reply(prediction([(2, 0.9, 0, 0, 1, 1)]))), context())
+    with caplog.at_level("WARNING", logger="inference"):
+        body, _ = handler.output_handler(Response(200, reply(prediction([(2, 0.9, 0, 0, 1, 1)]))), context())
     assert json.loads(body)["predictions"][0]["detections"][0]["class"] == "id 2"
+    assert "no model.json beside this handler or one folder up (set MODEL_METADATA_PATH)" in caplog.text
 
 
 def test_handler_imports_only_the_standard_library_numpy_and_pillow():
@@ -607,60 +633,3 @@ def test_requirements_pin_the_lock_versions():
     assert requirements == ["pillow==13.0.0", "numpy==2.4.6"]
     lock = (ROOT / "requirements" / "lock.txt").read_text()
     assert all(f"\n{pin} " in lock for pin in requirements)
-
-
-# --- pictures -------------------------------------------------------------------------------------------
-
-
-def detection(class_id, name, score, xmin, ymin, xmax, ymax) -> dict:
-    return {"class": name, "class_id": class_id, "score": score, "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}}
-
-
-def test_draw_detections_draws_boxes_and_labels_in_class_colours():
-    data = jpeg_bytes((64, 48), seed=7, exif_orientation=6)  # drawn upright: 48 x 64
-    plain = np.asarray(Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_270), dtype=int)
-    found = [detection(1, "dent", 0.87, 5, 30, 40, 60), detection(2, "scratch", 0.5, 2, 2, 20, 12)]
-    picture = handler.draw_detections(data, found)
-    assert (picture.size, picture.mode) == ((48, 64), "RGB")
-    pixels = np.asarray(picture, dtype=int)
-    assert np.abs(pixels - plain).max() > 100  # it drew
-    dent, scratch = (np.array(Image.new("RGB", (1, 1), handler.class_colour(c)).getpixel((0, 0))) for c in (1, 2))
-    assert np.abs(pixels[45, 5] - dent).max() < 40  # the left edge of the dent box
-    assert np.abs(pixels[59, 40] - dent).max() < 40
-    assert np.abs(pixels[10, 2] - scratch).max() < 40
-    assert np.abs(pixels[40, 25] - plain[40, 25]).max() < 40  # inside the box, the photo is untouched
-    assert np.array_equal(np.asarray(handler.draw_detections(data, found)), pixels)  # deterministic
-
-
-def test_draw_detections_with_nothing_found_is_the_upright_image():
-    data = jpeg_bytes((64, 48), seed=8, exif_orientation=6)
-    picture = handler.draw_detections(data, [])
-    assert np.array_equal(np.asarray(picture), np.asarray(Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_270)))
-
-
-def test_label_colours_can_be_overridden_and_follow_the_data_report():
-    from containers.processing.report import PALETTE
-
-    assert list(handler.PALETTE) == PALETTE
-    assert [handler.class_colour(c) for c in (1, 2, 9)] == [PALETTE[0], PALETTE[1], PALETTE[0]]
-    data = jpeg_bytes((64, 64), seed=9)
-    picture = handler.draw_detections(data, [detection(1, "dent", 0.9, 10, 30, 50, 60)], label_map_colours={1: "#00ff00"})
-    assert np.abs(np.asarray(picture, dtype=int)[45, 10] - (0, 255, 0)).max() < 40
-
-
-def test_draw_detections_uses_normalised_boxes_when_no_pixel_box_is_given():
-    data = jpeg_bytes((100, 50), seed=10)
-    found = [{"class": "dent", "class_id": 1, "score": 0.9, "box_normalized": {"xmin": 0.1, "ymin": 0.5, "xmax": 0.5, "ymax": 0.9}}]
-    pixels = np.asarray(handler.draw_detections(data, found), dtype=int)
-    red = np.array(Image.new("RGB", (1, 1), handler.class_colour(1)).getpixel((0, 0)))
-    assert np.abs(pixels[35, 10] - red).max() < 40
-
-
-def test_save_detections_picture_writes_a_png(tmp_path):
-    path = handler.save_detections_picture(jpeg_bytes((64, 48)), [detection(1, "dent", 0.9, 5, 20, 40, 40)], tmp_path / "out" / "found.png")
-    with Image.open(path) as saved:
-        assert (saved.format, saved.size, saved.mode) == ("PNG", (64, 48), "RGB")
-
-
-def test_drawing_a_broken_image_is_a_request_error():
-    refused(400, handler.draw_detections, b"not an image", [])

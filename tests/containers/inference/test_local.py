@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import math
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image
 
 from containers.inference.inference import RequestError, Settings
 from containers.inference.local import LocalEndpoint
-from containers.processing.records import label_map_text
+from tests.containers.inference.helpers import detection
 from tests.fake_model import write_model_dir
 from tests.support import jpeg_bytes
 
@@ -58,13 +59,7 @@ def test_raw_image_bytes(endpoint, content_type):
     [prediction] = answer(endpoint.invoke(data, content_type))["predictions"]
     assert prediction["image"] == {"width": 64, "height": 48}
     assert summary(prediction) == [("dent", 0.9), ("scratch", 0.6), ("dent", 0.4)]  # default threshold 0.3
-    assert prediction["detections"][0] == {
-        "class": "dent",
-        "class_id": 1,
-        "score": 0.9,
-        "box": {"xmin": 12.8, "ymin": 4.8, "xmax": 38.4, "ymax": 24.0},
-        "box_normalized": {"xmin": 0.2, "ymin": 0.1, "xmax": 0.6, "ymax": 0.5},
-    }
+    assert prediction["detections"][0] == detection("dent", 1, 0.9, (12.8, 4.8, 38.4, 24.0), (0.2, 0.1, 0.6, 0.5))
 
 
 def test_json_batch_in_every_instance_form_with_options_in_the_body(endpoint):
@@ -204,7 +199,7 @@ def test_predict_image(endpoint):
 
 
 def test_predictions_can_be_drawn(endpoint, tmp_path):
-    from containers.inference.inference import save_detections_picture
+    from containers.common.pictures import save_detections_picture
 
     data = jpeg_bytes((64, 48), seed=4, exif_orientation=6)
     path = save_detections_picture(data, endpoint.predict_image(data), tmp_path / "found.png")
@@ -212,10 +207,10 @@ def test_predictions_can_be_drawn(endpoint, tmp_path):
         assert picture.size == (48, 64)
 
 
-def test_two_endpoints_keep_their_own_label_maps(model_dir, tmp_path):
+def test_two_endpoints_keep_their_own_class_names(model_dir, tmp_path):
     renamed = tmp_path / "renamed"
     shutil.copytree(model_dir, renamed)
-    (renamed / "label_map.pbtxt").write_text(label_map_text([(1, "bump"), (2, "scrape")]))
+    (renamed / "model.json").write_text(json.dumps({"classes": {"1": "bump", "2": "scrape"}}))
     other = LocalEndpoint(renamed, settings=Settings())
     first = LocalEndpoint(model_dir, settings=Settings())
     assert [d["class"] for d in other.predict_image(jpeg_bytes())] == ["bump", "scrape", "bump"]
@@ -251,16 +246,17 @@ def test_a_folder_without_a_model_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no 1/ SavedModel"):
         LocalEndpoint(tmp_path)
     (tmp_path / "1").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no label_map\.pbtxt"):
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(tmp_path))}: no model\.json \(expected beside 1/"):
         LocalEndpoint(tmp_path)
 
 
-def test_the_label_map_in_code_is_found_too(model_dir, tmp_path):
-    moved = tmp_path / "moved"
-    shutil.copytree(model_dir, moved)
-    (moved / "code").mkdir()
-    (moved / "label_map.pbtxt").rename(moved / "code" / "label_map.pbtxt")
-    assert LocalEndpoint(moved).label_map == {1: "dent", 2: "scratch"}
+def test_the_class_names_are_the_model_folders_own_model_json(model_dir, tmp_path):
+    assert LocalEndpoint(model_dir).classes == {1: "dent", 2: "scratch"}
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.json").write_text(json.dumps({"classes": {"0": "background"}}))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(broken / 'model.json'))}: class id 0 is below 1"):
+        LocalEndpoint(broken)
 
 
 def test_invoke_accepts_any_bytes_like_body(endpoint):
