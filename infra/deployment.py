@@ -16,34 +16,17 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from containers.deploy import deploy
 from infra.arns import arn, sagemaker_arn
 from infra.functions import small_function
 from infra.storage import Storage
 from pipelines.config import Config
 
-PACKAGE_EVENT = "SageMaker Model Package State Change"
-ENDPOINT_EVENT = "SageMaker Endpoint State Change"
-
 
 def deploy_environment(config: Config, *, role_arn: str, data_capture_s3_uri: str, kms_key_id: str) -> dict[str, str]:
-    """The function's environment (containers/deploy/deploy.py ENVIRONMENT), from pipeline.yaml's deployment section."""
-    deployment = config.deployment
-    environment = {
-        "ENDPOINT_NAME": config.endpoint_name,
-        "ROLE_ARN": role_arn,
-        "MODEL_PACKAGE_GROUP": config.model_package_group,
-        "INSTANCE_TYPE": deployment.instance_type,
-        "INITIAL_INSTANCE_COUNT": str(deployment.initial_instance_count),
-        "MAX_INSTANCE_COUNT": str(deployment.max_instance_count),
-        "INVOCATIONS_PER_INSTANCE": str(deployment.invocations_per_instance),
-        "DATA_CAPTURE_PERCENT": str(deployment.data_capture_percent),
-        "KMS_KEY_ID": kms_key_id,
-        "SCORE_THRESHOLD": str(deployment.score_threshold),
-        "MAX_DETECTIONS": str(deployment.max_detections),
-    }
-    if deployment.data_capture_percent:
-        environment["DATA_CAPTURE_S3_URI"] = data_capture_s3_uri
-    return environment
+    """The function's environment, from pipeline.yaml's deployment section, in the variables the function reads."""
+    capture = data_capture_s3_uri if config.deployment.data_capture_percent else None
+    return deploy.as_environment(deploy.config_values(config, role_arn=role_arn, data_capture_s3_uri=capture, kms_key_id=kms_key_id))
 
 
 class Deployment(Construct):
@@ -149,7 +132,7 @@ class Deployment(Construct):
             description=f"Deploy packages of {config.model_package_group} approved in the Model Registry",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
-                detail_type=[PACKAGE_EVENT],
+                detail_type=[deploy.PACKAGE_EVENT],
                 detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
             ),
             targets=[target],
@@ -160,7 +143,7 @@ class Deployment(Construct):
             description=f"Configure autoscaling of {config.endpoint_name} once it is in service",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
-                detail_type=[ENDPOINT_EVENT],
+                detail_type=[deploy.ENDPOINT_EVENT],
                 detail={"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE"]},
             ),
             targets=[target],

@@ -13,10 +13,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from containers.deploy.deploy import VARIANT
 from pipelines.config import Config
 
 EXECUTION_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
-VARIANT = "AllTraffic"  # containers/deploy/deploy.py VARIANT
 
 
 class Monitoring(Construct):

@@ -12,6 +12,9 @@ from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.roles import input_prefixes
+from pipelines.config import Config
+
 
 def check(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
@@ -40,11 +43,10 @@ KMS_GRANT = (
 )
 
 
-def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, pipelines.config.Config
-    """The workflow stack's findings: wildcards that name a prefix or a name pattern we own, actions without
-    resource types, and the buckets' notification handler that CDK provides."""
-    from infra.roles import input_prefixes
-
+def acknowledge_workflow(stack: Stack, config: Config) -> None:
+    """The findings of the workflow stack (infra.stack.WorkflowStack, which calls this): wildcards that name a
+    prefix or a name pattern we own, actions without resource types, and the buckets' notification handler that
+    CDK provides."""
     storage, roles = stack.storage, stack.roles
     data, artifacts = storage.data, storage.artifacts
     pipeline_prefix = f"{_arn_of(artifacts)}/{config.pipeline_name}/*"
@@ -88,9 +90,9 @@ def acknowledge_workflow(stack, config) -> None:  # infra.stack.WorkflowStack, p
         (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Register creates a new version in our group each run"),
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The quality gate reads <pipeline>/<execution id>/evaluation/evaluation.json"),
     )
-    output_bucket = config.labeling.output_prefix.removeprefix("s3://").split("/")[0] if config.labeling.output_prefix else None
-    output_prefix = config.labeling.output_prefix.removeprefix("s3://").partition("/")[2] if config.labeling.output_prefix else "ground-truth/"
-    labels = f"arn:<AWS::Partition>:s3:::{output_bucket or f'<{_logical_id(data)}>'}/{output_prefix}*"
+    output_bucket, output_prefix = config.labeling_output(data.bucket_name)
+    shown_bucket = f"<{_logical_id(data)}>" if output_bucket == data.bucket_name else output_bucket
+    labels = f"arn:<AWS::Partition>:s3:::{shown_bucket}/{output_prefix}*"
     labeling_logs = REGIONAL.format(service="logs", resource="log-group:/aws/sagemaker/LabelingJobs")
     acknowledge(
         roles.labeling,

@@ -1,6 +1,6 @@
 """The Model Registry group and the SageMaker Pipeline whose body is the definition rendered by pipelines/.
 
-The definition is rendered offline with `${Name}` placeholders for the account values (pipelines/context.py)
+The definition is rendered offline with `${Name}` placeholders for the account values (steps/context.py)
 and handed to CloudFormation as Fn::Sub with a variable per placeholder: the role, buckets, key, image URIs and
 the deployment function's ARN are filled in at deploy time, `${AWS::Region}` by CloudFormation itself. The
 template therefore holds the very text `pipelines/` renders, which tests/infra compare byte for byte.
@@ -17,7 +17,7 @@ from constructs import Construct
 
 from infra.arns import sagemaker_arn
 from pipelines.config import AwsConfig, Config
-from pipelines.context import PLACEHOLDERS, REGION_PLACEHOLDER
+from steps.context import PLACEHOLDERS, REGION_PLACEHOLDER
 
 _REFERENCE = re.compile(r"\$\{([^}!][^}]*)\}")
 

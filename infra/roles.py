@@ -15,30 +15,18 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from containers.common.s3 import S3Location, parse_s3_uri
 from infra.arns import arn, sagemaker_arn
 from infra.storage import DATA_CAPTURE, Storage
 from pipelines.config import Config
 
 
-def s3_location(uri: str) -> tuple[str, str]:
-    """(bucket, key prefix) of an s3:// URI."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix
-
-
-def input_prefixes(config: Config, data_bucket: str) -> list[tuple[str, str]]:
+def input_prefixes(config: Config, data_bucket: str) -> list[S3Location]:
     """(bucket, prefix) pairs the pipeline reads: manifests, images, Ground Truth's output, the pretrained checkpoint."""
-    uris = [
-        config.pipeline.input_manifest_uri or f"s3://{data_bucket}/manifests/",
-        config.pipeline.images_prefix or f"s3://{data_bucket}/images/",
-        config.labeling.output_prefix or f"s3://{data_bucket}/{GROUND_TRUTH}/",
-    ]
+    locations = [config.input_manifests(data_bucket), config.images_prefix(data_bucket), config.labeling_output(data_bucket)]
     if config.training.pretrained_checkpoint_uri:
-        uris.append(config.training.pretrained_checkpoint_uri)
-    return [s3_location(uri) for uri in uris]
-
-
-GROUND_TRUTH = "ground-truth"  # labeling.output_prefix's default in the data bucket
+        locations.append(parse_s3_uri(config.training.pretrained_checkpoint_uri))
+    return locations
 
 
 class Roles(Construct):
@@ -184,9 +172,7 @@ class Roles(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"{config.project.name}: Ground Truth labelling jobs (cardamage label --role-arn)",
         )
-        output_bucket, output_prefix = (
-            s3_location(config.labeling.output_prefix) if config.labeling.output_prefix else (data.bucket_name, f"{GROUND_TRUTH}/")
-        )
+        output_bucket, output_prefix = config.labeling_output(data.bucket_name)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadImagesAndManifests",

@@ -14,7 +14,7 @@ from infra.roles import Roles
 from infra.storage import Storage
 from infra.triggers import NewManifestTrigger
 from pipelines.config import Config
-from pipelines.context import PLACEHOLDERS
+from steps.context import PLACEHOLDERS
 
 
 class WorkflowStack(Stack):

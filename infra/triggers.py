@@ -18,19 +18,10 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.functions import small_function
-from infra.roles import GROUND_TRUTH, s3_location
 from infra.storage import Storage
 from pipelines.config import Config
 
 MANIFEST_KEY = "*/manifests/output/output.manifest"  # under <prefix>/<labelling job name>/
-
-
-def manifest_location(config: Config, data_bucket: str) -> tuple[str, str]:
-    """(bucket, key prefix) where Ground Truth writes its output: labeling.output_prefix, else ground-truth/ in the data bucket."""
-    if config.labeling.output_prefix:
-        bucket, prefix = s3_location(config.labeling.output_prefix)
-        return bucket, prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
-    return data_bucket, f"{GROUND_TRUTH}/"
 
 
 class NewManifestTrigger(Construct):
@@ -48,7 +39,7 @@ class NewManifestTrigger(Construct):
         self.function.role.add_to_principal_policy(
             iam.PolicyStatement(sid="StartThePipeline", actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])
         )
-        bucket, prefix = manifest_location(config, storage.data.bucket_name)
+        bucket, prefix = config.labeling_output(storage.data.bucket_name)
         self.rule = events.Rule(
             self,
             "OnNewManifest",

@@ -1,7 +1,8 @@
 """The control plane's AWS calls: the pipeline, its executions, the Model Registry and Ground Truth.
 
 Plain functions that take boto3 clients, so that tests point them at moto (or stub one call) and the CLI
-(`pipelines/cli.py`) only parses arguments and prints. Problems a person can fix raise `ControlPlaneError`
+(`pipelines/cli/`; `pipelines/backends/aws.py` for the commands that exist on both sides) only parses
+arguments and prints. Problems a person can fix raise `ControlPlaneError`
 with a one-line message; its `exit_code` is 2 for a wrong invocation or setup (bad value, no region) and
 1 for something found in AWS (no such pipeline, package or execution; a failed execution).
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import string
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,24 +25,21 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from containers.deploy.deploy import describe_endpoint, is_not_found, served_package
-from pipelines.config import EFFICIENTDET_SIZES, LabelingConfig
+from containers.common.s3 import S3Location
+from containers.common.s3 import parse_s3_uri as _parse_s3_uri
+from pipelines.backends import BackendError, Package
+from pipelines.config import LabelingConfig
+from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
 BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "bounding_box.liquid.html"
-_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+(?:::[A-Za-z]+)?)\}")
 
 
-class ControlPlaneError(Exception):
-    """A problem with a one-line, actionable message."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+class ControlPlaneError(BackendError):
+    """A problem with a one-line, actionable message (exit status 2: the invocation or setup; 1: what AWS holds)."""
 
 
 def usage_error(message: str) -> ControlPlaneError:
@@ -79,25 +77,41 @@ def connect(region: str | None = None, endpoint_url: str | None = None) -> Aws:
     return Aws(session, endpoint_url)
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    match = _S3_URI.match(uri)
-    if not match:
-        raise usage_error(f"not an S3 URI: {uri!r} (expected s3://bucket/key)")
-    return match.group(1), match.group(2) or ""
+def parse_s3_uri(uri: str) -> S3Location:
+    try:
+        return _parse_s3_uri(uri)
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
+
+
+_NOT_FOUND = re.compile(r"not found|does not exist|could not find|cannot find", re.IGNORECASE)
+
+
+@contextmanager
+def _or_missing(message: str) -> Iterator[None]:
+    """SageMaker's "no such resource" as a ControlPlaneError saying `message`; other errors pass as they are."""
+    try:
+        yield
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ControlPlaneError(message) from None
+        raise
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """Whether a SageMaker error means "no such resource" (the service says so in several ways). The deployment
+    function, a single file, has its own copy; a test holds the two equal."""
+    error = exc.response.get("Error", {})
+    return error.get("Code") in {"ResourceNotFound", "ResourceNotFoundException"} or bool(_NOT_FOUND.search(str(error.get("Message", ""))))
 
 
 # The pipeline.
 
 
 def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any]:
-    try:
+    region = sagemaker.meta.region_name
+    with _or_missing(f"no pipeline named {name!r} in {region}: create it with `cardamage upsert` (or deploy the CDK app)"):
         return sagemaker.describe_pipeline(PipelineName=name)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise ControlPlaneError(
-                f"no pipeline named {name!r} in {sagemaker.meta.region_name}: create it with `cardamage upsert` (or deploy the CDK app)"
-            ) from None
-        raise
 
 
 def unfilled_placeholders(definition: str) -> list[str]:
@@ -119,111 +133,22 @@ def upsert_pipeline(sagemaker: Any, name: str, definition: str, role_arn: str, d
     return "updated"
 
 
-@dataclass(frozen=True)
-class PipelineParameter:
-    name: str
-    type: str  # String, Integer, Float or Boolean
-    default: Any = None
-
-
-def pipeline_parameters(description: Mapping[str, Any]) -> dict[str, PipelineParameter]:
+def pipeline_parameters(description: Mapping[str, Any]) -> dict[str, Declared]:
     """The parameters declared in the stored definition (what a run may set), by name."""
     try:
         definition = json.loads(description.get("PipelineDefinition") or "{}")
     except json.JSONDecodeError:
         raise ControlPlaneError(f"the stored definition of pipeline {description.get('PipelineName')!r} is not JSON") from None
-    return {
-        item["Name"]: PipelineParameter(item["Name"], item.get("Type", "String"), item.get("DefaultValue"))
-        for item in definition.get("Parameters", [])
-        if isinstance(item, Mapping) and "Name" in item
-    }
+    return declared_parameters(definition)
 
 
-def _integer(value: str, low: int, high: int | None = None, multiple: int | None = None) -> str:
-    if not re.fullmatch(r"[+-]?\d+", value.strip()):
-        raise ValueError("must be an integer")
-    number = int(value)
-    if number < low or (high is not None and number > high):
-        raise ValueError(f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
-    if multiple and number % multiple:
-        raise ValueError(f"must be a multiple of {multiple} (EfficientDet's feature levels need it)")
-    return str(number)
-
-
-def _number(value: str, low: float | None = None, high: float | None = None) -> str:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("must be a number") from None
-    if not math.isfinite(number):
-        raise ValueError("must be a finite number")
-    if (low is not None and number < low) or (high is not None and number > high):
-        raise ValueError(f"must be a number from {low:g} to {high:g}")
-    return repr(number)
-
-
-def _choice(value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"must be one of {', '.join(choices)}")
-    return value
-
-
-def _s3(value: str) -> str:
-    if not _S3_URI.match(value):
-        raise ValueError("must be an S3 URI such as s3://bucket/prefix/")
-    return value
-
-
-def _instance_type(value: str) -> str:
-    if not _INSTANCE_TYPE.match(value):
-        raise ValueError("must be a SageMaker instance type such as ml.m5.xlarge")
-    return value
-
-
-# The checks of the parameters this project's pipeline declares; others are checked by their declared type.
-PARAMETER_CHECKS: dict[str, Callable[[str], str]] = {
-    "InputManifestUri": _s3,
-    "ImagesS3Prefix": _s3,
-    "ProcessingInstanceCount": lambda v: _integer(v, 1, 100),
-    "TrainingSteps": lambda v: _integer(v, 1),
-    "BatchSize": lambda v: _integer(v, 1, 1024),
-    "ImageSize": lambda v: _integer(v, 256, 2048, multiple=128),
-    "MapThreshold": lambda v: _number(v, 0.0, 1.0),
-    "ModelApprovalStatus": lambda v: _choice(v, APPROVAL_STATUSES),
-    "ModelVariant": lambda v: _choice(v, tuple(EFFICIENTDET_SIZES)),
-}
-
-
-def check_parameter(parameter: PipelineParameter, value: str) -> str:
-    """The value as it will be sent, or ValueError saying what it must be."""
-    check = PARAMETER_CHECKS.get(parameter.name)
-    if check is None and parameter.name.endswith("InstanceType"):
-        check = _instance_type
-    if check is None and parameter.name.endswith(("Uri", "S3Prefix")):
-        check = _s3
-    if check is None:
-        check = {
-            "Integer": lambda v: _integer(v, -(2**63)),
-            "Float": _number,
-            "Boolean": lambda v: _choice(v.lower(), ("true", "false")),
-        }.get(parameter.type, lambda v: v)
-    return check(value)
-
-
-def validate_overrides(overrides: Mapping[str, str], known: Mapping[str, PipelineParameter]) -> list[dict[str, str]]:
+def validate_overrides(overrides: Mapping[str, str], known: Mapping[str, Declared]) -> list[dict[str, str]]:
     """StartPipelineExecution's PipelineParameters, every name and value checked first (all problems at once)."""
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise usage_error(f"unknown parameter(s) {', '.join(unknown)}; the pipeline's parameters are: {', '.join(known)}")
-    problems, parameters = [], []
-    for name, value in overrides.items():
-        try:
-            parameters.append({"Name": name, "Value": check_parameter(known[name], value)})
-        except ValueError as exc:
-            problems.append(f"{name}={value!r} {exc}")
-    if problems:
-        raise usage_error("invalid parameter value(s): " + "; ".join(problems))
-    return parameters
+    try:
+        checked = check_overrides(overrides, known)
+    except ParameterError as exc:
+        raise usage_error(str(exc)) from None
+    return [{"Name": name, "Value": as_text(value)} for name, value in checked.items()]
 
 
 def start_execution(sagemaker: Any, pipeline: str, parameters: list[dict[str, str]], description: str = "") -> str:
@@ -253,12 +178,8 @@ def _start_time(summary: Mapping[str, Any]) -> datetime:
 
 
 def describe_execution(sagemaker: Any, arn: str) -> dict[str, Any]:
-    try:
+    with _or_missing(f"no pipeline execution {arn}: `cardamage executions` lists them"):
         return sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise ControlPlaneError(f"no pipeline execution {arn}: `cardamage executions` lists them") from None
-        raise
 
 
 def execution_steps(sagemaker: Any, arn: str) -> list[dict[str, Any]]:
@@ -353,14 +274,8 @@ def failure_summary(sagemaker: Any, description: Mapping[str, Any]) -> str:
 
 
 def describe_group(sagemaker: Any, group: str) -> dict[str, Any]:
-    try:
+    with _or_missing(f"no model package group {group!r} in {sagemaker.meta.region_name}: the pipeline's Register step creates it"):
         return sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise ControlPlaneError(
-                f"no model package group {group!r} in {sagemaker.meta.region_name}: the pipeline's Register step creates it"
-            ) from None
-        raise
 
 
 def package_summaries(sagemaker: Any, group: str, *, limit: int | None = None, status: str | None = None) -> Iterator[dict[str, Any]]:
@@ -375,12 +290,8 @@ def package_summaries(sagemaker: Any, group: str, *, limit: int | None = None, s
 
 
 def describe_package(sagemaker: Any, arn: str) -> dict[str, Any]:
-    try:
+    with _or_missing(f"no model package {arn}: `cardamage models` lists them"):
         return sagemaker.describe_model_package(ModelPackageName=arn)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise ControlPlaneError(f"no model package {arn}: `cardamage models` lists them") from None
-        raise
 
 
 def resolve_package(sagemaker: Any, group: str, reference: str) -> str:
@@ -408,58 +319,39 @@ def newest_approved(sagemaker: Any, group: str) -> str:
     raise ControlPlaneError(f"no Approved package in {group}: approve one with `cardamage approve VERSION`")
 
 
-def read_map(s3: Any, package: Mapping[str, Any]) -> str:
-    """The package's mAP: the evaluation report its metrics point at, else the registered metadata, else "-"."""
+def read_map(s3: Any, package: Mapping[str, Any]) -> float | None:
+    """The package's mAP: the evaluation report its metrics point at, else the registered metadata, else None."""
     uri = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics", {}).get("S3Uri")
     if uri:
         try:
             bucket, key = parse_s3_uri(uri)
             report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            return f"{float(report['metrics']['mAP']['value']):.4f}"
+            return float(report["metrics"]["mAP"]["value"])
         except (ClientError, ControlPlaneError, ValueError, KeyError, TypeError):
             pass
-    value = (package.get("CustomerMetadataProperties") or {}).get("mAP")
-    if value:
-        try:
-            return f"{float(value):.4f}"
-        except ValueError:
-            return str(value)
-    return "-"
+    try:
+        return float((package.get("CustomerMetadataProperties") or {})["mAP"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-@dataclass(frozen=True)
-class PackageRow:
-    version: int
-    status: str
-    created: datetime | None
-    map: str
-    arn: str
-    description: str = ""
-    deployed: bool = False
-
-
-def list_packages(sagemaker: Any, s3: Any, group: str, limit: int, endpoint_name: str | None = None) -> list[PackageRow]:
-    """The newest `limit` packages with their approval status and mAP; `deployed` marks the one the endpoint serves."""
+def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Package]:
+    """The newest `limit` packages with their approval status and mAP."""
     describe_group(sagemaker, group)
-    served = None
-    if endpoint_name:
-        endpoint = describe_endpoint(sagemaker, endpoint_name)
-        served = served_package(sagemaker, endpoint) if endpoint else None
-    rows = []
+    packages = []
     for summary in package_summaries(sagemaker, group, limit=limit):
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-        rows.append(
-            PackageRow(
+        packages.append(
+            Package(
                 version=package.get("ModelPackageVersion", 0),
+                arn=package["ModelPackageArn"],
                 status=package.get("ModelApprovalStatus", ""),
                 created=package.get("CreationTime"),
                 map=read_map(s3, package),
-                arn=package["ModelPackageArn"],
-                description=package.get("ApprovalDescription", ""),
-                deployed=bool(served and served.arn == package["ModelPackageArn"]),
+                note=package.get("ApprovalDescription", ""),
             )
         )
-    return rows
+    return packages
 
 
 @dataclass(frozen=True)

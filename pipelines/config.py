@@ -8,24 +8,40 @@ names the file, the line and the dotted key, and says what was expected.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
+
+from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
+from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
-# EfficientDet variants and the input size each was trained at in the TF2 model zoo.
-EFFICIENTDET_SIZES = {f"efficientdet-d{i}": size for i, size in enumerate((512, 640, 768, 896, 1024, 1280, 1408, 1536))}
+INSTANCE_TYPE_PATTERN = r"^ml\.[a-z0-9-]+\.[a-z0-9]+$"
+InstanceType = Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN, description="a SageMaker instance type such as ml.m5.xlarge")]
+S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN)]
+InstanceCount = Annotated[int, Field(ge=1, le=100)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+_DURATION = TypeAdapter(timedelta)
 
-InstanceType = Annotated[
-    str,
-    Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$", description="a SageMaker instance type such as ml.m5.xlarge"),
-]
+
+def _positive_iso_duration(text: str) -> str:
+    """An ISO 8601 duration as SageMaker's CacheConfig.ExpireAfter takes it (P30D, PT12H), parsed by pydantic;
+    kept as text, which is what the definition carries."""
+    try:
+        parsed = _DURATION.validate_strings(text)
+    except ValidationError:
+        parsed = None
+    if not text.startswith("P") or parsed is None or parsed <= timedelta(0):
+        raise ValueError("must be a positive ISO 8601 duration such as P30D, P1W or PT12H")
+    return text
 
 
-S3Uri = Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")]
+IsoDuration = Annotated[str, AfterValidator(_positive_iso_duration)]
 
 
 class _Section(BaseModel):
@@ -38,7 +54,7 @@ class ProjectConfig(_Section):
 
 class ProcessingConfig(_Section):
     instance_type: InstanceType = "ml.m5.xlarge"
-    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    instance_count: InstanceCount = 1
     workers: Annotated[int, Field(ge=1, le=256)] | None = None
 
 
@@ -73,11 +89,11 @@ class DataConfig(_Section):
 
 class TrainingConfig(_Section):
     instance_type: InstanceType = "ml.p3.2xlarge"
-    model: Literal[tuple(EFFICIENTDET_SIZES)] = "efficientdet-d0"  # type: ignore[valid-type]
-    image_size: Annotated[int, Field(ge=256, le=2048, multiple_of=128)] | None = None  # the feature extractor needs > 128
-    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
-    steps: Annotated[int, Field(ge=1)] = 2000
-    learning_rate: Annotated[float, Field(gt=0, le=10)] | None = None
+    model: ModelVariant = "efficientdet-d0"
+    image_size: ImageSize | None = None
+    batch_size: BatchSize = 8
+    steps: TrainingSteps = 2000
+    learning_rate: LearningRate | None = None
     checkpoint_every: Annotated[int, Field(ge=1)] = 500
     spot: bool = True
     max_run_minutes: Annotated[int, Field(ge=1, le=28 * 24 * 60)] = 240
@@ -88,7 +104,7 @@ class TrainingConfig(_Section):
     @property
     def input_size(self) -> int:
         """The input size used: the configured one, or the variant's own."""
-        return self.image_size or EFFICIENTDET_SIZES[self.model]
+        return self.image_size or VARIANTS[self.model]["size"]
 
     @model_validator(mode="after")
     def _spot_wait(self) -> TrainingConfig:
@@ -102,7 +118,7 @@ class TrainingConfig(_Section):
 class EvaluationConfig(_Section):
     instance_type: InstanceType = "ml.m5.xlarge"
     # The quality gate: a model is registered only when its COCO mAP@[.5:.95] reaches this.
-    map_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    map_threshold: Fraction = 0.3
 
 
 class AwsConfig(_Section):
@@ -122,7 +138,7 @@ class AwsConfig(_Section):
 class PipelineConfig(_Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,255}$")] | None = None
     caching: bool = True
-    cache_expire_after: Annotated[str, Field(pattern=r"^P(\d+[YMWD])+(T(\d+[HMS])+)?$|^PT(\d+[HMS])+$")] = "P30D"  # ISO 8601
+    cache_expire_after: IsoDuration = "P30D"
     # Defaults of the InputManifestUri and ImagesS3Prefix parameters; null: under the data bucket.
     input_manifest_uri: S3Uri | None = None
     images_prefix: S3Uri | None = None
@@ -131,7 +147,7 @@ class PipelineConfig(_Section):
 class RegistryConfig(_Section):
     model_package_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
     # PendingManualApproval: a person approves in the Model Registry; Approved: deploy at once (a dev pipeline).
-    approval_status: Literal["PendingManualApproval", "Approved", "Rejected"] = "PendingManualApproval"
+    approval_status: ApprovalStatus = "PendingManualApproval"
     inference_instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["ml.m5.xlarge", "ml.g4dn.xlarge"]
     content_types: Annotated[list[str], Field(min_length=1)] = ["image/jpeg", "image/png", "application/x-image", "application/json"]
     response_types: Annotated[list[str], Field(min_length=1)] = ["application/json"]
@@ -140,8 +156,8 @@ class RegistryConfig(_Section):
 class DeploymentConfig(_Section):
     endpoint_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
     instance_type: InstanceType = "ml.m5.xlarge"
-    initial_instance_count: Annotated[int, Field(ge=1, le=100)] = 1
-    max_instance_count: Annotated[int, Field(ge=1, le=100)] = 2
+    initial_instance_count: InstanceCount = 1
+    max_instance_count: InstanceCount = 2
     invocations_per_instance: Annotated[int, Field(ge=1)] = 100  # per minute: the autoscaling target
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
@@ -242,6 +258,23 @@ class Config(_Section):
     @property
     def endpoint_name(self) -> str:
         return self.deployment.endpoint_name or f"{self.project.name}-endpoint"
+
+    # Where the data is when the file names no other place: prefixes of the data bucket. `data_bucket` may be a
+    # stand-in (the definition's placeholder, a CDK token), so the defaults are built, never parsed.
+    def input_manifests(self, data_bucket: str) -> S3Location:
+        """The InputManifestUri parameter's default: what an execution trains on."""
+        return parse_s3_uri(self.pipeline.input_manifest_uri) if self.pipeline.input_manifest_uri else S3Location(data_bucket, "manifests/")
+
+    def images_prefix(self, data_bucket: str) -> S3Location:
+        """The ImagesS3Prefix parameter's default: the prefix the labels' image references start with."""
+        return parse_s3_uri(self.pipeline.images_prefix) if self.pipeline.images_prefix else S3Location(data_bucket, "images/")
+
+    def labeling_output(self, data_bucket: str) -> S3Location:
+        """Where Ground Truth writes its labels, and where the new-data trigger listens (a prefix: it ends in `/`)."""
+        if not self.labeling.output_prefix:
+            return S3Location(data_bucket, "ground-truth/")
+        bucket, prefix = parse_s3_uri(self.labeling.output_prefix)
+        return S3Location(bucket, prefix if not prefix or prefix.endswith("/") else f"{prefix}/")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<defaults>")
@@ -356,22 +389,44 @@ def _describe(error: Any, root: yaml.Node | None, source: str, profile: str | No
         return f"{where}: {key}: required key is missing"
     got = error.get("input")
     shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-    return f"{where}: {key}: {_message(error)}{shown}"
+    return f"{where}: {key}: {explain(error)}{shown}"
 
 
-def _message(error: Any) -> str:
+def explain(error: Any) -> str:
+    """What a pydantic error says the value must be, in this project's words (also used for the pipeline's
+    parameters, which are checked with the same types)."""
     ctx = error.get("ctx") or {}
     if error["type"] == "string_pattern_mismatch" and "pattern" in ctx:
-        if ctx["pattern"].startswith("^ml\\."):
+        if ctx["pattern"] == INSTANCE_TYPE_PATTERN:
             return "must be a SageMaker instance type such as ml.m5.xlarge"
-        if ctx["pattern"].startswith("^s3://"):
-            return "must be an S3 URI such as s3://bucket/prefix/"
+        if ctx["pattern"] == S3_URI_PATTERN:
+            return f"must be an S3 URI such as {S3_URI_EXAMPLE}"
         return f"must match {ctx['pattern']}"
-    if error["type"] == "multiple_of":
-        return f"must be a multiple of {ctx.get('multiple_of')} (EfficientDet's feature levels 3-7 need it)"
     if error["type"] == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return error["msg"][0].lower() + error["msg"][1:]
+    if error["type"] in _BOUNDS:
+        return _BOUNDS[error["type"]].format(**ctx)
+    return _KINDS.get(error["type"]) or error["msg"][0].lower() + error["msg"][1:]
+
+
+_BOUNDS = {
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be one of {expected}",
+}
+_KINDS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+}
 
 
 def _is_union_branch(part: Any) -> bool:

@@ -4,7 +4,7 @@
                                                        no:  QualityBelowThreshold (Fail)
 
 Rendering needs no AWS credentials and makes no network call (a test holds it to that with a socket
-guard): the SDK is given valid-looking sentinels for the account values (pipelines/context.py), which
+guard): the SDK is given valid-looking sentinels for the account values (steps/context.py), which
 are replaced at the end by the values given (pipeline.yaml's `aws` section or `values`) or by `${Name}`
 placeholders that the CDK app fills with Fn::Sub. The JSON is written with sorted keys and no
 timestamps, so the same inputs give the same bytes and step cache keys stay stable across builds.
@@ -20,8 +20,14 @@ import warnings
 from collections.abc import Iterator, Mapping
 
 from pipelines.config import Config
-from pipelines.context import PLACEHOLDERS, REGION_PLACEHOLDER, REGION_SENTINEL, BuildContext
-from pipelines.parameters import build_parameters
+from steps.check_quality import check_quality_step
+from steps.context import PLACEHOLDERS, REGION_PLACEHOLDER, REGION_SENTINEL, BuildContext
+from steps.deploy import deploy_steps
+from steps.evaluate import evaluate_step, measured_map
+from steps.parameters import build_parameters
+from steps.prepare_data import prepare_data_step
+from steps.register import register_step
+from steps.train import train_step
 
 # The SDK reads these at import and while building; they are set only for the duration of a render.
 _RENDER_ENVIRONMENT = {
@@ -53,13 +59,6 @@ def build_pipeline(config: Config, region: str | None = None):
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.mlops.workflow.pipeline import Pipeline
-
-    from steps.check_quality import check_quality_step
-    from steps.deploy import deploy_steps
-    from steps.evaluate import evaluate_step, measured_map
-    from steps.prepare_data import prepare_data_step
-    from steps.register import register_step
-    from steps.train import train_step
 
     sentinels = {name: sentinel for name, (_, sentinel) in PLACEHOLDERS.items()}
     session = PipelineSession(

@@ -3,8 +3,8 @@ the Fail step, whose message names the measured mAP and the threshold."""
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters
+from steps.context import BuildContext
+from steps.parameters import Parameters
 
 NAME = "CheckQuality"
 FAIL = "QualityBelowThreshold"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
+from typing import Any
+
+from steps.context import BuildContext
 
 CONTAINER_ROOT = "/opt/program/containers"  # where the images put containers/ (see containers/*/Dockerfile)
 
@@ -15,16 +17,9 @@ def cache(context: BuildContext):
     return CacheConfig(enable_caching=pipeline.caching, expire_after=pipeline.cache_expire_after if pipeline.caching else None)
 
 
-def job_retries() -> list:
-    """Retries for steps that start SageMaker jobs: the service throttling or failing on its side, and the job
-    failing for capacity (spot and GPU instances run out), account limits or an internal error. Not for the
-    job's own errors: a bad input fails the same way twice."""
-    from sagemaker.mlops.workflow.retry import (
-        SageMakerJobExceptionTypeEnum,
-        SageMakerJobStepRetryPolicy,
-        StepExceptionTypeEnum,
-        StepRetryPolicy,
-    )
+def service_retries() -> list:
+    """Retries for every step that calls the SageMaker API: throttling and service faults."""
+    from sagemaker.mlops.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
 
     return [
         StepRetryPolicy(
@@ -32,7 +27,18 @@ def job_retries() -> list:
             interval_seconds=10,
             backoff_rate=2.0,
             max_attempts=5,
-        ),
+        )
+    ]
+
+
+def job_retries() -> list:
+    """Retries for steps that start SageMaker jobs: the service's, and the job failing for capacity (spot and
+    GPU instances run out), account limits or an internal error. Not for the job's own errors: a bad input
+    fails the same way twice."""
+    from sagemaker.mlops.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy
+
+    return [
+        *service_retries(),
         SageMakerJobStepRetryPolicy(
             exception_types=[
                 SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
@@ -46,15 +52,14 @@ def job_retries() -> list:
     ]
 
 
-def service_retries() -> list:
-    """Retries for steps that only call the SageMaker API (registration): throttling and service faults."""
-    from sagemaker.mlops.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
+def s3_input(name: str, uri: Any, local_path: str, *, distribution: str = "FullyReplicated") -> Any:
+    """A Processing job's input: everything under the S3 prefix `uri`, copied to `local_path` before the
+    program starts (ShardedByS3Key: each instance gets its share of the objects)."""
+    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
 
-    return [
-        StepRetryPolicy(
-            exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
-            interval_seconds=10,
-            backoff_rate=2.0,
-            max_attempts=5,
-        )
-    ]
+    return ProcessingInput(
+        input_name=name,
+        s3_input=ProcessingS3Input(
+            s3_uri=uri, local_path=local_path, s3_data_type="S3Prefix", s3_input_mode="File", s3_data_distribution_type=distribution
+        ),
+    )

@@ -4,8 +4,8 @@ EventBridge rule (containers/deploy/deploy.py). A Lambda step takes no retry pol
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters
+from steps.context import BuildContext
+from steps.parameters import Parameters
 
 NAME = "Deploy"
 CHECK = "CheckApproval"
@@ -20,7 +20,7 @@ def deploy_steps(context: BuildContext, params: Parameters, register):
 
     deploy = LambdaStep(
         name=NAME,
-        lambda_func=Lambda(function_arn=context.value("DeployFunctionArn"), session=context.session),
+        lambda_func=Lambda(function_arn=context.placeholder("DeployFunctionArn"), session=context.session),
         inputs={"model_package_arn": register.properties.ModelPackageArn, "endpoint_name": context.config.endpoint_name},
         outputs=[
             LambdaOutput(output_name="status", output_type=LambdaOutputTypeEnum.String),

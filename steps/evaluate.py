@@ -3,9 +3,9 @@ evaluation.json as a PropertyFile for the quality gate."""
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters
-from steps.common import CONTAINER_ROOT, cache, job_retries
+from steps.common import CONTAINER_ROOT, cache, job_retries, s3_input
+from steps.context import BuildContext
+from steps.parameters import Parameters
 from steps.prepare_data import prepared_uri
 
 NAME = "Evaluate"
@@ -17,13 +17,13 @@ MAP_PATH = "metrics.mAP.value"  # where evaluate.py writes COCO mAP@[.5:.95]
 
 def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
     from sagemaker.core.processing import Processor
-    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+    from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
     processor = Processor(
         role=context.role,
-        image_uri=context.value("ProcessingImageUri"),
+        image_uri=context.placeholder("ProcessingImageUri"),
         instance_count=1,
         instance_type=params.evaluation_instance_type,
         entrypoint=["python3", f"{CONTAINER_ROOT}/evaluation/evaluate.py"],
@@ -34,24 +34,8 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
     )
     step_args = processor.run(
         inputs=[
-            ProcessingInput(
-                input_name="model",
-                s3_input=ProcessingS3Input(
-                    s3_uri=train.properties.ModelArtifacts.S3ModelArtifacts,
-                    local_path="/opt/ml/processing/input/model",
-                    s3_data_type="S3Prefix",
-                    s3_input_mode="File",
-                ),
-            ),
-            ProcessingInput(
-                input_name="validation",
-                s3_input=ProcessingS3Input(
-                    s3_uri=prepared_uri(prepare, "validation"),
-                    local_path="/opt/ml/processing/input/validation",
-                    s3_data_type="S3Prefix",
-                    s3_input_mode="File",
-                ),
-            ),
+            s3_input("model", train.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/input/model"),
+            s3_input("validation", prepared_uri(prepare, "validation"), "/opt/ml/processing/input/validation"),
         ],
         outputs=[
             ProcessingOutput(

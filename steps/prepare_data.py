@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters
-from steps.common import CONTAINER_ROOT, cache, job_retries
+from pipelines.config import DataConfig
+from steps.common import CONTAINER_ROOT, cache, job_retries, s3_input
+from steps.context import BuildContext
+from steps.parameters import Parameters
 
 NAME = "PrepareData"
 OUTPUT = "prepared"  # the output holding train/, validation/, label_map.pbtxt and the report
@@ -15,13 +16,13 @@ def prepare_data_step(context: BuildContext, params: Parameters):
     """Several instances each take a slice of the manifests (ShardedByS3Key) and all the images; they agree on
     the split without talking, and name their files after their host (see prepare_data.py)."""
     from sagemaker.core.processing import Processor
-    from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+    from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
     data = context.config.data
     processor = Processor(
         role=context.role,
-        image_uri=context.value("ProcessingImageUri"),
+        image_uri=context.placeholder("ProcessingImageUri"),
         instance_count=params.processing_instance_count,
         instance_type=params.processing_instance_type,
         entrypoint=["python3", f"{CONTAINER_ROOT}/processing/prepare_data.py"],
@@ -36,40 +37,13 @@ def prepare_data_step(context: BuildContext, params: Parameters):
         "--images", f"{INPUT_ROOT}/images",
         "--images-prefix", params.images_prefix,
         "--output", "/opt/ml/processing/output",
-        "--validation-fraction", str(data.validation_fraction),
-        "--seed", str(data.split_seed),
-        "--shards", str(data.shards),
-        "--max-invalid-fraction", str(data.max_invalid_fraction),
         "--no-progress",
+        *data_arguments(data),
     ]  # fmt: skip
-    if data.classes:
-        arguments += ["--classes", ",".join(data.classes)]
-    if data.label_attribute:
-        arguments += ["--label-attribute", data.label_attribute]
-    if data.processing.workers:
-        arguments += ["--workers", str(data.processing.workers)]
     step_args = processor.run(
         inputs=[
-            ProcessingInput(
-                input_name="manifests",
-                s3_input=ProcessingS3Input(
-                    s3_uri=params.input_manifest_uri,
-                    local_path=f"{INPUT_ROOT}/manifests",
-                    s3_data_type="S3Prefix",
-                    s3_input_mode="File",
-                    s3_data_distribution_type="ShardedByS3Key",
-                ),
-            ),
-            ProcessingInput(
-                input_name="images",
-                s3_input=ProcessingS3Input(
-                    s3_uri=params.images_prefix,
-                    local_path=f"{INPUT_ROOT}/images",
-                    s3_data_type="S3Prefix",
-                    s3_input_mode="File",
-                    s3_data_distribution_type="FullyReplicated",
-                ),
-            ),
+            s3_input("manifests", params.input_manifest_uri, f"{INPUT_ROOT}/manifests", distribution="ShardedByS3Key"),
+            s3_input("images", params.images_prefix, f"{INPUT_ROOT}/images"),
         ],
         outputs=[
             ProcessingOutput(
@@ -84,6 +58,24 @@ def prepare_data_step(context: BuildContext, params: Parameters):
     return ProcessingStep(
         name=NAME, step_args=step_args, cache_config=cache(context), retry_policies=job_retries(), description="Ground Truth manifests -> TFRecords"
     )
+
+
+def data_arguments(data: DataConfig, workers: int | None = None) -> list[str]:
+    """The program's arguments that pipeline.yaml's `data` section sets: what the job passes, and what
+    `cardamage prepare-data` passes here (with `workers` overriding data.processing.workers)."""
+    arguments = [
+        "--validation-fraction", str(data.validation_fraction),
+        "--seed", str(data.split_seed),
+        "--shards", str(data.shards),
+        "--max-invalid-fraction", str(data.max_invalid_fraction),
+    ]  # fmt: skip
+    if data.classes:
+        arguments += ["--classes", ",".join(data.classes)]
+    if data.label_attribute:
+        arguments += ["--label-attribute", data.label_attribute]
+    if workers or data.processing.workers:
+        arguments += ["--workers", str(workers or data.processing.workers)]
+    return arguments
 
 
 def prepared_uri(step, *parts: str):

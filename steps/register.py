@@ -3,10 +3,11 @@ ModelMetrics and the approval status of the run (PendingManualApproval unless a 
 
 from __future__ import annotations
 
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters
+from containers.inference.inference import serving_environment
 from steps.common import service_retries
+from steps.context import BuildContext
 from steps.evaluate import evaluation_uri
+from steps.parameters import Parameters
 
 NAME = "Register"
 
@@ -19,11 +20,11 @@ def register_step(context: BuildContext, params: Parameters, train, evaluate, me
     config = context.config
     builder = ModelBuilder(
         s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
-        image_uri=context.value("InferenceImageUri"),
+        image_uri=context.placeholder("InferenceImageUri"),
         role_arn=context.role,
         sagemaker_session=context.session,
-        # The endpoint handler's defaults (containers/inference/inference.py); a request may set its own.
-        env_vars={"SCORE_THRESHOLD": str(config.deployment.score_threshold), "MAX_DETECTIONS": str(config.deployment.max_detections)},
+        # The endpoint handler's defaults; a request may set its own.
+        env_vars=serving_environment(config.deployment.score_threshold, config.deployment.max_detections),
     )
     step_args = builder.register(
         model_package_group_name=config.model_package_group,

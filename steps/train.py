@@ -23,9 +23,9 @@ import hashlib
 import json
 
 from containers.training.metrics import METRIC_DEFINITIONS
-from pipelines.context import BuildContext
-from pipelines.parameters import Parameters, as_string
 from steps.common import cache, job_retries
+from steps.context import BuildContext
+from steps.parameters import Parameters, as_string
 from steps.prepare_data import prepared_uri
 
 NAME = "Train"
@@ -64,7 +64,7 @@ def train_step(context: BuildContext, params: Parameters, prepare):
         values=[prepared_uri(prepare, "checkpoints", settings), params.model_variant, params.image_size, params.batch_size, params.training_steps],
     )
     trainer = ModelTrainer(
-        training_image=context.value("TrainingImageUri"),
+        training_image=context.placeholder("TrainingImageUri"),
         role=context.role,
         compute=Compute(
             instance_type=params.training_instance_type,

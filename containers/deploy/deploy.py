@@ -52,7 +52,7 @@ IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
-_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")  # containers/common/s3.py's pattern; a test holds them equal
 # Instance families with NVMe instance storage (the "d" families such as m5d, c5d, g4dn, p3dn, p4d, and the
 # g5/g6/p5 GPUs): SageMaker encrypts that storage itself and CreateEndpointConfig fails when KmsKeyId is set.
 _LOCAL_STORAGE = re.compile(r"^ml\.(?:[a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|trn1|trn1n)\.")
@@ -159,23 +159,34 @@ class DeploySettings:
 
     @classmethod
     def from_config(cls, config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None) -> DeploySettings:
-        """The settings from a loaded pipeline.yaml (`pipelines.config.Config`, read by attribute so that this
-        module does not import `pipelines`). Data capture needs `data_capture_s3_uri` when its share is above 0."""
-        deployment = config.deployment
-        return cls(
-            endpoint_name=config.endpoint_name,
-            role_arn=role_arn,
-            model_package_group=config.model_package_group,
-            instance_type=deployment.instance_type,
-            initial_instance_count=deployment.initial_instance_count,
-            max_instance_count=deployment.max_instance_count,
-            invocations_per_instance=deployment.invocations_per_instance,
-            data_capture_percent=deployment.data_capture_percent,
-            data_capture_s3_uri=data_capture_s3_uri,
-            kms_key_id=kms_key_id,
-            score_threshold=deployment.score_threshold,
-            max_detections=deployment.max_detections,
-        )
+        """The settings from a loaded pipeline.yaml. Data capture needs `data_capture_s3_uri` when its share is above 0."""
+        return cls(**config_values(config, role_arn=role_arn, data_capture_s3_uri=data_capture_s3_uri, kms_key_id=kms_key_id))
+
+
+def config_values(config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None) -> dict[str, Any]:
+    """The settings' values from a loaded pipeline.yaml (`pipelines.config.Config`, read by attribute so that
+    this module does not import `pipelines`), unchecked: the CDK app passes tokens for the account values."""
+    deployment = config.deployment
+    return {
+        "endpoint_name": config.endpoint_name,
+        "role_arn": role_arn,
+        "model_package_group": config.model_package_group,
+        "instance_type": deployment.instance_type,
+        "initial_instance_count": deployment.initial_instance_count,
+        "max_instance_count": deployment.max_instance_count,
+        "invocations_per_instance": deployment.invocations_per_instance,
+        "data_capture_percent": deployment.data_capture_percent,
+        "data_capture_s3_uri": data_capture_s3_uri,
+        "kms_key_id": kms_key_id,
+        "score_threshold": deployment.score_threshold,
+        "max_detections": deployment.max_detections,
+    }
+
+
+def as_environment(values: Mapping[str, Any]) -> dict[str, str]:
+    """Settings' values as the function's environment (the inverse of `DeploySettings.from_environment`);
+    unset values are left out."""
+    return {ENVIRONMENT[name]: str(value) for name, value in values.items() if value is not None}
 
 
 _PURPOSE = {
@@ -350,7 +361,8 @@ def resource_name(group: str, version: int, *parts: Any) -> str:
 
 
 def model_environment(settings: DeploySettings) -> dict[str, str]:
-    """The endpoint handler's defaults (containers/inference/inference.py reads them)."""
+    """The endpoint handler's defaults: a copy of containers/inference/inference.py's `serving_environment`
+    (this file ships alone), which a test holds equal."""
     return {"SCORE_THRESHOLD": str(settings.score_threshold), "MAX_DETECTIONS": str(settings.max_detections)}
 
 

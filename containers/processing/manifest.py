@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+from containers.common.s3 import is_s3_uri
+
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 BOX_FIELDS = ("left", "top", "width", "height")
 MAX_SIDE = 65_535  # the largest width or height a JPEG can declare; larger numbers are a corrupt line
@@ -143,7 +145,7 @@ def image_key(source_ref: object, images_prefix: str) -> str:
     """The key of `source_ref` relative to the images prefix, checked to stay inside it."""
     if not isinstance(source_ref, str) or not source_ref:
         raise LineError(f"'source-ref' must be a non-empty string, got {_short(source_ref)}")
-    if not source_ref.startswith("s3://"):
+    if not is_s3_uri(source_ref):
         raise LineError(f"'source-ref' {source_ref!r} is not an s3:// URI")
     prefix = images_prefix if images_prefix.endswith("/") else images_prefix + "/"
     if not source_ref.startswith(prefix):

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # EfficientDet variants as the TF2 model zoo defines them: backbone, BiFPN repeats and width, box
 # predictor depth, input size, and how BiFPN combines its inputs (D6 and D7 use a plain sum, for stability).
@@ -28,6 +28,25 @@ VARIANTS = {
 }
 ZOO_BATCH, ZOO_LEARNING_RATE = 128, 0.08  # the zoo's schedule, scaled linearly to the batch size by default
 
+# The rules a training run's settings keep, written once: pipeline.yaml's `training` section, the pipeline's
+# parameters (ImageSize, BatchSize, TrainingSteps, ModelVariant) and this program all check with these types.
+IMAGE_SIZE_STEP = 128  # EfficientDet's feature levels 3-7 halve the input five times: 2**7
+IMAGE_SIZE_RULE = f"must be a multiple of {IMAGE_SIZE_STEP} (EfficientDet's feature levels 3-7 need it)"
+
+
+def _multiple_of_step(size: int) -> int:
+    if size % IMAGE_SIZE_STEP:
+        raise ValueError(IMAGE_SIZE_RULE)
+    return size
+
+
+# From 256: the feature extractor needs inputs over 128 pixels.
+ImageSize = Annotated[int, Field(ge=2 * IMAGE_SIZE_STEP, le=2048), AfterValidator(_multiple_of_step)]
+BatchSize = Annotated[int, Field(ge=1, le=1024)]
+TrainingSteps = Annotated[int, Field(ge=1)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]
+ModelVariant = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+
 
 class HyperparameterError(ValueError):
     """Unknown or invalid hyperparameters; the message names each one."""
@@ -36,11 +55,11 @@ class HyperparameterError(ValueError):
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: Literal[tuple(VARIANTS)] = "efficientdet-d0"  # type: ignore[valid-type]
-    image_size: Annotated[int, Field(ge=256, le=2048, multiple_of=128)] | None = None  # the feature extractor needs > 128
-    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
-    num_steps: Annotated[int, Field(ge=1)] = 2000
-    learning_rate: Annotated[float, Field(gt=0, le=10)] | None = None
+    model: ModelVariant = "efficientdet-d0"
+    image_size: ImageSize | None = None
+    batch_size: BatchSize = 8
+    num_steps: TrainingSteps = 2000
+    learning_rate: LearningRate | None = None
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     warmup_learning_rate: Annotated[float, Field(ge=0)] | None = None
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -121,8 +140,6 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"'{name}' is not a hyperparameter (known: {', '.join(Hyperparameters.model_fields)})"
     message = error["msg"]
-    if error["type"] == "multiple_of":
-        message = "must be a multiple of 128 (EfficientDet's feature levels 3-7 need it)"
-    elif error["type"] == "value_error":
+    if error["type"] == "value_error":
         message = str((error.get("ctx") or {}).get("error", message))
     return f"'{name}': {message} (got {error.get('input')!r})" if name != "(all)" else message

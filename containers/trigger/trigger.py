@@ -21,7 +21,7 @@ from typing import Any
 
 LOG = logging.getLogger("cardamage.trigger")
 
-PARAMETER = "InputManifestUri"  # pipelines/parameters.py
+PARAMETER = "InputManifestUri"  # steps/parameters.py
 EVENT = "Object Created"
 MANIFEST = "output.manifest"  # what Ground Truth writes under <prefix>/<job>/manifests/output/
 

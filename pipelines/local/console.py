@@ -162,4 +162,4 @@ def summary_rows(outputs: Outputs) -> Iterator[tuple[str, str]]:
         figure = f"mAP {package.map:.4f}" if package.map is not None else "no mAP"
         yield "registered model", f"{package.group} version {package.version}: {package.status}, {figure}"
     if outputs.endpoint:
-        yield "endpoint", f"{outputs.endpoint} (local: `cardamage serve --local`, `cardamage predict --local IMAGE`)"
+        yield "endpoint", f"{outputs.endpoint} (local: `cardamage serve`, `cardamage predict IMAGE`)"

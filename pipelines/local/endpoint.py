@@ -19,11 +19,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from containers.deploy.deploy import DeployResult
+from containers.inference.inference import SERVING_ENVIRONMENT
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-ENDPOINT_SETTINGS = ("SCORE_THRESHOLD", "MAX_DETECTIONS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MAX_BATCH")
 MAX_BODY = 64 * 1024 * 1024
 
 
@@ -48,17 +49,17 @@ class LocalDeployer:
         path = self.folder / f"{endpoint_name}.json"
         return Deployment(**json.loads(path.read_text())) if path.is_file() else None
 
-    def deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False) -> dict:
-        """Deploy a package; returns {status: created|updated|skipped, endpoint_name, model_package_arn, reason}."""
+    def deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False) -> DeployResult:
+        """Deploy a package; the result has the deployment function's shape (status created, updated or skipped)."""
         package = self.state.package(package_arn)
-        result = {"endpoint_name": endpoint_name, "model_package_arn": package_arn}
         if package is None:
-            return {**result, "status": "skipped", "reason": f"no model package {package_arn}"}
+            return DeployResult("skipped", endpoint_name, package_arn, f"no model package {package_arn}")
         if package.status != "Approved":
-            return {**result, "status": "skipped", "reason": f"the package is {package.status}, not Approved"}
+            return DeployResult("skipped", endpoint_name, package_arn, f"the package is {package.status}, not Approved", package.version)
         current = self.record(endpoint_name)
         if current and current.group == package.group and current.version >= package.version and not force:
-            return {**result, "status": "skipped", "reason": f"version {current.version} is deployed; version {package.version} is not newer"}
+            reason = f"version {current.version} is deployed; version {package.version} is not newer"
+            return DeployResult("skipped", endpoint_name, package_arn, reason, package.version, up_to_date=True)
         model_dir = self.folder / endpoint_name / f"v{package.version}"
         if not (model_dir / "1").is_dir():
             model_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,8 @@ class LocalDeployer:
         )
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{endpoint_name}.json").write_text(json.dumps(asdict(deployment), indent=2))
-        return {**result, "status": "updated" if current else "created", "reason": f"version {package.version} deployed"}
+        status = "updated" if current else "created"
+        return DeployResult(status, endpoint_name, package_arn, f"version {package.version} deployed", package.version, endpoint_status="InService")
 
     def model(self, endpoint_name: str, package_arn: str | None = None) -> tuple[str | None, dict]:
         """(model folder, environment) that the endpoint serves now, or of `package_arn` (any status: serving a
@@ -86,6 +88,12 @@ class LocalDeployer:
             return str(folder), package.metadata.get("Environment", {})
         record = self.record(endpoint_name)
         return (record.model_dir, record.environment) if record else (None, {})
+
+
+def apply_serving_environment(environment: dict) -> None:
+    """The model's serving environment (SCORE_THRESHOLD, MAX_DETECTIONS, ...) set in this process, as the
+    endpoint's container gets it; other variables of the package are left out."""
+    os.environ.update({name: str(value) for name, value in environment.items() if name in SERVING_ENVIRONMENT})
 
 
 class EndpointServer:
@@ -109,8 +117,7 @@ class EndpointServer:
         model_dir, environment = self._model_dir()
         with self._lock:
             if self._loaded is None or self._loaded[0] != model_dir:
-                # The model's environment (SCORE_THRESHOLD, MAX_DETECTIONS), as the endpoint's container gets it.
-                os.environ.update({k: str(v) for k, v in environment.items() if k in ENDPOINT_SETTINGS})
+                apply_serving_environment(environment)
                 self._loaded = (model_dir, LocalEndpoint(model_dir)) if model_dir else None
             return self._loaded[1] if self._loaded else None
 

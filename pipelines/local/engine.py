@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from pipelines.local.expressions import DefinitionProblem, Resolver, check, check_condition, referenced_steps
 from pipelines.local.jobs import Images, JobFailed, run_processing, run_training
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
+from steps.parameters import ParameterError, check_overrides, declared_parameters
 
 STEP_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel", "Lambda")
-# The request attributes SageMaker puts in each step type's cache key (its documentation's "default cache
-# key attributes").
+# The request attributes SageMaker puts in each step type's cache key: "Default cache key attributes by
+# pipeline step type", https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-default-keys.html
 CACHE_KEY = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
     "Training": (
@@ -41,7 +45,7 @@ CACHE_KEY = {
         "InputDataConfig",
     ),
 }
-_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", re.IGNORECASE)
+_DURATION = TypeAdapter(timedelta)  # ISO 8601 durations, as CacheConfig.ExpireAfter holds them
 
 
 class ExecutionFailed(Exception):
@@ -115,27 +119,22 @@ class Engine:
             for dependency in step.get("DependsOn", []):
                 if dependency not in steps:
                     raise DefinitionProblem(f"{name}.DependsOn: no step named {dependency!r}")
-        self._check_cycles(steps)
+        self.order(steps)
         return steps
 
-    def _check_cycles(self, steps: dict[str, dict]) -> None:
+    def order(self, steps: dict[str, dict]) -> list[str]:
+        """Every step in an order that runs each after what it depends on: its explicit `DependsOn`, the steps
+        whose properties it reads, and the condition whose branch holds it. A cycle is a DefinitionProblem."""
         graph = {name: self.dependencies(step) for name, step in steps.items()}
-        visiting, done = set(), set()
-
-        def visit(name: str, trail: list[str]) -> None:
-            if name in done:
-                return
-            if name in visiting:
-                cycle = [*trail[trail.index(name) :], name]
-                raise DefinitionProblem(f"dependency cycle: {' -> '.join(cycle)}")
-            visiting.add(name)
-            for dependency in graph[name]:
-                visit(dependency, [*trail, name])
-            visiting.discard(name)
-            done.add(name)
-
-        for name in graph:
-            visit(name, [])
+        for name, step in steps.items():
+            if step["Type"] == "Condition":
+                for branch in ("IfSteps", "ElseSteps"):
+                    for inner in step["Arguments"].get(branch, []):
+                        graph[inner["Name"]].add(name)
+        try:
+            return list(TopologicalSorter(graph).static_order())
+        except CycleError as exc:
+            raise DefinitionProblem(f"dependency cycle: {' -> '.join(reversed(exc.args[1]))}") from None
 
     @staticmethod
     def dependencies(step: dict) -> set[str]:
@@ -161,17 +160,18 @@ class Engine:
         resolver.properties = properties
         self.state.start_execution(execution, pipeline, parameters)
         self.reporter.say(f"execution {execution} of {pipeline}")
-        active, finished = list(definition.get("Steps", [])), set()
+        # The top-level steps run; a condition's step runs when the condition chose its branch.
+        active, finished = {step["Name"] for step in definition.get("Steps", [])}, set()
         try:
-            while active:
-                runnable = next((s for s in active if self.dependencies(s) <= finished), None)
-                if runnable is None:
-                    waiting = {s["Name"]: sorted(self.dependencies(s) - finished) for s in active}
-                    raise DefinitionProblem(f"steps wait on steps that did not run: {waiting}")
-                active.remove(runnable)
-                branch = self._run_step(runnable, pipeline, execution, resolver)
-                finished.add(runnable["Name"])
-                active.extend(branch)
+            for name in self.order(steps):
+                if name not in active:
+                    continue
+                waiting = sorted(self.dependencies(steps[name]) - finished)
+                if waiting:
+                    raise DefinitionProblem(f"step {name} waits on steps that did not run: {', '.join(waiting)}")
+                branch = self._run_step(steps[name], pipeline, execution, resolver)
+                finished.add(name)
+                active.update(step["Name"] for step in branch)
         except ExecutionFailed as exc:
             self.state.end_execution(execution, "Failed", str(exc))
             raise
@@ -305,43 +305,24 @@ class Engine:
 
 
 def parameter_values(definition: dict, overrides: dict[str, str]) -> dict[str, Any]:
-    """The execution's parameters: defaults, with `overrides` (strings, as given on a command line)
-    converted to each parameter's type. An unknown name or a value of the wrong type is an error."""
-    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
-    unknown = sorted(set(overrides) - set(declared))
-    if unknown:
-        raise DefinitionProblem(f"unknown parameter(s) {unknown}; the pipeline's parameters: {', '.join(declared)}")
-    values = {}
-    for name, parameter in declared.items():
-        if name not in overrides:
-            values[name] = parameter.get("DefaultValue")
-            continue
-        text, kind = overrides[name], parameter.get("Type", "String")
-        try:
-            values[name] = {"Integer": int, "Float": float, "Boolean": _boolean}.get(kind, str)(text)
-        except ValueError:
-            raise DefinitionProblem(f"parameter {name}: {text!r} is not a valid {kind}") from None
-        allowed = parameter.get("EnumValues")
-        if allowed and values[name] not in allowed:
-            raise DefinitionProblem(f"parameter {name}: {text!r} is not one of {allowed}")
-    return values
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(text)
-    return text.lower() == "true"
+    """The execution's parameters: the declared defaults, with `overrides` (strings, as given on a command
+    line) checked as `cardamage start` checks them and converted to each parameter's type."""
+    declared = declared_parameters(definition)
+    try:
+        checked = check_overrides(overrides, declared)
+    except ParameterError as exc:
+        raise DefinitionProblem(str(exc)) from None
+    return {name: checked.get(name, parameter.default) for name, parameter in declared.items()}
 
 
 def _seconds(duration: str | None) -> float:
     """An ISO 8601 duration (a step's cache ExpireAfter) in seconds; none means no expiry."""
     if not duration:
         return float("inf")
-    match = _DURATION.match(duration)
-    if not match:
-        raise DefinitionProblem(f"CacheConfig.ExpireAfter {duration!r} is not an ISO 8601 duration")
-    years, months, weeks, days, hours, minutes, seconds = (int(v or 0) for v in match.groups())
-    return ((years * 365 + months * 30 + weeks * 7 + days) * 24 + hours) * 3600 + minutes * 60 + seconds
+    try:
+        return _DURATION.validate_strings(duration).total_seconds()
+    except ValidationError:
+        raise DefinitionProblem(f"CacheConfig.ExpireAfter {duration!r} is not an ISO 8601 duration") from None
 
 
 def _map_of(s3: LocalS3, metrics_uri: str | None, metadata: dict) -> float | None:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from containers.common.s3 import is_s3_uri
 from pipelines.config import Config
 from pipelines.definition import render_definition
 from pipelines.local.endpoint import LocalDeployer
@@ -123,7 +124,7 @@ def _local_image(raw: bytes, base: Path) -> tuple[dict | None, Path | None]:
     except ValueError:
         return None, None
     reference = record.get("source-ref") if isinstance(record, dict) else None
-    if not isinstance(reference, str) or reference.startswith("s3://"):
+    if not isinstance(reference, str) or is_s3_uri(reference):
         return record if isinstance(record, dict) else None, None
     path = Path(reference.removeprefix("file://"))
     path = path if path.is_absolute() else (base / path)
@@ -147,7 +148,7 @@ def engine(state_dir: Path, reporter: Reporter | None = None) -> Engine:
             raise DefinitionProblem(
                 f"the Lambda function {event.get('FunctionArn')!r} is not the deployment function ({DEPLOY_FUNCTION}); only it runs locally"
             )
-        return deployer.deploy(event["model_package_arn"], event["endpoint_name"])
+        return deployer.deploy(event["model_package_arn"], event["endpoint_name"]).as_dict()
 
     return Engine(state_dir, IMAGES, deploy, reporter)
 

@@ -108,9 +108,13 @@ class State:
                 ),
             )
 
-    def executions(self, limit: int = 20) -> list[dict]:
+    def executions(self, limit: int = 20, pipeline: str | None = None) -> list[dict]:
+        """The newest executions (of `pipeline`, when given), newest first."""
         with self._connect() as db:
-            return [dict(row) for row in db.execute("SELECT * FROM executions ORDER BY started DESC LIMIT ?", (limit,))]
+            if pipeline is None:
+                return [dict(row) for row in db.execute("SELECT * FROM executions ORDER BY started DESC LIMIT ?", (limit,))]
+            rows = db.execute("SELECT * FROM executions WHERE pipeline = ? ORDER BY started DESC LIMIT ?", (pipeline, limit))
+            return [dict(row) for row in rows]
 
     def execution(self, execution: str) -> dict | None:
         with self._connect() as db:

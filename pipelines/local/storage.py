@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from containers.common.s3 import S3Location, parse_s3_uri
 from pipelines.local.expressions import DefinitionProblem
 
 
@@ -20,11 +21,7 @@ class LocalS3:
 
     def path(self, uri: str) -> Path:
         """The local file or folder for an S3 URI."""
-        if not isinstance(uri, str) or not uri.startswith("s3://"):
-            raise DefinitionProblem(f"{uri!r} is not an s3:// URI")
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        if not bucket or ".." in key.split("/"):
-            raise DefinitionProblem(f"{uri!r} is not a usable S3 URI")
+        bucket, key = _location(uri)
         return self.root / bucket / key
 
     def objects(self, uri: str) -> list[tuple[str, Path]]:
@@ -32,8 +29,8 @@ class LocalS3:
         base = self.path(uri)
         if base.is_file():
             return [(base.name, base)]
-        bucket_root = self.root / uri[len("s3://") :].partition("/")[0]
-        prefix = uri[len("s3://") :].partition("/")[2]
+        bucket, prefix = _location(uri)
+        bucket_root = self.root / bucket
         folder = base if base.is_dir() else base.parent
         found = []
         if folder.is_dir():
@@ -67,6 +64,16 @@ class LocalS3:
 
     def put_file(self, source: Path, uri: str) -> None:
         _link_or_copy(source, self.path(uri))
+
+
+def _location(uri: str) -> S3Location:
+    try:
+        location = parse_s3_uri(uri)
+    except ValueError as exc:
+        raise DefinitionProblem(str(exc)) from None
+    if ".." in location.key.split("/"):
+        raise DefinitionProblem(f"{uri!r}: a key with '..' would leave the bucket's folder")
+    return location
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

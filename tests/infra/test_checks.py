@@ -110,7 +110,7 @@ def test_a_labelling_prefix_in_another_bucket_is_read_and_watched_there(synthesi
         "object": {"key": [{"wildcard": "car-damage/gt/*/manifests/output/output.manifest"}]},
     }
     statements = statements_of(template, "SageMakerExecution")
-    assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team/car-damage/gt*"]]} in statements["ReadLabelledData"][
+    assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team/car-damage/gt/*"]]} in statements["ReadLabelledData"][
         "Resource"
     ]
     assert statements["ListLabelledData1"]["Resource"] == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team"]]}

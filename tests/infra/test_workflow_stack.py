@@ -7,7 +7,7 @@ import json
 import re
 
 from containers.deploy.deploy import ENVIRONMENT, DeploySettings
-from pipelines.context import PLACEHOLDERS
+from steps.context import PLACEHOLDERS
 
 
 def resources(template: dict, kind: str) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""The control-plane commands of `cardamage` (pipelines/cli.py, pipelines/aws.py) against moto in server mode.
+"""The control-plane commands of `cardamage` (pipelines/cli/, pipelines/backends/aws.py, pipelines/aws.py) against moto in server mode.
 
 Every command runs through typer's CliRunner with `--endpoint-url` pointing at moto on 127.0.0.1 and fake
 credentials. What moto does not implement is stubbed, one operation at a time (tests/aws_fakes.py), and
@@ -42,7 +42,7 @@ aws:
 labeling:
   workteam_arn: {WORKTEAM}
 """
-# The parameters the real definition declares (pipelines/parameters.py), in a stand-in definition.
+# The parameters the real definition declares (steps/parameters.py), in a stand-in definition.
 PARAMETERS = [
     {"Name": "InputManifestUri", "Type": "String", "DefaultValue": f"s3://{DATA}/manifests/"},
     {"Name": "ImagesS3Prefix", "Type": "String", "DefaultValue": f"s3://{DATA}/images/"},
@@ -205,13 +205,13 @@ def test_start_sends_the_checked_overrides(env, config, rendered):
 @pytest.mark.parametrize(
     ("arguments", "fragments"),
     [
-        (["-p", "TrainingSteps=many"], ["TrainingSteps='many' must be an integer"]),
+        (["-p", "TrainingSteps=many"], ["TrainingSteps='many' must be a whole number"]),
         (["-p", "ImageSize=300"], ["ImageSize='300' must be a multiple of 128"]),
-        (["-p", "ImageSize=128"], ["ImageSize='128' must be from 256 to 2048"]),
-        (["-p", "BatchSize=0"], ["BatchSize='0' must be from 1"]),
-        (["-p", "ProcessingInstanceCount=1.5"], ["ProcessingInstanceCount='1.5' must be an integer"]),
-        (["-p", "MapThreshold=1.5"], ["MapThreshold='1.5' must be a number from 0 to 1"]),
-        (["-p", "ModelApprovalStatus=Maybe"], ["must be one of Approved, PendingManualApproval, Rejected"]),
+        (["-p", "ImageSize=128"], ["ImageSize='128' must be at least 256"]),
+        (["-p", "BatchSize=0"], ["BatchSize='0' must be at least 1"]),
+        (["-p", "ProcessingInstanceCount=1.5"], ["ProcessingInstanceCount='1.5' must be a whole number"]),
+        (["-p", "MapThreshold=1.5"], ["MapThreshold='1.5' must be at most 1.0"]),
+        (["-p", "ModelApprovalStatus=Maybe"], ["must be one of 'PendingManualApproval', 'Approved' or 'Rejected'"]),
         (["-p", "TrainingInstanceType=p3.2xlarge"], ["TrainingInstanceType='p3.2xlarge' must be a SageMaker instance type"]),
         (["--images-prefix", "/data/images"], ["ImagesS3Prefix='/data/images' must be an S3 URI"]),
         (["-p", "LearningRate=0.1"], ["unknown parameter(s) LearningRate", "InputManifestUri, ImagesS3Prefix, ProcessingInstanceCount"]),
@@ -281,7 +281,7 @@ def test_executions_of_an_unknown_execution_or_pipeline(env, config, rendered, s
     stubs("sagemaker", "ListPipelineExecutionSteps", steps_answer())
     assert_one_line_error(cli(env, config, "executions"), 1, "no pipeline named")
     cli(env, config, "upsert")
-    assert cli(env, config, "executions").stdout.strip() == f"pipeline {PIPELINE} has no execution yet"
+    assert cli(env, config, "executions").stdout.strip() == f"pipeline {PIPELINE} has no execution yet in AWS ({REGION})"
     assert_one_line_error(cli(env, config, "executions", "-e", "nosuchid"), 1, "no pipeline execution", "nosuchid")
 
 

@@ -13,8 +13,9 @@ from jsonschema import Draft7Validator
 
 from containers.training.metrics import METRIC_DEFINITIONS
 from pipelines.config import load_config, parse_config
-from pipelines.context import PLACEHOLDERS
 from pipelines.definition import DefinitionError, render_definition
+from pipelines.local.engine import CACHE_KEY
+from steps.context import PLACEHOLDERS
 from tests.support import ROOT
 
 SCHEMA = ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
@@ -33,12 +34,6 @@ PARAMETERS = {
     "ModelApprovalStatus": "PendingManualApproval",
 }
 CACHED = {"PrepareData", "Train", "Evaluate"}
-# What SageMaker puts in each step type's cache key (the SageMaker documentation's "default cache key
-# attributes"): these must not change from one render to the next or with the execution.
-CACHE_KEY = {
-    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
-    "Training": ("AlgorithmSpecification", "CheckpointConfig", "Environment", "HyperParameters", "InputDataConfig"),
-}
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +202,8 @@ def test_expensive_steps_are_cached_and_every_job_step_retries(definition):
 
 
 def test_cache_keys_are_stable_and_do_not_depend_on_the_execution(definition, config):
+    """What SageMaker puts in each step type's cache key (the local engine's CACHE_KEY, from SageMaker's
+    documentation) must not change from one render to the next, nor with the execution."""
     again = json.loads(render_definition(config))
     for name in CACHED:
         first, second = step(definition, name), step(again, name)

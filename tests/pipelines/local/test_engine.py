@@ -198,9 +198,9 @@ def test_the_failing_branch_ends_in_the_fail_step_with_its_message(tmp_path):
 def test_parameter_overrides_are_checked_by_name_and_type():
     declared = definition()
     assert parameter_values(declared, {"Threshold": "0.5"})["Threshold"] == 0.5
-    with pytest.raises(DefinitionProblem, match=r"unknown parameter\(s\) \['Treshold'\]; the pipeline's parameters: Steps, Threshold, Status"):
+    with pytest.raises(DefinitionProblem, match=r"unknown parameter\(s\) Treshold; the pipeline's parameters are: Steps, Threshold, Status"):
         parameter_values(declared, {"Treshold": "1"})
-    with pytest.raises(DefinitionProblem, match="parameter Steps: 'ten' is not a valid Integer"):
+    with pytest.raises(DefinitionProblem, match="Steps='ten' must be a whole number"):
         parameter_values(declared, {"Steps": "ten"})
 
 

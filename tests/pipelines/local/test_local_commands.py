@@ -147,12 +147,10 @@ def test_serve_answers_ping_and_invocations_until_ctrl_c(state_dir):
     assert server.returncode == 0 and "stopped" in output
 
 
-def test_executions_without_runs_and_run_without_local(tmp_path):
+def test_executions_without_runs_and_run_with_half_an_input(tmp_path):
     empty = cli("executions", "--local", "--state-dir", str(tmp_path / "none"))
     assert empty.exit_code == 2 and "no local runs here yet" in empty.output
-    not_local = cli("run")
-    assert not_local.exit_code == 2 and "pass --local" in not_local.output
-    half = cli("run", "--local", "--images", str(tmp_path), "--state-dir", str(tmp_path / "s"))
+    half = cli("run", "--images", str(tmp_path), "--state-dir", str(tmp_path / "s"))  # run is local only: no --local needed
     assert half.exit_code == 2 and "--images and --images-prefix go together" in half.output
 
 

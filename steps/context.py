@@ -10,9 +10,13 @@ to fill with Fn::Sub. No AWS call is made while building.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import Config
+
+if TYPE_CHECKING:
+    from sagemaker.core.workflow.functions import Join
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
 
 # Placeholder name -> (the config field that may hold the value, the sentinel the SDK sees while rendering).
 PLACEHOLDERS: dict[str, tuple[str, str]] = {
@@ -35,27 +39,28 @@ class BuildContext:
     """Everything a step module needs besides the config and the parameters."""
 
     config: Config
-    session: Any  # sagemaker.core.workflow.pipeline_context.PipelineSession
+    session: PipelineSession
     sentinels: dict[str, str] = field(default_factory=dict)  # placeholder name -> what the SDK is given
 
-    def value(self, name: str) -> str:
-        """The account value under `name` as the SDK should see it while rendering."""
+    def placeholder(self, name: str) -> str:
+        """The stand-in for the account value `name` (PLACEHOLDERS) that the SDK sees while rendering; the
+        finished definition carries the real value or `${name}` in its place."""
         return self.sentinels[name]
 
     @property
     def role(self) -> str:
-        return self.value("SageMakerRoleArn")
+        return self.placeholder("SageMakerRoleArn")
 
     @property
     def kms_key(self) -> str:
-        return self.value("KmsKeyId")
+        return self.placeholder("KmsKeyId")
 
-    def execution_uri(self, *parts: Any):
+    def execution_uri(self, *parts: Any) -> Join:
         """s3://<artifact bucket>/<pipeline>/<execution id>/<parts>: where one execution writes. Outputs are
         not part of SageMaker's cache keys, so a cached step's outputs keep the path of the run that made them."""
         from sagemaker.core.workflow.execution_variables import ExecutionVariables
         from sagemaker.core.workflow.functions import Join
 
         return Join(
-            on="/", values=["s3:/", self.value("ArtifactBucket"), self.config.pipeline_name, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts]
+            on="/", values=["s3:/", self.placeholder("ArtifactBucket"), self.config.pipeline_name, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts]
         )

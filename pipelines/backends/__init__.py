@@ -1,0 +1,101 @@
+"""One interface, two places the workflow runs: SageMaker on AWS, or the local engine's state directory.
+
+The commands that exist on both sides (`cardamage executions`, `models`, `approve`, `reject`, `deploy`) talk
+to a `Backend` and print what it returns; they never ask where they are. The CLI chooses the backend once,
+from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`): `aws.AwsBackend` or
+`local.LocalBackend`. Each answers in the types below, so a table looks the same for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from containers.deploy.deploy import DeployResult
+
+
+class BackendError(Exception):
+    """A problem with a one-line message for a person: exit status 2 for a wrong invocation or setup (a bad
+    value, no region, no local state yet), 1 for what was found (no such package, a failed execution)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an execution."""
+
+    name: str
+    status: str
+    started: datetime | None = None
+    ended: datetime | None = None
+    detail: str = ""  # the job it ran, its condition's outcome, the package it registered, where its log is, its cache source
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    status: str
+    started: datetime | None = None
+    ended: datetime | None = None  # None while it runs
+    failure: str = ""
+    arn: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+    steps: tuple[Step, ...] = ()  # filled when one execution is asked for
+
+
+@dataclass(frozen=True)
+class Package:
+    """A model package of the project's group in the Model Registry."""
+
+    version: int
+    arn: str
+    status: str
+    created: datetime | None = None
+    map: float | None = None  # COCO mAP@[.5:.95] of its evaluation
+    note: str = ""  # the approval description: who, and why
+    serving: bool = False  # the endpoint serves it
+    execution: str = ""  # the pipeline execution that registered it, where known
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What approving or rejecting a package did."""
+
+    version: int
+    previous: str
+    status: str
+    note: str
+    still_served: bool = False  # a rejected package that the endpoint still serves
+    deployment: DeployResult | None = None  # the deployment an approval started, where the backend does it at once
+
+
+class Backend(Protocol):
+    """What the commands that work on AWS and here ask of the place they run."""
+
+    where: str  # for messages: "AWS (eu-west-1)", "local (.cardamage)"
+
+    def executions(self, limit: int) -> list[Execution]:
+        """The pipeline's newest executions, newest first."""
+        ...
+
+    def execution(self, reference: str) -> Execution:
+        """One execution (an id, an ARN, or a unique start of an id) with its parameters and steps."""
+        ...
+
+    def packages(self, limit: int) -> list[Package]:
+        """The group's newest packages, newest first, the one the endpoint serves marked."""
+        ...
+
+    def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
+        """Approve or reject a package (a version number or an ARN), recording who and why."""
+        ...
+
+    def deploy(self, reference: str | None, *, force: bool = False) -> DeployResult:
+        """Deploy a package (default: the newest Approved one) to the endpoint."""
+        ...

@@ -1,0 +1,110 @@
+"""The backend on this machine: the local engine's state directory (default `.cardamage/`), which holds the
+executions, the local Model Registry (SQLite) and the local endpoint's deployments (pipelines/local/)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from containers.deploy.deploy import DeployResult
+from pipelines.backends import Approval, BackendError, Execution, Package, Step
+from pipelines.config import Config
+from pipelines.local.console import relative
+from pipelines.local.endpoint import LocalDeployer
+from pipelines.local.state import Package as Registered
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+
+
+class LocalBackend:
+    """The project's pipeline, group and endpoint in a local state directory."""
+
+    def __init__(self, config: Config, state_dir: Path):
+        if not (state_dir / "state.sqlite").is_file():
+            raise BackendError(f"{state_dir}: no local runs here yet: run `cardamage run --local` first (or pass --state-dir)", 2)
+        self.config, self.state_dir = config, state_dir
+        self.state = State(state_dir)
+        self.deployer = LocalDeployer(self.state, LocalS3(state_dir / "s3"), state_dir / "endpoints")
+        self.where = f"local ({relative(state_dir)})"
+
+    def executions(self, limit: int) -> list[Execution]:
+        return [_execution(row) for row in self.state.executions(limit, self.config.pipeline_name)]
+
+    def execution(self, reference: str) -> Execution:
+        row = self.state.execution(reference)
+        if row is None:
+            raise BackendError(f"no local execution {reference!r} in {relative(self.state_dir)}: `cardamage executions --local` lists them")
+        return _execution(row, self.state.steps(row["id"]))
+
+    def packages(self, limit: int) -> list[Package]:
+        served = self.deployer.record(self.config.endpoint_name)
+        return [
+            _package(p, serving=served is not None and served.package_arn == p.arn) for p in self.state.packages(self.config.model_package_group)
+        ][:limit]
+
+    def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
+        """An approval deploys the package to the local endpoint at once, as the approval event does on AWS
+        (with the same rule: never over a newer version)."""
+        package = self.package(reference)
+        note = f"{status} by {getpass.getuser()}@local" + (f": {comment.strip()}" if comment and comment.strip() else "")
+        self.state.set_status(package.arn, status, note[:1024])
+        served = self.deployer.record(self.config.endpoint_name)
+        deployment = self.deployer.deploy(package.arn, self.config.endpoint_name) if status == "Approved" else None
+        still_served = status == "Rejected" and served is not None and served.package_arn == package.arn
+        return Approval(package.version, package.status, status, note[:1024], still_served=still_served, deployment=deployment)
+
+    def deploy(self, reference: str | None, *, force: bool = False) -> DeployResult:
+        group = self.config.model_package_group
+        if reference:
+            package = self.package(reference)
+        else:
+            approved = [p for p in self.state.packages(group) if p.status == "Approved"]
+            if not approved:
+                raise BackendError(f"no Approved package in {group} (local): approve one with `cardamage approve --local VERSION`")
+            package = approved[0]
+        return self.deployer.deploy(package.arn, self.config.endpoint_name, force=force)
+
+    def package(self, reference: str) -> Registered:
+        """A package of the group by version number (`3`, `v3`) or ARN."""
+        group = self.config.model_package_group
+        package = self.state.package(reference.strip().lstrip("vV"), group)
+        if package is None or package.group != group:
+            versions = ", ".join(str(p.version) for p in self.state.packages(group)) or "none yet"
+            raise BackendError(f"no model package {reference!r} in {group} (local); versions: {versions}")
+        return package
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def _execution(row: dict, steps: list[dict] | None = None) -> Execution:
+    return Execution(
+        id=row["id"],
+        status=row["status"],
+        started=_moment(row["started"]),
+        ended=_moment(row["ended"]),
+        failure=row["failure"] or "",
+        parameters={name: str(value) for name, value in json.loads(row["parameters"] or "{}").items()},
+        steps=tuple(_step(step) for step in steps or ()),
+    )
+
+
+def _step(row: dict) -> Step:
+    detail = f"cached from {row['cached_from']}" if row["cached_from"] else (relative(row["log"]) if row["log"] else "")
+    return Step(row["name"], row["status"], _moment(row["started"]), _moment(row["ended"]), detail, row["failure"] or "")
+
+
+def _package(package: Registered, *, serving: bool) -> Package:
+    return Package(
+        version=package.version,
+        arn=package.arn,
+        status=package.status,
+        created=_moment(package.created),
+        map=package.map,
+        note=package.approval_description or "",
+        serving=serving,
+        execution=package.execution or "",
+    )

@@ -1,0 +1,15 @@
+"""`cardamage`: the command line of the car damage detection workflow.
+
+    app.py             the application, the shared options, where each command runs, errors
+    commands.py        on AWS or here (--local): executions, models, approve, reject, deploy; and config
+    aws_commands.py    the AWS pipeline: definition (offline), upsert, start, wait, label
+    local_commands.py  this machine: run, serve, predict, tensorboard, prepare-data
+    output.py          tables, moments and durations
+
+Every command takes `--config FILE` (default `./pipeline.yaml`) and `--profile NAME`.
+"""
+
+from pipelines.cli import aws_commands, commands, local_commands  # noqa: F401  (each registers its commands)
+from pipelines.cli.app import app
+
+__all__ = ["app"]

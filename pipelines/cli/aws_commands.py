@@ -1,0 +1,213 @@
+"""The commands of the AWS pipeline: render its definition (offline), create or update it, start and wait
+for executions, and label with Ground Truth. The AWS calls themselves are in pipelines/aws.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipelines.cli.app import Invocation, Side, command, fail, pairs
+from pipelines.cli.output import when
+from pipelines.config import Config
+from steps.context import PLACEHOLDERS
+
+ValuesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--value", metavar="NAME=VALUE", help=f"An account value for the definition (repeatable); NAME is one of {', '.join(PLACEHOLDERS)}."
+    ),
+]
+RoleOption = Annotated[
+    str | None, typer.Option("--role-arn", metavar="ARN", help="The IAM role SageMaker uses (default: aws.role_arn in the config).")
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", metavar="NAME=VALUE", help="A pipeline parameter for this execution (repeatable), e.g. TrainingSteps=500."),
+]
+ExecutionOption = Annotated[
+    str | None, typer.Option("--execution", "-e", metavar="ID", help="An execution ARN, or its id (the ARN's last part). Default: the newest.")
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0, help="Give up waiting after this long (exit status 124).")]
+PollOption = Annotated[float, typer.Option("--poll", metavar="SECONDS", min=0.01, help="Time between two status checks.")]
+
+
+def _with_region(config: Config, region: str | None) -> Config:
+    """The config with aws.region set (so the definition carries the region rather than ${AWS::Region})."""
+    if not region or region == config.aws.region:
+        return config
+    return config.model_copy(update={"aws": config.aws.model_copy(update={"region": region})})
+
+
+def _render(config: Config, values: dict[str, str]) -> str:
+    from pipelines.definition import DefinitionError, render_definition
+
+    try:
+        return render_definition(config, values or None)
+    except DefinitionError as exc:
+        fail(str(exc), 2)
+
+
+@command(Side.OFFLINE)
+def definition(
+    cli: Invocation,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", dir_okay=False, help="Write the JSON here instead of stdout.")
+    ] = None,
+    value: ValuesOption = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="The region the definition names (else ${AWS::Region}).")] = None,
+) -> None:
+    """Render the pipeline definition JSON, offline (no AWS call, no credentials).
+
+    Account values come from --value, else pipeline.yaml's aws section, else stay ${Name} placeholders for the
+    CDK app to fill. --region fills ${AWS::Region}."""
+    config = _with_region(cli.config, region)
+    text = _render(config, pairs(value, "--value"))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote the definition of {config.pipeline_name} to {output}", err=True)
+
+
+@command(Side.AWS, local_hint="on this machine, `cardamage run` renders the definition and runs it")
+def upsert(cli: Invocation, role_arn: RoleOption = None, value: ValuesOption = None) -> None:
+    """Create the pipeline on SageMaker, or update it, from the rendered definition.
+
+    Every account value must be known (--value or pipeline.yaml's aws section); the role also stands for
+    SageMakerRoleArn unless --value sets it. A pipeline the CDK app manages is overwritten by its next deploy."""
+    from pipelines import aws
+
+    role = role_arn or cli.config.aws.role_arn
+    if not role:
+        fail("upsert needs the role the pipeline runs as: pass --role-arn or set aws.role_arn in pipeline.yaml", 2)
+    values = pairs(value, "--value")
+    values.setdefault("SageMakerRoleArn", role)
+    session = cli.aws()
+    config = _with_region(cli.config, session.region)
+    text = _render(config, values)
+    missing = aws.unfilled_placeholders(text)
+    if missing:
+        fail(f"the definition still has placeholders for {', '.join(missing)}: pass --value NAME=VALUE or set them in pipeline.yaml's aws section", 2)
+    description = f"Car damage detection ({config.project.name}): EfficientDet trained, evaluated, registered and deployed"
+    outcome = aws.upsert_pipeline(session.client("sagemaker"), config.pipeline_name, text, role, description)
+    typer.echo(f"{outcome} pipeline {config.pipeline_name} in {session.region}")
+
+
+@command(Side.AWS, local_hint="on this machine, `cardamage run` starts an execution and waits for it")
+def start(
+    cli: Invocation,
+    manifest: Annotated[
+        str | None, typer.Option("--manifest", metavar="S3URI", help="The Ground Truth manifest(s) to train on (InputManifestUri).")
+    ] = None,
+    images_prefix: Annotated[str | None, typer.Option("--images-prefix", metavar="S3URI", help="The images' S3 prefix (ImagesS3Prefix).")] = None,
+    param: ParamOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the execution to end; exit 0 only if it succeeded.")] = False,
+    timeout: TimeoutOption = 12 * 3600.0,
+    poll: PollOption = 30.0,
+) -> None:
+    """Start a pipeline execution, with parameter overrides checked first; prints the execution ARN."""
+    from pipelines import aws
+
+    overrides = pairs(param, "--param")
+    for option, name, given in (("--manifest", "InputManifestUri", manifest), ("--images-prefix", "ImagesS3Prefix", images_prefix)):
+        if given is not None:
+            if name in overrides and overrides[name] != given:
+                fail(f"{option} and --param {name}=... disagree; give one", 2)
+            overrides[name] = given
+    sagemaker = cli.aws().client("sagemaker")
+    known = aws.pipeline_parameters(aws.describe_pipeline(sagemaker, cli.config.pipeline_name))
+    parameters = aws.validate_overrides(overrides, known)
+    arn = aws.start_execution(sagemaker, cli.config.pipeline_name, parameters, "started with cardamage start")
+    typer.echo(arn)
+    if wait:
+        _wait_for(sagemaker, arn, timeout, poll)
+
+
+@command(Side.AWS, local_hint="`cardamage run` waits for its own execution")
+def wait(cli: Invocation, execution: ExecutionOption = None, timeout: TimeoutOption = 12 * 3600.0, poll: PollOption = 30.0) -> None:
+    """Wait for the newest (or the given) execution to end; exit 0 only when it succeeded.
+
+    Exit status 1 with the reasons (the execution's and its failed steps') when it failed or stopped, 124 when
+    --timeout passed first. Each status change is printed on stderr."""
+    from pipelines import aws
+
+    sagemaker = cli.aws().client("sagemaker")
+    arn = aws.resolve_execution(sagemaker, cli.config.pipeline_name, execution)
+    typer.echo(f"waiting for {arn}", err=True)
+    _wait_for(sagemaker, arn, timeout, poll)
+
+
+def _wait_for(sagemaker: Any, arn: str, timeout: float, poll: float) -> None:
+    from pipelines import aws
+
+    def report(status: str) -> None:
+        typer.echo(f"{when(datetime.now(UTC))} {status}", err=True)
+
+    description = aws.wait_for_execution(sagemaker, arn, timeout=timeout, poll=poll, report=report)
+    if description.get("PipelineExecutionStatus") != "Succeeded":
+        fail(aws.failure_summary(sagemaker, description), 1)
+    typer.echo(f"execution {arn} Succeeded")
+
+
+@command(Side.AWS, local_hint="Ground Truth is an AWS service")
+def label(
+    cli: Invocation,
+    manifest: Annotated[str, typer.Option("--manifest", metavar="S3URI", help='The input manifest (one {"source-ref": "s3://..."} line per image).')],
+    workteam_arn: Annotated[
+        str | None, typer.Option("--workteam-arn", metavar="ARN", help="The private work team (default: labeling.workteam_arn).")
+    ] = None,
+    job_name: Annotated[
+        str | None, typer.Option("--job-name", metavar="NAME", help="The labelling job's name (default: <project>-<UTC time>).")
+    ] = None,
+    role_arn: RoleOption = None,
+) -> None:
+    """Create a Ground Truth bounding-box labelling job for the config's classes, done by a private work team.
+
+    The label categories and the task page are uploaded to the artifact bucket; the labels are written under
+    labeling.output_prefix (default s3://<data bucket>/ground-truth/), where the new-data trigger listens."""
+    from pipelines import aws
+
+    config = cli.config
+    classes = config.data.classes
+    workteam = workteam_arn or config.labeling.workteam_arn
+    role = role_arn or config.aws.role_arn
+    output = str(config.labeling_output(config.aws.data_bucket)) if config.labeling.output_prefix or config.aws.data_bucket else None
+    for missing, message in (
+        (not classes, "data.classes is null: a labelling job needs the class list"),
+        (not workteam, "no work team: pass --workteam-arn or set labeling.workteam_arn in pipeline.yaml"),
+        (not role, "no role for Ground Truth: pass --role-arn or set aws.role_arn in pipeline.yaml"),
+        (not config.aws.artifact_bucket, "the task files go to the artifact bucket: set aws.artifact_bucket in pipeline.yaml"),
+        (not output, "no output location: set labeling.output_prefix or aws.data_bucket in pipeline.yaml"),
+    ):
+        if missing:
+            fail(message, 2)
+    aws.parse_s3_uri(manifest)
+    session = cli.aws()
+    name = aws.check_job_name(job_name or aws.default_job_name(config.project.name))
+    base = f"s3://{config.aws.artifact_bucket}/labeling/{name}/"
+    uploads = {
+        base + "label-categories.json": (json.dumps(aws.label_categories(classes), indent=2).encode(), "application/json"),
+        base + "bounding-box.liquid.html": (aws.render_task_template(config.labeling, classes).encode(), "text/html"),
+    }
+    request = aws.labeling_job_request(
+        job_name=name,
+        label_attribute=config.data.label_attribute or config.project.name,
+        manifest_uri=manifest,
+        output_path=output,
+        categories_uri=base + "label-categories.json",
+        template_uri=base + "bounding-box.liquid.html",
+        role_arn=role,
+        workteam_arn=workteam,
+        region=session.region,
+        labeling=config.labeling,
+        kms_key_id=config.aws.kms_key_id,
+        tags={"cardamage:project": config.project.name},
+    )
+    arn = aws.create_labeling_job(session.client("sagemaker"), session.client("s3"), request, uploads)
+    typer.echo(arn)
+    typer.echo(f"the labels will be in {output.rstrip('/')}/{name}/manifests/output/output.manifest", err=True)

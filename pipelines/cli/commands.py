@@ -1,0 +1,147 @@
+"""The commands that work on AWS and on this machine alike, through the one backend interface
+(pipelines/backends): executions, models, approve, reject, deploy. And `config`, which needs neither."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+import yaml
+
+from pipelines.backends import Execution
+from pipelines.cli.app import Invocation, Side, command, fail
+from pipelines.cli.output import console, table, took, when
+
+PackageArgument = Annotated[str, typer.Argument(metavar="PACKAGE", help="The model package: its version number in the group, or its ARN.")]
+CommentOption = Annotated[
+    str | None, typer.Option("--comment", "-m", metavar="WHY", help="Why: recorded in the approval description with your identity.")
+]
+
+
+@command(Side.OFFLINE, "config")
+def show_config(cli: Invocation, as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False) -> None:
+    """Validate the configuration (every profile) and print it, or a profile of it, with every default filled in."""
+    resolved = cli.config.model_dump(mode="json")
+    typer.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False).rstrip())
+
+
+@command(Side.BOTH)
+def executions(
+    cli: Invocation,
+    execution: Annotated[
+        str | None, typer.Option("--execution", "-e", metavar="ID", help="Show this execution (its id, ARN or a unique start of its id).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many executions to list, newest first.")] = 10,
+) -> None:
+    """List the pipeline's executions, or show one with its parameters and steps (--execution)."""
+    backend = cli.backend()
+    if execution is not None:
+        _print_execution(backend.execution(execution))
+        return
+    rows = backend.executions(limit)
+    if not rows:
+        typer.echo(f"pipeline {cli.config.pipeline_name} has no execution yet in {backend.where}")
+        return
+    listing = table("execution", "status", "started (UTC)", "took", "failure")
+    for row in rows:
+        listing.add_row(row.id, row.status, when(row.started), took(row.started, row.ended), row.failure)
+    console().print(listing)
+
+
+def _print_execution(execution: Execution) -> None:
+    out = console()
+    for label, value in (
+        ("execution", execution.arn or execution.id),
+        ("status", execution.status),
+        ("started", f"{when(execution.started)} UTC"),
+        ("ended", f"{when(execution.ended)} UTC (took {took(execution.started, execution.ended)})" if execution.ended else "-"),
+        ("failure", execution.failure),
+        ("parameters", ", ".join(f"{name}={value}" for name, value in execution.parameters.items())),
+    ):
+        if value:
+            out.print(f"{label:<10} {value}", markup=False)
+    if not execution.steps:
+        out.print("no step has started yet")
+        return
+    steps = table("step", "status", "started (UTC)", "took", "detail", "failure")
+    for step in execution.steps:
+        steps.add_row(step.name, step.status, when(step.started), took(step.started, step.ended), step.detail, step.failure)
+    out.print(steps)
+
+
+@command(Side.BOTH)
+def models(
+    cli: Invocation, limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.")] = 20
+) -> None:
+    """The model packages of the group: version, approval status, creation time, mAP, and which one the endpoint serves."""
+    backend = cli.backend()
+    packages = backend.packages(limit)
+    if not packages:
+        typer.echo(f"no model packages in {cli.config.model_package_group} yet ({backend.where})")
+        return
+    with_execution = any(package.execution for package in packages)
+    listing = table("version", "status", "created (UTC)", "mAP", "endpoint", *(["execution"] if with_execution else []), "approval note")
+    for p in packages:
+        figure = f"{p.map:.4f}" if p.map is not None else "-"
+        listing.add_row(
+            str(p.version), p.status, when(p.created), figure, "serving" if p.serving else "", *([p.execution] if with_execution else []), p.note
+        )
+    console().print(listing)
+
+
+@command(Side.BOTH)
+def approve(cli: Invocation, package: PackageArgument, comment: CommentOption = None) -> None:
+    """Approve a model package; records your identity and the comment. Approval deploys it: on AWS through the
+    approval rule, here at once (never over a newer version)."""
+    _set_approval(cli, package, "Approved", comment)
+
+
+@command(Side.BOTH)
+def reject(cli: Invocation, package: PackageArgument, comment: CommentOption = None) -> None:
+    """Reject a model package; records your identity and the comment. The endpoint is not changed."""
+    _set_approval(cli, package, "Rejected", comment)
+
+
+def _set_approval(cli: Invocation, package: str, status: str, comment: str | None) -> None:
+    change = cli.backend().set_approval(package, status, comment)
+    typer.echo(f"version {change.version}: {change.previous} -> {change.status} ({change.note})")
+    if change.deployment is not None:
+        typer.echo(f"endpoint {change.deployment.endpoint_name}: {change.deployment.status} ({change.deployment.reason})")
+    if change.still_served:
+        local = " --local" if cli.is_local else ""
+        typer.secho(
+            f"warning: endpoint {cli.config.endpoint_name} still serves version {change.version}; "
+            f"`cardamage deploy{local} --package N --force` puts another back",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
+@command(Side.BOTH)
+def deploy(
+    cli: Invocation,
+    package: Annotated[
+        str | None, typer.Option("--package", metavar="PACKAGE", help="The package's version or ARN (default: the newest Approved one).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Deploy even when the endpoint serves the same or a newer version (a rollback).")] = False,
+) -> None:
+    """Deploy an Approved model package to the endpoint (create or update) with the deployment section's settings.
+
+    On AWS it runs the deployment function's own code with pipeline.yaml's aws.role_arn (and the artifact bucket
+    for data capture)."""
+    result = cli.backend().deploy(package, force=force)
+    if result.status == "skipped":
+        if not result.up_to_date:
+            fail(f"not deployed: {result.reason}", 1)
+        typer.echo(f"nothing to do: {result.reason}")
+        return
+    typer.echo(f"{result.status} endpoint {result.endpoint_name} with version {result.model_package_version} ({result.model_package_arn})")
+    for label, value in (
+        ("model", result.model_name),
+        ("endpoint config", result.endpoint_config_name),
+        ("endpoint status", result.endpoint_status),
+        ("autoscaling", result.autoscaling),
+    ):
+        if value:
+            typer.echo(f"  {label:<16} {value}")

@@ -1,0 +1,297 @@
+"""The commands that exist on this machine only: run the pipeline (the local engine), serve and query the local
+endpoint, open TensorBoard on the local training runs, and run PrepareData on a manifest.
+
+They work on the state directory (`--state-dir`, default `.cardamage/`) with pipeline.yaml's `local` profile
+unless `--profile` names another. `--local` is accepted and changes nothing: these commands have no AWS side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import containers
+from pipelines.backends import BackendError
+from pipelines.backends.local import LocalBackend
+from pipelines.cli.app import Invocation, Side, command, fail, pairs
+from pipelines.cli.aws_commands import ParamOption
+from pipelines.cli.output import console, duration, table
+
+PREPARE_DATA = Path(containers.__file__).resolve().parent / "processing" / "prepare_data.py"
+ImagesOption = Annotated[
+    Path | None,
+    typer.Option("--images", metavar="DIR", file_okay=False, help="The local folder that stands for --images-prefix (when source-refs are S3 URIs)."),
+]
+ImagesPrefixOption = Annotated[
+    str | None, typer.Option("--images-prefix", metavar="S3URI", help="The S3 prefix the manifests' source-refs start with.")
+]
+ModelOption = Annotated[str | None, typer.Option("--model", metavar="PACKAGE", help="Use this package (version or ARN) instead of the deployed one.")]
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's start-up lines (CPU instructions, oneDNN) are noise for a command-line user."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+@command(Side.LOCAL)
+def run(
+    cli: Invocation,
+    manifest: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifest", "-m", metavar="FILE", dir_okay=False, help="A Ground Truth output manifest (repeatable). Default: the bundled sample."
+        ),
+    ] = None,
+    images: ImagesOption = None,
+    images_prefix: ImagesPrefixOption = None,
+    param: ParamOption = None,
+    definition_file: Annotated[
+        Path | None,
+        typer.Option("--definition", metavar="FILE", dir_okay=False, help="Run this definition JSON instead of rendering one from the config."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every line the jobs print (TensorFlow's too).")] = False,
+) -> None:
+    """Run the whole pipeline on this machine: the definition the CDK app deploys, step by step.
+
+    Exit status 0 when it succeeds; 1, with the Fail step's message or the failed step's error and log, when it
+    does not; 2 for a wrong invocation; 130 when stopped by Ctrl-C. Steps whose inputs did not change since a
+    successful run are cached. Parameters (--param) are checked as `cardamage start` checks them."""
+    from pipelines.local.console import Progress, execution_outputs, relative, summary_rows
+    from pipelines.local.engine import ExecutionFailed, parameter_values
+    from pipelines.local.expressions import DefinitionProblem
+    from pipelines.local.runner import Inputs, local_definition, run_local, sample_inputs
+
+    if (images is None) != (images_prefix is None):
+        fail("--images and --images-prefix go together: the folder and the S3 prefix it stands for", 2)
+    if images is not None and not manifest:
+        fail("--images needs --manifest: the manifests whose source-refs start with --images-prefix", 2)
+    config, state_dir = cli.config, cli.state_dir
+    out = console()
+    progress = Progress(out, verbose=verbose)
+    started = time.monotonic()
+    try:
+        if definition_file is None:
+            out.print(f"[dim]rendering the definition of {config.pipeline_name} from {relative(config.source)}...[/]")
+        definition = local_definition(config, definition_file)
+        overrides = pairs(param, "--param")
+        parameter_values(definition, overrides)  # every override checked before anything runs
+        inputs = Inputs(list(manifest), images, images_prefix) if manifest else sample_inputs(config)
+        result = run_local(config, state_dir, inputs, overrides, definition_file, reporter=progress.reporter(), definition=definition)
+    except ExecutionFailed as exc:
+        progress.stop()
+        where = f"; log: {relative(exc.log)}" if exc.log else ""
+        raise BackendError(f"execution {exc.execution} failed: {exc}{where}", 1) from None
+    except DefinitionProblem as exc:
+        progress.stop()
+        raise BackendError(str(exc), 2) from None
+    except KeyboardInterrupt:
+        progress.stop()
+        raise BackendError("stopped by Ctrl-C: the running step was stopped and the execution recorded as Stopped", 130) from None
+    outputs = execution_outputs(state_dir.resolve(), result.execution)
+    out.print(f"\n[bold green]Succeeded[/] execution {result.execution} in {duration(time.monotonic() - started)} (state in {relative(state_dir)})")
+    for label, value in summary_rows(outputs):
+        out.print(f"  {label:<17} {value}", markup=False)
+    if outputs.package and outputs.package.status != "Approved":
+        out.print(f"  approve it with `cardamage approve --local {outputs.package.version}`, which deploys it to the local endpoint", markup=False)
+
+
+def _model_for(cli: Invocation, reference: str | None) -> tuple[LocalBackend, str | None]:
+    """The local backend and the package to serve: `reference`, else (None) what the endpoint has deployed."""
+    backend = LocalBackend(cli.config, cli.state_dir)
+    arn = backend.package(reference).arn if reference else None
+    if arn is None and backend.deployer.record(cli.config.endpoint_name) is None:
+        name = cli.config.endpoint_name
+        raise BackendError(f"nothing is deployed to the local endpoint {name}: approve a package (`cardamage approve --local N`) or pass --model N")
+    return backend, arn
+
+
+@command(Side.LOCAL)
+def serve(
+    cli: Invocation,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="The port on 127.0.0.1 (0: any free one).")] = 8080,
+    model: ModelOption = None,
+) -> None:
+    """Serve the local endpoint in the foreground: SageMaker's GET /ping and POST /invocations on 127.0.0.1.
+
+    It serves what the pipeline's Deploy step (or an approval) deployed, and picks up a newer deployment at
+    the next request; --model pins one package. Requests go through the endpoint's own handler code."""
+    from pipelines.local.console import relative
+    from pipelines.local.endpoint import EndpointServer
+
+    _quiet_tensorflow()
+    backend, arn = _model_for(cli, model)
+    endpoint_name = cli.config.endpoint_name
+    try:
+        server = EndpointServer(backend.deployer, endpoint_name, port=port, package_arn=arn)
+    except OSError as exc:
+        raise BackendError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc} (pass --port)", 2) from None
+    out = console()
+    model_dir, _ = backend.deployer.model(endpoint_name, arn)
+    out.print(f"loading {relative(model_dir)}...", markup=False)
+    server.endpoint()  # load before saying it is ready
+    url = f"http://127.0.0.1:{server.port}"
+    what = f"package {model}" if model else f"endpoint {endpoint_name} (follows new deployments)"
+    out.print(f"serving {what} at {url}  (GET /ping, POST /invocations; Ctrl-C stops)", markup=False)
+    out.print(f"  try: curl -s -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/invocations", markup=False)
+    # Ctrl-C and SIGTERM stop it cleanly, even when started from a process that ignores SIGINT (which a child
+    # inherits: background jobs, test runners' workers).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        out.print("stopped")
+    finally:
+        server.shutdown()
+
+
+@command(Side.LOCAL)
+def predict(
+    cli: Invocation,
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", dir_okay=False, help="A JPEG or PNG photo.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", dir_okay=False, help="Where to save the picture (default <state-dir>/predictions/<image>.png)."
+        ),
+    ] = None,
+    model: ModelOption = None,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
+    ] = None,
+    max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
+) -> None:
+    """Detect damage in one photo with the local endpoint's model; prints the boxes and saves a picture of them."""
+    from containers.common.pictures import save_detections_picture
+    from containers.inference.local import LocalEndpoint
+    from pipelines.local.console import relative
+    from pipelines.local.endpoint import apply_serving_environment
+
+    if not image.is_file():
+        fail(f"{image}: no such image file", 2)
+    _quiet_tensorflow()
+    backend, arn = _model_for(cli, model)
+    model_dir, environment = backend.deployer.model(cli.config.endpoint_name, arn)
+    apply_serving_environment(environment)
+    attributes = ";".join(
+        f"{name}={value}" for name, value in (("score_threshold", score_threshold), ("max_detections", max_detections)) if value is not None
+    )
+    body = image.read_bytes()
+    content_type = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
+    status, answer, _ = LocalEndpoint(model_dir).invoke(body, content_type, attributes or None, "application/json")
+    reply = json.loads(answer)
+    if status != 200:
+        fail(f"{image}: the endpoint answered {status}: {reply.get('error', reply)}", 1)
+    detections = reply["predictions"][0]["detections"]
+    output = output or cli.state_dir / "predictions" / f"{image.stem}.png"
+    save_detections_picture(body, detections, output)
+    out = console()
+    served = f"package {model}" if model else f"endpoint {cli.config.endpoint_name} ({relative(model_dir)})"
+    out.print(f"{len(detections)} detection(s) in {image} by {served}", markup=False)
+    if detections:
+        boxes = table("class", "score", "box (x0, y0, x1, y1 px)")
+        for detection in detections:
+            box = detection["box"]
+            boxes.add_row(detection["class"], f"{detection['score']:.3f}", ", ".join(f"{box[k]:.0f}" for k in ("xmin", "ymin", "xmax", "ymax")))
+        out.print(boxes)
+    out.print(f"picture: {relative(output)}", markup=False)
+
+
+@command(Side.LOCAL)
+def tensorboard(
+    cli: Invocation, port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="The port on 127.0.0.1.")] = 6006
+) -> None:
+    """Open TensorBoard on the event files of the local training runs (foreground; Ctrl-C stops).
+
+    On AWS the event files are in S3 under each execution's `tensorboard/` prefix (TensorBoardOutputConfig)."""
+    state_dir, pipeline = cli.state_dir.resolve(), cli.config.pipeline_name
+    runs = sorted({path.parent for path in (state_dir / "s3").rglob("events.out.tfevents.*") if pipeline in path.relative_to(state_dir).parts})
+    if not runs:
+        fail(f"no TensorBoard event files of {pipeline} under {cli.state_dir}: run `cardamage run` first", 1)
+    program = shutil.which("tensorboard", path=str(Path(sys.executable).parent)) or shutil.which("tensorboard")
+    if program is None:
+        fail("the tensorboard program is not installed in this environment (run `make setup`)", 2)
+    spec = ",".join(f"{_run_name(state_dir, folder)}:{folder}" for folder in runs)
+    console().print(f"TensorBoard on {len(runs)} training run(s) at http://127.0.0.1:{port}  (Ctrl-C stops)", markup=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        subprocess.run([program, "--logdir_spec", spec, "--host", "127.0.0.1", "--port", str(port)], check=False, env=env)
+
+
+def _run_name(state_dir: Path, folder: Path) -> str:
+    """A short, readable run name: the execution id, and the sub-folder under `tensorboard/` if any."""
+    parts = folder.relative_to(state_dir / "s3").parts
+    execution = next((p for p in parts if p[:8].isdigit() and "-" in p), parts[-1])
+    below = parts[parts.index("tensorboard") + 1 :] if "tensorboard" in parts else ()
+    return "/".join((execution, *below)).replace(",", "_").replace(":", "_")
+
+
+@command(Side.LOCAL)
+def prepare_data(
+    cli: Invocation,
+    manifest: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifest", "-m", metavar="MANIFEST", help="A Ground Truth manifest, or a folder of them (repeatable). Default: the bundled sample."
+        ),
+    ] = None,
+    images: ImagesOption = None,
+    images_prefix: ImagesPrefixOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", metavar="DIR", file_okay=False, help="Where the TFRecords, label map and report go (default <state-dir>/prepared-data)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", metavar="N", min=1, help="Worker processes (default: data.processing.workers, else one per core).")
+    ] = None,
+) -> None:
+    """Prepare training data here: the PrepareData program on manifests (default: the bundled sample).
+
+    It runs the same program, with the same arguments from pipeline.yaml, as the pipeline's Processing job."""
+    from steps.prepare_data import data_arguments
+
+    config = cli.config
+    if manifest:
+        if images is None or images_prefix is None:
+            fail("--manifest needs --images DIR and --images-prefix S3URI too", 2)
+        manifests, images_dir, prefix = list(manifest), images, images_prefix
+    else:
+        sample = config.data.sample
+        if sample is None:
+            fail(f"{config.source} has no data.sample section; pass --manifest", 2)
+        manifests = [config.path(m) for m in sample.manifests]
+        images_dir, prefix = images or config.path(sample.images), images_prefix or sample.images_prefix
+    output = output or cli.state_dir / "prepared-data"
+    arguments = [arg for path in manifests for arg in ("--manifest", str(path))]
+    arguments += ["--images", str(images_dir), "--images-prefix", prefix, "--output", str(output), *data_arguments(config.data, workers)]
+    result = subprocess.run([sys.executable, str(PREPARE_DATA), *arguments], check=False)
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+    report = json.loads((output / "report.json").read_text())
+    typer.echo("")
+    for label, where in (
+        ("training records", output / "train"),
+        ("validation records", output / "validation"),
+        ("label map", output / "label_map.pbtxt"),
+        ("data report", output / "report.json"),
+        ("report pictures", ", ".join(str(output / name) for name in report["pictures"].values())),
+    ):
+        typer.echo(f"  {label:<19} {where}")
