@@ -91,7 +91,8 @@ RULES: dict[str, Any] = {
 }
 # SageMaker's parameter types (ParameterType in the definition).
 TYPES: dict[str, Any] = {"String": str, "Integer": int, "Float": Annotated[float, Field(allow_inf_nan=False)], "Boolean": bool}
-_ADAPTERS = {name: TypeAdapter(rule) for name, rule in {**RULES, **TYPES}.items()}
+_RULE_ADAPTERS = {name: TypeAdapter(rule) for name, rule in RULES.items()}
+_TYPE_ADAPTERS = {kind: TypeAdapter(rule) for kind, rule in TYPES.items()}
 
 
 class ParameterError(ValueError):
@@ -119,7 +120,7 @@ def declared_parameters(definition: Mapping[str, Any]) -> dict[str, Declared]:
 
 def check_value(parameter: Declared, text: str) -> Any:
     """The value of `text` for `parameter`, of the parameter's type; ValueError saying what it must be."""
-    adapter = _ADAPTERS.get(parameter.name) if parameter.name in RULES else _ADAPTERS.get(parameter.type, _ADAPTERS["String"])
+    adapter = _RULE_ADAPTERS.get(parameter.name) or _TYPE_ADAPTERS.get(parameter.type, _TYPE_ADAPTERS["String"])
     try:
         value = adapter.validate_strings(text.strip() if parameter.type != "String" else text)
     except ValidationError as exc:

@@ -40,9 +40,8 @@ class LocalBackend:
 
     def packages(self, limit: int) -> list[Package]:
         served = self.deployer.record(self.config.endpoint_name)
-        return [
-            _package(p, serving=served is not None and served.package_arn == p.arn) for p in self.state.packages(self.config.model_package_group)
-        ][:limit]
+        newest = self.state.packages(self.config.model_package_group)[:limit]
+        return [_package(p, serving=served is not None and served.package_arn == p.arn) for p in newest]
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         """An approval deploys the package to the local endpoint at once, as the approval event does on AWS

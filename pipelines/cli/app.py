@@ -165,7 +165,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
 class Invocation:
     """One command's shared options, resolved: the configuration, and where the command works."""
 
-    command: str
     side: Side
     config_path: Path
     profile: str | None
@@ -218,7 +217,7 @@ def _invocation(name: str, side: Side, local_hint: str, values: dict[str, Any]) 
         fail("--region and --endpoint-url are for AWS; with --local, drop them", 2)
     if side is Side.BOTH and not local and state_dir is not None:
         fail("--state-dir is the local engine's: add --local to work on this machine", 2)
-    return Invocation(name, side, shared["config"], shared["profile"], local, state_dir or STATE_DIR, region, endpoint_url)
+    return Invocation(side, shared["config"], shared["profile"], local, state_dir or STATE_DIR, region, endpoint_url)
 
 
 def command(side: Side, name: str | None = None, *, local_hint: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -69,7 +69,7 @@ def run(
     does not; 2 for a wrong invocation; 130 when stopped by Ctrl-C. Steps whose inputs did not change since a
     successful run are cached. Parameters (--param) are checked as `cardamage start` checks them."""
     from pipelines.local.console import Progress, execution_outputs, relative, summary_rows
-    from pipelines.local.engine import ExecutionFailed, parameter_values
+    from pipelines.local.engine import ExecutionFailed
     from pipelines.local.expressions import DefinitionProblem
     from pipelines.local.runner import Inputs, local_definition, run_local, sample_inputs
 
@@ -85,10 +85,8 @@ def run(
         if definition_file is None:
             out.print(f"[dim]rendering the definition of {config.pipeline_name} from {relative(config.source)}...[/]")
         definition = local_definition(config, definition_file)
-        overrides = pairs(param, "--param")
-        parameter_values(definition, overrides)  # every override checked before anything runs
         inputs = Inputs(list(manifest), images, images_prefix) if manifest else sample_inputs(config)
-        result = run_local(config, state_dir, inputs, overrides, definition_file, reporter=progress.reporter(), definition=definition)
+        result = run_local(config, state_dir, inputs, pairs(param, "--param"), definition_file, reporter=progress.reporter(), definition=definition)
     except ExecutionFailed as exc:
         progress.stop()
         where = f"; log: {relative(exc.log)}" if exc.log else ""

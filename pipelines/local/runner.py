@@ -12,7 +12,7 @@ from containers.common.s3 import is_s3_uri
 from pipelines.config import Config
 from pipelines.definition import render_definition
 from pipelines.local.endpoint import LocalDeployer
-from pipelines.local.engine import Engine, ExecutionResult, Reporter
+from pipelines.local.engine import Engine, ExecutionResult, Reporter, parameter_values
 from pipelines.local.expressions import DefinitionProblem
 from pipelines.local.jobs import Images
 from pipelines.local.state import ACCOUNT, REGION, State
@@ -165,6 +165,7 @@ def run_local(
     """Render (or read, or take) the definition, stage the inputs, run it; raises ExecutionFailed or DefinitionProblem."""
     runner = engine(state_dir, reporter)
     definition = definition if definition is not None else local_definition(config, definition_file)
-    runner.validate(definition)  # before staging anything
+    runner.validate(definition)  # before staging anything, with the parameters given
+    parameter_values(definition, parameters or {})
     staged = stage(inputs or sample_inputs(config), runner.s3)
     return runner.run(definition, config.pipeline_name, {**staged, **(parameters or {})})

@@ -111,9 +111,7 @@ class State:
     def executions(self, limit: int = 20, pipeline: str | None = None) -> list[dict]:
         """The newest executions (of `pipeline`, when given), newest first."""
         with self._connect() as db:
-            if pipeline is None:
-                return [dict(row) for row in db.execute("SELECT * FROM executions ORDER BY started DESC LIMIT ?", (limit,))]
-            rows = db.execute("SELECT * FROM executions WHERE pipeline = ? ORDER BY started DESC LIMIT ?", (pipeline, limit))
+            rows = db.execute("SELECT * FROM executions WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY started DESC LIMIT ?2", (pipeline, limit))
             return [dict(row) for row in rows]
 
     def execution(self, execution: str) -> dict | None:
