@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from PIL import Image  # noqa: E402
 
-from containers.processing.manifest import object_detection_attributes  # noqa: E402
+from containers.processing.formats.groundtruth import object_detection_attributes  # noqa: E402
 from containers.processing.prepare_data import Options, prepare  # noqa: E402
 
 DATASET = "bilgi_university_car_damage"

@@ -30,3 +30,11 @@ def fraction(*, upper_open: bool = False) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def mapping_pair(text: str) -> tuple[str, str]:
+    """SOURCE=CLASS: a class name as a label file spells it, and the configured class it stands for."""
+    source, sep, target = text.partition("=")
+    if not sep or not source.strip() or not target.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not SOURCE=CLASS (for example rayure=scratch)")
+    return source.strip(), target.strip()

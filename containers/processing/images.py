@@ -24,6 +24,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .labelling import displayed_size
+
 # A 10000 x 10000 photo; larger files are refused rather than decoded (Pillow's bomb limit is 178 M pixels).
 MAX_PIXELS = 100_000_000
 JPEG_MAGIC = b"\xff\xd8\xff"  # any JPEG, including MPO phone photos (a JPEG followed by more frames)
@@ -32,7 +34,6 @@ JPEG_MODES = {"Gray": "L", "CMYK": "CMYK", "YCCK": "CMYK"}  # libjpeg-turbo colo
 EXIF_MARK = b"Exif\x00\x00"  # how an APP1 segment holding EXIF starts
 JPEG_QUALITY = 95  # for converted images
 EXIF_ORIENTATION = 0x0112
-TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # those that swap width and height
 
 
 class ImageProblem(ValueError):
@@ -41,11 +42,16 @@ class ImageProblem(ValueError):
 
 @dataclass(frozen=True)
 class Stamp:
-    """An image file's identity: its content hash (which decides its split), size and modification time."""
+    """An image file's identity (its content hash, which decides its split, its size and modification time)
+    and what its header says: the stored width and height and the EXIF orientation. The header lets the
+    labellings of an image be checked against it before one is chosen."""
 
     sha256: str
     nbytes: int
     mtime_ns: int
+    width: int = 0
+    height: int = 0
+    orientation: int = 1
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,11 @@ class Plan:
 
 
 def stamp_file(path: str | Path) -> Stamp:
-    """Read and hash one image file; raises `ImageProblem` when it cannot be read."""
+    """Read and hash one image file and read its header; raises `ImageProblem` when it cannot be read or its
+    header is not an image's."""
     data, mtime_ns = _read(path)
-    return Stamp(hashlib.sha256(data).hexdigest(), len(data), mtime_ns)
+    header = _jpeg_header(data) if data.startswith(JPEG_MAGIC) else _header(data)
+    return Stamp(hashlib.sha256(data).hexdigest(), len(data), mtime_ns, header.width, header.height, header.orientation)
 
 
 def stamp_files(paths: Sequence[str | Path]) -> list[Stamp | ImageProblem]:
@@ -122,7 +130,7 @@ def plan_image(check: ImageCheck, width: int, height: int) -> Plan:
     the image: that is an error, not something to guess about.
     """
     raw = (check.width, check.height)
-    oriented = raw[::-1] if check.orientation in TRANSPOSED_ORIENTATIONS else raw
+    oriented = displayed_size(*raw, check.orientation)
     seen = (width, height)
     if check.orientation != 1 and seen == oriented:
         transpose = True

@@ -30,17 +30,22 @@ from typing import TypeVar
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from containers.common.arguments import fraction, non_negative, positive
+from containers.common.arguments import fraction, mapping_pair, non_negative, positive
+from containers.processing import formats
+from containers.processing.formats import Context, Input, Refusal
 from containers.processing.images import ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
-from containers.processing.manifest import (
+from containers.processing.labelling import (
+    Classes,
+    InputError,
     LabelledImage,
     LabelMap,
-    LineError,
-    ManifestError,
+    Record,
+    RecordError,
     Source,
     merge_key,
-    parse_line,
-    read_lines,
+    normalise_class,
+    resolve,
+    source_ref,
 )
 from containers.processing.parallel import Workers
 from containers.processing.records import label_map_text
@@ -51,6 +56,7 @@ from containers.processing.split import SPLITS, TRAIN, VALIDATION, Item, assign_
 PROCESSING = Path("/opt/ml/processing")
 RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 SAMPLES_PER_SPLIT = 4
+BOX_FLAGS = ("difficult", "truncated", "occluded")
 T = TypeVar("T")
 
 
@@ -73,29 +79,54 @@ class Options:
     max_invalid_fraction: float = 0.05
     instance_tag: str = ""
     progress: bool = False
+    label_format: str = formats.AUTO
+    class_map: dict[str, str] = field(default_factory=dict)
+    via_attribute: str | None = None
 
 
 @dataclass
 class Ledger:
-    """Where every manifest line went: written, quarantined (with a reason) or merged.
+    """Where every record went: written, quarantined (with a reason) or merged into another record of the
+    same image. Records are quarantined at several stages (reading, choosing, writing); `quarantined`
+    lists them by input, then record."""
 
-    Lines are quarantined at several stages (parsing, reading, checking); `in_input_order` lists them by
-    manifest, then line."""
-
-    manifests: list[str]
-    lines_read: int = 0
-    quarantined: list[dict] = field(default_factory=list)
+    inputs: list[str]
+    records_read: int = 0
+    lines_read: int = 0  # of Ground Truth manifests
     merged: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+    _quarantined: list[tuple[tuple[int, int], dict]] = field(default_factory=list)
+    _positions: dict[str, int] = field(default_factory=dict)
 
     def quarantine(self, source: Source, reason: str, source_ref: str | None = None) -> None:
-        entry = {"manifest": source.manifest, "line": source.line, "reason": reason}
+        entry = source.entry() | {"reason": reason}
         if source_ref:
             entry["source_ref"] = source_ref
-        self.quarantined.append(entry)
+        if len(self._positions) != len(self.inputs):
+            self._positions = {name: index for index, name in enumerate(self.inputs)}
+        self._quarantined.append(((self._positions[source.manifest], source.line), entry))
 
-    def in_input_order(self) -> list[dict]:
-        position = {manifest: index for index, manifest in enumerate(self.manifests)}
-        return sorted(self.quarantined, key=lambda entry: (position[entry["manifest"]], entry["line"]))
+    def note(self, source: Source, note: str) -> None:
+        self.notes.append(source.entry() | {"note": note})
+
+    @property
+    def quarantined(self) -> list[dict]:
+        return [entry for _, entry in sorted(self._quarantined, key=lambda item: item[0])]
+
+    def image_refused(self, key: str, reason: str) -> None:
+        """The image itself is unusable: the labellings merged into its chosen one are quarantined too."""
+        kept = []
+        for entry in self.merged:
+            if entry["key"] != key:
+                kept.append(entry)
+                continue
+            source = Source(entry["manifest"], entry["_position"], entry.get("record", ""))
+            reason_here = f"{reason} ({key}); another labelling of this image was chosen, but the image is unusable"
+            self.quarantine(source, reason_here, entry.get("source_ref"))
+        self.merged = kept
+
+    def merged_entries(self) -> list[dict]:
+        return [{k: v for k, v in entry.items() if not k.startswith("_")} for entry in self.merged]
 
 
 def prepare(options: Options) -> dict:
@@ -103,32 +134,38 @@ def prepare(options: Options) -> dict:
 
     Raises `PreparationError` after writing a report with status "failed" when the data is unusable."""
     options.output.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger([str(path) for path in options.manifests])
-    label_map = LabelMap(options.classes)
-    attributes: dict[str, Counter] = {}
-    images: list[LabelledImage] = []
+    run = Run(options, Ledger([]), LabelMap(options.classes))
+    try:
+        run.classes = Classes(options.classes, options.class_map)
+        run.inputs = formats.inputs(options.manifests, options.label_format)
+        run.ledger.inputs = [str(source.path) for source in run.inputs]
+    except InputError as exc:
+        raise run.fail(str(exc)) from None
+    records: list[tuple[Record, int]] = []
     with Workers(options.workers) as workers:
         try:
-            stamps = _stamp_while_parsing(options, workers, _parse_manifests(options, ledger, label_map, attributes), images)
-        except ManifestError as exc:
-            raise _fail(options, ledger, label_map, attributes, str(exc)) from None
-        stamped = _stamped(_merge(images, ledger), stamps, ledger)
-        items = [Item(image.key, stamp.sha256, image.class_names) for image, stamp in stamped]
+            stamps = _stamp_while_reading(run, workers, _read_inputs(run), records)
+        except InputError as exc:
+            raise run.fail(str(exc)) from None
+        chosen = _choose(run, records, stamps)
+        items = [Item(image.key, stamp.sha256, image.class_names) for image, stamp in chosen]
         split = assign_splits(items, options.validation_fraction, options.seed)
-        batch = _write_records(options, workers, stamped, split.assignment, ledger)
+        batch = _write_records(options, workers, chosen, split.assignment, run.ledger)
     try:
-        _enforce_budget(options, ledger, label_map, attributes, batch.written)
+        _enforce_budget(run, batch.written)
     except PreparationError:
         batch.discard()
         raise
     batch.commit()
     written = batch.written
+    ledger, label_map = run.ledger, run.label_map
 
-    report = _report(options, ledger, label_map, attributes, status="succeeded")
+    report = run.report(status="succeeded")
     report["images_written"] = len(written)
     report["splits"] = {name: batch.splits[name].tally.as_dict(_class_names(label_map), batch.splits[name].shards) for name in SPLITS}
     report["images"] = _image_summary(written)
-    report["boxes"] = {"clipped": sum(w.image.clipped_boxes for w in written)}
+    report["boxes"] = _box_summary(written)
+    report["dropped_boxes"] = dict(sorted(Counter(name for w in written for name in w.image.dropped).items()))
     sizes = BoxSizes()
     for w in written:
         sizes.add(w.image.boxes, w.image.width, w.image.height)
@@ -136,9 +173,9 @@ def prepare(options: Options) -> dict:
     report["duplicate_content"] = _duplicates(written)
     report["stratification"] = [{"class": name, "moved_to_validation": key} for name, key in split.moved]
     report["warnings"] = _warnings(report)
-    accounted = report["images_written"] + len(ledger.quarantined) + len(ledger.merged)
-    if accounted != ledger.lines_read:  # an internal error, not a data problem: never ship a wrong count
-        raise RuntimeError(f"line accounting is off: {ledger.lines_read} read, {accounted} accounted for")
+    accounted = report["images_written"] + len(report["quarantined"]) + len(report["merged"])
+    if accounted != ledger.records_read:  # an internal error, not a data problem: never ship a wrong count
+        raise RuntimeError(f"record accounting is off: {ledger.records_read} read, {accounted} accounted for")
 
     (options.output / "label_map.pbtxt").write_text(label_map_text(label_map.items()), encoding="utf-8")
     pictures = _names(options, "report.png", "samples.png")
@@ -149,131 +186,193 @@ def prepare(options: Options) -> dict:
     return report
 
 
-def _parse_manifests(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter]) -> Iterator[LabelledImage]:
-    """The usable lines of every manifest, in input order; the others go to the ledger with their reason."""
-    for manifest in options.manifests:
-        name = str(manifest)
-        attributes[name] = Counter()
-        try:
-            for number, raw in read_lines(manifest):
-                ledger.lines_read += 1
-                source = Source(name, number)
-                try:
-                    image = parse_line(
-                        raw,
-                        source,
-                        ledger.lines_read,
-                        images_prefix=options.images_prefix,
-                        label_map=label_map,
-                        label_attribute=options.label_attribute,
-                    )
-                except LineError as exc:
-                    ledger.quarantine(source, str(exc), _source_ref_of(raw))
-                    continue
-                attributes[name][image.label_attribute] += 1
-                yield image
-        except FileNotFoundError:
-            raise ManifestError(f"{manifest}: no such manifest file") from None
-        except IsADirectoryError:
-            raise ManifestError(f"{manifest}: is a folder, not a manifest file") from None
-        except OSError as exc:
-            raise ManifestError(f"{manifest}: cannot read: {exc.strerror or exc}") from None
-        if options.label_attribute and not attributes[name] and ledger.lines_read:
-            raise ManifestError(
-                f"{manifest}: no line has the label attribute {options.label_attribute!r} "
-                f"(--label-attribute / data.label_attribute); see the quarantine list in the report for what the lines hold"
-            )
+@dataclass
+class Run:
+    """One preparation's state: its options, the ledger, the label map and what was found in the inputs."""
 
+    options: Options
+    ledger: Ledger
+    label_map: LabelMap
+    classes: Classes = field(default_factory=Classes)
+    inputs: list[Input] = field(default_factory=list)
+    records_per_input: Counter = field(default_factory=Counter)
+    attributes: dict[str, Counter] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
 
-def _source_ref_of(raw: bytes) -> str | None:
-    try:
-        value = json.loads(raw).get("source-ref")
-    except Exception:
-        return None
-    return value if isinstance(value, str) else None
+    def context(self) -> Context:
+        options = self.options
+        return Context(
+            images_prefix=options.images_prefix,
+            images=options.images,
+            label_attribute=options.label_attribute,
+            via_attribute=options.via_attribute,
+            classes=self.classes,
+            label_map=self.label_map,
+        )
 
-
-def _merge(images: list[LabelledImage], ledger: Ledger) -> list[LabelledImage]:
-    """One labelling per image key: the newest (by Ground Truth creation-date, then input order) wins."""
-    by_key: dict[str, list[LabelledImage]] = {}
-    for image in images:
-        by_key.setdefault(image.key, []).append(image)
-    winners = []
-    for key in sorted(by_key):
-        versions = sorted(by_key[key], key=merge_key)
-        winner = versions[-1]
-        winners.append(winner)
-        for loser in versions[:-1]:
-            rule = "newer creation-date" if loser.creation_date != winner.creation_date else "same creation-date, later in the input"
-            ledger.merged.append(
+    def report(self, *, status: str) -> dict:
+        options, ledger = self.options, self.ledger
+        used = sorted({attribute for counter in self.attributes.values() for attribute in counter})
+        return {
+            "status": status,
+            "label_attribute": (used[0] if len(used) == 1 else used) if used else None,
+            "label_attributes": {manifest: sorted(counter) for manifest, counter in self.attributes.items()},
+            "class_map": {str(label): name for label, name in self.label_map.items()},
+            "inputs": [
                 {
-                    "manifest": loser.source.manifest,
-                    "line": loser.source.line,
-                    "reason": f"same image as {winner.source} ({key}); the labels of {winner.source} were kept ({rule})",
-                    "kept": {"manifest": winner.source.manifest, "line": winner.source.line},
+                    "path": str(source.path),
+                    "format": source.format,
+                    "records": self.records_per_input[str(source.path)],
+                    "sha256": self.hashes.get(str(source.path)) or source.sha256(),
                 }
-            )
-    return winners
+                for source in self.inputs
+            ],
+            "settings": {
+                "images": str(options.images),
+                "images_prefix": options.images_prefix,
+                "label_format": options.label_format,
+                "validation_fraction": options.validation_fraction,
+                "seed": options.seed,
+                "shards": options.shards,
+                "max_invalid_fraction": options.max_invalid_fraction,
+                "classes": options.classes,
+                "class_map": dict(options.class_map),
+                "label_attribute_override": options.label_attribute,
+                "via_attribute": options.via_attribute,
+                "instance_tag": options.instance_tag or None,
+            },
+            "records_read": ledger.records_read,
+            "lines_read": ledger.lines_read,
+            "images_written": 0,
+            "dropped_boxes": {},
+            "quarantined": ledger.quarantined,
+            "merged": ledger.merged_entries(),
+            "notes": ledger.notes,
+        }
+
+    def fail(self, reason: str) -> PreparationError:
+        report = self.report(status="failed")
+        report["error"] = reason
+        _write_report(self.options, report)
+        return PreparationError(reason)
 
 
-def _stamp_while_parsing(
-    options: Options, workers: Workers, parsed: Iterable[LabelledImage], images: list[LabelledImage]
-) -> dict[str, Stamp | ImageProblem]:
-    """Hash every image named by the manifests (its content decides its split), each key once. The workers
-    hash while this process parses the lines; the parsed images are collected into `images`."""
+def _read_inputs(run: Run) -> Iterator[Record]:
+    """The usable records of every input, in input order; the others go to the ledger with their reason."""
+    context = run.context()
+    ledger = run.ledger
+    for source in run.inputs:
+        name = str(source.path)
+        run.hashes[name] = source.sha256()
+        run.attributes.setdefault(name, Counter()) if source.format == "groundtruth" else None
+        for item in formats.read(source, context):
+            ledger.records_read += 1
+            run.records_per_input[name] += 1
+            if source.format == "groundtruth":
+                ledger.lines_read += 1
+            if isinstance(item, Refusal):
+                ledger.quarantine(item.source, item.reason, item.source_ref)
+                continue
+            if item.label_attribute:
+                run.attributes[name][item.label_attribute] += 1
+            if item.note:
+                ledger.note(item.source, item.note)
+            yield item
+
+
+def _stamp_while_reading(run: Run, workers: Workers, read: Iterable[Record], records: list[tuple[Record, int]]) -> dict[str, Stamp | ImageProblem]:
+    """Hash every image named by the records and read its header (its content decides its split), each key
+    once. The workers hash while this process reads the inputs; the records are collected into `records`
+    with their position in the input."""
     keys: list[str] = []
     seen: set[str] = set()
-    folder = os.fspath(options.images)
+    folder = os.fspath(run.options.images)
 
     def paths() -> Iterator[str]:
-        for image in _progress(parsed, None, "reading manifests", options.progress):
-            images.append(image)
-            if image.key not in seen:
-                seen.add(image.key)
-                keys.append(image.key)
-                yield os.path.join(folder, image.key)
+        for record in _progress(read, None, "reading labels", run.options.progress):
+            records.append((record, run.ledger.records_read))
+            if record.key not in seen:
+                seen.add(record.key)
+                keys.append(record.key)
+                yield os.path.join(folder, record.key)
 
     results = [result for _, result in workers.map_batches(stamp_files, paths())]
     return dict(zip(keys, results, strict=True))
 
 
-def _stamped(winners: list[LabelledImage], stamps: dict[str, Stamp | ImageProblem], ledger: Ledger) -> list[tuple[LabelledImage, Stamp]]:
-    """The winners with their stamps; one whose file cannot be read is quarantined."""
-    stamped = []
-    for image in winners:
-        stamp = stamps[image.key]
+def _choose(run: Run, records: list[tuple[Record, int]], stamps: dict[str, Stamp | ImageProblem]) -> list[tuple[LabelledImage, Stamp]]:
+    """One labelling per image: the newest that can be used (the merge rule, `merge_key`). A newer labelling
+    that cannot be used (its size does not fit the file, a box is degenerate) is quarantined and the next
+    newest is tried, so a refused labelling never costs a usable one; the report says which was used."""
+    ledger, prefix = run.ledger, run.options.images_prefix
+    by_key: dict[str, list[tuple[Record, int]]] = {}
+    for record, order in records:
+        by_key.setdefault(record.key, []).append((record, order))
+    chosen = []
+    for key in sorted(by_key):
+        versions = sorted(by_key[key], key=lambda version: merge_key(*version), reverse=True)
+        stamp = stamps[key]
         if isinstance(stamp, ImageProblem):
-            ledger.quarantine(image.source, f"{stamp} ({image.key})", image.source_ref)
-        else:
-            stamped.append((image, stamp))
-    return stamped
+            for record, _ in versions:
+                ledger.quarantine(record.source, f"{stamp} ({key})", source_ref(prefix, key))
+            continue
+        winner: LabelledImage | None = None
+        refused: list[Record] = []
+        for record, order in versions:  # each is checked, so an unusable older labelling is reported as such
+            try:
+                image = resolve(record, order, (stamp.width, stamp.height), stamp.orientation, prefix, run.classes, run.label_map)
+            except RecordError as exc:
+                refused.append(record)
+                ledger.quarantine(record.source, f"{exc} ({key})", source_ref(prefix, key))
+                continue
+            if winner is None:
+                winner = image
+                if refused:
+                    newer = ", ".join(str(r.source) for r in refused)
+                    ledger.note(winner.source, f"used for {key}: the newer labelling(s) {newer} could not be used (see quarantined)")
+                continue
+            rule = "newer labelling date" if image.creation_date != winner.creation_date else "same or no labelling date, later in the input"
+            ledger.merged.append(
+                record.source.entry()
+                | {
+                    "key": key,
+                    "reason": f"same image as {winner.source} ({key}); the labels of {winner.source} were kept ({rule})",
+                    "kept": winner.source.entry(),
+                    "_position": record.source.line,
+                    "source_ref": source_ref(prefix, key),
+                }
+            )
+        if winner is None:
+            continue
+        chosen.append((winner, stamp))
+    return chosen
 
 
-def _enforce_budget(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], written: list) -> None:
-    if ledger.lines_read == 0:
-        raise _fail(options, ledger, label_map, attributes, "no usable image: the manifests hold no lines")
+def _enforce_budget(run: Run, written: list) -> None:
+    ledger = run.ledger
+    if ledger.records_read == 0:
+        raise run.fail("no usable image: the inputs hold no records")
+    quarantined = ledger.quarantined
     if not written:
-        raise _fail(
-            options, ledger, label_map, attributes, f"no usable image: all {ledger.lines_read} lines were quarantined; {_top_reasons(ledger)}"
-        )
-    share = len(ledger.quarantined) / ledger.lines_read
-    if share > options.max_invalid_fraction:
-        raise _fail(
-            options,
-            ledger,
-            label_map,
-            attributes,
-            f"{len(ledger.quarantined)} of {ledger.lines_read} lines ({share:.1%}) were quarantined, over the error budget of "
-            f"{options.max_invalid_fraction:.1%} (--max-invalid-fraction / data.max_invalid_fraction); {_top_reasons(ledger)}",
+        raise run.fail(f"no usable image: all {ledger.records_read} records were quarantined; {_top_reasons(quarantined)}")
+    share = len(quarantined) / ledger.records_read
+    if share > run.options.max_invalid_fraction:
+        raise run.fail(
+            f"{len(quarantined)} of {ledger.records_read} records ({share:.1%}) were quarantined, over the error budget of "
+            f"{run.options.max_invalid_fraction:.1%} (--max-invalid-fraction / data.max_invalid_fraction); {_top_reasons(quarantined)}"
         )
 
 
-def _top_reasons(ledger: Ledger, count: int = 3) -> str:
-    reasons = Counter(entry["reason"].split(":")[0].split(" (")[0] for entry in ledger.quarantined)
+def _top_reasons(quarantined: list[dict], count: int = 3) -> str:
+    reasons = Counter(entry["reason"].split(":")[0].split(" (")[0] for entry in quarantined)
     shown = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common(count))
-    first = ledger.in_input_order()[0] if ledger.quarantined else None
-    example = f"; first: {first['manifest']}:{first['line']}: {first['reason']}" if first else ""
-    return f"most common reasons: {shown}{example}" if shown else "no line was quarantined"
+    first = quarantined[0] if quarantined else None
+    example = f"; first: {_where(first)}: {first['reason']}" if first else ""
+    return f"most common reasons: {shown}{example}" if shown else "no record was quarantined"
+
+
+def _where(entry: dict) -> str:
+    return f"{entry['manifest']}:{entry['line']}" if "line" in entry else f"{entry['manifest']} ({entry['record']})"
 
 
 @dataclass(frozen=True)
@@ -345,6 +444,7 @@ def _write_records(options: Options, workers: Workers, stamped: list, assignment
             image, stamp = by_key[entry.key]
             if outcome.problem is not None:
                 ledger.quarantine(image.source, f"{outcome.problem} ({image.key})", image.source_ref)
+                ledger.image_refused(image.key, outcome.problem)
                 continue
             written.append(Written(image, stamp, outcome.plan, split))
             splits[split].tally.add(image.boxes)
@@ -405,49 +505,28 @@ def _warnings(report: dict) -> list[str]:
     if report["duplicate_content"]:
         extra = sum(len(group["keys"]) - 1 for group in report["duplicate_content"])
         warnings.append(f"{extra} image(s) repeat the content of another key (kept, in the same split)")
+    for name, count in report["dropped_boxes"].items():
+        warnings.append(f"{count} box(es) of class {name!r} dropped: not one of the classes and not mapped (data.class_map / --class-map)")
+    if report["boxes"]["crowd_skipped"]:
+        warnings.append(f"{report['boxes']['crowd_skipped']} COCO crowd box(es) (iscrowd 1) not trained on")
     empty = sum(report["splits"][split]["images_without_boxes"] for split in SPLITS)
     if empty:
         warnings.append(f"{empty} image(s) have no boxes (kept as background examples)")
     return warnings
 
 
-def _class_names(label_map: LabelMap) -> list[str]:
-    return [name for _, name in label_map.items()]
-
-
-def _report(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], *, status: str) -> dict:
-    used = sorted({attribute for counter in attributes.values() for attribute in counter})
+def _box_summary(written: list[Written]) -> dict:
+    """Boxes clipped to their image, crowd boxes skipped, and the boxes kept with each flag a format records."""
+    flags = Counter(flag for w in written for box in w.image.boxes for flag in box.flags)
     return {
-        "status": status,
-        "label_attribute": used[0] if len(used) == 1 else used,
-        "label_attributes": {manifest: sorted(counter) for manifest, counter in attributes.items()},
-        "class_map": {str(label): name for label, name in label_map.items()},
-        "inputs": {
-            "manifests": [str(path) for path in options.manifests],
-            "images": str(options.images),
-            "images_prefix": options.images_prefix,
-        },
-        "settings": {
-            "validation_fraction": options.validation_fraction,
-            "seed": options.seed,
-            "shards": options.shards,
-            "max_invalid_fraction": options.max_invalid_fraction,
-            "classes": options.classes,
-            "label_attribute_override": options.label_attribute,
-            "instance_tag": options.instance_tag or None,
-        },
-        "lines_read": ledger.lines_read,
-        "images_written": 0,
-        "quarantined": ledger.in_input_order(),
-        "merged": ledger.merged,
+        "clipped": sum(w.image.clipped_boxes for w in written),
+        "crowd_skipped": sum(w.image.crowd for w in written),
+        **{flag: flags[flag] for flag in BOX_FLAGS},
     }
 
 
-def _fail(options: Options, ledger: Ledger, label_map: LabelMap, attributes: dict[str, Counter], reason: str) -> PreparationError:
-    report = _report(options, ledger, label_map, attributes, status="failed")
-    report["error"] = reason
-    _write_report(options, report)
-    return PreparationError(reason)
+def _class_names(label_map: LabelMap) -> list[str]:
+    return [name for _, name in label_map.items()]
 
 
 def _names(options: Options, *names: str) -> list[str]:
@@ -479,21 +558,6 @@ def _progress(iterable: Iterable[T], total: int | None, description: str, enable
     return advance()
 
 
-def manifest_files(paths: Iterable[Path]) -> list[Path]:
-    """The manifest files named: a folder stands for the files in it (as a Processing input with
-    ShardedByS3Key downloads this instance's slice), in name order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not found:
-                raise PreparationError(f"{path}: the manifest folder is empty")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
 def instance_tag(resource_config: Path) -> str:
     """This instance's name when several instances run the job (their outputs share one S3 prefix)."""
     try:
@@ -507,9 +571,29 @@ def instance_tag(resource_config: Path) -> str:
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="prepare_data.py",
-        description="Ground Truth bounding-box manifests + images -> TFRecords, label map and data report.",
+        description="Labelled images (Ground Truth, COCO, VOC, YOLO, Label Studio, CVAT, VIA) -> TFRecords, label map and data report.",
     )
-    parser.add_argument("--manifest", action="append", type=Path, help="a manifest file or a folder of them (repeatable; default: %(default)s)")
+    parser.add_argument(
+        "--manifest",
+        action="append",
+        type=Path,
+        help="a labels file or a folder of them, in any format below (repeatable; default: /opt/ml/processing/input/manifests)",
+    )
+    parser.add_argument(
+        "--label-format",
+        choices=(formats.AUTO, *formats.FORMATS),
+        default=formats.AUTO,
+        help="the inputs' format (default: %(default)s, told from each input's content)",
+    )
+    parser.add_argument(
+        "--class-map",
+        action="append",
+        type=mapping_pair,
+        default=[],
+        metavar="SOURCE=CLASS",
+        help="a class name of the labels onto one of --classes (repeatable; case and spaces do not count)",
+    )
+    parser.add_argument("--via-attribute", default=None, help="the VIA region attribute holding the class (default: the only one used)")
     parser.add_argument(
         "--images", type=Path, default=PROCESSING / "input" / "images", help="local folder standing for --images-prefix (default: %(default)s)"
     )
@@ -527,7 +611,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--max-invalid-fraction",
         type=fraction(),
         default=0.05,
-        help="fail when a larger share of lines is quarantined (default: %(default)s)",
+        help="fail when a larger share of records is quarantined (default: %(default)s)",
     )
     parser.add_argument(
         "--instance-tag", default=None, help="names this instance's files when several share an output (default: from the resource config)"
@@ -538,8 +622,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if classes is not None and (len(set(classes)) != len(classes) or not all(classes)):
         parser.error("--classes must list distinct, non-empty class names")
+    class_map = dict(args.class_map)
+    if len({normalise_class(source) for source, _ in args.class_map}) != len(args.class_map):
+        parser.error("--class-map names a source class twice")
     return Options(
-        manifests=manifest_files(args.manifest or [PROCESSING / "input" / "manifests"]),
+        manifests=args.manifest or [PROCESSING / "input" / "manifests"],
+        label_format=args.label_format,
+        class_map=class_map,
+        via_attribute=args.via_attribute,
         images=args.images,
         images_prefix=args.images_prefix,
         output=args.output,
@@ -571,13 +661,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_summary(options: Options, report: dict) -> None:
     train, validation = report["splits"][TRAIN], report["splits"][VALIDATION]
+    formats_used = Counter(entry["format"] for entry in report["inputs"])
     print(
-        f"prepare_data: {report['lines_read']} lines read from {len(options.manifests)} manifest(s): "
+        f"prepare_data: {report['records_read']} records read from {len(report['inputs'])} input(s) "
+        f"({', '.join(f'{n} {name}' for name, n in sorted(formats_used.items()))}): "
         f"{report['images_written']} images written (train {train['images_total']}, validation {validation['images_total']}), "
         f"{len(report['quarantined'])} quarantined, {len(report['merged'])} merged"
     )
     for warning in report["warnings"]:
         print(f"prepare_data: warning: {warning}")
+    for entry in report["quarantined"][:10]:
+        print(f"prepare_data: quarantined: {_where(entry)}: {entry['reason']}")
+    if len(report["quarantined"]) > 10:
+        print(f"prepare_data: ... {len(report['quarantined']) - 10} more quarantined records in report.json")
     print(f"prepare_data: outputs in {options.output}")
 
 

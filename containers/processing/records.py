@@ -26,7 +26,7 @@ from pathlib import Path
 
 import google_crc32c
 
-from .manifest import Box
+from .labelling import Box
 
 _KEYS = {field: bytes([field << 3 | 2]) for field in (1, 2, 3)}  # length-delimited fields 1-3
 _ONE_BYTE = [bytes([value]) for value in range(0x80)]

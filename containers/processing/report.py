@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from containers.common.pictures import class_colour
 
-from .manifest import Box
+from .labelling import Box
 from .split import SPLITS
 
 SMALL_BOX = 32  # COCO's "small" objects: under 32 x 32 pixels

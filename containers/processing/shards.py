@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import ImageProblem, Plan, Stamp, check_bytes, encode_image, plan_image, read_stamped
-from .manifest import Box
+from .labelling import Box
 from .records import ShardWriter, build_example
 
 

@@ -13,7 +13,7 @@ from containers.common.pictures import PALETTE, class_colour, draw_detections, s
 from containers.evaluation import pictures as evaluation_pictures
 from containers.inference.inference import RequestError
 from containers.processing import report
-from containers.processing.manifest import Box
+from containers.processing.labelling import Box
 from tests.containers.inference.helpers import detection
 from tests.support import jpeg_bytes
 

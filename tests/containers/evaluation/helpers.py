@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from containers.processing.manifest import Box
+from containers.processing.labelling import Box
 from containers.processing.records import ShardWriter, build_example
 from tests.support import jpeg_bytes
 

@@ -102,12 +102,12 @@ def test_a_corpus_of_bad_lines_and_images_is_accounted_for_line_by_line(dataset,
     assert reasons[("first.manifest", 6)].startswith("no bounding-box label attribute")
     assert reasons[("first.manifest", 7)].startswith("corrupt or truncated JPEG") and "broken/truncated.jpg" in reasons[("first.manifest", 7)]
     assert reasons[("first.manifest", 8)].startswith("image file not found (missing/nowhere.jpg)")
-    assert reasons[("first.manifest", 9)].startswith("annotation 0: degenerate box")
+    assert reasons[("first.manifest", 9)].startswith("box 0 (dent): degenerate box")
     assert [(Path(m["manifest"]).name, m["line"]) for m in report["merged"]] == [("first.manifest", 1)]
     assert Path(report["merged"][0]["kept"]["manifest"]).name == "second.manifest"
-    assert report["lines_read"] == 15
+    assert report["lines_read"] == report["records_read"] == 15
     assert report["images_written"] == 9
-    assert report["lines_read"] == report["images_written"] + len(report["quarantined"]) + len(report["merged"])
+    assert report["records_read"] == report["images_written"] + len(report["quarantined"]) + len(report["merged"])
     assert report["images"] == {
         "passed_through": 6,
         "converted": {"EXIF orientation 6": 1, "PNG, mode RGBA": 1, "mode L": 1},
@@ -157,7 +157,7 @@ def test_over_the_error_budget_the_job_fails_after_writing_its_report(dataset, t
     lines = [dataset.labelled(f"a/{i}.jpg") for i in range(8)] + [dataset.line(f"gone/{i}.jpg") for i in range(2)]
     manifest = dataset.manifest("m.manifest", lines)
     with pytest.raises(
-        PreparationError, match=r"2 of 10 lines \(20\.0%\) were quarantined, over the error budget of 10\.0%.*image file not found \(2\)"
+        PreparationError, match=r"2 of 10 records \(20\.0%\) were quarantined, over the error budget of 10\.0%.*image file not found \(2\)"
     ):
         run(dataset, [manifest], tmp_path / "out", max_invalid_fraction=0.1)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -167,9 +167,9 @@ def test_over_the_error_budget_the_job_fails_after_writing_its_report(dataset, t
 
 
 def test_no_usable_image_and_an_empty_manifest_fail_clearly(dataset, tmp_path):
-    with pytest.raises(PreparationError, match="no usable image: all 2 lines were quarantined; most common reasons: image file not found"):
+    with pytest.raises(PreparationError, match="no usable image: all 2 records were quarantined; most common reasons: image file not found"):
         run(dataset, [dataset.manifest("m.manifest", [dataset.line("a.jpg"), dataset.line("b.jpg")])], tmp_path / "out")
-    with pytest.raises(PreparationError, match="no usable image: the manifests hold no lines"):
+    with pytest.raises(PreparationError, match="no usable image: the inputs hold no records"):
         run(dataset, [dataset.manifest("empty.manifest", ["", "  "])], tmp_path / "out2")
 
 
@@ -270,7 +270,7 @@ def test_failures_exit_non_zero_with_one_line_and_no_traceback(dataset, tmp_path
         )
         == 1
     )
-    assert "absent.manifest: no such manifest file" in capsys.readouterr().err
+    assert "absent.manifest: no such file or folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["--manifest", str(manifest), "--images-prefix", PREFIX, "--validation-fraction", "1.5"])
     assert exit_info.value.code == 2

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from containers.processing.manifest import Box
+from containers.processing.labelling import Box
 from containers.processing.records import (
     ShardWriter,
     build_example,
