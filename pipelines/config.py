@@ -13,9 +13,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
+from containers.processing.formats import AUTO, FORMATS
+from containers.processing.labelling import normalise_class
 from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
@@ -64,9 +77,15 @@ class SampleConfig(_Section):
     images_prefix: S3Uri
 
 
+LabelFormat = Literal[AUTO, *FORMATS]  # type: ignore[valid-type]
+
+
 class DataConfig(_Section):
     label_attribute: Annotated[str, Field(min_length=1)] | None = None
     classes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = ["dent", "scratch"]
+    class_map: dict[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]] = {}
+    label_format: LabelFormat = AUTO
+    via_attribute: Annotated[str, Field(min_length=1)] | None = None
     validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     split_seed: Annotated[int, Field(ge=0)] = 2021
     shards: Annotated[int, Field(ge=1, le=1024)] = 4
@@ -85,6 +104,23 @@ class DataConfig(_Section):
             if bad:
                 raise ValueError(f"class names may not contain quotes or backslashes, or start/end with spaces: {bad}")
         return classes
+
+    @field_validator("class_map")
+    @classmethod
+    def _class_map_onto_classes(cls, class_map: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # The rule PrepareData applies (containers/processing/labelling.py, Classes): names match whatever
+        # their case and spacing, and a map's target must be one of the classes.
+        sources = [normalise_class(source) for source in class_map]
+        repeated = sorted({source for i, source in enumerate(sources) if source in sources[:i]})
+        if repeated:
+            raise ValueError(f"names a source class twice (case and spaces do not count): {repeated}")
+        classes = info.data.get("classes")
+        if classes is not None:
+            known = {normalise_class(name) for name in classes}
+            unknown = {source: target for source, target in class_map.items() if normalise_class(target) not in known}
+            if unknown:
+                raise ValueError(f"maps onto names that are not in data.classes {classes}: {unknown}")
+        return class_map
 
 
 class TrainingConfig(_Section):

@@ -73,6 +73,12 @@ def data_arguments(data: DataConfig, workers: int | None = None) -> list[str]:
         arguments += ["--classes", ",".join(data.classes)]
     if data.label_attribute:
         arguments += ["--label-attribute", data.label_attribute]
+    for source, target in data.class_map.items():
+        arguments += ["--class-map", f"{source}={target}"]
+    if data.label_format != "auto":
+        arguments += ["--label-format", data.label_format]
+    if data.via_attribute:
+        arguments += ["--via-attribute", data.via_attribute]
     if workers or data.processing.workers:
         arguments += ["--workers", str(workers or data.processing.workers)]
     return arguments

@@ -40,13 +40,9 @@ from containers.processing.labelling import (
     LabelledImage,
     LabelMap,
     Record,
-    RecordError,
-    Source,
-    merge_key,
     normalise_class,
-    resolve,
-    source_ref,
 )
+from containers.processing.ledger import Ledger, choose, where
 from containers.processing.parallel import Workers
 from containers.processing.records import label_map_text
 from containers.processing.report import BoxSizes, Sample, SplitTally, save_samples_picture, save_summary_picture
@@ -84,51 +80,6 @@ class Options:
     via_attribute: str | None = None
 
 
-@dataclass
-class Ledger:
-    """Where every record went: written, quarantined (with a reason) or merged into another record of the
-    same image. Records are quarantined at several stages (reading, choosing, writing); `quarantined`
-    lists them by input, then record."""
-
-    inputs: list[str]
-    records_read: int = 0
-    lines_read: int = 0  # of Ground Truth manifests
-    merged: list[dict] = field(default_factory=list)
-    notes: list[dict] = field(default_factory=list)
-    _quarantined: list[tuple[tuple[int, int], dict]] = field(default_factory=list)
-    _positions: dict[str, int] = field(default_factory=dict)
-
-    def quarantine(self, source: Source, reason: str, source_ref: str | None = None) -> None:
-        entry = source.entry() | {"reason": reason}
-        if source_ref:
-            entry["source_ref"] = source_ref
-        if len(self._positions) != len(self.inputs):
-            self._positions = {name: index for index, name in enumerate(self.inputs)}
-        self._quarantined.append(((self._positions[source.manifest], source.line), entry))
-
-    def note(self, source: Source, note: str) -> None:
-        self.notes.append(source.entry() | {"note": note})
-
-    @property
-    def quarantined(self) -> list[dict]:
-        return [entry for _, entry in sorted(self._quarantined, key=lambda item: item[0])]
-
-    def image_refused(self, key: str, reason: str) -> None:
-        """The image itself is unusable: the labellings merged into its chosen one are quarantined too."""
-        kept = []
-        for entry in self.merged:
-            if entry["key"] != key:
-                kept.append(entry)
-                continue
-            source = Source(entry["manifest"], entry["_position"], entry.get("record", ""))
-            reason_here = f"{reason} ({key}); another labelling of this image was chosen, but the image is unusable"
-            self.quarantine(source, reason_here, entry.get("source_ref"))
-        self.merged = kept
-
-    def merged_entries(self) -> list[dict]:
-        return [{k: v for k, v in entry.items() if not k.startswith("_")} for entry in self.merged]
-
-
 def prepare(options: Options) -> dict:
     """Run the whole preparation; returns the report (also written to the output folder).
 
@@ -147,7 +98,7 @@ def prepare(options: Options) -> dict:
             stamps = _stamp_while_reading(run, workers, _read_inputs(run), records)
         except InputError as exc:
             raise run.fail(str(exc)) from None
-        chosen = _choose(run, records, stamps)
+        chosen = choose(records, stamps, run.ledger, options.images_prefix, run.classes, run.label_map)
         items = [Item(image.key, stamp.sha256, image.class_names) for image, stamp in chosen]
         split = assign_splits(items, options.validation_fraction, options.seed)
         batch = _write_records(options, workers, chosen, split.assignment, run.ledger)
@@ -300,54 +251,6 @@ def _stamp_while_reading(run: Run, workers: Workers, read: Iterable[Record], rec
     return dict(zip(keys, results, strict=True))
 
 
-def _choose(run: Run, records: list[tuple[Record, int]], stamps: dict[str, Stamp | ImageProblem]) -> list[tuple[LabelledImage, Stamp]]:
-    """One labelling per image: the newest that can be used (the merge rule, `merge_key`). A newer labelling
-    that cannot be used (its size does not fit the file, a box is degenerate) is quarantined and the next
-    newest is tried, so a refused labelling never costs a usable one; the report says which was used."""
-    ledger, prefix = run.ledger, run.options.images_prefix
-    by_key: dict[str, list[tuple[Record, int]]] = {}
-    for record, order in records:
-        by_key.setdefault(record.key, []).append((record, order))
-    chosen = []
-    for key in sorted(by_key):
-        versions = sorted(by_key[key], key=lambda version: merge_key(*version), reverse=True)
-        stamp = stamps[key]
-        if isinstance(stamp, ImageProblem):
-            for record, _ in versions:
-                ledger.quarantine(record.source, f"{stamp} ({key})", source_ref(prefix, key))
-            continue
-        winner: LabelledImage | None = None
-        refused: list[Record] = []
-        for record, order in versions:  # each is checked, so an unusable older labelling is reported as such
-            try:
-                image = resolve(record, order, (stamp.width, stamp.height), stamp.orientation, prefix, run.classes, run.label_map)
-            except RecordError as exc:
-                refused.append(record)
-                ledger.quarantine(record.source, f"{exc} ({key})", source_ref(prefix, key))
-                continue
-            if winner is None:
-                winner = image
-                if refused:
-                    newer = ", ".join(str(r.source) for r in refused)
-                    ledger.note(winner.source, f"used for {key}: the newer labelling(s) {newer} could not be used (see quarantined)")
-                continue
-            rule = "newer labelling date" if image.creation_date != winner.creation_date else "same or no labelling date, later in the input"
-            ledger.merged.append(
-                record.source.entry()
-                | {
-                    "key": key,
-                    "reason": f"same image as {winner.source} ({key}); the labels of {winner.source} were kept ({rule})",
-                    "kept": winner.source.entry(),
-                    "_position": record.source.line,
-                    "source_ref": source_ref(prefix, key),
-                }
-            )
-        if winner is None:
-            continue
-        chosen.append((winner, stamp))
-    return chosen
-
-
 def _enforce_budget(run: Run, written: list) -> None:
     ledger = run.ledger
     if ledger.records_read == 0:
@@ -367,12 +270,8 @@ def _top_reasons(quarantined: list[dict], count: int = 3) -> str:
     reasons = Counter(entry["reason"].split(":")[0].split(" (")[0] for entry in quarantined)
     shown = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common(count))
     first = quarantined[0] if quarantined else None
-    example = f"; first: {_where(first)}: {first['reason']}" if first else ""
+    example = f"; first: {where(first)}: {first['reason']}" if first else ""
     return f"most common reasons: {shown}{example}" if shown else "no record was quarantined"
-
-
-def _where(entry: dict) -> str:
-    return f"{entry['manifest']}:{entry['line']}" if "line" in entry else f"{entry['manifest']} ({entry['record']})"
 
 
 @dataclass(frozen=True)
@@ -671,7 +570,7 @@ def _print_summary(options: Options, report: dict) -> None:
     for warning in report["warnings"]:
         print(f"prepare_data: warning: {warning}")
     for entry in report["quarantined"][:10]:
-        print(f"prepare_data: quarantined: {_where(entry)}: {entry['reason']}")
+        print(f"prepare_data: quarantined: {where(entry)}: {entry['reason']}")
     if len(report["quarantined"]) > 10:
         print(f"prepare_data: ... {len(report['quarantined']) - 10} more quarantined records in report.json")
     print(f"prepare_data: outputs in {options.output}")

@@ -124,7 +124,14 @@ def save_summary_picture(report: dict, sizes: BoxSizes, path: Path) -> None:
             counts = [report["splits"][split][what][name] for name in class_names]
             bars = ax.bar(positions + offset, counts, width=0.4, label=split, color="#4363d8" if split == "train" else "#f58231")
             ax.bar_label(bars, fontsize=8)
-        ax.set_xticks(positions, class_names)
+        ticks, names = list(positions), list(class_names)
+        dropped = report.get("dropped_boxes") or {}
+        if what == "boxes" and dropped:  # boxes of classes outside data.classes: read, counted, not trained on
+            extra = np.arange(len(class_names), len(class_names) + len(dropped))
+            bars = ax.bar(extra, list(dropped.values()), width=0.6, color="#a9a9a9", label="dropped (not a class)")
+            ax.bar_label(bars, fontsize=8)
+            ticks, names = [*ticks, *extra], [*names, *dropped]
+        ax.set_xticks(ticks, names, rotation=30 if len(names) > 6 else 0)
         ax.set_title(f"{what.capitalize()} per class")
         ax.legend()
     scatter, hist = axes[1, 0], axes[1, 1]
@@ -150,7 +157,7 @@ def save_summary_picture(report: dict, sizes: BoxSizes, path: Path) -> None:
     fig.suptitle(
         f"{report['images_written']} images written "
         f"(train {report['splits']['train']['images_total']}, validation {report['splits']['validation']['images_total']}); "
-        f"{report['lines_read']} lines read, {quarantined} quarantined, {len(report['merged'])} merged"
+        f"{report['records_read']} records read, {quarantined} quarantined, {len(report['merged'])} merged"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=80, metadata={"Software": None})

@@ -4,12 +4,13 @@
     commands.py        on AWS or here (--local): executions, models, approve, reject, deploy; and config
     aws_commands.py    the AWS pipeline: definition (offline), upsert, start, wait, label
     local_commands.py  this machine: run, serve, predict, tensorboard, prepare-data
+    data_commands.py   labels in: import-labels (offline), and the label options prepare-data shares
     output.py          tables, moments and durations
 
 Every command takes `--config FILE` (default `./pipeline.yaml`) and `--profile NAME`.
 """
 
-from pipelines.cli import aws_commands, commands, local_commands  # noqa: F401  (each registers its commands)
+from pipelines.cli import aws_commands, commands, data_commands, local_commands  # noqa: F401  (each registers its commands)
 from pipelines.cli.app import app
 
 __all__ = ["app"]

@@ -26,6 +26,7 @@ from pipelines.backends import BackendError
 from pipelines.backends.local import LocalBackend
 from pipelines.cli.app import Invocation, Side, command, fail, pairs
 from pipelines.cli.aws_commands import ParamOption
+from pipelines.cli.data_commands import ClassMapOption, LabelFormatOption, label_choices
 from pipelines.cli.output import console, duration, table
 
 PREPARE_DATA = Path(containers.__file__).resolve().parent / "processing" / "prepare_data.py"
@@ -246,11 +247,17 @@ def prepare_data(
     manifest: Annotated[
         list[Path] | None,
         typer.Option(
-            "--manifest", "-m", metavar="MANIFEST", help="A Ground Truth manifest, or a folder of them (repeatable). Default: the bundled sample."
+            "--manifest",
+            "-m",
+            metavar="LABELS",
+            help="Labels in any format PrepareData reads (a Ground Truth manifest, a COCO / Label Studio / VIA JSON, VOC or CVAT XML, a YOLO "
+            "folder), or a folder of them (repeatable). Default: the bundled sample.",
         ),
     ] = None,
     images: ImagesOption = None,
     images_prefix: ImagesPrefixOption = None,
+    label_format: LabelFormatOption = None,
+    class_map: ClassMapOption = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -261,7 +268,7 @@ def prepare_data(
         int | None, typer.Option("--workers", metavar="N", min=1, help="Worker processes (default: data.processing.workers, else one per core).")
     ] = None,
 ) -> None:
-    """Prepare training data here: the PrepareData program on manifests (default: the bundled sample).
+    """Prepare training data here: the PrepareData program on labels (default: the bundled sample).
 
     It runs the same program, with the same arguments from pipeline.yaml, as the pipeline's Processing job."""
     from steps.prepare_data import data_arguments
@@ -279,7 +286,9 @@ def prepare_data(
         images_dir, prefix = images or config.path(sample.images), images_prefix or sample.images_prefix
     output = output or cli.state_dir / "prepared-data"
     arguments = [arg for path in manifests for arg in ("--manifest", str(path))]
-    arguments += ["--images", str(images_dir), "--images-prefix", prefix, "--output", str(output), *data_arguments(config.data, workers)]
+    chosen_format, mapping = label_choices(cli, label_format, class_map)
+    data = config.data.model_copy(update={"label_format": chosen_format, "class_map": mapping})
+    arguments += ["--images", str(images_dir), "--images-prefix", prefix, "--output", str(output), *data_arguments(data, workers)]
     result = subprocess.run([sys.executable, str(PREPARE_DATA), *arguments], check=False)
     if result.returncode != 0:
         raise typer.Exit(result.returncode)

@@ -54,6 +54,26 @@ def test_the_readme_documents_the_defaults_an_empty_file_gets():
         assert actual == value, key
 
 
+def test_the_commented_severity_profile_is_a_valid_configuration():
+    """pipeline.yaml shows a severity detector as a commented profile; uncommented, it loads and maps."""
+    lines = (ROOT / "pipeline.yaml").read_text().splitlines()
+    start = lines.index("  # severity:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #") or (block and not line.startswith("  #   ")):
+            break
+        block.append("  " + line[4:])
+    text = "\n".join(lines[:start] + block + lines[start + len(block) :]) + "\n"
+    config = parse_config(text, base_dir=ROOT, profile="severity")
+    assert config.data.classes[:3] == ["minor-dent", "moderate-dent", "severe-dent"]
+    assert config.data.class_map["deep-scratch"] == "severe-scratch"
+    from steps.prepare_data import data_arguments
+
+    arguments = data_arguments(config.data)
+    assert arguments[arguments.index("--classes") + 1].startswith("minor-dent,moderate-dent,severe-dent,")
+    assert "light-dent=minor-dent" in arguments
+
+
 def test_defaults_fill_an_empty_file():
     config = parse_config("")
     assert config.data.validation_fraction == 0.2 and config.data.sample is None
@@ -84,6 +104,9 @@ def test_defaults_fill_an_empty_file():
         ("data:\n  sample:\n    images: x\n", "pipeline.yaml:2: data.sample.manifests: required key is missing"),
         ("data:\n  sample:\n    manifests: [a]\n    images: x\n    images_prefix: http://x\n", "data.sample.images_prefix: must be an S3 URI"),
         ("project:\n  name: 'car damage'\n", "project.name: must match"),
+        ("data:\n  class_map: {rayure: paint}\n", "pipeline.yaml:2: data.class_map: maps onto names that are not in data.classes"),
+        ("data:\n  class_map: {Rayure: scratch, ' rayure': dent}\n", "data.class_map: names a source class twice (case and spaces do not count)"),
+        ("data:\n  label_format: png\n", "data.label_format: must be one of 'auto', 'groundtruth', 'coco'"),
     ],
 )
 def test_an_impossible_value_names_its_key_and_line(text, expected):
@@ -92,7 +115,8 @@ def test_an_impossible_value_names_its_key_and_line(text, expected):
 
 def test_an_unknown_key_is_named_with_the_keys_that_exist():
     message = problems("data:\n  shards: 2\n  validaton_fraction: 0.3\n")
-    assert "pipeline.yaml:3: data.validaton_fraction: unknown key (expected one of: label_attribute, classes, validation_fraction" in message
+    expected = "pipeline.yaml:3: data.validaton_fraction: unknown key (expected one of: label_attribute, classes, class_map, label_format"
+    assert expected + ", via_attribute, validation_fraction" in message
     assert "pipeline.yaml:1: nonsense: unknown key (expected one of: project, aws, data, pipeline, training" in problems("nonsense: 1\n")
 
 
