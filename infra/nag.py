@@ -122,6 +122,19 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
             "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
         ),
     )
+    trigger = stack.trigger.function
+    labels_prefix, snapshots_prefix = config.labels_prefix(data.bucket_name).key, config.snapshots_prefix(data.bucket_name).key
+    acknowledge(
+        trigger.role,
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
+        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{labels_prefix}*]", "Teams upload label exports under labels/<batch>/, any name"),
+        (
+            f"AwsSolutions-IAM5[Resource::{f'{_arn_of(data)}/{output_prefix}*' if output_bucket == data.bucket_name else labels}]",
+            "Ground Truth writes <prefix>/<job>/manifests/output/output.manifest",
+        ),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{snapshots_prefix}*]", "Each snapshot is written under snapshots/<id>/, named when taken"),
+    )
     acknowledge(
         stack,
         (

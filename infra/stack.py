@@ -12,7 +12,7 @@ from infra.monitoring import Monitoring
 from infra.pipeline import Pipeline
 from infra.roles import Roles
 from infra.storage import Storage
-from infra.triggers import NewManifestTrigger
+from infra.triggers import NewLabelsTrigger
 from pipelines.config import Config
 from steps.context import PLACEHOLDERS
 
@@ -42,7 +42,7 @@ class WorkflowStack(Stack):
             "DeployFunctionArn": self.deployment.function.function_arn,
         }
         self.pipeline = Pipeline(self, "Pipeline", config=config, definition=definition, values=self.values, role_arn=self.roles.pipeline.role_arn)
-        self.trigger = NewManifestTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
+        self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.storage.key, pipeline_arn=self.pipeline.pipeline_arn)
         nag.acknowledge_workflow(self, config)
         # What pipeline.yaml's `aws` section takes, for the CLI against this stack's resources.

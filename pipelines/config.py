@@ -305,6 +305,14 @@ class Config(_Section):
         """The ImagesS3Prefix parameter's default: the prefix the labels' image references start with."""
         return parse_s3_uri(self.pipeline.images_prefix) if self.pipeline.images_prefix else S3Location(data_bucket, "images/")
 
+    def labels_prefix(self, data_bucket: str) -> S3Location:
+        """Where teams upload label exports in any format (`labels/<batch>/...`); the new-data trigger listens there."""
+        return S3Location(data_bucket, "labels/")
+
+    def snapshots_prefix(self, data_bucket: str) -> S3Location:
+        """Where dataset snapshots go: `<id>/snapshot.json` and `<id>/inputs/`, what an execution trains on."""
+        return S3Location(data_bucket, "snapshots/")
+
     def labeling_output(self, data_bucket: str) -> S3Location:
         """Where Ground Truth writes its labels, and where the new-data trigger listens (a prefix: it ends in `/`)."""
         if not self.labeling.output_prefix:

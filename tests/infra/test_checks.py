@@ -104,11 +104,15 @@ def test_a_codecommit_source_is_a_repository_name(synthesize):
 def test_a_labelling_prefix_in_another_bucket_is_read_and_watched_there(synthesize):
     text = with_infrastructure("", {"  output_prefix: null\n": "  output_prefix: s3://labelling-team/car-damage/gt\n"})
     template = synthesize(text).template_json()
-    rule = template["Resources"][logical_id(template, "AWS::Events::Rule", "OnNewManifest")]["Properties"]
+    rule = template["Resources"][logical_id(template, "AWS::Events::Rule", "OnNewGroundTruthManifest")]["Properties"]
     assert rule["EventPattern"]["detail"] == {
         "bucket": {"name": ["labelling-team"]},
         "object": {"key": [{"wildcard": "car-damage/gt/*/manifests/output/output.manifest"}]},
     }
+    labels = template["Resources"][logical_id(template, "AWS::Events::Rule", "OnNewLabels")]["Properties"]
+    assert labels["EventPattern"]["detail"]["object"] == {"key": [{"prefix": "labels/"}]}
+    trigger = statements_of(template, "TriggerFunctionRole")
+    assert "labelling-team/car-damage/gt/*" in json.dumps(trigger["ReadLabelledInputs"]["Resource"])
     statements = statements_of(template, "SageMakerExecution")
     assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team/car-damage/gt/*"]]} in statements["ReadLabelledData"][
         "Resource"

@@ -68,12 +68,16 @@ def test_the_pipeline_role_passes_only_the_execution_role_to_sagemaker_and_invok
     assert not any(a.startswith(("s3:Put", "s3:Delete")) for s in statements.values() for a in actions(s))
 
 
-def test_the_trigger_role_only_starts_this_pipeline(workflow, workflow_template):
+def test_the_trigger_role_starts_this_pipeline_reads_labels_and_writes_only_snapshots(workflow, workflow_template):
     statements = statements_of(workflow_template, "TriggerFunctionRole")
     start = statements["StartThePipeline"]
     assert actions(start) == ["sagemaker:StartPipelineExecution"]
     assert json.dumps(start["Resource"]).endswith(f':pipeline/{workflow.config.pipeline_name}"]]}}')
-    assert set(statements) == {"StartThePipeline", "WriteOwnLogs"}
+    read = json.dumps(statements["ReadLabelledInputs"]["Resource"])
+    assert all(f"/{prefix}*" in read for prefix in ("labels/", "ground-truth/", "snapshots/")) and "images/" not in read
+    assert actions(statements["WriteSnapshots"]) == ["s3:PutObject"]
+    assert json.dumps(statements["WriteSnapshots"]["Resource"]).count("/snapshots/*") == 1
+    assert set(statements) >= {"StartThePipeline", "WriteOwnLogs", "ListLabelledInputs", "ReadLabelledInputs", "WriteSnapshots"}
 
 
 def test_the_deploy_role_manages_our_endpoint_and_passes_only_the_execution_role(workflow, workflow_template):

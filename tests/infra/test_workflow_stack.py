@@ -162,20 +162,33 @@ def test_an_approval_in_our_group_and_the_endpoint_in_service_invoke_the_deploy_
         assert target["Arn"] == function and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
 
 
-def test_a_new_ground_truth_manifest_starts_the_pipeline_through_the_trigger_function(workflow, workflow_template):
+def test_new_ground_truth_manifests_and_label_exports_start_the_pipeline_through_the_trigger_function(workflow, workflow_template):
     data = logical_id(workflow_template, "AWS::S3::Bucket", "Data")
-    rule = workflow_template["Resources"][logical_id(workflow_template, "AWS::Events::Rule", "OnNewManifest")]["Properties"]
+    rule = workflow_template["Resources"][logical_id(workflow_template, "AWS::Events::Rule", "OnNewLabels")]["Properties"]
     assert rule["EventPattern"] == {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
-        "detail": {"bucket": {"name": [{"Ref": data}]}, "object": {"key": [{"wildcard": "ground-truth/*/manifests/output/output.manifest"}]}},
+        "detail": {
+            "bucket": {"name": [{"Ref": data}]},
+            "object": {"key": [{"wildcard": "ground-truth/*/manifests/output/output.manifest"}, {"prefix": "labels/"}]},
+        },
     }
     trigger = logical_id(workflow_template, "AWS::Lambda::Function", "TriggerFunction")
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [trigger, "Arn"]}
     function = workflow_template["Resources"][trigger]["Properties"]
     assert function["Handler"] == "trigger.handler"
-    assert function["Environment"]["Variables"] == {"PIPELINE_NAME": workflow.config.pipeline_name}
+    assert function["Environment"]["Variables"] == {
+        "PIPELINE_NAME": workflow.config.pipeline_name,
+        "DATA_BUCKET": {"Ref": data},
+        "LABELS_PREFIX": "labels/",
+        "LABELING_BUCKET": {"Ref": data},
+        "LABELING_PREFIX": "ground-truth/",
+        "SNAPSHOTS_PREFIX": "snapshots/",
+    }
+    from containers.trigger.trigger import ENVIRONMENT
+
+    assert tuple(function["Environment"]["Variables"]) == ENVIRONMENT  # what the function reads
     # The data bucket sends its events to EventBridge (CDK's notifications resource).
     (notifications,) = resources(workflow_template, "Custom::S3BucketNotifications").values()
     assert notifications["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
