@@ -22,8 +22,15 @@ from pipelines.config import Config
 
 
 def input_prefixes(config: Config, data_bucket: str) -> list[S3Location]:
-    """(bucket, prefix) pairs the pipeline reads: manifests, images, Ground Truth's output, the pretrained checkpoint."""
-    locations = [config.input_manifests(data_bucket), config.images_prefix(data_bucket), config.labeling_output(data_bucket)]
+    """(bucket, prefix) pairs the pipeline reads: manifests, images, Ground Truth's output, label exports, the
+    dataset snapshots the trigger starts executions on, the pretrained checkpoint."""
+    locations = [
+        config.input_manifests(data_bucket),
+        config.images_prefix(data_bucket),
+        config.labeling_output(data_bucket),
+        config.labels_prefix(data_bucket),
+        config.snapshots_prefix(data_bucket),
+    ]
     if config.training.pretrained_checkpoint_uri:
         locations.append(parse_s3_uri(config.training.pretrained_checkpoint_uri))
     return locations

@@ -41,7 +41,7 @@ def test_the_execution_role_reads_the_input_prefixes_and_writes_its_pipeline_s_p
     assert actions(read) == ["s3:GetObject"]
     assert [json.dumps(resource) for resource in read["Resource"]] == [
         json.dumps({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": data}, f"/{prefix}*"]]})
-        for prefix in ("manifests/", "images/", "ground-truth/")
+        for prefix in ("manifests/", "images/", "ground-truth/", "labels/", "snapshots/")
     ]
     assert statements["ListLabelledData0"]["Condition"] == {"StringLike": {"s3:prefix": ["ground-truth/*", "images/*", "manifests/*"]}}
     write = statements["ReadWriteExecutionOutputs"]
