@@ -43,7 +43,9 @@ def test_the_execution_role_reads_the_input_prefixes_and_writes_its_pipeline_s_p
         json.dumps({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": data}, f"/{prefix}*"]]})
         for prefix in ("manifests/", "images/", "ground-truth/", "labels/", "snapshots/")
     ]
-    assert statements["ListLabelledData0"]["Condition"] == {"StringLike": {"s3:prefix": ["ground-truth/*", "images/*", "manifests/*"]}}
+    assert statements["ListLabelledData0"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["ground-truth/*", "images/*", "labels/*", "manifests/*", "snapshots/*"]}
+    }
     write = statements["ReadWriteExecutionOutputs"]
     assert write["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [artifacts, "Arn"]}, f"/{workflow.config.pipeline_name}/*"]]}
     assert "s3:DeleteObject" not in json.dumps(statements)
