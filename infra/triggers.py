@@ -30,8 +30,8 @@ class NewLabelsTrigger(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, pipeline_arn: str) -> None:
         super().__init__(scope, id)
         data = storage.data
-        labeling_bucket, labeling = config.labeling_output(data.bucket_name)
-        labels, snapshots = config.labels_prefix(data.bucket_name).key, config.snapshots_prefix(data.bucket_name).key
+        where = config.snapshot_prefixes(data.bucket_name)  # what `cardamage start` uses too
+        labeling_bucket, labeling, labels, snapshots = where.ground_truth_bucket, where.labeling, where.labels, where.snapshots
         self.function, self.log_group = small_function(
             self,
             "TriggerFunction",

@@ -313,6 +313,14 @@ class Config(_Section):
         """Where dataset snapshots go: `<id>/snapshot.json` and `<id>/inputs/`, what an execution trains on."""
         return S3Location(data_bucket, "snapshots/")
 
+    def snapshot_prefixes(self, data_bucket: str):
+        """Where the labelled inputs are and where snapshots go, as the trigger function is configured
+        (infra/triggers.py sets its environment from the same methods)."""
+        from containers.trigger.snapshot import Prefixes
+
+        labeling_bucket, labeling = self.labeling_output(data_bucket)
+        return Prefixes(data_bucket, self.labels_prefix(data_bucket).key, labeling, self.snapshots_prefix(data_bucket).key, labeling_bucket)
+
     def labeling_output(self, data_bucket: str) -> S3Location:
         """Where Ground Truth writes its labels, and where the new-data trigger listens (a prefix: it ends in `/`)."""
         if not self.labeling.output_prefix:

@@ -34,7 +34,13 @@ def register_step(context: BuildContext, params: Parameters, train, evaluate, me
         model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate), content_type="application/json")),
         approval_status=params.model_approval_status,
         description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",
-        customer_metadata_properties={"mAP": measured_map.to_string(), "TrainingSteps": params.training_steps.to_string()},
+        # TrainingData: the labels the model was trained on; a dataset snapshot's inputs/ prefix when the trigger
+        # (or cardamage start) started the execution, with its snapshot.json beside it.
+        customer_metadata_properties={
+            "mAP": measured_map.to_string(),
+            "TrainingSteps": params.training_steps.to_string(),
+            "TrainingData": params.input_manifest_uri,
+        },
         domain="COMPUTER_VISION",
         task="OBJECT_DETECTION",
     )

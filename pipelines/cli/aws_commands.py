@@ -102,7 +102,13 @@ def upsert(cli: Invocation, role_arn: RoleOption = None, value: ValuesOption = N
 def start(
     cli: Invocation,
     manifest: Annotated[
-        str | None, typer.Option("--manifest", metavar="S3URI", help="The Ground Truth manifest(s) to train on (InputManifestUri).")
+        list[str] | None,
+        typer.Option(
+            "--manifest",
+            metavar="S3URI",
+            help="Labels to train on, in any format (repeatable; a URI ending in / stands for the objects under it). Default: all "
+            "labelled data (every export under labels/ and every Ground Truth output manifest). Either way a dataset snapshot is taken.",
+        ),
     ] = None,
     images_prefix: Annotated[str | None, typer.Option("--images-prefix", metavar="S3URI", help="The images' S3 prefix (ImagesS3Prefix).")] = None,
     param: ParamOption = None,
@@ -110,22 +116,49 @@ def start(
     timeout: TimeoutOption = 12 * 3600.0,
     poll: PollOption = 30.0,
 ) -> None:
-    """Start a pipeline execution, with parameter overrides checked first; prints the execution ARN."""
+    """Start a pipeline execution on a dataset snapshot, parameters checked first; prints the execution ARN.
+
+    The snapshot is the trigger's: the labelled inputs copied at their current version under
+    snapshots/<id>/inputs/ (InputManifestUri) with snapshot.json beside them. `--param InputManifestUri=S3URI`
+    trains on a prefix as it is, for example an earlier snapshot's inputs/ to retrain on exactly its data."""
     from pipelines import aws
 
     overrides = pairs(param, "--param")
-    for option, name, given in (("--manifest", "InputManifestUri", manifest), ("--images-prefix", "ImagesS3Prefix", images_prefix)):
-        if given is not None:
-            if name in overrides and overrides[name] != given:
-                fail(f"{option} and --param {name}=... disagree; give one", 2)
-            overrides[name] = given
-    sagemaker = cli.aws().client("sagemaker")
+    if manifest and "InputManifestUri" in overrides:
+        fail("--manifest and --param InputManifestUri=... disagree; give one", 2)
+    if images_prefix is not None:
+        if "ImagesS3Prefix" in overrides and overrides["ImagesS3Prefix"] != images_prefix:
+            fail("--images-prefix and --param ImagesS3Prefix=... disagree; give one", 2)
+        overrides["ImagesS3Prefix"] = images_prefix
+    session = cli.aws()
+    sagemaker = session.client("sagemaker")
     known = aws.pipeline_parameters(aws.describe_pipeline(sagemaker, cli.config.pipeline_name))
+    aws.validate_overrides(overrides, known)  # every other value checked before the snapshot copies anything
+    description = "started with cardamage start"
+    if "InputManifestUri" not in overrides:
+        document = _snapshot(cli, session.client("s3"), manifest)
+        overrides["InputManifestUri"] = document["inputs_uri"]
+        description = f"started with cardamage start on dataset snapshot {document['snapshot_id']} ({len(document['inputs'])} input(s))"
+        typer.echo(f"dataset snapshot {document['uri']}: {len(document['inputs'])} labelled input(s)", err=True)
     parameters = aws.validate_overrides(overrides, known)
-    arn = aws.start_execution(sagemaker, cli.config.pipeline_name, parameters, "started with cardamage start")
+    arn = aws.start_execution(sagemaker, cli.config.pipeline_name, parameters, description)
     typer.echo(arn)
     if wait:
         _wait_for(sagemaker, arn, timeout, poll)
+
+
+def _snapshot(cli: Invocation, s3: Any, manifests: list[str] | None) -> dict:
+    from containers.trigger import snapshot
+
+    bucket = cli.config.aws.data_bucket
+    if not bucket:
+        fail("aws.data_bucket is not set: it is where the snapshot goes (or give --param InputManifestUri=S3URI to train on a prefix as it is)", 2)
+    try:
+        objects = snapshot.named_objects(s3, manifests) if manifests else None
+        return snapshot.take(s3, cli.config.snapshot_prefixes(bucket), objects=objects)
+    except ValueError as exc:
+        fail(str(exc), 1)
+    raise AssertionError("unreachable")
 
 
 @command(Side.AWS, local_hint="`cardamage run` waits for its own execution")

@@ -72,11 +72,20 @@ def config(tmp_path):
     return path
 
 
+LABELS = "labels/2026-11-batch/coco.json"
+COCO = json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []})
+
+
 @pytest.fixture
 def env(server, monkeypatch, tmp_path):
-    """Fresh moto state and an AWS environment with fake credentials and nothing of the developer's."""
+    """Fresh moto state and an AWS environment with fake credentials and nothing of the developer's; a versioned
+    data bucket holds one label export (what `start` snapshots)."""
     server.reset()
     isolate_aws(monkeypatch, tmp_path)
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket=DATA, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=DATA, Key=LABELS, Body=COCO.encode())
     return server
 
 
@@ -192,14 +201,42 @@ def execution_parameters(env, arn):
     return {p["Name"]: p["Value"] for p in page["PipelineParameters"]}
 
 
-def test_start_sends_the_checked_overrides(env, config, rendered):
+def snapshot_of(env, inputs_uri: str) -> dict:
+    key = inputs_uri.removeprefix(f"s3://{DATA}/").removesuffix("inputs/") + "snapshot.json"
+    return json.loads(client("s3", env.url).get_object(Bucket=DATA, Key=key)["Body"].read())
+
+
+def test_start_sends_the_checked_overrides_and_trains_on_a_snapshot_of_the_named_labels(env, config, rendered):
     cli(env, config, "upsert")
-    manifest = f"s3://{DATA}/ground-truth/job-1/manifests/output/output.manifest"
+    key = "ground-truth/job-1/manifests/output/output.manifest"
+    client("s3", env.url).put_object(Bucket=DATA, Key=key, Body=b'{"source-ref": "s3://cardamage-data/images/a.jpg"}\n')
+    manifest = f"s3://{DATA}/{key}"
     result = cli(env, config, "start", "--manifest", manifest, "--param", "TrainingSteps=500", "-p", "MapThreshold=0.45", "-p", "ImageSize=640")
     assert result.exit_code == 0, result.output
     arn = result.stdout.strip()
     assert re.fullmatch(rf"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{PIPELINE}/execution/\w+", arn)
-    assert execution_parameters(env, arn) == {"InputManifestUri": manifest, "TrainingSteps": "500", "MapThreshold": "0.45", "ImageSize": "640"}
+    parameters = execution_parameters(env, arn)
+    inputs = parameters.pop("InputManifestUri")
+    assert parameters == {"TrainingSteps": "500", "MapThreshold": "0.45", "ImageSize": "640"}
+    assert re.fullmatch(rf"s3://{DATA}/snapshots/\d{{8}}T\d{{6}}Z-[0-9a-f]{{12}}/inputs/", inputs)
+    assert [entry["uri"] for entry in snapshot_of(env, inputs)["inputs"]] == [manifest]
+    assert "dataset snapshot s3://" in result.stderr
+
+
+def test_start_without_manifest_trains_on_all_labelled_data_and_a_given_prefix_as_it_is(env, config, rendered):
+    cli(env, config, "upsert")
+    client("s3", env.url).put_object(Bucket=DATA, Key="ground-truth/job-2/manifests/output/output.manifest", Body=b"{}\n")
+    arn = cli(env, config, "start").stdout.strip()
+    inputs = execution_parameters(env, arn)["InputManifestUri"]
+    assert sorted(entry["key"] for entry in snapshot_of(env, inputs)["inputs"]) == ["ground-truth/job-2/manifests/output/output.manifest", LABELS]
+    again = cli(env, config, "start", "-p", f"InputManifestUri={inputs}").stdout.strip()  # retrain on exactly that data
+    assert execution_parameters(env, again)["InputManifestUri"] == inputs
+
+
+def test_start_with_nothing_labelled_says_so(env, config, rendered):
+    cli(env, config, "upsert")
+    client("s3", env.url).delete_object(Bucket=DATA, Key=LABELS)
+    assert_one_line_error(cli(env, config, "start"), 1, "no labelled input in s3://cardamage-data/labels/", "nothing to train on")
 
 
 @pytest.mark.parametrize(
@@ -224,6 +261,7 @@ def test_start_refuses_invalid_parameters_before_starting(env, config, rendered,
     cli(env, config, "upsert")
     assert_one_line_error(cli(env, config, "start", *arguments), 2, *fragments)
     assert client("sagemaker", env.url).list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"] == []
+    assert "Contents" not in client("s3", env.url).list_objects_v2(Bucket=DATA, Prefix="snapshots/")  # nor a snapshot taken
 
 
 def test_start_on_an_unknown_pipeline(env, config):
