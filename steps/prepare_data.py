@@ -13,8 +13,10 @@ INPUT_ROOT = "/opt/ml/processing/input"
 
 
 def prepare_data_step(context: BuildContext, params: Parameters):
-    """Several instances each take a slice of the manifests (ShardedByS3Key) and all the images; they agree on
-    the split without talking, and name their files after their host (see prepare_data.py)."""
+    """Several instances each read all the labels and take a share of the images, by a hash of each image's key
+    (prepare_data.py): all the labellings of an image meet on one instance, where the merge rule picks one, and
+    a multi-file export (YOLO, VOC) is never split, as ShardedByS3Key on the labels would do. They agree on the
+    split without talking and name their files after their host."""
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
     from sagemaker.mlops.workflow.steps import ProcessingStep
@@ -42,7 +44,7 @@ def prepare_data_step(context: BuildContext, params: Parameters):
     ]  # fmt: skip
     step_args = processor.run(
         inputs=[
-            s3_input("manifests", params.input_manifest_uri, f"{INPUT_ROOT}/manifests", distribution="ShardedByS3Key"),
+            s3_input("manifests", params.input_manifest_uri, f"{INPUT_ROOT}/manifests"),
             s3_input("images", params.images_prefix, f"{INPUT_ROOT}/images"),
         ],
         outputs=[
@@ -56,7 +58,11 @@ def prepare_data_step(context: BuildContext, params: Parameters):
         arguments=arguments,
     )
     return ProcessingStep(
-        name=NAME, step_args=step_args, cache_config=cache(context), retry_policies=job_retries(), description="Ground Truth manifests -> TFRecords"
+        name=NAME,
+        step_args=step_args,
+        cache_config=cache(context),
+        retry_policies=job_retries(),
+        description="Labels (any format) + images -> TFRecords",
     )
 
 

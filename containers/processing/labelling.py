@@ -357,8 +357,13 @@ def resolve(
     )
 
 
-def merge_key(record: Record | LabelledImage, order: int) -> tuple[str, int]:
-    """The merge rule's order: the newest labelling (by the date its format records: Ground Truth
-    `creation-date`, a Label Studio annotation's `updated_at`, ...) wins; at equal or missing dates, the
-    record that comes later in the input (later input, then later record) wins."""
-    return (record.creation_date, order)
+def newest_first(versions: Sequence[tuple[Record, int]]) -> list[tuple[Record, int]]:
+    """The merge rule: the labellings of one image, `(record, position in the input)`, newest first.
+
+    When every labelling carries a date (Ground Truth `creation-date`, a Label Studio annotation's
+    `updated_at`, CVAT's `dumped`, COCO's `info.date_created`), the newest date wins and equal dates go to the
+    later record. When any lacks one, dates cannot be compared with it, and the record later in the input
+    wins: in a dataset snapshot the inputs are in upload order, so that is the newest upload."""
+    if all(record.creation_date for record, _ in versions):
+        return sorted(versions, key=lambda version: (version[0].creation_date, version[1]), reverse=True)
+    return sorted(versions, key=lambda version: version[1], reverse=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from containers.processing.images import ImageProblem, Stamp
-from containers.processing.labelling import Classes, LabelledImage, LabelMap, Record, RecordError, Source, merge_key, resolve, source_ref
+from containers.processing.labelling import Classes, LabelledImage, LabelMap, Record, RecordError, Source, newest_first, resolve, source_ref
 
 
 @dataclass
@@ -66,7 +66,7 @@ def choose(
     classes: Classes,
     label_map: LabelMap,
 ) -> list[tuple[LabelledImage, Stamp | None]]:
-    """One labelling per image: the newest that can be used (the merge rule, `merge_key`). A newer labelling
+    """One labelling per image: the newest that can be used (the merge rule, `newest_first`). A newer labelling
     that cannot be used (its size does not fit the file, a box is degenerate) is quarantined and the next
     newest is tried, so a refused labelling never costs a usable one; the report says which was used.
 
@@ -78,7 +78,7 @@ def choose(
         by_key.setdefault(record.key, []).append((record, order))
     chosen = []
     for key in sorted(by_key):
-        versions = sorted(by_key[key], key=lambda version: merge_key(*version), reverse=True)
+        versions = newest_first(by_key[key])
         stamp = stamps[key]
         if isinstance(stamp, ImageProblem):
             for record, _ in versions:
@@ -100,7 +100,8 @@ def choose(
                     newer = ", ".join(str(r.source) for r in refused)
                     ledger.note(winner.source, f"used for {key}: the newer labelling(s) {newer} could not be used (see quarantined)")
                 continue
-            rule = "newer labelling date" if image.creation_date != winner.creation_date else "same or no labelling date, later in the input"
+            dated = image.creation_date and winner.creation_date and image.creation_date != winner.creation_date
+            rule = "newer labelling date" if dated else "later in the input: the same date, or no date to compare"
             ledger.merged.append(
                 record.source.entry()
                 | {

@@ -18,6 +18,7 @@ reason on stderr when no usable image remains, the error budget is exceeded or t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -74,6 +75,7 @@ class Options:
     workers: int = 1
     max_invalid_fraction: float = 0.05
     instance_tag: str = ""
+    instance: tuple[int, int] = (0, 1)  # (this instance's index, instance count): its share of the images
     progress: bool = False
     label_format: str = formats.AUTO
     class_map: dict[str, str] = field(default_factory=dict)
@@ -87,6 +89,8 @@ def prepare(options: Options) -> dict:
     options.output.mkdir(parents=True, exist_ok=True)
     run = Run(options, Ledger([]), LabelMap(options.classes))
     try:
+        if options.instance[1] > 1 and options.classes is None:
+            raise InputError("with several instances, list the classes (data.classes / --classes) so that every instance numbers them alike")
         run.classes = Classes(options.classes, options.class_map)
         run.inputs = formats.inputs(options.manifests, options.label_format)
         run.ledger.inputs = [str(source.path) for source in run.inputs]
@@ -191,6 +195,7 @@ class Run:
                 "label_attribute_override": options.label_attribute,
                 "via_attribute": options.via_attribute,
                 "instance_tag": options.instance_tag or None,
+                "instance": {"index": options.instance[0], "count": options.instance[1]},
             },
             "records_read": ledger.records_read,
             "lines_read": ledger.lines_read,
@@ -209,14 +214,22 @@ class Run:
 
 
 def _read_inputs(run: Run) -> Iterator[Record]:
-    """The usable records of every input, in input order; the others go to the ledger with their reason."""
+    """The usable records of every input, in input order; the others go to the ledger with their reason.
+
+    With several instances, every instance reads every input and keeps the records of its share of the images
+    (by a hash of the image's key), so all the labellings of an image meet on one instance, where the merge rule
+    picks one, and a multi-file export is never split. A refused record belongs to the instance its position
+    hashes to. Each record is accounted for by exactly one instance."""
     context = run.context()
     ledger = run.ledger
+    index, count = run.options.instance
     for source in run.inputs:
         name = str(source.path)
         run.hashes[name] = source.sha256()
         run.attributes.setdefault(name, Counter()) if source.format == "groundtruth" else None
         for item in formats.read(source, context):
+            if count > 1 and _owner(item.key if isinstance(item, Record) else str(item.source), count) != index:
+                continue
             ledger.records_read += 1
             run.records_per_input[name] += 1
             if source.format == "groundtruth":
@@ -229,6 +242,11 @@ def _read_inputs(run: Run) -> Iterator[Record]:
             if item.note:
                 ledger.note(item.source, item.note)
             yield item
+
+
+def _owner(text: str, count: int) -> int:
+    """The instance (0 to count - 1) a record belongs to; every instance computes the same."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % count
 
 
 def _stamp_while_reading(run: Run, workers: Workers, read: Iterable[Record], records: list[tuple[Record, int]]) -> dict[str, Stamp | ImageProblem]:
@@ -459,12 +477,23 @@ def _progress(iterable: Iterable[T], total: int | None, description: str, enable
 
 def instance_tag(resource_config: Path) -> str:
     """This instance's name when several instances run the job (their outputs share one S3 prefix)."""
+    hosts, current = _hosts(resource_config)
+    return current if len(hosts) > 1 else ""
+
+
+def instance_share(resource_config: Path) -> tuple[int, int]:
+    """(index, count) of this instance among the job's instances, from SageMaker's resource config."""
+    hosts, current = _hosts(resource_config)
+    return (sorted(hosts).index(current), len(hosts)) if len(hosts) > 1 and current in hosts else (0, 1)
+
+
+def _hosts(resource_config: Path) -> tuple[list[str], str]:
     try:
         config = json.loads(resource_config.read_text())
     except (OSError, ValueError):
-        return ""
+        return [], ""
     hosts = config.get("hosts") or []
-    return str(config.get("current_host", "")) if len(hosts) > 1 else ""
+    return [str(h) for h in hosts], str(config.get("current_host", ""))
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -540,6 +569,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         workers=args.workers or len(os.sched_getaffinity(0)),
         max_invalid_fraction=args.max_invalid_fraction,
         instance_tag=args.instance_tag if args.instance_tag is not None else instance_tag(args.resource_config),
+        instance=instance_share(args.resource_config),
         progress=sys.stderr.isatty() and not args.no_progress,
     )
 

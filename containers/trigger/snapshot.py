@@ -6,13 +6,12 @@ The labelled inputs are every Ground Truth output manifest under the labelling o
 format PrepareData reads). They are grouped into units: a Ground Truth job's manifest, or the first folder
 under the labels prefix (`labels/<batch>/...`, so a YOLO or VOC export uploaded as one folder stays one
 unit; a file directly under the prefix is a unit of its own). Units are ordered by their newest upload, and
-the merge rule's tie-break is "later in the input wins", so the newest upload wins where the labels carry no
-date.
+where labellings cannot be compared by date the merge rule takes the one later in the input, so the newest
+upload wins (containers/processing/labelling.py, newest_first).
 
 A snapshot is written under `<snapshots prefix><id>/`:
 - `inputs/<nnnn>-<unit>/...`: a copy of each input at its current version (CopyObject with the version id),
-  the PrepareData input prefix: immutable, and several Processing instances (ShardedByS3Key) each take a
-  share of its objects as they would of any prefix;
+  the PrepareData input prefix (InputManifestUri): immutable, whatever later happens to the originals;
 - `snapshot.json`: each input's source URI, version id, size, last-modified time and sha256, and its copy.
 Its id is the newest upload's time and a hash of the listing, so two triggers that see the same labelled data make the same
 snapshot (and the trigger's start request the same idempotency token).

@@ -52,7 +52,11 @@ def run(
     manifest: Annotated[
         list[Path] | None,
         typer.Option(
-            "--manifest", "-m", metavar="FILE", dir_okay=False, help="A Ground Truth output manifest (repeatable). Default: the bundled sample."
+            "--manifest",
+            "-m",
+            metavar="LABELS",
+            help="Labels in any format PrepareData reads, a file or a folder (repeatable). Default: the bundled sample. Like a triggered "
+            "execution, the run trains on every labelled input staged in this state folder so far.",
         ),
     ] = None,
     images: ImagesOption = None,

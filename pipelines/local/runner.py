@@ -36,8 +36,8 @@ LOCAL_VALUES = {
 
 @dataclass(frozen=True)
 class Inputs:
-    """The data a run trains on: manifest files and, for manifests whose source-refs are S3 URIs, the local
-    folder that stands for their images' prefix."""
+    """The data a run trains on: labels files or folders (any format PrepareData reads) and the local folder
+    that stands for their images' prefix (not needed for Ground Truth manifests whose source-refs are local files)."""
 
     manifests: list[Path]
     images: Path | None = None
@@ -61,16 +61,25 @@ def local_definition(config: Config, definition_file: Path | None = None) -> dic
         raise DefinitionProblem(f"{definition_file}: not a readable definition JSON: {exc}") from None
 
 
-def stage(inputs: Inputs, s3: LocalS3) -> dict[str, str]:
-    """Copy the inputs into the local S3 and return the InputManifestUri and ImagesS3Prefix to run with.
-    The manifests go under a prefix named by their content, so an unchanged input keeps its URI (and the
-    steps their cache keys); a manifest whose source-refs are local files is rewritten to S3 URIs."""
-    manifests = [m for m in inputs.manifests]
-    missing = [str(m) for m in manifests if not m.is_file()]
+def stage(inputs: Inputs, s3: LocalS3, config: Config) -> dict[str, str]:
+    """Put the inputs into the local S3 as a team puts them into S3, and snapshot all labelled data there as the
+    trigger function does; returns the InputManifestUri (the snapshot's inputs/) and ImagesS3Prefix to run with.
+
+    Each labels input (a file or a folder, any format) goes under labels/<name>-<content hash>/, so an
+    unchanged input is not written again and keeps its time: the snapshot, and so the steps' cache keys, stay
+    the same. Labels staged by earlier runs stay too: like a triggered execution, a run trains on every
+    labelled input of this state folder (delete <state>/s3/local-data/labels/ to start over). Ground Truth
+    manifests whose source-refs are local files are rewritten to S3 URIs, their images copied under one prefix."""
+    from containers.trigger import snapshot
+    from pipelines.local.storage import LocalS3Client
+
+    labels = list(inputs.manifests)
+    missing = [str(m) for m in labels if not m.exists()]
     if missing:
-        raise DefinitionProblem(f"no such manifest file: {', '.join(missing)}")
+        raise DefinitionProblem(f"no such labels file or folder: {', '.join(missing)}")
     images_prefix = inputs.images_prefix
-    texts = [m.read_bytes() for m in manifests]
+    files = [m for m in labels if m.is_file()]
+    texts = {m: m.read_bytes() for m in files}
     if inputs.images is not None:
         if images_prefix is None:
             raise DefinitionProblem("--images needs --images-prefix: the S3 prefix that the images folder stands for")
@@ -78,14 +87,40 @@ def stage(inputs: Inputs, s3: LocalS3) -> dict[str, str]:
             raise DefinitionProblem(f"--images {inputs.images}: no such folder")
         s3.upload(inputs.images, images_prefix)
     else:
-        texts, images_prefix = _stage_local_images(manifests, texts, s3)
-    digest = hashlib.sha256(b"\0".join(texts)).hexdigest()[:16]
-    prefix = f"s3://local-data/manifests/{digest}/"
-    for index, (manifest, text) in enumerate(zip(manifests, texts, strict=True)):
-        target = s3.path(f"{prefix}{index:03d}-{manifest.name}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(text)
-    return {"InputManifestUri": prefix, "ImagesS3Prefix": images_prefix}
+        rewritten, images_prefix = _stage_local_images(files, [texts[m] for m in files], s3)
+        texts = dict(zip(files, rewritten, strict=True))
+    bucket = LOCAL_VALUES["DataBucket"]
+    where = config.snapshot_prefixes(bucket)
+    for source in labels:
+        content = texts[source] if source in texts else _folder_digest(source).encode()
+        folder = f"s3://{bucket}/{where.labels}{_safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
+        if source in texts:
+            _write_if_changed(s3.path(folder + source.name), texts[source])
+        else:
+            for path in sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                _write_if_changed(s3.path(folder + path.relative_to(source).as_posix()), path.read_bytes())
+    document = snapshot.take(LocalS3Client(s3), where)
+    return {"InputManifestUri": document["inputs_uri"], "ImagesS3Prefix": images_prefix}
+
+
+def _folder_digest(folder: Path) -> str:
+    return "".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder).as_posix()}\n" for p in sorted(folder.rglob("*")) if p.is_file()
+    )
+
+
+def _safe_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:60] or "labels"
+
+
+def _write_if_changed(target: Path, data: bytes) -> None:
+    """Write the file unless it already holds `data`: its time is its upload time, which orders the snapshot."""
+    if target.is_file() and target.read_bytes() == data:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def _stage_local_images(manifests: list[Path], texts: list[bytes], s3: LocalS3) -> tuple[list[bytes], str]:
@@ -167,5 +202,5 @@ def run_local(
     definition = definition if definition is not None else local_definition(config, definition_file)
     runner.validate(definition)  # before staging anything, with the parameters given
     parameter_values(definition, parameters or {})
-    staged = stage(inputs or sample_inputs(config), runner.s3)
+    staged = stage(inputs or sample_inputs(config), runner.s3, config)
     return runner.run(definition, config.pipeline_name, {**staged, **(parameters or {})})

@@ -85,3 +85,51 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+class LocalS3Client:
+    """The few S3 client calls a dataset snapshot makes (containers/trigger/snapshot.py), over the local S3:
+    the same snapshot code runs here as in the trigger function. The local S3 keeps no versions: each object's
+    version id is "null", as S3 reports for an unversioned object, and its time is its file's."""
+
+    def __init__(self, s3: LocalS3):
+        self.s3 = s3
+
+    def get_paginator(self, operation: str) -> _Paginator:
+        if operation != "list_object_versions":
+            raise NotImplementedError(operation)
+        return _Paginator(self)
+
+    def list_versions(self, bucket: str, prefix: str) -> list[dict]:
+        from datetime import UTC, datetime
+
+        versions = []
+        for relative, path in self.s3.objects(f"s3://{bucket}/{prefix}"):
+            key = prefix + relative if not prefix or prefix.endswith("/") else path.relative_to(self.s3.root / bucket).as_posix()
+            stat = path.stat()
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            versions.append({"Key": key, "VersionId": "null", "IsLatest": True, "Size": stat.st_size, "LastModified": modified})
+        return versions
+
+    def copy_object(self, Bucket: str, Key: str, CopySource: dict) -> dict:
+        _link_or_copy(self.s3.path(f"s3://{CopySource['Bucket']}/{CopySource['Key']}"), self.s3.path(f"s3://{Bucket}/{Key}"))
+        return {}
+
+    def get_object(self, Bucket: str, Key: str, **_: object) -> dict:
+        import io
+
+        return {"Body": io.BytesIO(self.s3.path(f"s3://{Bucket}/{Key}").read_bytes())}
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **_: object) -> dict:
+        target = self.s3.path(f"s3://{Bucket}/{Key}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Body)
+        return {}
+
+
+class _Paginator:
+    def __init__(self, client: LocalS3Client):
+        self.client = client
+
+    def paginate(self, Bucket: str, Prefix: str = "") -> list[dict]:
+        return [{"Versions": self.client.list_versions(Bucket, Prefix)}]

@@ -128,10 +128,12 @@ def test_parameters_and_their_defaults_come_from_pipeline_yaml(definition):
     assert (defaults["TrainingSteps"], defaults["ImageSize"], defaults["MapThreshold"]) == (50, 256, 0.05)
 
 
-def test_prepare_data_shards_the_manifests_over_its_instances(definition):
+def test_prepare_data_gives_every_instance_all_the_labels_and_images(definition):
+    # Each instance keeps its share of the images by key hash (prepare_data.py), so all of an image's
+    # labellings meet on one instance; ShardedByS3Key on the labels would split them, and split YOLO folders.
     arguments = step(definition, "PrepareData")["Arguments"]
     inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
-    assert inputs["manifests"]["S3DataDistributionType"] == "ShardedByS3Key" and inputs["manifests"]["S3Uri"] == {
+    assert inputs["manifests"]["S3DataDistributionType"] == "FullyReplicated" and inputs["manifests"]["S3Uri"] == {
         "Get": "Parameters.InputManifestUri"
     }
     assert inputs["images"]["S3DataDistributionType"] == "FullyReplicated"

@@ -118,8 +118,9 @@ def test_inputs_of_several_formats_merge_under_one_rule(data, tmp_path):
     labelled = images(data, 4)
     coco = write_coco(labelled, tmp_path / "old.json", CLASSES)
     relabelled = [Labelled(labelled[0].key, 64, 48, [("scratch", 1, 1, 9, 9)])]
-    studio = write_labelstudio(relabelled, tmp_path / "new.json", PREFIX)  # its annotation has a date; COCO's have none
-    report = run(data, [studio, coco], tmp_path / "out")
+    studio = write_labelstudio(relabelled, tmp_path / "new.json", PREFIX)
+    # COCO's labellings carry no date, so the later input wins: in a snapshot, the newer upload.
+    report = run(data, [coco, studio], tmp_path / "out")
     assert report["images_written"] == 4
     assert [(m["manifest"], m["record"]) for m in report["merged"]] == [(str(coco), "image id 1 (cars/0.jpg)")]
     assert report["merged"][0]["kept"] == {"manifest": str(studio), "record": "task id 1"}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from containers.processing.formats.base import Context
 from containers.processing.formats.groundtruth import object_detection_attributes, parse_line
-from containers.processing.labelling import Classes, LabelMap, LineError, ManifestError, Source, image_key, merge_key, resolve
+from containers.processing.labelling import Classes, LabelMap, LineError, ManifestError, Source, image_key, newest_first, resolve
 from tests.support import PREFIX, Dataset
 
 SOURCE = Source("m.manifest", 3)
@@ -169,11 +169,17 @@ def test_image_keys_keep_folders_so_equal_file_names_stay_apart():
 
 
 def test_the_merge_rule_prefers_the_newest_labelling_then_the_later_line(gt):
-    old = parse(gt.line("a.jpg", created="2024-03-01T10:00:00"), source=Source("b", 1))
-    new = parse(gt.line("a.jpg", created="2024-03-01T10:00:00.5+00:00"), source=Source("a", 1))
-    assert max([(old, 9), (new, 1)], key=lambda version: merge_key(*version))[0] is new
-    same_date = parse(gt.line("a.jpg", created="2024-03-01T10:00:00"), source=Source("c", 1))
-    assert max([(same_date, 10), (old, 9)], key=lambda version: merge_key(*version))[0] is same_date
+    def record(created, name):
+        context = Context(PREFIX, classes=Classes(["dent", "scratch"]))
+        return parse_line(json.dumps(gt.line("a.jpg", created=created)).encode(), Source(name, 1), images_prefix=PREFIX, context=context)
+
+    old, new = record("2024-03-01T10:00:00", "b"), record("2024-03-01T10:00:00.5+00:00", "a")
+    assert newest_first([(old, 9), (new, 1)])[0][0] is new
+    same_date = record("2024-03-01T10:00:00", "c")
+    assert newest_first([(same_date, 10), (old, 9)])[0][0] is same_date
+    undated = record("not a date", "d")
+    assert newest_first([(undated, 5), (new, 1)])[0][0] is undated  # no date to compare: the later input wins
+    assert newest_first([(undated, 1), (new, 5)])[0][0] is new
 
 
 # Random lines: the parser either accepts a line or rejects it with a reason (LineError); a ManifestError

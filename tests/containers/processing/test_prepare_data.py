@@ -181,17 +181,31 @@ def test_a_label_attribute_no_line_has_stops_the_job(dataset, tmp_path):
 
 def test_several_instances_write_apart_and_agree_with_one(dataset, tmp_path):
     lines = [dataset.labelled(f"a/{i}.jpg", boxes=[(i % 2, 2, 2, 10, 10)]) for i in range(40)]
-    whole = dataset.manifest("whole.manifest", lines)
-    slices = [dataset.manifest("part-1.manifest", lines[:25]), dataset.manifest("part-2.manifest", lines[25:])]
-    run(dataset, [whole], tmp_path / "single")
+    # The same images labelled again in a second input, newer: whichever instance has an image sees both.
+    relabelled = [dataset.line(f"a/{i}.jpg", boxes=[(1, 3, 3, 9, 9)], created="2025-01-01T00:00:00") for i in range(0, 40, 3)]
+    inputs = [dataset.manifest("first.manifest", lines), dataset.manifest("second.manifest", relabelled)]
+    single = run(dataset, inputs, tmp_path / "single")
     shared_output = tmp_path / "shared"
-    for host, part in zip(("algo-1", "algo-2"), slices, strict=True):
-        report = run(dataset, [part], shared_output, instance_tag=host)
+    reports = []
+    for index, host in enumerate(("algo-1", "algo-2")):
+        report = run(dataset, inputs, shared_output, instance_tag=host, instance=(index, 2))
         assert report["pictures"] == {"summary": f"report-{host}.png", "samples": f"samples-{host}.png"}
+        reports.append(report)
     assert (shared_output / "report-algo-1.json").is_file() and (shared_output / "report-algo-2.json").is_file()
-    single = {key: r["split"] for key, r in all_records(tmp_path / "single").items()}
-    combined = {key: r["split"] for key, r in all_records(shared_output).items()}
-    assert combined == single
+    assert all(0 < r["images_written"] < 40 for r in reports)  # each did a share
+    assert sum(r["records_read"] for r in reports) == single["records_read"] == 40 + 14
+    assert sum(len(r["merged"]) for r in reports) == len(single["merged"]) == 14
+    combined = all_records(shared_output)
+    assert len(combined) == 40  # every image once, whichever instance wrote it
+    assert {key: (r["split"], r["names"]) for key, r in combined.items()} == {
+        key: (r["split"], r["names"]) for key, r in all_records(tmp_path / "single").items()
+    }
+
+
+def test_several_instances_need_the_classes_listed(dataset, tmp_path):
+    manifest = dataset.manifest("m.manifest", [dataset.labelled("a.jpg")])
+    with pytest.raises(PreparationError, match="with several instances, list the classes"):
+        run(dataset, [manifest], tmp_path / "out", classes=None, instance=(0, 2))
 
 
 def test_shards_of_an_earlier_run_are_replaced(dataset, tmp_path):
