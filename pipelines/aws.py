@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
-from pipelines.backends import BackendError, Package
+from pipelines.backends import BackendError, Package, data_label
 from pipelines.config import LabelingConfig
 from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
 
@@ -349,6 +349,7 @@ def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Packa
                 created=package.get("CreationTime"),
                 map=read_map(s3, package),
                 note=package.get("ApprovalDescription", ""),
+                data=data_label((package.get("CustomerMetadataProperties") or {}).get("TrainingData")),
             )
         )
     return packages

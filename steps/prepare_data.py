@@ -36,6 +36,7 @@ def prepare_data_step(context: BuildContext, params: Parameters):
     )
     arguments = [
         "--manifest", f"{INPUT_ROOT}/manifests",
+        "--labels-uri", params.input_manifest_uri,
         "--images", f"{INPUT_ROOT}/images",
         "--images-prefix", params.images_prefix,
         "--output", "/opt/ml/processing/output",

@@ -49,6 +49,7 @@ from containers.processing.records import label_map_text
 from containers.processing.report import BoxSizes, Sample, SplitTally, save_samples_picture, save_summary_picture
 from containers.processing.shards import Entry, Outcome, write_shard
 from containers.processing.split import SPLITS, TRAIN, VALIDATION, Item, assign_splits, shard_names, write_order
+from containers.trigger.snapshot import INPUTS, SNAPSHOT_FILE
 
 PROCESSING = Path("/opt/ml/processing")
 RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
@@ -80,6 +81,7 @@ class Options:
     label_format: str = formats.AUTO
     class_map: dict[str, str] = field(default_factory=dict)
     via_attribute: str | None = None
+    labels_uri: str | None = None  # the S3 URI the labels folder stands for (a dataset snapshot's inputs/)
 
 
 def prepare(options: Options) -> dict:
@@ -197,6 +199,8 @@ class Run:
                 "instance_tag": options.instance_tag or None,
                 "instance": {"index": options.instance[0], "count": options.instance[1]},
             },
+            "labels_uri": options.labels_uri,
+            "snapshot": snapshot_uri(options.labels_uri),
             "records_read": ledger.records_read,
             "lines_read": ledger.lines_read,
             "images_written": 0,
@@ -475,6 +479,14 @@ def _progress(iterable: Iterable[T], total: int | None, description: str, enable
     return advance()
 
 
+def snapshot_uri(labels_uri: str | None) -> str | None:
+    """The snapshot.json of a dataset snapshot whose inputs/ the labels are (containers/trigger/snapshot.py lays
+    them out so), else None."""
+    if labels_uri and labels_uri.endswith(f"/{INPUTS}"):
+        return labels_uri[: -len(INPUTS)] + SNAPSHOT_FILE
+    return None
+
+
 def instance_tag(resource_config: Path) -> str:
     """This instance's name when several instances run the job (their outputs share one S3 prefix)."""
     hosts, current = _hosts(resource_config)
@@ -523,6 +535,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--via-attribute", default=None, help="the VIA region attribute holding the class (default: the only one used)")
     parser.add_argument(
+        "--labels-uri", default=None, help="the S3 URI the --manifest folder stands for, recorded in the report (a dataset snapshot's inputs/)"
+    )
+    parser.add_argument(
         "--images", type=Path, default=PROCESSING / "input" / "images", help="local folder standing for --images-prefix (default: %(default)s)"
     )
     parser.add_argument("--images-prefix", required=True, help="the S3 prefix the source-refs start with, e.g. s3://bucket/images/")
@@ -558,6 +573,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         label_format=args.label_format,
         class_map=class_map,
         via_attribute=args.via_attribute,
+        labels_uri=args.labels_uri,
         images=args.images,
         images_prefix=args.images_prefix,
         output=args.output,

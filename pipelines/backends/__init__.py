@@ -8,6 +8,7 @@ from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -61,6 +62,13 @@ class Package:
     note: str = ""  # the approval description: who, and why
     serving: bool = False  # the endpoint serves it
     execution: str = ""  # the pipeline execution that registered it, where known
+    data: str = ""  # what it was trained on: its registered TrainingData (a dataset snapshot's inputs/)
+
+
+def data_label(uri: str | None) -> str:
+    """How a package's training data is shown: the snapshot id for a dataset snapshot's inputs/, else the URI."""
+    match = re.search(r"/snapshots/([^/]+)/inputs/$", uri or "")
+    return match.group(1) if match else (uri or "")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from containers.deploy.deploy import DeployResult
-from pipelines.backends import Approval, BackendError, Execution, Package, Step
+from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label
 from pipelines.config import Config
 from pipelines.local.console import relative
 from pipelines.local.endpoint import LocalDeployer
@@ -106,4 +106,5 @@ def _package(package: Registered, *, serving: bool) -> Package:
         note=package.approval_description or "",
         serving=serving,
         execution=package.execution or "",
+        data=data_label((package.metadata or {}).get("TrainingData")),
     )

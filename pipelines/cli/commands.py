@@ -74,19 +74,21 @@ def _print_execution(execution: Execution) -> None:
 def models(
     cli: Invocation, limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.")] = 20
 ) -> None:
-    """The model packages of the group: version, approval status, creation time, mAP, and which one the endpoint serves."""
+    """The model packages of the group: version, approval status, creation time, mAP, which one the endpoint serves,
+    and the data each was trained on (its dataset snapshot)."""
     backend = cli.backend()
     packages = backend.packages(limit)
     if not packages:
         typer.echo(f"no model packages in {cli.config.model_package_group} yet ({backend.where})")
         return
     with_execution = any(package.execution for package in packages)
-    listing = table("version", "status", "created (UTC)", "mAP", "endpoint", *(["execution"] if with_execution else []), "approval note")
+    with_data = any(package.data for package in packages)
+    extra = [*(["execution"] if with_execution else []), *(["trained on"] if with_data else [])]
+    listing = table("version", "status", "created (UTC)", "mAP", "endpoint", *extra, "approval note")
     for p in packages:
         figure = f"{p.map:.4f}" if p.map is not None else "-"
-        listing.add_row(
-            str(p.version), p.status, when(p.created), figure, "serving" if p.serving else "", *([p.execution] if with_execution else []), p.note
-        )
+        columns = [*([p.execution] if with_execution else []), *([p.data] if with_data else [])]
+        listing.add_row(str(p.version), p.status, when(p.created), figure, "serving" if p.serving else "", *columns, p.note)
     console().print(listing)
 
 

@@ -400,8 +400,11 @@ def register(env, status="PendingManualApproval", evaluation: dict | None = None
             "SupportedResponseMIMETypes": ["application/json"],
         },
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{key}"}}},
-        CustomerMetadataProperties={"mAP": metadata_map} if metadata_map else {},
+        CustomerMetadataProperties={"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {},
     )["ModelPackageArn"]
+
+
+SNAPSHOT_INPUTS = f"s3://{DATA}/snapshots/20261130T101500Z-0123456789ab/inputs/"
 
 
 @pytest.fixture
@@ -428,6 +431,8 @@ def test_models_show_status_and_map(env, config, registry):
     assert (rows["1"][1], rows["1"][4]) == ("Approved", "0.4210")
     assert (rows["2"][1], rows["2"][4]) == ("PendingManualApproval", "0.3500")
     assert (rows["3"][1], rows["3"][4]) == ("Rejected", "-")
+    assert "trained on" in result.stdout.splitlines()[0]
+    assert "20261130T101500Z-0123456789ab" in rows["2"]  # the dataset snapshot it was trained on
     assert list(table_rows(cli(env, config, "models", "-n", "1").stdout)) == ["3"]
 
 

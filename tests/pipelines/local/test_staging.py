@@ -72,6 +72,11 @@ def test_prepare_data_runs_here_on_two_instances_that_share_the_images_and_agree
     (output,) = {path.parent for path in (tmp_path / "state" / "s3").rglob("report-algo-1.json")}
     reports = [json.loads((output / f"report-{host}.json").read_text()) for host in ("algo-1", "algo-2")]
     assert [r["settings"]["instance"] for r in reports] == [{"index": 0, "count": 2}, {"index": 1, "count": 2}]
+    # The data report names the snapshot it was made from, and the snapshot lists the inputs the report hashed.
+    snapshot_json = reports[0]["snapshot"]
+    assert snapshot_json == reports[0]["labels_uri"].removesuffix("inputs/") + "snapshot.json"
+    listed = {entry["sha256"] for entry in json.loads(LocalS3(tmp_path / "state" / "s3").path(snapshot_json).read_text())["inputs"]}
+    assert {entry["sha256"] for entry in reports[0]["inputs"]} == listed
     assert sum(r["records_read"] for r in reports) == 49 and sum(len(r["merged"]) for r in reports) == 1
     records = all_records(output)
     assert len(records) == 48 == sum(r["images_written"] for r in reports)
