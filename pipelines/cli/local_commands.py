@@ -126,7 +126,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="The port on 127.0.0.1 (0: any free one).")] = 8080,
     model: ModelOption = None,
 ) -> None:
-    """Serve the local endpoint in the foreground: SageMaker's GET /ping and POST /invocations on 127.0.0.1.
+    """Serve the local endpoint in the foreground on 127.0.0.1: SageMaker's container contract (GET /ping, POST
+    /invocations) and the runtime API (POST /endpoints/<endpoint>/invocations), so boto3's sagemaker-runtime
+    client works against it with --endpoint-url.
 
     It serves what the pipeline's Deploy step (or an approval) deployed, and picks up a newer deployment at
     the next request; --model pins one package. Requests go through the endpoint's own handler code."""
@@ -147,6 +149,7 @@ def serve(
     url = f"http://127.0.0.1:{server.port}"
     what = f"package {model}" if model else f"endpoint {endpoint_name} (follows new deployments)"
     out.print(f"serving {what} at {url}  (GET /ping, POST /invocations; Ctrl-C stops)", markup=False)
+    out.print(f"  SageMaker runtime API: POST {url}/endpoints/{cli.config.endpoint_name}/invocations (boto3 with endpoint_url={url})", markup=False)
     out.print(f"  try: curl -s -H 'Content-Type: image/jpeg' --data-binary @photo.jpg {url}/invocations", markup=False)
     # Ctrl-C and SIGTERM stop it cleanly, even when started from a process that ignores SIGINT (which a child
     # inherits: background jobs, test runners' workers).

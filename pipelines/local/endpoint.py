@@ -1,6 +1,8 @@
 """The local endpoint: what the pipeline's Deploy step (and `cardamage deploy --local`) deploys, and the HTTP
-server that serves it with SageMaker's container contract (`GET /ping`, `POST /invocations`) through the
-endpoint's own handler code (containers/inference, via LocalEndpoint).
+server that serves it through the endpoint's own handler code (containers/inference, via LocalEndpoint),
+speaking both SageMaker's container contract (`GET /ping`, `POST /invocations`) and the SageMaker runtime
+API (`POST /endpoints/<name>/invocations`), so `boto3.client("sagemaker-runtime", endpoint_url=...)` works
+against it unchanged and raises the botocore exceptions it raises against AWS.
 
 A deployment is a record, `<state>/endpoints/<name>.json`, naming the package and the folder its
 model.tar.gz was unpacked into. The rules are the deployment function's: only an Approved package is
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -18,14 +21,22 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from containers.deploy.deploy import DeployResult
+from containers.deploy.deploy import VARIANT, DeployResult
 from containers.inference.inference import SERVING_ENVIRONMENT
-from pipelines.local.state import State
+from pipelines.local.state import ACCOUNT, REGION, State
 from pipelines.local.storage import LocalS3
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
+INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
 MAX_BODY = 64 * 1024 * 1024
+# The runtime refuses a real-time request over 6 MB before the container sees it (AWS's answer on re:Post,
+# "ModelError ... 413", citing the SageMaker quotas; not found in the API reference itself): checked on the
+# runtime route only.
+RUNTIME_MAX_BODY = 6 * 1024 * 1024
+RUNTIME_PATH = re.compile(r"/endpoints/([^/]+)/invocations")
 
 
 @dataclass(frozen=True)
@@ -140,9 +151,11 @@ class EndpointServer:
             def log_message(self, format, *args):
                 pass
 
-            def _reply(self, status: int, body: bytes = b"", content_type: str = "application/json") -> None:
+            def _reply(self, status: int, body: bytes = b"", content_type: str = "application/json", headers: dict | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -157,18 +170,54 @@ class EndpointServer:
                 return self._reply(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, b"" if ready else b'{"error": "no model deployed"}')
 
             def do_POST(self):
-                if self.path != "/invocations":
+                path = urlsplit(self.path).path
+                runtime = RUNTIME_PATH.fullmatch(path)
+                if runtime is not None:
+                    return self._invoke_endpoint(unquote(runtime.group(1)))
+                if path != "/invocations":
                     return self._reply(HTTPStatus.NOT_FOUND, b'{"error": "not found"}')
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
                     return self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b'{"error": "request body too large"}')
-                body = self.rfile.read(length)
                 endpoint = server.endpoint()
                 if endpoint is None:
                     return self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b'{"error": "no model deployed"}')
-                status, answer, content_type = endpoint.invoke(
-                    body, self.headers.get("Content-Type", ""), self.headers.get(CUSTOM_ATTRIBUTES), self.headers.get("Accept") or "application/json"
-                )
-                return self._reply(status, answer, content_type)
+                return self._reply(*self._invoke(endpoint, self.rfile.read(length)))
+
+            def _invoke(self, endpoint, body: bytes) -> tuple[int, bytes, str]:
+                accept = self.headers.get("Accept") or "application/json"
+                return endpoint.invoke(body, self.headers.get("Content-Type", ""), self.headers.get(CUSTOM_ATTRIBUTES), accept)
+
+            def _invoke_endpoint(self, name: str) -> None:
+                """InvokeEndpoint as the SageMaker runtime answers it (POST /endpoints/<name>/invocations)."""
+                if name != server.endpoint_name:
+                    return self._runtime_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > RUNTIME_MAX_BODY:
+                    return self._runtime_error(
+                        400, "ValidationError", f"Request payload of {length} bytes is over the 6 MB a real-time endpoint takes."
+                    )
+                endpoint = server.endpoint()
+                if endpoint is None:
+                    return self._runtime_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} has no model deployed.")
+                status, answer, content_type = self._invoke(endpoint, self.rfile.read(length))
+                if status >= 400:
+                    return self._model_error(status, answer)
+                return self._reply(status, answer, content_type, {INVOKED_VARIANT: VARIANT})
+
+            def _runtime_error(self, status: int, code: str, message: str, **members) -> None:
+                """An error as the SageMaker runtime sends it: the code in x-amzn-ErrorType, the members in the JSON body
+                (rest-json; botocore takes the code from the header and the shape's members from the body)."""
+                body = json.dumps({"Message": message, "message": message, **members}).encode()
+                return self._reply(status, body, "application/json", {"x-amzn-ErrorType": code})
+
+            def _model_error(self, status: int, answer: bytes) -> None:
+                """The container answered 4xx or 5xx: the runtime answers 424 ModelError with the original status and
+                message (SageMaker API reference, InvokeEndpoint errors: "ModelError ... HTTP Status Code: 424")."""
+                original = answer.decode("utf-8", "replace")
+                kind = "client" if status < 500 else "server"
+                log_stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{server.endpoint_name}"
+                message = f'Received {kind} error ({status}) from primary with message "{original}". See {log_stream} for more information.'
+                return self._runtime_error(424, "ModelError", message, OriginalStatusCode=status, OriginalMessage=original, LogStreamArn=log_stream)
 
         return Handler

@@ -199,3 +199,45 @@ def test_run_checks_parameters_first_and_reports_the_fail_step(tmp_path):
     execution = listed.output.splitlines()[1].split()[0]
     detail = cli("executions", "--local", "--state-dir", str(tmp_path / "state"), "--execution", execution)
     assert "QualityBelowThreshold" in detail.output and "threshold 0.9 not reached" in detail.output
+
+
+def test_the_sagemaker_runtime_client_invokes_the_local_endpoint_as_it_would_aws(state_dir, monkeypatch, tmp_path):
+    """boto3's own sagemaker-runtime client, pointed at the local server: answers, ModelError with the
+    container's original 4xx, ValidationError for an endpoint that is not this one."""
+    import threading
+
+    import boto3
+
+    from pipelines.local.endpoint import EndpointServer
+    from tests.aws_fakes import REGION, isolate_aws
+
+    assert cli("approve", "1", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    isolate_aws(monkeypatch, tmp_path)  # dummy credentials: the client signs its requests as against AWS
+    config = load_config(CONFIG, profile="local")
+    server = EndpointServer(LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints"), config.endpoint_name, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=f"http://127.0.0.1:{server.port}", region_name=REGION)
+        answer = runtime.invoke_endpoint(
+            EndpointName=config.endpoint_name,
+            Body=IMAGE.read_bytes(),
+            ContentType="image/jpeg",
+            Accept="application/json",
+            CustomAttributes="score_threshold=0.5",
+            InferenceId="claim-42",
+        )
+        assert answer["ContentType"] == "application/json" and answer["InvokedProductionVariant"] == "AllTraffic"
+        assert [d["class"] for d in json.loads(answer["Body"].read())["predictions"][0]["detections"]] == ["dent", "scratch"]
+
+        with pytest.raises(runtime.exceptions.ModelError) as refused:
+            runtime.invoke_endpoint(EndpointName=config.endpoint_name, Body=b"not an image", ContentType="image/jpeg")
+        error = refused.value.response
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 424 and error["Error"]["Code"] == "ModelError"
+        assert error["OriginalStatusCode"] == 400 and "error" in json.loads(error["OriginalMessage"])
+        assert error["Error"]["Message"].startswith("Received client error (400) from primary with message")
+
+        with pytest.raises(runtime.exceptions.ValidationError) as unknown:
+            runtime.invoke_endpoint(EndpointName="another-endpoint", Body=IMAGE.read_bytes(), ContentType="image/jpeg")
+        assert unknown.value.response["Error"]["Message"] == "Endpoint another-endpoint of account 000000000000 not found."
+    finally:
+        server.shutdown()
