@@ -166,16 +166,20 @@ def serve(
         server.shutdown()
 
 
-@command(Side.LOCAL)
+@command(Side.BOTH)
 def predict(
     cli: Invocation,
-    image: Annotated[Path, typer.Argument(metavar="IMAGE", dir_okay=False, help="A JPEG or PNG photo.")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", dir_okay=False, help="JPEG or PNG photos.")],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="FILE", dir_okay=False, help="Where to save the picture (default <state-dir>/predictions/<image>.png)."
+            "--output",
+            "-o",
+            metavar="OUT",
+            help="Where to save the pictures: a .png for one image, else a folder (default <state-dir>/predictions/ here, ./predictions/ on AWS).",
         ),
     ] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="NAME", help="The endpoint to call (default: the config's).")] = None,
     model: ModelOption = None,
     score_threshold: Annotated[
         float | None,
@@ -183,32 +187,135 @@ def predict(
     ] = None,
     max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
 ) -> None:
-    """Detect damage in one photo with the local endpoint's model; prints the boxes and saves a picture of them."""
-    from containers.common.pictures import save_detections_picture
+    """Detect damage in photos; prints the boxes and saves a picture of each.
+
+    With --local, the local endpoint's model through the endpoint's handler. Otherwise InvokeEndpoint on the
+    AWS endpoint, with the photo as the binary body and the threshold in the custom attributes;
+    --endpoint-url points it at any runtime-compatible URL, such as `cardamage serve`. Several photos are sent
+    concurrently."""
+    missing = [str(image) for image in images if not image.is_file()]
+    if missing:
+        fail(f"no such image file: {', '.join(missing)}", 2)
+    if model is not None and not cli.is_local:
+        fail("--model picks a local package; an AWS endpoint serves what is deployed (cardamage deploy --package N)", 2)
+    attributes = ";".join(
+        f"{name}={value}" for name, value in (("score_threshold", score_threshold), ("max_detections", max_detections)) if value is not None
+    )
+    endpoint_name = endpoint or cli.config.endpoint_name
+    invoke, served = _local_invoker(cli, model) if cli.is_local else _runtime_invoker(cli, endpoint_name)
+    default = cli.state_dir / "predictions" if cli.is_local else Path("predictions")
+    pictures = _picture_paths(images, output, default)
+    results = _predict_all(images, invoke, attributes or None)
+    out = console()
+    failed = 0
+    for image, picture in zip(images, pictures, strict=True):
+        outcome = results[image]
+        if isinstance(outcome, str):
+            failed += 1
+            typer.echo(f"{image}: {outcome}", err=True)
+            continue
+        _show_detections(out, image, picture, outcome, served)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _local_invoker(cli: Invocation, model: str | None):
     from containers.inference.local import LocalEndpoint
     from pipelines.local.console import relative
     from pipelines.local.endpoint import apply_serving_environment
 
-    if not image.is_file():
-        fail(f"{image}: no such image file", 2)
     _quiet_tensorflow()
     backend, arn = _model_for(cli, model)
     model_dir, environment = backend.deployer.model(cli.config.endpoint_name, arn)
     apply_serving_environment(environment)
-    attributes = ";".join(
-        f"{name}={value}" for name, value in (("score_threshold", score_threshold), ("max_detections", max_detections)) if value is not None
-    )
-    body = image.read_bytes()
-    content_type = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
-    status, answer, _ = LocalEndpoint(model_dir).invoke(body, content_type, attributes or None, "application/json")
-    reply = json.loads(answer)
-    if status != 200:
-        fail(f"{image}: the endpoint answered {status}: {reply.get('error', reply)}", 1)
-    detections = reply["predictions"][0]["detections"]
-    output = output or cli.state_dir / "predictions" / f"{image.stem}.png"
-    save_detections_picture(body, detections, output)
-    out = console()
+    local = LocalEndpoint(model_dir)
+
+    def invoke(body: bytes, content_type: str, attributes: str | None) -> tuple[int, dict]:
+        status, answer, _ = local.invoke(body, content_type, attributes, "application/json")
+        return status, json.loads(answer)
+
     served = f"package {model}" if model else f"endpoint {cli.config.endpoint_name} ({relative(model_dir)})"
+    return invoke, served
+
+
+def _runtime_invoker(cli: Invocation, endpoint_name: str):
+    """InvokeEndpoint through boto3's sagemaker-runtime client; a ModelError gives the container's status."""
+    from botocore.exceptions import ClientError
+
+    if cli.endpoint_url and not (cli.region or cli.config.aws.region or boto3_region()):
+        # A runtime-compatible URL that is not AWS (cardamage serve): any region signs the request.
+        from pipelines import aws
+
+        runtime = aws.connect("us-east-1", cli.endpoint_url).client("sagemaker-runtime")
+    else:
+        runtime = cli.aws().client("sagemaker-runtime")
+
+    def invoke(body: bytes, content_type: str, attributes: str | None) -> tuple[int, dict]:
+        request = {"EndpointName": endpoint_name, "Body": body, "ContentType": content_type, "Accept": "application/json"}
+        if attributes:
+            request["CustomAttributes"] = attributes
+        try:
+            return 200, json.loads(runtime.invoke_endpoint(**request)["Body"].read())
+        except ClientError as exc:
+            error = exc.response
+            if error.get("Error", {}).get("Code") != "ModelError":
+                raise
+            try:
+                original = json.loads(error.get("OriginalMessage") or "{}")
+            except ValueError:
+                original = {"error": error.get("OriginalMessage")}
+            return int(error.get("OriginalStatusCode") or 500), original
+
+    return invoke, f"endpoint {endpoint_name}" + (f" at {cli.endpoint_url}" if cli.endpoint_url else "")
+
+
+def boto3_region() -> str | None:
+    import boto3
+
+    return boto3.Session().region_name
+
+
+def _picture_paths(images: list[Path], output: Path | None, default: Path) -> list[Path]:
+    if output is not None and output.suffix.lower() == ".png":
+        if len(images) > 1:
+            fail("--output FILE.png is for one image; give a folder for several", 2)
+        return [output]
+    folder = output or default
+    names = [image.stem for image in images]
+    repeated = {name for name in names if names.count(name) > 1}
+    return [folder / (f"{image.stem}-{index}.png" if image.stem in repeated else f"{image.stem}.png") for index, image in enumerate(images)]
+
+
+PREDICT_CONCURRENCY = 4  # requests in flight: enough to hide the round trip, few enough for one endpoint instance
+
+
+def _predict_all(images: list[Path], invoke, attributes: str | None) -> dict[Path, dict | str]:
+    """Each image's answer, or why it has none; sent concurrently, with a progress bar for several."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(image: Path) -> dict | str:
+        body = image.read_bytes()
+        content_type = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
+        status, reply = invoke(body, content_type, attributes)
+        if status != 200:
+            return f"the endpoint answered {status}: {reply.get('error', reply) if isinstance(reply, dict) else reply}"
+        return reply
+
+    with ThreadPoolExecutor(max_workers=min(PREDICT_CONCURRENCY, len(images))) as pool:
+        futures = {image: pool.submit(one, image) for image in dict.fromkeys(images)}
+        if len(futures) > 1:
+            from tqdm import tqdm
+
+            for future in tqdm(futures.values(), total=len(futures), desc="predicting", unit="img", file=sys.stderr, leave=False):
+                future.result()
+        return {image: future.result() for image, future in futures.items()}
+
+
+def _show_detections(out, image: Path, picture: Path, reply: dict, served: str) -> None:
+    from containers.common.pictures import save_detections_picture
+
+    detections = reply["predictions"][0]["detections"]
+    save_detections_picture(image.read_bytes(), detections, picture)
     out.print(f"{len(detections)} detection(s) in {image} by {served}", markup=False)
     if detections:
         boxes = table("class", "score", "box (x0, y0, x1, y1 px)")
@@ -216,7 +323,7 @@ def predict(
             box = detection["box"]
             boxes.add_row(detection["class"], f"{detection['score']:.3f}", ", ".join(f"{box[k]:.0f}" for k in ("xmin", "ymin", "xmax", "ymax")))
         out.print(boxes)
-    out.print(f"picture: {relative(output)}", markup=False)
+    out.print(f"picture: {picture}", markup=False)
 
 
 @command(Side.LOCAL)

@@ -241,3 +241,47 @@ def test_the_sagemaker_runtime_client_invokes_the_local_endpoint_as_it_would_aws
         assert unknown.value.response["Error"]["Message"] == "Endpoint another-endpoint of account 000000000000 not found."
     finally:
         server.shutdown()
+
+
+def test_predict_calls_any_runtime_compatible_url_and_draws_as_locally(state_dir, monkeypatch, tmp_path):
+    """`cardamage predict IMAGE --endpoint-url URL` with dummy credentials (and no region) against the local
+    server: the AWS path of predict, through boto3's sagemaker-runtime client."""
+    import threading
+
+    from pipelines.local.endpoint import EndpointServer
+    from tests.aws_fakes import isolate_aws
+
+    assert cli("approve", "1", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    isolate_aws(monkeypatch, tmp_path, region=None)
+    config = load_config(CONFIG, profile="local")
+    server = EndpointServer(LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints"), config.endpoint_name, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        picture = tmp_path / "one.png"
+        one = cli("predict", str(IMAGE), "--endpoint-url", url, "--endpoint", config.endpoint_name, "--output", str(picture))
+        assert one.exit_code == 0, one.output
+        assert f"2 detection(s) in {IMAGE} by endpoint {config.endpoint_name} at {url}" in one.stdout
+        assert picture.read_bytes()[:4] == b"\x89PNG"
+
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(b"not an image")
+        second = sorted((SAMPLE / "images").rglob("*.jpg"))[1]
+        several = cli(
+            "predict",
+            str(IMAGE),
+            str(second),
+            str(broken),
+            "--endpoint-url",
+            url,
+            "--endpoint",
+            config.endpoint_name,
+            "--output",
+            str(tmp_path / "out"),
+        )
+        assert several.exit_code == 1  # one image was refused: said, and the others still drawn
+        assert f"{broken}: the endpoint answered 400" in several.stderr
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([f"{IMAGE.stem}.png", f"{second.stem}.png"])
+        assert cli("predict", str(IMAGE), "--endpoint-url", url, "--model", "1").exit_code == 2  # --model is the local engine's
+    finally:
+        server.shutdown()
