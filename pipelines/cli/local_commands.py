@@ -316,14 +316,14 @@ def _show_detections(out, image: Path, picture: Path, reply: dict, served: str) 
 
     detections = reply["predictions"][0]["detections"]
     save_detections_picture(image.read_bytes(), detections, picture)
-    out.print(f"{len(detections)} detection(s) in {image} by {served}", markup=False)
+    out.print(f"{len(detections)} detection(s) in {image} by {served}", markup=False, soft_wrap=True)  # paths stay whole
     if detections:
         boxes = table("class", "score", "box (x0, y0, x1, y1 px)")
         for detection in detections:
             box = detection["box"]
             boxes.add_row(detection["class"], f"{detection['score']:.3f}", ", ".join(f"{box[k]:.0f}" for k in ("xmin", "ymin", "xmax", "ymax")))
         out.print(boxes)
-    out.print(f"picture: {picture}", markup=False)
+    out.print(f"picture: {picture}", markup=False, soft_wrap=True)
 
 
 @command(Side.LOCAL)
