@@ -20,17 +20,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.region_info import FactName
 from constructs import Construct
 
+from pipelines import serving
 from pipelines.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]  # the build context: the repository (see .dockerignore)
-SERVING_REPOSITORY = "tensorflow-inference"
 _GPU = re.compile(r"^ml\.(g|p)\d")  # GPU instance families (ml.g4dn, ml.g5, ml.p3, ...)
 
 
 def serving_tag(config: Config) -> str:
-    """The TensorFlow Serving image tag for the endpoint's instance type: <version>-gpu or <version>-cpu."""
-    kind = "gpu" if _GPU.match(config.deployment.instance_type) else "cpu"
-    return f"{config.infrastructure.serving_version}-{kind}"
+    """The TensorFlow Serving image tag for the endpoint's instance type: the GPU build on ml.g*/ml.p*."""
+    return serving.tag(config.infrastructure.serving_version, gpu=bool(_GPU.match(config.deployment.instance_type)))
 
 
 class Images(Construct):
@@ -55,8 +54,8 @@ class Images(Construct):
             self._serving_repository_arn = None
         else:
             account = stack.regional_fact(FactName.DLC_REPOSITORY_ACCOUNT)
-            self.inference_uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{SERVING_REPOSITORY}:{serving_tag(config)}"
-            self._serving_repository_arn = f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{SERVING_REPOSITORY}"
+            self.inference_uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{serving.REPOSITORY}:{serving_tag(config)}"
+            self._serving_repository_arn = f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{serving.REPOSITORY}"
 
     def grant_pull(self, role: iam.IGrantable) -> None:
         """Pull the project's images and the serving image (the endpoint's model runs as `role`)."""

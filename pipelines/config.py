@@ -30,6 +30,7 @@ from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, par
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
 from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
+from pipelines import serving
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
@@ -256,9 +257,10 @@ class InfrastructureConfig(_Section):
     source: SourceConfig = SourceConfig()
     # Who is told about failed executions, endpoint alarms and approvals waiting (SNS email subscriptions).
     notification_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
-    # The TensorFlow Serving version of the SageMaker inference image (tensorflow-inference:<version>-cpu|gpu) that
-    # registered models are served by, unless aws.inference_image_uri names an image.
-    serving_version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = "2.19"
+    # The TensorFlow Serving version of the SageMaker inference image (tensorflow-inference, CPU or GPU build by
+    # the endpoint's instance type; pipelines/serving.py has the tags) that registered models are served by, unless
+    # aws.inference_image_uri names an image. The default is the training image's TensorFlow.
+    serving_version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = serving.DEFAULT_VERSION
     # Lifecycle, in days. Execution outputs (prepared data, checkpoints, models) move to S3 Intelligent-Tiering
     # and are kept unless artifact_expiration_days is set: registered model packages and the endpoint (each new
     # instance) read their model.tar.gz from there. Data captured by the endpoint, server access logs, and

@@ -128,7 +128,7 @@ def test_a_gpu_endpoint_is_served_by_the_gpu_serving_image_and_a_named_image_win
     )
     (pipeline,) = resources(gpu.template_json(), "AWS::SageMaker::Pipeline").values()
     variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][1]
-    assert json.dumps(variables["InferenceImageUri"]).endswith('/tensorflow-inference:2.19-gpu"]]}')
+    assert json.dumps(variables["InferenceImageUri"]).endswith('/tensorflow-inference:2.20-gpu-py312-cu129-amzn2023-sagemaker-v1"]]}')
     named = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/car-damage-serving:7"
     own = synthesize(with_infrastructure("", {"  inference_image_uri: null\n": f"  inference_image_uri: {named}\n"}))
     (pipeline,) = resources(own.template_json(), "AWS::SageMaker::Pipeline").values()

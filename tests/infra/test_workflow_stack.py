@@ -92,7 +92,7 @@ def test_the_pipeline_body_is_the_rendered_definition_with_every_placeholder_fil
     assert variables["DeployFunctionArn"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction"), "Arn"]}
     for name in ("ProcessingImageUri", "TrainingImageUri"):
         assert "container-assets" in json.dumps(variables[name])
-    assert "/tensorflow-inference:2.19-cpu" in json.dumps(variables["InferenceImageUri"])
+    assert "/tensorflow-inference:2.20-cpu-py312-amzn2023-sagemaker-v1" in json.dumps(variables["InferenceImageUri"])
     group_id, group = one(workflow_template, "AWS::SageMaker::ModelPackageGroup")
     assert group["Properties"]["ModelPackageGroupName"] == workflow.config.model_package_group
     assert group_id in pipeline.get("DependsOn", [])

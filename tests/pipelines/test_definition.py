@@ -239,7 +239,7 @@ def test_unset_account_values_are_placeholders_and_given_ones_are_filled(text, c
         "KmsKeyId": "arn:aws:kms:eu-west-1:123456789012:key/abcd",
         "ProcessingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/processing:abc",
         "TrainingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:abc",
-        "InferenceImageUri": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-inference:2.19-cpu",
+        "InferenceImageUri": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-inference:2.20-cpu-py312-amzn2023-sagemaker-v1",
         "DeployFunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:deploy",
     }
     filled = render_definition(config.model_copy(update={"aws": config.aws.model_copy(update={"region": "eu-west-1"})}), values)
