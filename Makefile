@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 LOCK := requirements/lock.txt
+# The endpoint handler's wheels for the serving image's Python (pipelines/serving.py), hash-checked: local
+# training exports unpack them into the model's code/lib, as the training image does on AWS.
+SERVING_WHEELS := $(VENV)/serving-wheels
+WHEELS_STAMP := $(SERVING_WHEELS)/.downloaded
+SERVING_PYTHON := 3.12
 # The CDK CLI, pinned in package-lock.json (npm ci installs exactly that).
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
@@ -23,19 +28,26 @@ help:
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make synth  synthesize the AWS CDK app into cdk.out/ (offline, no AWS credentials, no Docker)"
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) $(WHEELS_STAMP)
 
 # The venv is rebuilt when the lock or the project metadata changes. Every package comes from the lock,
 # hash-checked, with --no-deps: nothing outside the lock can be pulled in.
-$(STAMP): $(LOCK) requirements/bootstrap.txt requirements/build-constraints.txt pyproject.toml
+$(STAMP): $(LOCK) requirements/bootstrap.txt requirements/build-constraints.txt requirements/test-build-constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/bootstrap.txt
-	$(UV) pip install --python $(BIN)/python --no-deps --require-hashes \
-		--build-constraints requirements/build-constraints.txt -r $(LOCK)
+	FALCON_DISABLE_CYTHON=1 $(UV) pip install --python $(BIN)/python --no-deps --require-hashes \
+		--build-constraints requirements/build-constraints.txt --build-constraints requirements/test-build-constraints.txt -r $(LOCK)
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
+
+$(WHEELS_STAMP): $(STAMP) containers/inference/requirements.txt
+	rm -rf $(SERVING_WHEELS)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes --only-binary=:all: \
+		--implementation cp --python-version $(SERVING_PYTHON) --platform manylinux_2_28_x86_64 \
+		-d $(SERVING_WHEELS) -r containers/inference/requirements.txt
+	touch $(WHEELS_STAMP)
 
 # node_modules is reinstalled when the npm lock changes: the CDK CLI at the version package-lock.json pins.
 $(NODE_STAMP): package.json package-lock.json
@@ -83,6 +95,9 @@ lock:
 	$(UV) pip compile containers/processing/requirements.in -c $(LOCK) --override requirements/overrides.txt \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--no-header --no-annotate -o containers/processing/requirements.txt
+	$(UV) pip compile containers/inference/requirements.in -c $(LOCK) --override requirements/overrides.txt \
+		--python-version $(SERVING_PYTHON) --python-platform x86_64-manylinux_2_28 --only-binary :all: --generate-hashes \
+		--no-header --no-annotate -o containers/inference/requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info node_modules cdk.out

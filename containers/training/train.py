@@ -39,6 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from containers.inference import libraries
 from containers.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters, parse_hyperparameters
 from containers.training.metrics import format_log_line
 from containers.training.pipeline_config import render_pipeline_config
@@ -350,8 +351,11 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
     code = paths.model_dir / "code"
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()
-    for name in ("inference.py", "requirements.txt"):
-        shutil.copy2(INFERENCE / name, code / name)
+    shutil.copy2(INFERENCE / "inference.py", code / "inference.py")
+    try:  # the handler's libraries as code/lib: the serving container then installs nothing at start
+        bundled = libraries.bundle(code)
+    except libraries.BundleError as exc:
+        raise TrainingError(f"cannot bundle the endpoint handler's libraries: {exc}") from None
     shutil.copy2(paths.label_map, paths.model_dir / "label_map.pbtxt")
     shutil.copy2(paths.checkpoints / "pipeline.config", paths.model_dir / "pipeline.config")
     metadata = {
@@ -362,6 +366,7 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
         "hyperparameters": hp.model_dump(mode="json"),
         "signature": {"name": "serving_default", "input": "input_tensor: [N] tf.string of encoded JPEG/PNG images"},
         "tensorflow": tf.__version__,
+        "handler_libraries": bundled,  # in code/lib, for the serving image's Python (containers/inference/requirements.txt)
     }
     (paths.model_dir / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
     log(f"train: exported the SavedModel to {version} in {time.perf_counter() - started:.0f} s")
@@ -393,6 +398,13 @@ def run(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
         final = train(hp, paths, log=log)
     export(hp, paths, classes, final, log=log)
     return final
+
+
+def check_handler_libraries() -> None:
+    try:
+        libraries.choose_wheels(libraries.wheels_folder(), libraries.read_pins())
+    except libraries.BundleError as exc:
+        raise TrainingError(f"cannot bundle the endpoint handler's libraries: {exc}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths, Path]:
@@ -455,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     hp, paths, failure_file = parse_args(argv)
     try:
         paths = Paths(**{**paths.__dict__, "label_map": find_label_map(paths.label_map, paths.train)})
+        check_handler_libraries()  # before hours of training, not at the export
         final = run(hp, paths, log=lambda line: print(line, flush=True))
     except (TrainingError, HyperparameterError) as exc:
         _fail(failure_file, str(exc))

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from containers.inference import libraries
+from pipelines import serving
 from pipelines.local.expressions import DefinitionProblem
 from pipelines.local.storage import LocalS3
 
@@ -185,6 +187,7 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
         {
             **(arguments.get("Environment") or {}),
             **channels,
+            libraries.SERVING_WHEELS_ENV: str(serving.local_wheels()),  # the training image's own copy, here
             "SM_MODEL_DIR": str(model_dir),
             "SM_OUTPUT_DATA_DIR": str(sandbox.local("/opt/ml/output/data")),
         }
@@ -205,7 +208,9 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
             s3.upload(tensorboard, tensorboard_config["S3OutputPath"])
     artifact = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
     packed = work / "model.tar.gz"
-    with tarfile.open(packed, "w:gz") as archive:  # SageMaker packs the model folder's contents at the root
+    with tarfile.open(
+        packed, "w:gz", compresslevel=1
+    ) as archive:  # at the root, as SageMaker packs it; level 1: 6x faster than 9 on code/lib, 13% larger
         for path in sorted(model_dir.iterdir()):
             archive.add(path, arcname=path.name)
     s3.put_file(packed, artifact)

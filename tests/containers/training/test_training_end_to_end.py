@@ -14,7 +14,9 @@ import re
 import numpy as np
 import pytest
 
+from containers.inference import libraries
 from containers.training.metrics import METRIC_DEFINITIONS
+from pipelines import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]
 
@@ -54,11 +56,18 @@ def test_tensorboard_gets_the_losses_and_the_learning_rate(trained_model):
 def test_the_artifact_describes_itself(trained_model):
     model = trained_model.model_dir
     assert (model / "1" / "saved_model.pb").is_file() and (model / "1" / "variables").is_dir()
-    assert sorted(path.name for path in (model / "code").iterdir()) == ["inference.py", "requirements.txt"]  # it reads ../model.json
+    # No requirements.txt: the container would pip install at every start. code/lib holds the handler's
+    # libraries for the serving image's Python, unpacked from the pinned wheels; the handler reads ../model.json.
+    assert sorted(path.name for path in (model / "code").iterdir()) == ["inference.py", "lib"]
+    lib = model / "code" / "lib"
+    assert (lib / "numpy" / "__init__.py").is_file() and (lib / "PIL" / "Image.py").is_file()
+    assert {p.name.split("-")[0] for p in lib.glob("*.dist-info")} == {"numpy", "pillow"}
+    assert any(lib.glob(f"numpy/_core/*.cpython-{serving.SERVING_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"))
     assert (model / "label_map.pbtxt").is_file()
     metadata = json.loads((model / "model.json").read_text())
     assert metadata["model"] == "efficientdet-d0" and metadata["input_size"] == 256
     assert metadata["trained_steps"] == trained_model.steps and metadata["classes"] == {"1": "dent", "2": "scratch"}
+    assert metadata["handler_libraries"] == [f"{p.name}=={p.version}" for p in libraries.read_pins().values()]
     text = (model / "pipeline.config").read_text()
     assert "num_classes: 2" in text and "min_dimension: 256" in text and "total_steps: 6" in text
 
