@@ -367,15 +367,20 @@ def model_environment(settings: DeploySettings) -> dict[str, str]:
 
 
 def create_model(sagemaker: Any, settings: DeploySettings, package: Mapping[str, Any], tags: list[dict[str, str]]) -> str:
-    """A SageMaker Model from the package (its image and artifact), reused when a retry finds it."""
+    """A SageMaker Model from the package (its image and artifact), reused when a retry finds it.
+
+    Network-isolated: the serving container reaches no network (SageMaker still fetches the artifact and
+    writes captured data). The model carries its handler's libraries in code/lib, so the container has
+    nothing to install at start (containers/inference/libraries.py)."""
     environment = model_environment(settings)
     arn, group, version = package["ModelPackageArn"], package["ModelPackageGroupName"], package["ModelPackageVersion"]
-    name = resource_name(group, version, arn, settings.role_arn, json.dumps(environment, sort_keys=True))
+    name = resource_name(group, version, arn, settings.role_arn, json.dumps(environment, sort_keys=True), "isolated")
     _create_unless_exists(
         lambda: sagemaker.create_model(
             ModelName=name,
             PrimaryContainer={"ModelPackageName": arn, "Environment": environment},
             ExecutionRoleArn=settings.role_arn,
+            EnableNetworkIsolation=True,
             Tags=tags,
         )
     )

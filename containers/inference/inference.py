@@ -4,8 +4,9 @@
     input_handler(data, context)      request body -> the JSON that is POSTed to TF Serving's REST predict API
     output_handler(response, context) TF Serving's reply -> (body, content type) returned to the caller
 
-The container loads it by file path, not as a package, and installs only `code/requirements.txt`, so it
-imports nothing but the standard library, numpy and Pillow. The same functions serve locally
+The container loads it by file path, not as a package, with the model's `code/lib` on the path (numpy and
+Pillow, see libraries.py), so it imports nothing else but the standard library (and falcon, the container's
+own, when it is there). The same functions serve locally
 (`containers/inference/local.py`), which is how the tests reach them.
 
 Requests. Raw image bytes (`application/x-image`, `image/jpeg`, `image/png`) are the primary payload;
@@ -25,12 +26,16 @@ Class names come from the model's `model.json`, which training writes at the mod
 {"1": "dent", ...}`): `MODEL_METADATA_PATH` when set, else `model.json` beside this file, else one folder up
 (this file is `code/inference.py` in the model). Without one, detections are named `id N`.
 
-Errors. The container answers any exception from a handler with HTTP 500 and `{"error": str(exc)}`; that
-cannot be changed from here. Bad input therefore raises `RequestError`, whose text is one JSON line holding
-the real status (`{"error": "...", "status": 413}`), so a client can still tell a refused image from a
-failing server, and the local endpoint answers with that status. Statuses: 400 (empty, not an image,
-truncated or corrupt, bad JSON or option), 406 (the Accept header excludes JSON), 413 (too many bytes,
-pixels or instances), 415 (content type), 502 (TF Serving failed or answered something unexpected).
+Errors. Bad input raises `RequestError`, whose text is one JSON line holding the real status
+(`{"error": "...", "status": 413}`). Statuses: 400 (empty, not an image, truncated or corrupt, bad JSON or
+option), 406 (the Accept header excludes JSON), 413 (too many bytes, pixels or instances), 415 (content type),
+502 (TF Serving failed or answered something unexpected). The local endpoint answers with that status.
+Inside the serving container (this file loaded by path, as the container loads it, with falcon importable),
+the handlers raise falcon's HTTPError of that status instead, with the same body: SageMaker's TF Serving
+container 2.20 passes a falcon.HTTPError through with its own status (earlier containers answer every handler
+exception with 500 and `{"error": str(exc)}`, and str() is then the same JSON line, so the status survives
+in the message). The 2.20 behaviour is from ../shared notes on aws/deep-learning-containers' python_service.py,
+medium confidence; the 2.19 one is read in that file.
 
 Answer: `{"predictions": [{"image": {"width", "height"}, "detections": [{"class", "class_id", "score",
 "box", "box_normalized"}, ...]}, ...]}`, one entry per image in request order, detections best first, boxes
@@ -41,6 +46,7 @@ in pixels of the image as sent (after EXIF turning) and normalised.
 # sys.modules, and dataclasses cannot resolve string annotations of such a module (it fails on import).
 import base64
 import binascii
+import functools
 import io
 import json
 import logging
@@ -54,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger("inference")
 
@@ -93,6 +99,56 @@ class RequestError(Exception):
     def body(self) -> bytes:
         """The answer's body where the real status can be set (the local endpoint)."""
         return str(self).encode("utf-8")
+
+
+# falcon's names for the statuses the handler answers (falcon 4 renamed HTTPPayloadTooLarge).
+_FALCON_NAMES = {
+    400: ("HTTPBadRequest",),
+    406: ("HTTPNotAcceptable",),
+    413: ("HTTPContentTooLarge", "HTTPPayloadTooLarge"),
+    415: ("HTTPUnsupportedMediaType",),
+    502: ("HTTPBadGateway",),
+}
+
+
+def _in_container() -> bool:
+    """True when SageMaker's serving container runs this file: loaded by path as a top-level module (the
+    local endpoint and the tests import it as containers.inference.inference)."""
+    return not __package__
+
+
+@functools.cache
+def container_errors() -> dict[int, type]:
+    """status -> a falcon.HTTPError subclass whose body and str() are RequestError's JSON; {} without falcon."""
+    try:
+        import falcon
+    except ImportError:
+        return {}
+
+    def to_dict(self, obj_type=dict):
+        result = obj_type()
+        result["error"] = self.refused.message
+        result["status"] = self.refused.status
+        return result
+
+    def text(self) -> str:
+        return str(self.refused)
+
+    errors = {}
+    for status, names in _FALCON_NAMES.items():
+        base = next(getattr(falcon, name) for name in names if hasattr(falcon, name))
+        errors[status] = type(f"Refused{status}", (base,), {"to_dict": to_dict, "__str__": text, "__repr__": text})
+    return errors
+
+
+def for_container(exc: RequestError) -> Exception:
+    """What a handler raises for a refused request: falcon's error of the status inside the container, else `exc`."""
+    kind = container_errors().get(exc.status) if _in_container() else None
+    if kind is None:
+        return exc
+    error = kind(description=exc.message)
+    error.refused = exc
+    return error
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,6 +398,8 @@ def open_image(data: bytes, what: str = "the image") -> Image.Image:
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise RequestError(413, f"{what} is too large to decode ({exc})") from None
+    except UnidentifiedImageError:  # its message names the in-memory buffer's address, which helps nobody
+        raise RequestError(400, f"{what} is not an image that can be read (no image format recognised); send JPEG or PNG bytes") from None
     except Exception as exc:  # any reader failure means "not an image we can read"
         raise RequestError(400, f"{what} is not an image that can be read ({_brief(exc)}); send JPEG or PNG bytes") from None
 
@@ -555,10 +613,13 @@ def input_handler(data: Any, context: Any, *, settings: Settings | None = None) 
     `request_content_type`, `accept_header` and `custom_attributes`. `settings` defaults to the environment."""
     _request.pending = None  # a failed request must not leave its sizes to the next one
     settings = Settings.from_env() if settings is None else settings
-    check_accept(getattr(context, "accept_header", None))
-    body = _read_body(data)
-    images, body_options = read_images(body, getattr(context, "request_content_type", None), settings)
-    options = parse_options(getattr(context, "custom_attributes", None), body_options, settings.options)
+    try:
+        check_accept(getattr(context, "accept_header", None))
+        body = _read_body(data)
+        images, body_options = read_images(body, getattr(context, "request_content_type", None), settings)
+        options = parse_options(getattr(context, "custom_attributes", None), body_options, settings.options)
+    except RequestError as exc:
+        raise for_container(exc) from exc
     _request.pending = Pending(tuple((image.width, image.height) for image in images), options)
     return build_request([image.data for image in images])
 
@@ -570,10 +631,13 @@ def output_handler(response: Any, context: Any, *, classes: Mapping[int, str] | 
     _request.pending = None
     if pending is None:
         raise RuntimeError("output_handler was called without a successful input_handler in this thread")
-    if response.status_code != 200:
-        raise upstream_error(response.status_code, response.content)
-    names = load_classes() if classes is None else classes
-    predictions = parse_response(response.content, pending.sizes, pending.options, names)
+    try:
+        if response.status_code != 200:
+            raise upstream_error(response.status_code, response.content)
+        names = load_classes() if classes is None else classes
+        predictions = parse_response(response.content, pending.sizes, pending.options, names)
+    except RequestError as exc:
+        raise for_container(exc) from exc
     return json.dumps({"predictions": predictions}, allow_nan=False), JSON
 
 

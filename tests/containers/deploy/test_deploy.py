@@ -79,7 +79,10 @@ def stub_update(sagemaker):
 def test_the_first_approved_package_creates_model_config_and_endpoint(aws):
     sagemaker, autoscaling = aws
     arn = register(sagemaker)
+    sent = []  # moto keeps no EnableNetworkIsolation: the request is checked as botocore validated and sent it
+    sagemaker.meta.events.register("before-call.sagemaker.CreateModel", lambda params, **_: sent.append(json.loads(params["body"])))
     result = deploy_package(sagemaker, autoscaling, settings(), arn)
+    assert [request["EnableNetworkIsolation"] for request in sent] == [True]  # the container fetches and installs nothing
 
     assert (result.status, result.endpoint_status, result.model_package_version) == ("created", "InService", 1)
     model = sagemaker.describe_model(ModelName=result.model_name)
