@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 LOCK := requirements/lock.txt
-# The endpoint handler's wheels for the serving image's Python (pipelines/serving.py), hash-checked: local
+# The endpoint handler's wheels for the serving image's Python (containers/inference/image.py), hash-checked: local
 # training exports unpack them into the model's code/lib, as the training image does on AWS.
 SERVING_WHEELS := $(VENV)/serving-wheels
 WHEELS_STAMP := $(SERVING_WHEELS)/.downloaded

@@ -20,7 +20,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.region_info import FactName
 from constructs import Construct
 
-from pipelines import serving
+from containers.inference import image as serving
 from pipelines.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]  # the build context: the repository (see .dockerignore)

@@ -8,10 +8,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from pipelines.config import Config
+from pipelines.config import DATA_CAPTURE_PREFIX, Config
 
 # Key prefixes in the artifacts bucket besides each execution's outputs (<pipeline name>/<execution id>/...).
-DATA_CAPTURE = "data-capture"
+DATA_CAPTURE = DATA_CAPTURE_PREFIX
 
 
 class Storage(Construct):
@@ -84,4 +84,4 @@ class Storage(Construct):
 
     def data_capture_uri(self, config: Config) -> str:
         """Where the endpoint captures requests and answers (the deployment function's DATA_CAPTURE_S3_URI)."""
-        return f"s3://{self.artifacts.bucket_name}/{DATA_CAPTURE}/{config.endpoint_name}/"
+        return str(config.data_capture(self.artifacts.bucket_name))

@@ -27,10 +27,10 @@ from pydantic import (
 )
 
 from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
+from containers.inference import image as serving
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
 from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
-from pipelines import serving
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
@@ -248,6 +248,9 @@ class AlarmsConfig(_Section):
     server_errors: Annotated[int, Field(ge=1)] = 5  # Invocation5XXErrors in 5 minutes
 
 
+DATA_CAPTURE_PREFIX = "data-capture"  # of the artifacts bucket; its objects expire (infrastructure.data_capture_expiration_days)
+
+
 class InfrastructureConfig(_Section):
     """What the CDK app (app.py, infra/) needs beyond the rest of this file."""
 
@@ -258,7 +261,7 @@ class InfrastructureConfig(_Section):
     # Who is told about failed executions, endpoint alarms and approvals waiting (SNS email subscriptions).
     notification_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
     # The TensorFlow Serving version of the SageMaker inference image (tensorflow-inference, CPU or GPU build by
-    # the endpoint's instance type; pipelines/serving.py has the tags) that registered models are served by, unless
+    # the endpoint's instance type; containers/inference/image.py has the tags) that registered models are served by, unless
     # aws.inference_image_uri names an image. The default is the training image's TensorFlow.
     serving_version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = serving.DEFAULT_VERSION
     # Lifecycle, in days. Execution outputs (prepared data, checkpoints, models) move to S3 Intelligent-Tiering
@@ -310,6 +313,11 @@ class Config(_Section):
     def labels_prefix(self, data_bucket: str) -> S3Location:
         """Where teams upload label exports in any format (`labels/<batch>/...`); the new-data trigger listens there."""
         return S3Location(data_bucket, "labels/")
+
+    def data_capture(self, artifact_bucket: str) -> S3Location:
+        """Where the endpoint captures requests and answers (DataCaptureConfig.DestinationS3Uri); SageMaker adds
+        `<endpoint>/<variant>/yyyy/mm/dd/hh/` below it. The review loop reads it."""
+        return S3Location(artifact_bucket, f"{DATA_CAPTURE_PREFIX}/{self.endpoint_name}/")
 
     def snapshots_prefix(self, data_bucket: str) -> S3Location:
         """Where dataset snapshots go: `<id>/snapshot.json` and `<id>/inputs/`, what an execution trains on."""

@@ -1,6 +1,6 @@
 """The model is trained by one TensorFlow and served by another: they must agree (TensorFlow promises that a
 newer runtime loads an older SavedModel, not the reverse), and every copy of the serving facts must follow
-pipelines/serving.py, their one home."""
+containers/inference/image.py, their one home."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 
 import yaml
 
+from containers.inference import image as serving
 from containers.inference import libraries
-from pipelines import serving
 from pipelines.config import InfrastructureConfig
 from tests.containers.training.test_image import DOCKERFILE, LOCK, pins
 from tests.support import ROOT

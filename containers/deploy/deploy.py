@@ -38,6 +38,7 @@ TAG_ARN = "cardamage:model-package-arn"
 TAG_VERSION = "cardamage:model-package-version"
 TAG_GROUP = "cardamage:model-package-group"
 VARIANT = "AllTraffic"
+CAPTURED_AS_JSON = ("application/json",)  # data capture keeps these bodies as text, others base64 (pipelines/local/capture.py too)
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 SCALE_IN_COOLDOWN = 300  # seconds: scale in slowly, a burst often comes back
@@ -408,7 +409,7 @@ def endpoint_config_request(settings: DeploySettings, model_name: str) -> dict[s
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             # JSON bodies are captured as text; every other type (the images) is captured base64-encoded,
             # which is all the header can say: it has no entry for binary types.
-            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+            "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURED_AS_JSON)},
         }
         if settings.kms_key_id:
             capture["KmsKeyId"] = settings.kms_key_id

@@ -12,10 +12,9 @@ from containers.deploy.deploy import DeployResult
 from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label
 from pipelines.config import Config
 from pipelines.local.console import relative
-from pipelines.local.endpoint import LocalDeployer
+from pipelines.local.runner import local_deployer
 from pipelines.local.state import Package as Registered
 from pipelines.local.state import State
-from pipelines.local.storage import LocalS3
 
 
 class LocalBackend:
@@ -26,7 +25,7 @@ class LocalBackend:
             raise BackendError(f"{state_dir}: no local runs here yet: run `cardamage run --local` first (or pass --state-dir)", 2)
         self.config, self.state_dir = config, state_dir
         self.state = State(state_dir)
-        self.deployer = LocalDeployer(self.state, LocalS3(state_dir / "s3"), state_dir / "endpoints")
+        self.deployer = local_deployer(state_dir, config)
         self.where = f"local ({relative(state_dir)})"
 
     def executions(self, limit: int) -> list[Execution]:

@@ -229,9 +229,12 @@ def _local_invoker(cli: Invocation, model: str | None):
     model_dir, environment = backend.deployer.model(cli.config.endpoint_name, arn)
     apply_serving_environment(environment)
     local = LocalEndpoint(model_dir)
+    capture = None if model else backend.deployer.capture(cli.config.endpoint_name)  # the endpoint captures; a package looked at does not
 
     def invoke(body: bytes, content_type: str, attributes: str | None) -> tuple[int, dict]:
-        status, answer, _ = local.invoke(body, content_type, attributes, "application/json")
+        status, answer, answer_type = local.invoke(body, content_type, attributes, "application/json")
+        if capture is not None and status == 200:
+            capture.record(body, content_type, answer, answer_type)
         return status, json.loads(answer)
 
     served = f"package {model}" if model else f"endpoint {cli.config.endpoint_name} ({relative(model_dir)})"

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from containers.deploy.deploy import VARIANT, DeployResult
 from containers.inference.inference import SERVING_ENVIRONMENT
+from pipelines.local.capture import CaptureSettings, DataCapture
 from pipelines.local.state import ACCOUNT, REGION, State
 from pipelines.local.storage import LocalS3
 
@@ -48,13 +49,15 @@ class Deployment:
     model_dir: str
     environment: dict
     deployed: float
+    capture: dict | None = None  # CaptureSettings of the deployment (its endpoint config's DataCaptureConfig)
 
 
 class LocalDeployer:
-    """Deploys registered packages to local endpoints (the deployment function's rules, on this machine)."""
+    """Deploys registered packages to local endpoints (the deployment function's rules, on this machine).
+    `capture` is the data capture a deployment configures (None: none), as the function's environment is."""
 
-    def __init__(self, state: State, s3: LocalS3, folder: Path):
-        self.state, self.s3, self.folder = state, s3, folder
+    def __init__(self, state: State, s3: LocalS3, folder: Path, capture: CaptureSettings | None = None):
+        self.state, self.s3, self.folder, self.capture_settings = state, s3, folder, capture
 
     def record(self, endpoint_name: str) -> Deployment | None:
         path = self.folder / f"{endpoint_name}.json"
@@ -77,12 +80,27 @@ class LocalDeployer:
             with tarfile.open(self.s3.path(package.model_data_url)) as archive:
                 archive.extractall(model_dir, filter="data")
         deployment = Deployment(
-            endpoint_name, package.arn, package.group, package.version, str(model_dir), package.metadata.get("Environment", {}), time.time()
+            endpoint_name,
+            package.arn,
+            package.group,
+            package.version,
+            str(model_dir),
+            package.metadata.get("Environment", {}),
+            time.time(),
+            asdict(self.capture_settings) if self.capture_settings else None,
         )
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{endpoint_name}.json").write_text(json.dumps(asdict(deployment), indent=2))
         status = "updated" if current else "created"
         return DeployResult(status, endpoint_name, package_arn, f"version {package.version} deployed", package.version, endpoint_status="InService")
+
+    def capture(self, endpoint_name: str) -> DataCapture | None:
+        """The data capture of the endpoint's deployment, when it configured one."""
+        record = self.record(endpoint_name)
+        if record is None or not record.capture:
+            return None
+        settings = CaptureSettings(**record.capture)
+        return DataCapture(self.s3, settings.destination, endpoint_name, settings.percent)
 
     def model(self, endpoint_name: str, package_arn: str | None = None) -> tuple[str | None, dict]:
         """(model folder, environment) that the endpoint serves now, or of `package_arn` (any status: serving a
@@ -114,7 +132,7 @@ class EndpointServer:
     def __init__(self, deployer: LocalDeployer, endpoint_name: str, port: int = 8080, package_arn: str | None = None):
         self.deployer, self.endpoint_name, self.pinned = deployer, endpoint_name, package_arn
         self._lock = threading.Lock()
-        self._loaded: tuple[str, object] | None = None  # (model folder, LocalEndpoint)
+        self._loaded: tuple[str, object, DataCapture | None] | None = None  # (model folder, LocalEndpoint, its data capture)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
 
     @property
@@ -129,8 +147,15 @@ class EndpointServer:
         with self._lock:
             if self._loaded is None or self._loaded[0] != model_dir:
                 apply_serving_environment(environment)
-                self._loaded = (model_dir, LocalEndpoint(model_dir)) if model_dir else None
+                capture = None if self.pinned else self.deployer.capture(self.endpoint_name)  # a package looked at is not the endpoint
+                self._loaded = (model_dir, LocalEndpoint(model_dir), capture) if model_dir else None
             return self._loaded[1] if self._loaded else None
+
+    def captured(self, request: bytes, request_type: str | None, status: int, answer: bytes, answer_type: str, inference_id: str | None) -> None:
+        """Capture a successful invocation, sampled, as the deployment's data capture configures."""
+        loaded = self._loaded
+        if status == 200 and loaded and loaded[2] is not None:
+            loaded[2].record(request, request_type, answer, answer_type, inference_id)
 
     def _model_dir(self) -> tuple[str | None, dict]:
         return self.deployer.model(self.endpoint_name, self.pinned)
@@ -186,7 +211,10 @@ class EndpointServer:
 
             def _invoke(self, endpoint, body: bytes) -> tuple[int, bytes, str]:
                 accept = self.headers.get("Accept") or "application/json"
-                return endpoint.invoke(body, self.headers.get("Content-Type", ""), self.headers.get(CUSTOM_ATTRIBUTES), accept)
+                content_type = self.headers.get("Content-Type", "")
+                status, answer, answer_type = endpoint.invoke(body, content_type, self.headers.get(CUSTOM_ATTRIBUTES), accept)
+                server.captured(body, content_type, status, answer, answer_type, self.headers.get(INFERENCE_ID))
+                return status, answer, answer_type
 
             def _invoke_endpoint(self, name: str) -> None:
                 """InvokeEndpoint as the SageMaker runtime answers it (POST /endpoints/<name>/invocations)."""

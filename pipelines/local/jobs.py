@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from containers.inference import libraries
-from pipelines import serving
 from pipelines.local.expressions import DefinitionProblem
 from pipelines.local.storage import LocalS3
 
@@ -119,6 +118,15 @@ def _stop(process: subprocess.Popen) -> None:
                 return
 
 
+# Where `make setup` downloads the handler's wheels (hash-checked) on this machine, for training exports;
+# the environment variable (containers/inference/libraries.py) overrides it.
+LOCAL_WHEELS = Path(__file__).resolve().parents[2] / ".venv" / "serving-wheels"
+
+
+def local_wheels() -> Path:
+    return Path(os.environ.get(libraries.SERVING_WHEELS_ENV) or LOCAL_WHEELS)
+
+
 def environment(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment (without any AWS credentials: jobs here reach no AWS), plus `extra`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SM_"))}
@@ -187,7 +195,7 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
         {
             **(arguments.get("Environment") or {}),
             **channels,
-            libraries.SERVING_WHEELS_ENV: str(serving.local_wheels()),  # the training image's own copy, here
+            libraries.SERVING_WHEELS_ENV: str(local_wheels()),  # the training image's own copy, here
             "SM_MODEL_DIR": str(model_dir),
             "SM_OUTPUT_DATA_DIR": str(sandbox.local("/opt/ml/output/data")),
         }

@@ -11,6 +11,7 @@ from pathlib import Path
 from containers.common.s3 import is_s3_uri
 from pipelines.config import Config
 from pipelines.definition import render_definition
+from pipelines.local.capture import CaptureSettings
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.engine import Engine, ExecutionResult, Reporter, parameter_values
 from pipelines.local.expressions import DefinitionProblem
@@ -172,11 +173,15 @@ def _common_folder(paths: list[Path]) -> str:
     return os.path.commonpath([str(p.parent) for p in paths])
 
 
-def engine(state_dir: Path, reporter: Reporter | None = None) -> Engine:
+def local_deployer(state_dir: Path, config: Config | None = None) -> LocalDeployer:
+    """The deployment function's stand-in, with the data capture `config` gives the function on AWS."""
+    capture = CaptureSettings.of(config, LOCAL_VALUES["ArtifactBucket"]) if config else None
+    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", capture)
+
+
+def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | None = None) -> Engine:
     state_dir = state_dir.resolve()
-    state = State(state_dir)
-    s3 = LocalS3(state_dir / "s3")
-    deployer = LocalDeployer(state, s3, state_dir / "endpoints")
+    deployer = local_deployer(state_dir, config)
 
     def deploy(event: dict) -> dict:
         if event.get("FunctionArn") != DEPLOY_FUNCTION:
@@ -198,7 +203,7 @@ def run_local(
     definition: dict | None = None,
 ) -> ExecutionResult:
     """Render (or read, or take) the definition, stage the inputs, run it; raises ExecutionFailed or DefinitionProblem."""
-    runner = engine(state_dir, reporter)
+    runner = engine(state_dir, reporter, config)
     definition = definition if definition is not None else local_definition(config, definition_file)
     runner.validate(definition)  # before staging anything, with the parameters given
     parameter_values(definition, parameters or {})

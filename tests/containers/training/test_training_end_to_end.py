@@ -14,9 +14,9 @@ import re
 import numpy as np
 import pytest
 
+from containers.inference import image as serving
 from containers.inference import libraries
 from containers.training.metrics import METRIC_DEFINITIONS
-from pipelines import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]
 

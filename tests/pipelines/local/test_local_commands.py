@@ -4,6 +4,7 @@ seconds. The whole pipeline through these commands is in test_local_pipeline.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import load_config
+from pipelines.local.capture import read_captures
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
@@ -241,6 +243,20 @@ def test_the_sagemaker_runtime_client_invokes_the_local_endpoint_as_it_would_aws
         assert unknown.value.response["Error"]["Message"] == "Endpoint another-endpoint of account 000000000000 not found."
     finally:
         server.shutdown()
+
+    # The answered request was captured, as the deployment's data capture (100% in this profile) says.
+    destination = str(config.data_capture("local-artifacts"))
+    (captured,) = list(read_captures(LocalS3(state_dir / "s3"), destination))
+    uri, _, record = captured
+    assert re.fullmatch(
+        rf"{re.escape(destination)}{config.endpoint_name}/AllTraffic/\d{{4}}/\d\d/\d\d/\d\d/\d\d-\d\d-\d{{3}}-[0-9a-f-]{{36}}\.jsonl", uri
+    )
+    request, reply = record["captureData"]["endpointInput"], record["captureData"]["endpointOutput"]
+    assert (request["mode"], request["observedContentType"], request["encoding"]) == ("INPUT", "image/jpeg", "BASE64")
+    assert base64.b64decode(request["data"]) == IMAGE.read_bytes()
+    assert (reply["mode"], reply["observedContentType"], reply["encoding"]) == ("OUTPUT", "application/json", "JSON")
+    assert [d["class"] for d in json.loads(reply["data"])["predictions"][0]["detections"]] == ["dent", "scratch"]
+    assert record["eventMetadata"]["inferenceId"] == "claim-42" and record["eventVersion"] == "0"
 
 
 def test_predict_calls_any_runtime_compatible_url_and_draws_as_locally(state_dir, monkeypatch, tmp_path):

@@ -1,7 +1,7 @@
 """The serving image: which SageMaker TensorFlow inference image serves a registered model, and which Python
-runs the endpoint handler inside it. One home for these facts; infra/images.py (the CDK app), the config's
-default, the Makefile and the training image's Dockerfile follow them (tests/test_serving_versions.py holds
-the copies that cannot import this equal).
+runs the endpoint handler (inference.py, with libraries.py's code/lib) inside it. One home for these facts;
+infra/images.py (the CDK app), the config's default, the Makefile and the training image's Dockerfile follow
+them (tests/test_serving_versions.py holds the copies that cannot import this equal).
 
 Sources (AWS's own container repository, aws/deep-learning-containers):
 - 2.20: `.github/config/image/tensorflow/2.20-inference-sagemaker-cpu.yml` and `...-cuda.yml` give the
@@ -14,11 +14,7 @@ Sources (AWS's own container repository, aws/deep-learning-containers):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-
-from containers.inference import libraries
 
 REPOSITORY = "tensorflow-inference"
 # The version that serves by default: the training image's TensorFlow (an older runtime may fail to load a
@@ -54,11 +50,3 @@ def tag(version: str, gpu: bool) -> str:
 # start-time `pip install`): wheels for this Python and platform, from containers/inference/requirements.txt.
 SERVING_PYTHON = KNOWN[DEFAULT_VERSION].python
 SERVING_PLATFORM = "manylinux_2_28_x86_64"
-
-# Where `make setup` downloads those wheels on this machine (hash-checked), for local training exports; the
-# environment variable containers/inference/libraries.py names overrides it.
-LOCAL_WHEELS = Path(__file__).resolve().parents[1] / ".venv" / "serving-wheels"
-
-
-def local_wheels() -> Path:
-    return Path(os.environ.get(libraries.SERVING_WHEELS_ENV) or LOCAL_WHEELS)
