@@ -425,7 +425,7 @@ def default_job_name(project: str, now: datetime | None = None) -> str:
 
 def check_job_name(name: str) -> str:
     if not _JOB_NAME.match(name):
-        raise usage_error(f"labelling job name {name!r} must be 1-63 letters, digits and hyphens")
+        raise usage_error(f"job name {name!r} must be 1-63 letters, digits and hyphens")
     return name
 
 
@@ -478,3 +478,108 @@ def create_labeling_job(sagemaker: Any, s3: Any, request: Mapping[str, Any], upl
         bucket, key = parse_s3_uri(uri)
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return sagemaker.create_labeling_job(**request)["LabelingJobArn"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batch Transform: the endpoint's handler over an S3 prefix of photos
+
+
+TRANSFORM_TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+
+
+def transform_job_request(
+    *,
+    job_name: str,
+    model_name: str,
+    input_uri: str,
+    output_uri: str,
+    instance_type: str,
+    instance_count: int = 1,
+    kms_key_id: str | None = None,
+    instance_storage: bool = False,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """CreateTransformJob's arguments: each object under `input_uri` is one request with the photo as the body
+    (application/x-image: the handler reads JPEG and PNG under it), answered as `<name>.out` under
+    `output_uri`. One record at a time (a photo is never split), up to the 6 MB a real-time request takes.
+    With a KMS key, the output and (unless the instances have NVMe instance storage, where SageMaker refuses
+    one) the instances' volumes are encrypted with it."""
+    output: dict[str, Any] = {"S3OutputPath": output_uri, "Accept": "application/json", "AssembleWith": "None"}
+    resources: dict[str, Any] = {"InstanceType": instance_type, "InstanceCount": instance_count}
+    if kms_key_id:
+        output["KmsKeyId"] = kms_key_id
+        if not instance_storage:
+            resources["VolumeKmsKeyId"] = kms_key_id
+    request: dict[str, Any] = {
+        "TransformJobName": check_job_name(job_name),
+        "ModelName": model_name,
+        "BatchStrategy": "SingleRecord",
+        "MaxPayloadInMB": 6,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": "application/x-image",
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": output,
+        "TransformResources": resources,
+        "Tags": [{"Key": key, "Value": value} for key, value in (tags or {}).items()],
+    }
+    if environment:
+        request["Environment"] = dict(environment)
+    return request
+
+
+def wait_for_transform_job(
+    sagemaker: Any,
+    name: str,
+    *,
+    timeout: float = 24 * 3600,
+    poll: float = 30,
+    report: Callable[[str], None] = lambda status: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Poll DescribeTransformJob until the job ends; its final description."""
+    deadline, last = clock() + timeout, None
+    while True:
+        description = sagemaker.describe_transform_job(TransformJobName=name)
+        status = description.get("TransformJobStatus", "")
+        if status != last:
+            report(status)
+            last = status
+        if status in TRANSFORM_TERMINAL:
+            return description
+        if clock() >= deadline:
+            raise ControlPlaneError(f"transform job {name} is still {status} after {timeout:g} s (it goes on)", exit_code=124)
+        sleep(max(0.0, min(poll, deadline - clock())))
+
+
+def list_keys(s3: Any, location: S3Location) -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def transform_outcomes(s3: Any, input_uri: str, output_uri: str) -> list[Any]:
+    """One batch Outcome per input object: its `<name>.out` answer, or an error saying there is none (Batch
+    Transform writes no answer for a photo the handler refused, and then fails the job)."""
+    from pipelines.batch import Outcome
+
+    source, target = parse_s3_uri(input_uri), parse_s3_uri(output_uri)
+    answers = {key[len(target.key) :].lstrip("/"): key for key in list_keys(s3, target) if key.endswith(".out")}
+    outcomes = []
+    for key in list_keys(s3, source):
+        name = key[len(source.key) :].lstrip("/") or key.rsplit("/", 1)[-1]
+        answer = answers.get(f"{name}.out")
+        if answer is None:
+            outcomes.append(Outcome(name, error="no answer in the job's output (see the job's failure reason and its logs)"))
+            continue
+        body = s3.get_object(Bucket=target.bucket, Key=answer)["Body"].read()
+        try:
+            outcomes.append(Outcome.from_answer(name, json.loads(body)))
+        except (ValueError, KeyError, TypeError) as exc:
+            outcomes.append(Outcome(name, error=f"unreadable answer {answer}: {exc}"))
+    return outcomes

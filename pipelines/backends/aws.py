@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,25 @@ from containers.deploy import deploy as deployment
 from pipelines import aws
 from pipelines.backends import Approval, Execution, Package, Step
 from pipelines.config import Config
+
+
+@dataclass(frozen=True)
+class TransformJob:
+    name: str
+    version: int
+    instance_type: str
+    input_uri: str
+    output_uri: str
+
+
+@dataclass(frozen=True)
+class TransformSummary:
+    uri: str
+    files: int
+    answered: int
+    refused: int
+    status: str
+    failure: str
 
 
 class AwsBackend:
@@ -57,7 +76,7 @@ class AwsBackend:
                 raise aws.usage_error(
                     "data capture writes to the artifact bucket: set aws.artifact_bucket in pipeline.yaml (or deployment.data_capture_percent: 0)"
                 )
-            capture = f"s3://{config.aws.artifact_bucket}/data-capture/{config.endpoint_name}/"
+            capture = str(config.data_capture(config.aws.artifact_bucket))
         try:
             settings = deployment.DeploySettings.from_config(
                 config, role_arn=config.aws.role_arn, data_capture_s3_uri=capture, kms_key_id=config.aws.kms_key_id
@@ -70,6 +89,69 @@ class AwsBackend:
             return deployment.deploy_package(self._sagemaker, self.session.client("application-autoscaling"), settings, arn, force=force)
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
+
+    def batch_transform(
+        self,
+        reference: str | None,
+        input_uri: str,
+        output_uri: str,
+        *,
+        instance_type: str | None = None,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+        now: datetime | None = None,
+    ) -> TransformJob:
+        """Start a Batch Transform job over `input_uri` on the package (`reference`, else the newest Approved),
+        as a network-isolated model made the deployment function's way, its output under `output_uri`."""
+        config = self.config
+        if not config.aws.role_arn:
+            raise aws.usage_error("batch-predict needs the role the job's model runs as: set aws.role_arn in pipeline.yaml (or deploy the stack)")
+        try:
+            values = deployment.config_values(config, role_arn=config.aws.role_arn, kms_key_id=config.aws.kms_key_id)
+            settings = deployment.DeploySettings(**{**values, "data_capture_percent": 0})  # a job, not the endpoint: nothing to capture
+        except deployment.SettingsError as exc:
+            raise aws.usage_error(f"deployment settings: {exc}") from None
+        group = config.model_package_group
+        arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
+        package = aws.describe_package(self._sagemaker, arn)
+        version = int(package["ModelPackageVersion"])
+        tags = {"project": config.project.name, "cardamage:model-package-arn": arn}
+        model_name = deployment.create_model(self._sagemaker, settings, package, [{"Key": k, "Value": v} for k, v in tags.items()])
+        environment = {
+            name: str(value) for name, value in (("SCORE_THRESHOLD", score_threshold), ("MAX_DETECTIONS", max_detections)) if value is not None
+        }
+        chosen = instance_type or config.deployment.instance_type
+        name = aws.default_job_name(f"{config.project.name}-batch-v{version}", now)[:63].rstrip("-")
+        request = aws.transform_job_request(
+            job_name=name,
+            model_name=model_name,
+            input_uri=input_uri,
+            output_uri=output_uri,
+            instance_type=chosen,
+            kms_key_id=config.aws.kms_key_id,
+            instance_storage=deployment.has_instance_storage(chosen),
+            environment=environment,
+            tags=tags,
+        )
+        self._sagemaker.create_transform_job(**request)
+        return TransformJob(name, version, chosen, input_uri, output_uri)
+
+    def finish_batch_transform(self, job: TransformJob, *, progress=lambda status: None, poll: float = 30) -> TransformSummary:
+        """Wait for the job, then write summary.csv beside its answers (one row per input object)."""
+        from pipelines import batch
+
+        description = aws.wait_for_transform_job(self._sagemaker, job.name, report=progress, poll=poll)
+        s3 = self.session.client("s3")
+        outcomes = aws.transform_outcomes(s3, job.input_uri, job.output_uri)
+        text = batch.summary_text(outcomes, batch.class_names({}, outcomes))
+        target = aws.parse_s3_uri(job.output_uri)
+        key = f"{target.key.rstrip('/')}/{batch.SUMMARY}" if target.key else batch.SUMMARY
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.aws.kms_key_id} if self.config.aws.kms_key_id else {}
+        s3.put_object(Bucket=target.bucket, Key=key, Body=text.encode(), ContentType="text/csv", **extra)
+        refused = sum(1 for outcome in outcomes if outcome.error is not None)
+        status = description.get("TransformJobStatus", "")
+        failure = description.get("FailureReason", "") if status != "Completed" else ""
+        return TransformSummary(f"s3://{target.bucket}/{key}", len(outcomes), len(outcomes) - refused, refused, status, failure)
 
     def _served(self) -> deployment.ServedPackage | None:
         """The package the endpoint serves, as the deployment function tagged it."""

@@ -10,6 +10,8 @@ stand-in: rendering the real one takes seconds and is tested in test_definition.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -647,3 +649,61 @@ def test_the_config_region_is_used(env, tmp_path, monkeypatch):
     other.write_text("aws:\n  region: us-west-2\n")
     result = cli(env, other, "start")
     assert_one_line_error(result, 1, "no pipeline named 'car-damage-pipeline' in us-west-2")
+
+
+def test_batch_predict_runs_a_transform_job_on_the_approved_package_and_summarises_it(env, config, registry):
+    """moto keeps the CreateTransformJob request (botocore validated it) and reports the job Completed at once;
+    the answers a real job would write are put in its output here, one photo left unanswered."""
+    s3, sagemaker = client("s3", env.url), client("sagemaker", env.url)
+    photos = {"claims/a.jpg": b"jpeg-a", "claims/b.jpg": b"jpeg-b", "claims/sub/c.png": b"png-c"}
+    for key, body in photos.items():
+        s3.put_object(Bucket=DATA, Key=key, Body=body)
+    answer = {"predictions": [{"image": {"width": 100, "height": 50}, "detections": [
+        {"class": "dent", "class_id": 1, "score": 0.9, "box": {"xmin": 0, "ymin": 0, "xmax": 50, "ymax": 25}},
+    ]}]}  # fmt: skip
+    for name in ("a.jpg", "sub/c.png"):
+        s3.put_object(Bucket=ARTIFACTS, Key=f"batch/out/{name}.out", Body=json.dumps(answer).encode())
+
+    result = cli(
+        env, config, "batch-predict", "--input", f"s3://{DATA}/claims/", "--output", f"s3://{ARTIFACTS}/batch/out/", "--score-threshold", "0.4"
+    )
+    assert result.exit_code == 0, result.output
+    assert "on package version 1 (ml.m5.xlarge)" in result.stdout and "3 file(s): 2 answered, 1 refused" in result.stdout
+    (summary,) = sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    job = sagemaker.describe_transform_job(TransformJobName=summary["TransformJobName"])
+    assert job["TransformJobName"].startswith("car-damage-batch-v1-")
+    assert job["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": f"s3://{DATA}/claims/"}
+    assert job["TransformInput"]["ContentType"] == "application/x-image" and job["BatchStrategy"] == "SingleRecord"
+    assert job["TransformOutput"]["KmsKeyId"] == "alias/cardamage" and job["TransformResources"]["VolumeKmsKeyId"] == "alias/cardamage"
+    assert job["Environment"] == {"SCORE_THRESHOLD": "0.4"}
+    model = sagemaker.describe_model(ModelName=job["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == registry[0]
+
+    text = s3.get_object(Bucket=ARTIFACTS, Key="batch/out/summary.csv")["Body"].read().decode()
+    rows = {row["image"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert sorted(rows) == ["a.jpg", "b.jpg", "sub/c.png"]
+    assert rows["a.jpg"]["boxes_dent"] == "1" and rows["a.jpg"]["area_share_dent"] == "0.2500" and rows["a.jpg"]["error"] == ""
+    assert rows["b.jpg"]["error"].startswith("no answer in the job's output")
+
+
+def test_the_transform_job_request_is_valid_for_create_transform_job():
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTransformJob").input_shape
+    request = aws.transform_job_request(
+        job_name="car-damage-batch-v3-20261201-120000",
+        model_name="car-damage-models-v3-0123abcd",
+        input_uri="s3://data/claims/",
+        output_uri="s3://artifacts/batch/",
+        instance_type="ml.g5.xlarge",
+        kms_key_id="alias/cardamage",
+        instance_storage=True,
+        environment={"MAX_DETECTIONS": "10"},
+        tags={"project": "car-damage"},
+    )
+    validate_parameters(request, shape)
+    assert "VolumeKmsKeyId" not in request["TransformResources"]  # SageMaker refuses one on NVMe instance storage
+    create_model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateModel").input_shape
+    validate_parameters(
+        {"ModelName": "m", "PrimaryContainer": {"ModelPackageName": "arn:aws:sagemaker:eu-west-1:1:model-package/g/1"}, "ExecutionRoleArn": ROLE,
+         "EnableNetworkIsolation": True},
+        create_model,
+    )  # fmt: skip

@@ -301,3 +301,31 @@ def test_predict_calls_any_runtime_compatible_url_and_draws_as_locally(state_dir
         assert cli("predict", str(IMAGE), "--endpoint-url", url, "--model", "1").exit_code == 2  # --model is the local engine's
     finally:
         server.shutdown()
+
+
+def test_batch_predict_answers_every_photo_and_reports_every_refusal(state_dir, tmp_path):
+    """`cardamage batch-predict --local --state-dir DIR --input DIR --output DIR`: a <name>.json per photo,
+    summary.csv with one row per input file (an `error` for the unreadable one), exit 0."""
+    import csv
+
+    assert cli("approve", "1", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    photos = tmp_path / "claims"
+    (photos / "sub").mkdir(parents=True)
+    first, second = sorted((SAMPLE / "images").rglob("*.jpg"))[:2]
+    (photos / "a.jpg").write_bytes(first.read_bytes())
+    (photos / "sub" / "b.jpg").write_bytes(second.read_bytes())
+    (photos / "notes.txt").write_text("not a photo")
+    out = tmp_path / "answers"
+    result = cli("batch-predict", "--local", "--state-dir", str(state_dir), "--input", str(photos), "--output", str(out), "--pictures")
+    assert result.exit_code == 0, result.output
+    assert "3 file(s): 2 answered, 1 refused" in result.stdout and "refused notes.txt: 400: " in result.stdout
+    answer = json.loads((out / "sub" / "b.jpg.json").read_text())
+    assert answer["image"] == "sub/b.jpg" and [d["class"] for d in answer["detections"]] == ["dent", "scratch"]
+    assert (out / "a.jpg.png").read_bytes()[:4] == b"\x89PNG" and not (out / "notes.txt.json").exists()
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [row["image"] for row in rows] == ["a.jpg", "notes.txt", "sub/b.jpg"]
+    assert list(rows[0]) == ["image", "error", "boxes", "boxes_dent", "boxes_scratch", "top_score", "area_share_dent", "area_share_scratch"]
+    # The fake detector's boxes (normalised): dent 0.4 x 0.4 of the photo, scratch 0.3 x 0.4.
+    assert (rows[0]["boxes"], rows[0]["boxes_dent"], rows[0]["top_score"]) == ("2", "1", "0.9000")
+    assert (rows[0]["area_share_dent"], rows[0]["area_share_scratch"]) == ("0.1600", "0.1200")
+    assert rows[1]["error"].startswith("400: the image is not an image that can be read") and rows[1]["boxes"] == ""

@@ -1,0 +1,117 @@
+"""`cardamage batch-predict`: the backlog of claim photos through the endpoint's handler.
+
+Here (--local) every file of a folder goes through the local endpoint's model on all cores; on AWS a
+SageMaker Batch Transform job runs the approved package (or --model N) with the same handler, its output
+encrypted with the stack's KMS key. Both end in summary.csv (pipelines/batch.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from containers.common.s3 import is_s3_uri
+from pipelines.cli.app import Invocation, Side, command, fail
+from pipelines.cli.local_commands import ModelOption, _model_for, _quiet_tensorflow
+from pipelines.cli.output import console
+
+
+def _attributes(score_threshold: float | None, max_detections: int | None) -> str | None:
+    chosen = (("score_threshold", score_threshold), ("max_detections", max_detections))
+    return ";".join(f"{name}={value}" for name, value in chosen if value is not None) or None
+
+
+@command(Side.BOTH, "batch-predict")
+def batch_predict(
+    cli: Invocation,
+    source: Annotated[str, typer.Option("--input", "-i", metavar="DIR|S3URI", help="The photos: a folder here, an S3 prefix on AWS.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR|S3URI", help="Where the answers and summary.csv go.")],
+    model: ModelOption = None,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
+    ] = None,
+    max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
+    pictures: Annotated[bool, typer.Option("--pictures/--no-pictures", help="Also draw each photo's boxes (<name>.png; here only).")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Photos in flight here (default: every core).")] = None,
+    instance_type: Annotated[
+        str | None, typer.Option("--instance-type", metavar="TYPE", help="The transform job's instances (default: deployment.instance_type).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="On AWS: wait for the job, then write summary.csv.")] = True,
+) -> None:
+    """Predict a folder (or S3 prefix) of photos in one go: `<name>.json` per photo and summary.csv (boxes per
+    class, top score, damaged-area share per class; an `error` for each file the handler refused).
+
+    With --local, the local endpoint's model (or --model N) through the endpoint's handler, on every core.
+    On AWS, a SageMaker Batch Transform job on the newest approved package (or --model N); its answers are
+    Batch Transform's `<name>.out` files, and summary.csv is written when the job ends."""
+    attributes = _attributes(score_threshold, max_detections)
+    if cli.is_local:
+        _batch_here(cli, source, output, model, attributes, pictures, workers)
+    else:
+        _batch_on_aws(cli, source, output, model, score_threshold, max_detections, instance_type, wait)
+
+
+def _batch_here(cli: Invocation, source: str, output: str, model: str | None, attributes: str | None, pictures: bool, workers: int | None) -> None:
+    from tqdm import tqdm
+
+    from containers.inference.local import LocalEndpoint
+    from pipelines import batch
+    from pipelines.local.console import relative
+    from pipelines.local.endpoint import apply_serving_environment
+
+    if is_s3_uri(source) or is_s3_uri(output):
+        fail("with --local, --input and --output are folders on this machine", 2)
+    folder, target = Path(source), Path(output)
+    if not folder.is_dir():
+        fail(f"--input {source}: no such folder", 2)
+    _quiet_tensorflow()
+    backend, arn = _model_for(cli, model)
+    model_dir, environment = backend.deployer.model(cli.config.endpoint_name, arn)
+    apply_serving_environment(environment)
+    endpoint = LocalEndpoint(model_dir)
+
+    def invoke(body: bytes, content_type: str, chosen: str | None) -> tuple[int, bytes, str]:
+        return endpoint.invoke(body, content_type, chosen, "application/json")
+
+    def progress(items, total):
+        return tqdm(items, total=total, desc="predicting", unit="img", file=sys.stderr, leave=False)
+
+    result = batch.run_local(invoke, endpoint.classes, folder, target, attributes=attributes, pictures=pictures, workers=workers, progress=progress)
+    out = console()
+    answered = len(result.outcomes) - len(result.refused)
+    out.print(f"{len(result.outcomes)} file(s): {answered} answered, {len(result.refused)} refused; model {relative(model_dir)}", markup=False)
+    for refused in result.refused:
+        out.print(f"  refused {refused.image}: {refused.error}", markup=False, soft_wrap=True)
+    out.print(f"summary: {result.summary}", markup=False, soft_wrap=True)
+
+
+def _batch_on_aws(
+    cli: Invocation,
+    source: str,
+    output: str,
+    model: str | None,
+    score_threshold: float | None,
+    max_detections: int | None,
+    instance_type: str | None,
+    wait: bool,
+) -> None:
+    from pipelines.backends.aws import AwsBackend
+
+    if not (is_s3_uri(source) and is_s3_uri(output)):
+        fail("on AWS, --input and --output are S3 prefixes (s3://bucket/prefix/); add --local for folders here", 2)
+    backend = cli.backend()
+    assert isinstance(backend, AwsBackend)
+    out = console()
+    job = backend.batch_transform(model, source, output, instance_type=instance_type, score_threshold=score_threshold, max_detections=max_detections)
+    out.print(f"started Batch Transform job {job.name} on package version {job.version} ({job.instance_type})", markup=False)
+    if not wait:
+        out.print(f"follow it: aws sagemaker describe-transform-job --transform-job-name {job.name}", markup=False)
+        return
+    summary = backend.finish_batch_transform(job, progress=lambda status: out.print(f"  {status}", markup=False))
+    out.print(f"{summary.files} file(s): {summary.answered} answered, {summary.refused} refused", markup=False)
+    out.print(f"summary: {summary.uri}", markup=False, soft_wrap=True)
+    if summary.failure:
+        fail(f"the job ended {summary.status}: {summary.failure}", 1)
