@@ -62,4 +62,4 @@ class WorkflowStage(Stage):
 
 
 def stack_name(config: Config) -> str:
-    return config.project.name
+    return config.stack_name

@@ -28,7 +28,8 @@ from botocore.exceptions import ClientError
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
 from pipelines.backends import BackendError, Package, data_label
-from pipelines.config import LabelingConfig
+from pipelines.config import Config, LabelingConfig
+from steps.context import PLACEHOLDERS
 from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
@@ -75,6 +76,41 @@ def connect(region: str | None = None, endpoint_url: str | None = None) -> Aws:
     if not session.region_name:
         raise usage_error("no AWS region: pass --region, set aws.region in pipeline.yaml, or set AWS_DEFAULT_REGION")
     return Aws(session, endpoint_url)
+
+
+# The account values from the deployed stack.
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str] | None:
+    """The stack's outputs (OutputKey -> OutputValue); None when there is no such stack."""
+    try:
+        (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ValidationError" and "does not exist" in str(exc):
+            return None
+        raise
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def with_stack_values(session: Aws, config: Config, warn: Callable[[str], None] = lambda message: None) -> Config:
+    """`config` with every unset `aws.*` account value taken from the workflow stack's outputs (the CDK app
+    outputs each under its placeholder's name, infra/stack.py). Values pipeline.yaml sets win. CloudFormation
+    is asked only when a value is missing; a missing stack or permission leaves the config as it is, with a
+    warning, so the command's own message names what it lacks."""
+    missing = {name: field for name, (field, _) in PLACEHOLDERS.items() if getattr(config.aws, field) is None}
+    if not missing:
+        return config
+    try:
+        outputs = stack_outputs(session.client("cloudformation"), config.stack_name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        warn(f"cannot read the stack {config.stack_name}'s outputs ({code}); using pipeline.yaml's aws values only")
+        return config
+    if outputs is None:
+        warn(f"no stack {config.stack_name} in {session.region}: deploy it (cdk deploy) or set pipeline.yaml's aws values")
+        return config
+    found = {field: outputs[name] for name, field in missing.items() if outputs.get(name)}
+    return config.model_copy(update={"aws": config.aws.model_copy(update=found)}) if found else config
 
 
 def parse_s3_uri(uri: str) -> S3Location:

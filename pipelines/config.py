@@ -300,6 +300,11 @@ class Config(_Section):
     def endpoint_name(self) -> str:
         return self.deployment.endpoint_name or f"{self.project.name}-endpoint"
 
+    @property
+    def stack_name(self) -> str:
+        """The workflow stack's CloudFormation name (the CDK app's; the CLI reads its outputs by it)."""
+        return self.project.name
+
     # Where the data is when the file names no other place: prefixes of the data bucket. `data_bucket` may be a
     # stand-in (the definition's placeholder, a CDK token), so the defaults are built, never parsed.
     def input_manifests(self, data_bucket: str) -> S3Location:

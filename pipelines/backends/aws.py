@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from containers.deploy import deploy as deployment
@@ -36,10 +37,16 @@ class TransformSummary:
 class AwsBackend:
     """The project's pipeline, group and endpoint in one AWS account and region."""
 
-    def __init__(self, config: Config, *, region: str | None = None, endpoint_url: str | None = None):
+    def __init__(self, config: Config, *, region: str | None = None, endpoint_url: str | None = None, warn: Callable[[str], None] = lambda m: None):
         self.config = config
         self.session = aws.connect(region or config.aws.region, endpoint_url)
         self.where = f"AWS ({self.session.region})"
+        self._warn = warn
+
+    @cached_property
+    def account(self) -> Config:
+        """The config with unset account values (role, buckets, key) from the deployed stack's outputs."""
+        return aws.with_stack_values(self.session, self.config, self._warn)
 
     @property
     def _sagemaker(self) -> Any:
@@ -67,7 +74,7 @@ class AwsBackend:
         return Approval(change.version, change.previous, change.status, change.description, still_served=served is not None and served.arn == arn)
 
     def deploy(self, reference: str | None, *, force: bool = False) -> deployment.DeployResult:
-        config = self.config
+        config = self.account
         if not config.aws.role_arn:
             raise aws.usage_error("deploy needs the role the endpoint's model runs as: set aws.role_arn in pipeline.yaml")
         capture = None
@@ -103,7 +110,7 @@ class AwsBackend:
     ) -> TransformJob:
         """Start a Batch Transform job over `input_uri` on the package (`reference`, else the newest Approved),
         as a network-isolated model made the deployment function's way, its output under `output_uri`."""
-        config = self.config
+        config = self.account
         if not config.aws.role_arn:
             raise aws.usage_error("batch-predict needs the role the job's model runs as: set aws.role_arn in pipeline.yaml (or deploy the stack)")
         try:
@@ -146,7 +153,8 @@ class AwsBackend:
         text = batch.summary_text(outcomes, batch.class_names({}, outcomes))
         target = aws.parse_s3_uri(job.output_uri)
         key = f"{target.key.rstrip('/')}/{batch.SUMMARY}" if target.key else batch.SUMMARY
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.aws.kms_key_id} if self.config.aws.kms_key_id else {}
+        key_id = self.account.aws.kms_key_id
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id} if key_id else {}
         s3.put_object(Bucket=target.bucket, Key=key, Body=text.encode(), ContentType="text/csv", **extra)
         refused = sum(1 for outcome in outcomes if outcome.error is not None)
         status = description.get("TransformJobStatus", "")

@@ -187,6 +187,16 @@ class Invocation:
             return load_config(self.config_path, "local") if "local" in base.profiles else base
         return load_config(self.config_path, self.profile)
 
+    @cached_property
+    def account_config(self) -> Config:
+        """On AWS, `config` with each unset `aws.*` value read from the deployed stack's outputs (pipeline.yaml's
+        values win); here, `config`."""
+        if self.is_local:
+            return self.config
+        from pipelines import aws
+
+        return aws.with_stack_values(self.aws(), self.config, warn=_note)
+
     def backend(self) -> Backend:
         """The one backend the shared options choose. (The backends are imported here, when a command asks,
         so that `--help` and the offline commands do not load boto3.)"""
@@ -196,13 +206,17 @@ class Invocation:
             return LocalBackend(self.config, self.state_dir)
         from pipelines.backends.aws import AwsBackend
 
-        return AwsBackend(self.config, region=self.region, endpoint_url=self.endpoint_url)
+        return AwsBackend(self.config, region=self.region, endpoint_url=self.endpoint_url, warn=_note)
 
     def aws(self) -> Aws:
         """A boto3 session for the AWS-only commands, from the region and endpoint options."""
         from pipelines import aws
 
         return aws.connect(self.region or self.config.aws.region, self.endpoint_url)
+
+
+def _note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
 
 
 def _invocation(name: str, side: Side, local_hint: str, values: dict[str, Any]) -> Invocation:

@@ -82,13 +82,13 @@ def upsert(cli: Invocation, role_arn: RoleOption = None, value: ValuesOption = N
     SageMakerRoleArn unless --value sets it. A pipeline the CDK app manages is overwritten by its next deploy."""
     from pipelines import aws
 
-    role = role_arn or cli.config.aws.role_arn
+    role = role_arn or cli.account_config.aws.role_arn
     if not role:
         fail("upsert needs the role the pipeline runs as: pass --role-arn or set aws.role_arn in pipeline.yaml", 2)
     values = pairs(value, "--value")
     values.setdefault("SageMakerRoleArn", role)
     session = cli.aws()
-    config = _with_region(cli.config, session.region)
+    config = _with_region(cli.account_config, session.region)
     text = _render(config, values)
     missing = aws.unfilled_placeholders(text)
     if missing:
@@ -150,7 +150,7 @@ def start(
 def _snapshot(cli: Invocation, s3: Any, manifests: list[str] | None) -> dict:
     from containers.trigger import snapshot
 
-    bucket = cli.config.aws.data_bucket
+    bucket = cli.account_config.aws.data_bucket
     if not bucket:
         fail("aws.data_bucket is not set: it is where the snapshot goes (or give --param InputManifestUri=S3URI to train on a prefix as it is)", 2)
     try:
@@ -205,7 +205,7 @@ def label(
     labeling.output_prefix (default s3://<data bucket>/ground-truth/), where the new-data trigger listens."""
     from pipelines import aws
 
-    config = cli.config
+    config = cli.account_config
     classes = config.data.classes
     workteam = workteam_arn or config.labeling.workteam_arn
     role = role_arn or config.aws.role_arn

@@ -707,3 +707,44 @@ def test_the_transform_job_request_is_valid_for_create_transform_job():
          "EnableNetworkIsolation": True},
         create_model,
     )  # fmt: skip
+
+
+# The account values from the deployed stack
+
+
+def deploy_stack(env, outputs: dict[str, str], name: str = "car-damage") -> None:
+    """A stack named as the CDK app names the workflow stack, with its outputs (moto's CloudFormation)."""
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    client("cloudformation", env.url).create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def test_the_cli_reads_unset_account_values_from_the_stack_and_pipeline_yaml_wins(env, registry, tmp_path, stubs):
+    """`deploy` with a pipeline.yaml that names no role or bucket: the workflow stack's outputs give them."""
+    stack_role = f"arn:aws:iam::{ACCOUNT}:role/car-damage-SageMakerExecution"
+    deploy_stack(env, {"SageMakerRoleArn": stack_role, "ArtifactBucket": ARTIFACTS, "KmsKeyId": "alias/from-stack", "DataBucket": DATA})
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: car-damage\n")
+    created = cli(env, bare, "deploy")
+    assert created.exit_code == 0, created.output
+    sagemaker = client("sagemaker", env.url)
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    model_name = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"][0]["ModelName"]
+    assert sagemaker.describe_model(ModelName=model_name)["ExecutionRoleArn"] == stack_role
+    capture = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"]
+    assert capture["DestinationS3Uri"] == f"s3://{ARTIFACTS}/data-capture/{ENDPOINT}/" and capture["KmsKeyId"] == "alias/from-stack"
+
+    config = parse_config("project:\n  name: car-damage\naws:\n  kms_key_id: alias/mine\n")
+    filled = aws.with_stack_values(aws.connect(REGION, env.url), config)
+    assert (filled.aws.role_arn, filled.aws.data_bucket, filled.aws.kms_key_id) == (stack_role, DATA, "alias/mine")  # the file's value wins
+
+
+def test_without_the_stack_the_command_says_what_to_set(env, tmp_path):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: elsewhere\n")
+    result = cli(env, bare, "deploy")
+    assert result.exit_code == 2
+    assert f"note: no stack elsewhere in {REGION}: deploy it (cdk deploy) or set pipeline.yaml's aws values" in result.stderr
+    assert "aws.role_arn" in result.stderr
