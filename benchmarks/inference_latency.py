@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("SERVING_WHEELS", str(ROOT / ".venv" / "serving-wheels"))  # the export's code/lib (make setup)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
