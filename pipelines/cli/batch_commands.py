@@ -26,20 +26,24 @@ def _attributes(score_threshold: float | None, max_detections: int | None) -> st
 @command(Side.BOTH, "batch-predict")
 def batch_predict(
     cli: Invocation,
-    source: Annotated[str, typer.Option("--input", "-i", metavar="DIR|S3URI", help="The photos: a folder here, an S3 prefix on AWS.")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR|S3URI", help="Where the answers and summary.csv go.")],
+    source: Annotated[
+        str, typer.Option("--input", "-i", metavar="PHOTOS", help="The photos: a folder here, an S3 prefix (s3://bucket/prefix/) on AWS.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="OUT", help="Where the answers and summary.csv go: a folder here, an S3 prefix on AWS.")
+    ],
     model: ModelOption = None,
     score_threshold: Annotated[
         float | None,
         typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
     ] = None,
     max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
-    pictures: Annotated[bool, typer.Option("--pictures/--no-pictures", help="Also draw each photo's boxes (<name>.png; here only).")] = False,
+    pictures: Annotated[bool, typer.Option("--pictures", help="Also draw each photo's boxes (<name>.png; here only).")] = False,
     workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Photos in flight here (default: every core).")] = None,
     instance_type: Annotated[
         str | None, typer.Option("--instance-type", metavar="TYPE", help="The transform job's instances (default: deployment.instance_type).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="On AWS: wait for the job, then write summary.csv.")] = True,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="On AWS: start the job and return (default: wait, then write summary.csv).")] = False,
 ) -> None:
     """Predict a folder (or S3 prefix) of photos in one go: `<name>.json` per photo and summary.csv (boxes per
     class, top score, damaged-area share per class; an `error` for each file the handler refused).
@@ -51,7 +55,7 @@ def batch_predict(
     if cli.is_local:
         _batch_here(cli, source, output, model, attributes, pictures, workers)
     else:
-        _batch_on_aws(cli, source, output, model, score_threshold, max_detections, instance_type, wait)
+        _batch_on_aws(cli, source, output, model, score_threshold, max_detections, instance_type, wait=not no_wait)
 
 
 def _batch_here(cli: Invocation, source: str, output: str, model: str | None, attributes: str | None, pictures: bool, workers: int | None) -> None:
