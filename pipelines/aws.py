@@ -277,17 +277,44 @@ def wait_for_execution(
 ) -> dict[str, Any]:
     """Poll until the execution ends; its final description. `report` hears each new status; running past
     `timeout` seconds is a ControlPlaneError with exit code 124 (as `timeout` uses)."""
+    return poll_until(
+        lambda: describe_execution(sagemaker, arn),
+        "PipelineExecutionStatus",
+        TERMINAL,
+        f"execution {arn}",
+        timeout=timeout,
+        poll=poll,
+        report=report,
+        sleep=sleep,
+        clock=clock,
+    )
+
+
+def poll_until(
+    describe: Callable[[], dict[str, Any]],
+    status_key: str,
+    terminal: frozenset[str] | set[str],
+    what: str,
+    *,
+    timeout: float,
+    poll: float,
+    report: Callable[[str], None],
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """Describe until the status (`status_key`) is terminal; the final description. `report` hears each new
+    status; past `timeout` seconds, a ControlPlaneError with exit code 124 (as `timeout` uses)."""
     deadline, last = clock() + timeout, None
     while True:
-        description = describe_execution(sagemaker, arn)
-        status = description.get("PipelineExecutionStatus", "")
+        description = describe()
+        status = description.get(status_key, "")
         if status != last:
             report(status)
             last = status
-        if status in TERMINAL:
+        if status in terminal:
             return description
         if clock() >= deadline:
-            raise ControlPlaneError(f"execution {arn} is still {status} after {timeout:g} s (it goes on; wait again)", exit_code=124)
+            raise ControlPlaneError(f"{what} is still {status} after {timeout:g} s (it goes on; wait again)", exit_code=124)
         sleep(max(0.0, min(poll, deadline - clock())))
 
 
@@ -578,18 +605,17 @@ def wait_for_transform_job(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Poll DescribeTransformJob until the job ends; its final description."""
-    deadline, last = clock() + timeout, None
-    while True:
-        description = sagemaker.describe_transform_job(TransformJobName=name)
-        status = description.get("TransformJobStatus", "")
-        if status != last:
-            report(status)
-            last = status
-        if status in TRANSFORM_TERMINAL:
-            return description
-        if clock() >= deadline:
-            raise ControlPlaneError(f"transform job {name} is still {status} after {timeout:g} s (it goes on)", exit_code=124)
-        sleep(max(0.0, min(poll, deadline - clock())))
+    return poll_until(
+        lambda: sagemaker.describe_transform_job(TransformJobName=name),
+        "TransformJobStatus",
+        TRANSFORM_TERMINAL,
+        f"transform job {name}",
+        timeout=timeout,
+        poll=poll,
+        report=report,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 def list_keys(s3: Any, location: S3Location) -> list[str]:

@@ -7,9 +7,10 @@ Model Package State Change" events and by the pipeline's Deploy step), and `card
 The rules it keeps:
 - Only an `Approved` package of the configured group is deployed; anything else is `skipped` with a reason
   (no exception: an event about another package is not an error).
-- A package never replaces the same or a newer version of its group: the endpoint is tagged with the
-  package it serves (`cardamage:model-package-version`, `-arn`, `-group`), and an older or equal version is
-  skipped unless `force` (a deliberate rollback from the command line).
+- `decide` is the whole rule (the local deployer calls it too): a package never replaces itself, a newer
+  version, or a better one by the recorded mAP, unless forced with a reason (a deliberate rollback from the
+  command line, recorded in the endpoint's tags). The endpoint is tagged with the package it serves
+  (`cardamage:model-package-version`, `-arn`, `-group`).
 - Resource names are deterministic, so a retried invocation reuses what the first one created:
   `<group>-v<version>-<hash>`, the hash covering the package ARN and the settings that shaped the resource,
   at most 63 characters.
@@ -37,6 +38,7 @@ LOG = logging.getLogger("cardamage.deploy")
 TAG_ARN = "cardamage:model-package-arn"
 TAG_VERSION = "cardamage:model-package-version"
 TAG_GROUP = "cardamage:model-package-group"
+TAG_FORCED = "cardamage:forced-because"  # the reason given when an older or worse package was forced in
 VARIANT = "AllTraffic"
 CAPTURED_AS_JSON = ("application/json",)  # data capture keeps these bodies as text, others base64 (pipelines/local/capture.py too)
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -224,6 +226,59 @@ class ServedPackage:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """What the deployment rule reads of a package: the one offered, or the one the endpoint serves."""
+
+    arn: str
+    group: str
+    version: int
+    status: str = "Approved"
+    map: float | None = None  # the mAP recorded at registration (its metadata), when known
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Deploy or not, and why. `up_to_date`: skipped because the endpoint already serves this or a newer one."""
+
+    deploy: bool
+    reason: str
+    up_to_date: bool = False
+
+
+def decide(package: Candidate, served: Candidate | None, *, group: str, force: bool = False, force_reason: str = "") -> Decision:  # noqa: PLR0911  (one return per rule, in order)
+    """The one deployment rule, for the deployment function, the pipeline's Deploy step, `cardamage deploy`
+    and the local deployer:
+    - only a package of the endpoint's group, and only an Approved one, is ever deployed (`force` or not);
+    - the package the endpoint serves is not deployed again (nothing would change);
+    - an older version, or a newer one whose recorded mAP is below the served one's, is deployed only when
+      forced with a reason (a rollback, say);
+    - anything else is deployed."""
+    version = package.version
+    if package.group != group:
+        return Decision(False, f"the package belongs to group {package.group!r}; this endpoint serves group {group!r}")
+    if package.status != "Approved":
+        return Decision(False, f"version {version} is {package.status or 'without an approval status'}, not Approved")
+    if served is None:
+        return Decision(True, f"nothing is served yet: version {version} is deployed")
+    if served.arn == package.arn:
+        return Decision(False, f"the endpoint already serves version {version}", up_to_date=True)
+    if served.group != group:
+        return Decision(True, f"the endpoint serves a package of group {served.group!r}: version {version} of {group!r} replaces it")
+    objection = ""
+    if version < served.version:
+        objection = f"version {version} is older than the served version {served.version}"
+    elif package.map is not None and served.map is not None and package.map < served.map:
+        objection = f"version {version}'s mAP {package.map:.4f} is below the served version {served.version}'s {served.map:.4f}"
+    if not objection:
+        return Decision(True, f"version {version} replaces the served version {served.version}")
+    if not force:
+        return Decision(False, f"{objection} (force it with a reason to roll back)", up_to_date=version < served.version)
+    if not force_reason.strip():
+        return Decision(False, f"{objection}: forcing it needs a reason")
+    return Decision(True, f"forced: {objection}; reason: {force_reason.strip()}")
+
+
+@dataclass(frozen=True)
 class DeployResult:
     """What a deployment did. `as_dict()` is the Lambda's answer (the Deploy step's outputs)."""
 
@@ -243,17 +298,19 @@ class DeployResult:
         return {key: "" if value is None else str(value) for key, value in asdict(self).items()}
 
 
-def deploy_package(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False) -> DeployResult:
-    """Create or update the endpoint for `package_arn` if it is Approved and newer than what the endpoint
-    serves (`force` skips the version check, not the approval check). `sagemaker` and `autoscaling` are boto3
-    clients; nothing waits for the endpoint."""
+def deploy_package(
+    sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False, reason: str = ""
+) -> DeployResult:
+    """Create or update the endpoint for `package_arn` when `decide` says so (`force` with a `reason` lets an
+    older or worse package in, never an unapproved one). `sagemaker` and `autoscaling` are boto3 clients;
+    nothing waits for the endpoint."""
     try:
-        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force)
+        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason)
     except _EndpointAppeared:
         # Another invocation (the EventBridge rule and the Deploy step fire for the same package) created the
         # endpoint between our check and our request: decide again against what is there now.
         try:
-            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force)
+            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason)
         except _EndpointAppeared:
             raise DeployError(f"endpoint {settings.endpoint_name} appeared and vanished while deploying: deploy again") from None
 
@@ -262,30 +319,46 @@ class _EndpointAppeared(Exception):
     pass
 
 
-def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool) -> DeployResult:
+def candidate(package: Mapping[str, Any]) -> Candidate:
+    """A DescribeModelPackage answer as the rule reads it; the mAP is the one Register recorded (metadata)."""
+    try:
+        recorded = float((package.get("CustomerMetadataProperties") or {})["mAP"])
+    except (KeyError, TypeError, ValueError):
+        recorded = None
+    return Candidate(
+        package["ModelPackageArn"],
+        package.get("ModelPackageGroupName", ""),
+        int(package.get("ModelPackageVersion") or 0),
+        package.get("ModelApprovalStatus", ""),
+        recorded,
+    )
+
+
+def _served_candidate(sagemaker: Any, served: ServedPackage | None) -> Candidate | None:
+    if served is None:
+        return None
+    try:
+        return candidate(sagemaker.describe_model_package(ModelPackageName=served.arn))
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        return Candidate(served.arn, served.group, served.version)  # deleted since: its mAP is unknown
+
+
+def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool, reason: str) -> DeployResult:
     package = describe_package(sagemaker, package_arn)
-    arn, group, version = package["ModelPackageArn"], package.get("ModelPackageGroupName", ""), int(package.get("ModelPackageVersion") or 0)
-
-    def skipped(reason: str, *, up_to_date: bool = False) -> DeployResult:
-        LOG.info("skipped %s: %s", arn, reason)
-        return DeployResult("skipped", settings.endpoint_name, arn, reason, version, up_to_date=up_to_date)
-
-    if group != settings.model_package_group:
-        return skipped(f"the package belongs to group {group!r}; this endpoint serves group {settings.model_package_group!r}")
-    status = package.get("ModelApprovalStatus", "")
-    if status != "Approved":
-        return skipped(f"version {version} is {status or 'without an approval status'}, not Approved")
-
-    endpoint = describe_endpoint(sagemaker, settings.endpoint_name)
+    offered = candidate(package)
+    arn, group, version = offered.arn, offered.group, offered.version
+    endpoint = describe_endpoint(sagemaker, settings.endpoint_name) if offered.group == settings.model_package_group else None
+    served = _served_candidate(sagemaker, served_package(sagemaker, endpoint)) if endpoint else None
+    decision = decide(offered, served, group=settings.model_package_group, force=force, force_reason=reason)
+    if not decision.deploy:
+        LOG.info("skipped %s: %s", arn, decision.reason)
+        return DeployResult("skipped", settings.endpoint_name, arn, decision.reason, version, up_to_date=decision.up_to_date)
     if endpoint is not None:
-        served = served_package(sagemaker, endpoint)
-        if served and served.group == group and served.version >= version and not force:
-            return skipped(
-                f"endpoint {settings.endpoint_name} already serves version {served.version} of {group} (not older than {version})", up_to_date=True
-            )
         _check_updatable(endpoint)
 
-    tags = package_tags(arn, version, group)
+    tags = package_tags(arn, version, group, force_reason=reason if force else "")
     model_name = create_model(sagemaker, settings, package, tags)
     config_name = create_endpoint_config(sagemaker, settings, model_name, package, tags)
     if endpoint is None:
@@ -298,9 +371,12 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
         outcome = "created"
     else:
         if endpoint.get("EndpointConfigName") == config_name:
-            return skipped(f"endpoint {settings.endpoint_name} already uses endpoint config {config_name}", up_to_date=True)
+            why = f"endpoint {settings.endpoint_name} already uses endpoint config {config_name}"
+            return DeployResult("skipped", settings.endpoint_name, arn, why, version, up_to_date=True)
         update_endpoint(sagemaker, autoscaling, settings, endpoint, config_name)
         sagemaker.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=tags)
+        if not any(tag["Key"] == TAG_FORCED for tag in tags):  # an earlier forced deployment's reason no longer holds
+            sagemaker.delete_tags(ResourceArn=endpoint["EndpointArn"], TagKeys=[TAG_FORCED])
         outcome = "updated"
 
     now = describe_endpoint(sagemaker, settings.endpoint_name) or {}
@@ -310,7 +386,7 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
         outcome,
         settings.endpoint_name,
         arn,
-        f"version {version} of {group} is {'being deployed' if now.get('EndpointStatus') != 'InService' else 'in service'}",
+        f"{decision.reason}; version {version} of {group} is {'being deployed' if now.get('EndpointStatus') != 'InService' else 'in service'}",
         version,
         model_name,
         config_name,
@@ -348,8 +424,17 @@ def served_package(sagemaker: Any, endpoint: Mapping[str, Any]) -> ServedPackage
         return None
 
 
-def package_tags(arn: str, version: int, group: str) -> list[dict[str, str]]:
-    return [{"Key": TAG_ARN, "Value": arn}, {"Key": TAG_VERSION, "Value": str(version)}, {"Key": TAG_GROUP, "Value": group}]
+def package_tags(arn: str, version: int, group: str, force_reason: str = "") -> list[dict[str, str]]:
+    """The endpoint's tags naming what it serves, and why when that was forced (tag values: 256 characters)."""
+    tags = [{"Key": TAG_ARN, "Value": arn}, {"Key": TAG_VERSION, "Value": str(version)}, {"Key": TAG_GROUP, "Value": group}]
+    if force_reason.strip():
+        tags.append({"Key": TAG_FORCED, "Value": _tag_value(force_reason.strip())})
+    return tags
+
+
+def _tag_value(text: str) -> str:
+    """A tag value: at most 256 characters of letters, digits, spaces and _ . : / = + - @ (others become spaces)."""
+    return re.sub(r"[^\w .:/=+\-@]", " ", text)[:256]
 
 
 def resource_name(group: str, version: int, *parts: Any) -> str:
@@ -571,7 +656,8 @@ class Request:
 
 def parse_event(event: Mapping[str, Any], settings: DeploySettings) -> Request:
     """The request in an EventBridge event (model package or endpoint state change) or in the direct input
-    `{"model_package_arn": ..., "endpoint_name": ..., "force": false}` of the Deploy step and of a manual invoke."""
+    `{"model_package_arn": ..., "endpoint_name": ..., "force": false, "reason": ""}` of the Deploy step and of a
+    manual invoke (`reason`: why an older or worse package is forced in)."""
     if not isinstance(event, Mapping):
         raise DeployError(f"the event must be a JSON object, not {type(event).__name__}")
     detail_type = event.get("detail-type")
@@ -612,7 +698,10 @@ def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Reque
     endpoint = event.get("endpoint_name")
     if endpoint not in (None, "", settings.endpoint_name):
         raise DeployError(f"this function deploys to endpoint {settings.endpoint_name!r}, the request names {endpoint!r}: check ENDPOINT_NAME")
-    return Request("deploy", arn, force=event.get("force") is True)
+    reason = event.get("reason") or ""
+    if not isinstance(reason, str):
+        raise DeployError(f"reason must be text (got {type(reason).__name__})")
+    return Request("deploy", arn, reason=reason, force=event.get("force") is True)
 
 
 def _clients() -> tuple[Any, Any]:
@@ -644,7 +733,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
         )
     else:
         sagemaker, autoscaling = _clients()
-        result = deploy_package(sagemaker, autoscaling, settings, request.model_package_arn, force=request.force)
+        result = deploy_package(sagemaker, autoscaling, settings, request.model_package_arn, force=request.force, reason=request.reason)
     answer = result.as_dict()
     print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
     return answer

@@ -104,6 +104,7 @@ class Backend(Protocol):
         """Approve or reject a package (a version number or an ARN), recording who and why."""
         ...
 
-    def deploy(self, reference: str | None, *, force: bool = False) -> DeployResult:
-        """Deploy a package (default: the newest Approved one) to the endpoint."""
+    def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> DeployResult:
+        """Deploy a package (default: the newest Approved one) to the endpoint, by the deployment rule
+        (containers/deploy/deploy.py `decide`); `force` with a `reason` lets an older or worse one in."""
         ...

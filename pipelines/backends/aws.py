@@ -73,7 +73,7 @@ class AwsBackend:
         served = self._served() if status == "Rejected" else None
         return Approval(change.version, change.previous, change.status, change.description, still_served=served is not None and served.arn == arn)
 
-    def deploy(self, reference: str | None, *, force: bool = False) -> deployment.DeployResult:
+    def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> deployment.DeployResult:
         config = self.account
         if not config.aws.role_arn:
             raise aws.usage_error("deploy needs the role the endpoint's model runs as: set aws.role_arn in pipeline.yaml")
@@ -93,7 +93,9 @@ class AwsBackend:
         group = config.model_package_group
         arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
         try:
-            return deployment.deploy_package(self._sagemaker, self.session.client("application-autoscaling"), settings, arn, force=force)
+            return deployment.deploy_package(
+                self._sagemaker, self.session.client("application-autoscaling"), settings, arn, force=force, reason=reason
+            )
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
 

@@ -53,7 +53,7 @@ class LocalBackend:
         still_served = status == "Rejected" and served is not None and served.package_arn == package.arn
         return Approval(package.version, package.status, status, note[:1024], still_served=still_served, deployment=deployment)
 
-    def deploy(self, reference: str | None, *, force: bool = False) -> DeployResult:
+    def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> DeployResult:
         group = self.config.model_package_group
         if reference:
             package = self.package(reference)
@@ -62,7 +62,7 @@ class LocalBackend:
             if not approved:
                 raise BackendError(f"no Approved package in {group} (local): approve one with `cardamage approve --local VERSION`")
             package = approved[0]
-        return self.deployer.deploy(package.arn, self.config.endpoint_name, force=force)
+        return self.deployer.deploy(package.arn, self.config.endpoint_name, force=force, reason=reason)
 
     def package(self, reference: str) -> Registered:
         """A package of the group by version number (`3`, `v3`) or ARN."""

@@ -14,13 +14,8 @@ import typer
 
 from containers.common.s3 import is_s3_uri
 from pipelines.cli.app import Invocation, Side, command, fail
-from pipelines.cli.local_commands import ModelOption, _model_for, _quiet_tensorflow
+from pipelines.cli.local_commands import MaxDetectionsOption, ModelOption, ScoreThresholdOption, _model_for, _quiet_tensorflow, custom_attributes
 from pipelines.cli.output import console
-
-
-def _attributes(score_threshold: float | None, max_detections: int | None) -> str | None:
-    chosen = (("score_threshold", score_threshold), ("max_detections", max_detections))
-    return ";".join(f"{name}={value}" for name, value in chosen if value is not None) or None
 
 
 @command(Side.BOTH, "batch-predict")
@@ -33,11 +28,8 @@ def batch_predict(
         str, typer.Option("--output", "-o", metavar="OUT", help="Where the answers and summary.csv go: a folder here, an S3 prefix on AWS.")
     ],
     model: ModelOption = None,
-    score_threshold: Annotated[
-        float | None,
-        typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
-    ] = None,
-    max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
+    score_threshold: ScoreThresholdOption = None,
+    max_detections: MaxDetectionsOption = None,
     pictures: Annotated[bool, typer.Option("--pictures", help="Also draw each photo's boxes (<name>.png; here only).")] = False,
     workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Photos in flight here (default: every core).")] = None,
     instance_type: Annotated[
@@ -51,7 +43,7 @@ def batch_predict(
     With --local, the local endpoint's model (or --model N) through the endpoint's handler, on every core.
     On AWS, a SageMaker Batch Transform job on the newest approved package (or --model N); its answers are
     Batch Transform's `<name>.out` files, and summary.csv is written when the job ends."""
-    attributes = _attributes(score_threshold, max_detections)
+    attributes = custom_attributes(score_threshold, max_detections)
     if cli.is_local:
         _batch_here(cli, source, output, model, attributes, pictures, workers)
     else:

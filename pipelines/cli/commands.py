@@ -93,10 +93,26 @@ def models(
 
 
 @command(Side.BOTH)
-def approve(cli: Invocation, package: PackageArgument, comment: CommentOption = None) -> None:
+def approve(
+    cli: Invocation,
+    package: PackageArgument,
+    comment: CommentOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also deploy it when it is older, or has a lower mAP, than the served one; -m gives the reason.")
+    ] = False,
+) -> None:
     """Approve a model package; records your identity and the comment. Approval deploys it: on AWS through the
-    approval rule, here at once (never over a newer version)."""
+    approval rule, here at once, by the deployment rule (never over a newer or better package). With --force
+    and a reason (-m), an older or worse package is deployed anyway; the reason is kept in the approval and in
+    the endpoint's tags."""
+    if force and not (comment or "").strip():
+        fail("--force needs a reason: -m WHY (it is recorded in the approval and with the endpoint)", 2)
     _set_approval(cli, package, "Approved", comment)
+    if force:
+        result = cli.backend().deploy(package, force=True, reason=comment or "")
+        typer.echo(f"endpoint {result.endpoint_name}: {result.status} ({result.reason})")
+        if result.status == "skipped" and not result.up_to_date:
+            raise typer.Exit(1)
 
 
 @command(Side.BOTH)
@@ -114,7 +130,7 @@ def _set_approval(cli: Invocation, package: str, status: str, comment: str | Non
         local = " --local" if cli.is_local else ""
         typer.secho(
             f"warning: endpoint {cli.config.endpoint_name} still serves version {change.version}; "
-            f"`cardamage deploy{local} --package N --force` puts another back",
+            f"`cardamage deploy{local} --package N --force --reason WHY` puts another back",
             fg=typer.colors.YELLOW,
             err=True,
         )
@@ -126,13 +142,18 @@ def deploy(
     package: Annotated[
         str | None, typer.Option("--package", metavar="PACKAGE", help="The package's version or ARN (default: the newest Approved one).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Deploy even when the endpoint serves the same or a newer version (a rollback).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Deploy an older version, or one with a lower mAP, than the endpoint serves (a rollback); needs --reason.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")] = None,
 ) -> None:
     """Deploy an Approved model package to the endpoint (create or update) with the deployment section's settings.
 
     On AWS it runs the deployment function's own code with pipeline.yaml's aws.role_arn (and the artifact bucket
     for data capture)."""
-    result = cli.backend().deploy(package, force=force)
+    if force and not (reason or "").strip():
+        fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
+    result = cli.backend().deploy(package, force=force, reason=reason or "")
     if result.status == "skipped":
         if not result.up_to_date:
             fail(f"not deployed: {result.reason}", 1)

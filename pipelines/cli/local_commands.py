@@ -38,6 +38,17 @@ ImagesPrefixOption = Annotated[
     str | None, typer.Option("--images-prefix", metavar="S3URI", help="The S3 prefix the manifests' source-refs start with.")
 ]
 ModelOption = Annotated[str | None, typer.Option("--model", metavar="PACKAGE", help="Use this package (version or ARN) instead of the deployed one.")]
+ScoreThresholdOption = Annotated[
+    float | None,
+    typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
+]
+MaxDetectionsOption = Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")]
+
+
+def custom_attributes(score_threshold: float | None, max_detections: int | None) -> str | None:
+    """The options as the endpoint's custom attributes (`score_threshold=0.5;max_detections=10`); None for none."""
+    chosen = (("score_threshold", score_threshold), ("max_detections", max_detections))
+    return ";".join(f"{name}={value}" for name, value in chosen if value is not None) or None
 
 
 def _quiet_tensorflow() -> None:
@@ -181,11 +192,8 @@ def predict(
     ] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="NAME", help="The endpoint to call (default: the config's).")] = None,
     model: ModelOption = None,
-    score_threshold: Annotated[
-        float | None,
-        typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
-    ] = None,
-    max_detections: Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")] = None,
+    score_threshold: ScoreThresholdOption = None,
+    max_detections: MaxDetectionsOption = None,
 ) -> None:
     """Detect damage in photos; prints the boxes and saves a picture of each.
 
@@ -198,14 +206,12 @@ def predict(
         fail(f"no such image file: {', '.join(missing)}", 2)
     if model is not None and not cli.is_local:
         fail("--model picks a local package; an AWS endpoint serves what is deployed (cardamage deploy --package N)", 2)
-    attributes = ";".join(
-        f"{name}={value}" for name, value in (("score_threshold", score_threshold), ("max_detections", max_detections)) if value is not None
-    )
+    attributes = custom_attributes(score_threshold, max_detections)
     endpoint_name = endpoint or cli.config.endpoint_name
     invoke, served = _local_invoker(cli, model) if cli.is_local else _runtime_invoker(cli, endpoint_name)
     default = cli.state_dir / "predictions" if cli.is_local else Path("predictions")
     pictures = _picture_paths(images, output, default)
-    results = _predict_all(images, invoke, attributes or None)
+    results = _predict_all(images, invoke, attributes)
     out = console()
     failed = 0
     for image, picture in zip(images, pictures, strict=True):

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from containers.deploy.deploy import VARIANT, DeployResult
+from containers.deploy.deploy import VARIANT, Candidate, DeployError, DeployResult, decide
 from containers.inference.inference import SERVING_ENVIRONMENT
 from pipelines.local.capture import CaptureSettings, DataCapture
 from pipelines.local.state import ACCOUNT, REGION, State
@@ -50,30 +50,32 @@ class Deployment:
     environment: dict
     deployed: float
     capture: dict | None = None  # CaptureSettings of the deployment (its endpoint config's DataCaptureConfig)
+    forced_because: str | None = None  # the reason given when an older or worse package was forced in (the endpoint's tag on AWS)
 
 
 class LocalDeployer:
     """Deploys registered packages to local endpoints (the deployment function's rules, on this machine).
     `capture` is the data capture a deployment configures (None: none), as the function's environment is."""
 
-    def __init__(self, state: State, s3: LocalS3, folder: Path, capture: CaptureSettings | None = None):
+    def __init__(self, state: State, s3: LocalS3, folder: Path, capture: CaptureSettings | None = None, group: str | None = None):
         self.state, self.s3, self.folder, self.capture_settings = state, s3, folder, capture
+        self.group = group  # the group the endpoint serves (the function's MODEL_PACKAGE_GROUP); None: the package's own
 
     def record(self, endpoint_name: str) -> Deployment | None:
         path = self.folder / f"{endpoint_name}.json"
         return Deployment(**json.loads(path.read_text())) if path.is_file() else None
 
-    def deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False) -> DeployResult:
-        """Deploy a package; the result has the deployment function's shape (status created, updated or skipped)."""
+    def deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False, reason: str = "") -> DeployResult:
+        """Deploy a package by the deployment function's rule (`decide`); the result has the function's shape
+        (status created, updated or skipped). `reason`: why an older or worse package is forced in."""
         package = self.state.package(package_arn)
         if package is None:
-            return DeployResult("skipped", endpoint_name, package_arn, f"no model package {package_arn}")
-        if package.status != "Approved":
-            return DeployResult("skipped", endpoint_name, package_arn, f"the package is {package.status}, not Approved", package.version)
+            raise DeployError(f"no model package {package_arn}")
         current = self.record(endpoint_name)
-        if current and current.group == package.group and current.version >= package.version and not force:
-            reason = f"version {current.version} is deployed; version {package.version} is not newer"
-            return DeployResult("skipped", endpoint_name, package_arn, reason, package.version, up_to_date=True)
+        served = self._candidate(current.package_arn, current) if current else None
+        decision = decide(self._candidate(package.arn), served, group=self.group or package.group, force=force, force_reason=reason)
+        if not decision.deploy:
+            return DeployResult("skipped", endpoint_name, package_arn, decision.reason, package.version, up_to_date=decision.up_to_date)
         model_dir = self.folder / endpoint_name / f"v{package.version}"
         if not (model_dir / "1").is_dir():
             model_dir.mkdir(parents=True, exist_ok=True)
@@ -88,11 +90,26 @@ class LocalDeployer:
             package.metadata.get("Environment", {}),
             time.time(),
             asdict(self.capture_settings) if self.capture_settings else None,
+            reason.strip() if force and reason.strip() else None,
         )
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{endpoint_name}.json").write_text(json.dumps(asdict(deployment), indent=2))
         status = "updated" if current else "created"
-        return DeployResult(status, endpoint_name, package_arn, f"version {package.version} deployed", package.version, endpoint_status="InService")
+        return DeployResult(
+            status,
+            endpoint_name,
+            package_arn,
+            f"{decision.reason}; version {package.version} is in service",
+            package.version,
+            endpoint_status="InService",
+        )
+
+    def _candidate(self, arn: str, record: Deployment | None = None) -> Candidate:
+        """A registered package as the rule reads it (a deployment record's, when the package is gone)."""
+        package = self.state.package(arn)
+        if package is None and record is not None:
+            return Candidate(record.package_arn, record.group, record.version)
+        return Candidate(package.arn, package.group, package.version, package.status, package.map)
 
     def capture(self, endpoint_name: str) -> DataCapture | None:
         """The data capture of the endpoint's deployment, when it configured one."""

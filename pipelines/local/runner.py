@@ -176,7 +176,8 @@ def _common_folder(paths: list[Path]) -> str:
 def local_deployer(state_dir: Path, config: Config | None = None) -> LocalDeployer:
     """The deployment function's stand-in, with the data capture `config` gives the function on AWS."""
     capture = CaptureSettings.of(config, LOCAL_VALUES["ArtifactBucket"]) if config else None
-    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", capture)
+    group = config.model_package_group if config else None
+    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", capture, group)
 
 
 def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | None = None) -> Engine:

@@ -505,9 +505,9 @@ def test_deploy_an_older_version_only_when_forced(env, config, registry, stubs):
     assert cli(env, config, "deploy").stdout.startswith(f"created endpoint {ENDPOINT} with version 2")
 
     again = cli(env, config, "deploy", "--package", "1")
-    assert again.exit_code == 0 and again.stdout.startswith(f"nothing to do: endpoint {ENDPOINT} already serves version 2")
+    assert again.exit_code == 0 and again.stdout.startswith("nothing to do: version 1 is older than the served version 2")
     assert update.calls == []
-    forced = cli(env, config, "deploy", "--package", "1", "--force")  # UpdateEndpoint: stubbed, moto lacks it
+    forced = cli(env, config, "deploy", "--package", "1", "--force", "--reason", "v2 misses scratches")  # UpdateEndpoint: stubbed
     assert forced.exit_code == 0 and forced.stdout.startswith(f"updated endpoint {ENDPOINT} with version 1")
     assert len(update.calls) == 1
 

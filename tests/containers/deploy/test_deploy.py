@@ -179,14 +179,18 @@ def test_an_older_approved_version_never_replaces_a_newer_one_unless_forced(aws,
     models_before = sagemaker.list_models()["Models"]
     update = stub_update(sagemaker)
 
-    result = deploy_package(sagemaker, autoscaling, settings(), old, force=force)
+    result = deploy_package(sagemaker, autoscaling, settings(), old, force=force, reason="v2 misses scratches" if force else "")
 
     if force:
         assert result.status == "updated" and len(update.calls) == 1
         assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "1"
+        assert endpoint_tags(sagemaker)["cardamage:forced-because"] == "v2 misses scratches"
+        newest = register(sagemaker)
+        assert deploy_package(sagemaker, autoscaling, settings(), newest).status == "updated"  # forward again
+        assert "cardamage:forced-because" not in endpoint_tags(sagemaker)  # the reason no longer holds
     else:
         assert result.status == "skipped" and result.up_to_date
-        assert "already serves version 2" in result.reason
+        assert "version 1 is older than the served version 2" in result.reason
         assert update.calls == [] and sagemaker.list_models()["Models"] == models_before
         assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
 
@@ -199,8 +203,8 @@ def test_the_same_version_again_changes_nothing(aws):
 
     result = deploy_package(sagemaker, autoscaling, settings(), arn)
     assert (result.status, result.up_to_date) == ("skipped", True)
-    forced = deploy_package(sagemaker, autoscaling, settings(), arn, force=True)  # same config: nothing to update
-    assert forced.status == "skipped" and "already uses endpoint config" in forced.reason
+    forced = deploy_package(sagemaker, autoscaling, settings(), arn, force=True, reason="again")  # nothing would change
+    assert forced.status == "skipped" and forced.up_to_date and "already serves version 1" in forced.reason
     assert update.calls == []
 
 
@@ -395,7 +399,7 @@ def test_the_handler_skips_an_approved_event_for_an_older_version(lambda_environ
     old, new = register(sagemaker), register(sagemaker)
     assert handler(package_event(new), None)["status"] == "created"
     answer = handler(package_event(old), None)
-    assert answer["status"] == "skipped" and "already serves version 2" in answer["reason"]
+    assert answer["status"] == "skipped" and "version 1 is older than the served version 2" in answer["reason"]
     assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
 
 

@@ -89,7 +89,9 @@ def test_approve_records_who_and_why_and_deploys_like_the_approval_rule(state_di
 
     rejected = cli("reject", "2", "--local", "--state-dir", str(state_dir), "-m", "boxes too loose")
     assert rejected.exit_code == 0 and "still serves version 2" in rejected.output
-    forced = cli("deploy", "--local", "--package", "1", "--force", "--state-dir", str(state_dir))
+    unexplained = cli("deploy", "--local", "--package", "1", "--force", "--state-dir", str(state_dir))
+    assert unexplained.exit_code == 2 and "--force needs --reason WHY" in unexplained.output
+    forced = cli("deploy", "--local", "--package", "1", "--force", "-m", "v2 rejected", "--state-dir", str(state_dir))
     assert forced.exit_code == 0, forced.output
     assert deployed_version(state_dir) == 1
 
@@ -329,3 +331,17 @@ def test_batch_predict_answers_every_photo_and_reports_every_refusal(state_dir, 
     assert (rows[0]["boxes"], rows[0]["boxes_dent"], rows[0]["top_score"]) == ("2", "1", "0.9000")
     assert (rows[0]["area_share_dent"], rows[0]["area_share_scratch"]) == ("0.1600", "0.1200")
     assert rows[1]["error"].startswith("400: the image is not an image that can be read") and rows[1]["boxes"] == ""
+
+
+def test_approving_an_older_package_deploys_it_only_with_force_and_a_reason(state_dir):
+    assert cli("approve", "2", "--local", "--state-dir", str(state_dir)).exit_code == 0
+    plain = cli("approve", "1", "--local", "--state-dir", str(state_dir))
+    assert plain.exit_code == 0 and "skipped (version 1 is older than the served version 2" in plain.output
+    assert cli("approve", "1", "--force", "--local", "--state-dir", str(state_dir)).exit_code == 2  # no reason given
+    forced = cli("approve", "1", "--force", "-m", "v2 misses scratches", "--local", "--state-dir", str(state_dir))
+    assert forced.exit_code == 0, forced.output
+    assert "updated (forced: version 1 is older than the served version 2; reason: v2 misses scratches" in forced.output
+    config = load_config(CONFIG, profile="local")
+    record = LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints").record(config.endpoint_name)
+    assert (record.version, record.forced_because) == (1, "v2 misses scratches")
+    assert State(state_dir).package("1", config.model_package_group).approval_description.endswith(": v2 misses scratches")
