@@ -1,5 +1,6 @@
 """What a team is told: an encrypted SNS topic (email subscriptions from pipeline.yaml) that receives failed
-pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency)."""
+pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency, the
+share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from containers.deploy import deploy
 from containers.deploy.deploy import VARIANT
 from pipelines.config import Config
 
@@ -69,9 +71,11 @@ class Monitoring(Construct):
         )
         dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT}
         alarms = config.infrastructure.alarms
+        server_errors_name, latency_name, client_errors_name = deploy.rollback_alarm_names(config.endpoint_name)
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "EndpointErrors",
+            alarm_name=server_errors_name,  # the deployment function rolls an update back on it (deploy.rollback_alarm_names)
             alarm_description=f"{config.endpoint_name} answered {alarms.server_errors} or more requests with a 5XX error in 5 minutes",
             metric=cloudwatch.Metric(
                 namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
@@ -84,6 +88,7 @@ class Monitoring(Construct):
         self.latency_alarm = cloudwatch.Alarm(
             self,
             "EndpointLatency",
+            alarm_name=latency_name,
             alarm_description=f"{config.endpoint_name}'s model took over {alarms.model_latency_ms} ms on average for 15 minutes",
             metric=cloudwatch.Metric(
                 namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions, statistic="Average", period=Duration.minutes(5)
@@ -93,6 +98,31 @@ class Monitoring(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        for alarm in (self.errors_alarm, self.latency_alarm):
+
+        def metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
+            )
+
+        self.client_errors_alarm = cloudwatch.Alarm(
+            self,
+            "EndpointClientErrors",
+            alarm_name=client_errors_name,
+            alarm_description=(
+                f"{config.endpoint_name} refused {alarms.client_error_percent}% or more of its requests (4XX) in 5 minutes: "
+                "a model that rejects what the last one took"
+            ),
+            metric=cloudwatch.MathExpression(
+                expression="IF(invocations > 0, 100 * refused / invocations, 0)",
+                using_metrics={"refused": metric("Invocation4XXErrors"), "invocations": metric("Invocations")},
+                label="4XX share (%)",
+                period=Duration.minutes(5),
+            ),
+            threshold=alarms.client_error_percent,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (self.errors_alarm, self.latency_alarm, self.client_errors_alarm):
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))

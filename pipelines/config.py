@@ -199,11 +199,24 @@ class DeploymentConfig(_Section):
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 100
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     max_detections: Annotated[int, Field(ge=1, le=100)] = 100
+    # How an update moves traffic to a new model (a blue/green update, rolled back automatically when the
+    # endpoint's 5XX, latency or 4XX-share alarm goes off): all_at_once, canary (canary_percent of the fleet
+    # first) or linear (linear_step_percent at a time); each step bakes bake_seconds. canary and linear
+    # need initial_instance_count >= 2.
+    traffic: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    bake_seconds: Annotated[int, Field(ge=0, le=3600)] = 600
+    canary_percent: Annotated[int, Field(ge=1, le=50)] = 25
+    linear_step_percent: Annotated[int, Field(ge=10, le=50)] = 25
 
     @model_validator(mode="after")
     def _counts(self) -> DeploymentConfig:
         if self.max_instance_count < self.initial_instance_count:
             raise ValueError(f"max_instance_count ({self.max_instance_count}) is below initial_instance_count ({self.initial_instance_count})")
+        if self.traffic != "all_at_once" and self.initial_instance_count < 2:
+            raise ValueError(
+                f"traffic: {self.traffic} shifts a share of the fleet, which one instance cannot give: set initial_instance_count to 2 or more, "
+                "or traffic: all_at_once"
+            )
         return self
 
 
@@ -242,10 +255,11 @@ class SourceConfig(_Section):
 
 
 class AlarmsConfig(_Section):
-    """When the endpoint alarms go off (both notify the SNS topic)."""
+    """When the endpoint alarms go off (each notifies the SNS topic and rolls back an update in progress)."""
 
     model_latency_ms: Annotated[int, Field(ge=1, le=600_000)] = 3000  # average ModelLatency over 5 minutes
     server_errors: Annotated[int, Field(ge=1)] = 5  # Invocation5XXErrors in 5 minutes
+    client_error_percent: Annotated[int, Field(ge=1, le=100)] = 20  # Invocation4XXErrors as a share of Invocations in 5 minutes
 
 
 DATA_CAPTURE_PREFIX = "data-capture"  # of the artifacts bucket; its objects expire (infrastructure.data_capture_expiration_days)

@@ -88,7 +88,23 @@ ENVIRONMENT = {
     "kms_key_id": "KMS_KEY_ID",
     "score_threshold": "SCORE_THRESHOLD",
     "max_detections": "MAX_DETECTIONS",
+    "traffic": "TRAFFIC",
+    "bake_seconds": "BAKE_SECONDS",
+    "canary_percent": "CANARY_PERCENT",
+    "linear_step_percent": "LINEAR_STEP_PERCENT",
+    "rollback_alarms": "ROLLBACK_ALARMS",
 }
+# How an update shifts traffic to the new model (UpdateEndpoint's BlueGreenUpdatePolicy; the API reference's
+# TrafficRoutingConfig): all at once, a canary share first, or in linear steps; each step bakes for
+# bake_seconds (0-3600) while the rollback alarms watch. A canary may be at most 50% of the fleet and a linear
+# step 10-50% (deployment-guardrails-blue-green-canary / -linear), so both need two or more instances.
+TRAFFIC = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
+
+
+def rollback_alarm_names(endpoint_name: str) -> tuple[str, str, str]:
+    """The CloudWatch alarms that roll an update back (the stack creates them under these names): 5XX
+    errors, model latency, and the share of requests the model refused (4XX)."""
+    return (f"{endpoint_name}-5xx-errors", f"{endpoint_name}-model-latency", f"{endpoint_name}-4xx-share")
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,11 @@ class DeploySettings:
     kms_key_id: str | None = None
     score_threshold: float = 0.3  # the endpoint handler's defaults (SCORE_THRESHOLD, MAX_DETECTIONS)
     max_detections: int = 100
+    traffic: str = "all_at_once"  # a key of TRAFFIC
+    bake_seconds: int = 600
+    canary_percent: int = 25
+    linear_step_percent: int = 25
+    rollback_alarms: str = ""  # comma-separated alarm names; empty: no automatic rollback
 
     def __post_init__(self) -> None:
         for field, ok, message in self._checks():
@@ -140,6 +161,15 @@ class DeploySettings:
                 "must be a number from 0 to 1",
             ),
             ("max_detections", _is_int(self.max_detections, 1, 100), "must be an integer from 1 to 100"),
+            ("traffic", self.traffic in TRAFFIC, f"must be one of {', '.join(TRAFFIC)}"),
+            ("bake_seconds", _is_int(self.bake_seconds, 0, 3600), "must be an integer from 0 to 3600"),
+            ("canary_percent", _is_int(self.canary_percent, 1, 50), "must be an integer from 1 to 50"),
+            ("linear_step_percent", _is_int(self.linear_step_percent, 10, 50), "must be an integer from 10 to 50"),
+            (
+                "traffic",
+                self.traffic == "all_at_once" or not _is_int(self.initial_instance_count, 1) or self.initial_instance_count >= 2,
+                f"{self.traffic} shifts a share of the fleet, so it needs initial_instance_count of 2 or more",
+            ),
         ]
 
     @classmethod
@@ -183,6 +213,11 @@ def config_values(config: Any, *, role_arn: str, data_capture_s3_uri: str | None
         "kms_key_id": kms_key_id,
         "score_threshold": deployment.score_threshold,
         "max_detections": deployment.max_detections,
+        "traffic": deployment.traffic,
+        "bake_seconds": deployment.bake_seconds,
+        "canary_percent": deployment.canary_percent,
+        "linear_step_percent": deployment.linear_step_percent,
+        "rollback_alarms": ",".join(rollback_alarm_names(config.endpoint_name)),
     }
 
 
@@ -518,20 +553,37 @@ def create_endpoint_config(sagemaker: Any, settings: DeploySettings, model_name:
     return name
 
 
+def deployment_config(settings: DeploySettings) -> dict[str, Any]:
+    """UpdateEndpoint's DeploymentConfig: a blue/green update shifting traffic as `traffic` says, rolled back
+    automatically when one of the rollback alarms goes off while a step bakes."""
+    routing: dict[str, Any] = {"Type": TRAFFIC[settings.traffic], "WaitIntervalInSeconds": settings.bake_seconds}
+    if settings.traffic == "canary":
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent}
+    elif settings.traffic == "linear":
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": settings.linear_step_percent}
+    config: dict[str, Any] = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing}}
+    alarms = [name for name in settings.rollback_alarms.split(",") if name.strip()]
+    if alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name.strip()} for name in alarms]}
+    return config
+
+
 def update_endpoint(sagemaker: Any, autoscaling: Any, settings: DeploySettings, endpoint: Mapping[str, Any], config_name: str) -> None:
-    """Point the endpoint at the new config. A model swap keeps the variant's current (autoscaled) instance
-    count; a change of instance type is refused by SageMaker while the variant is an autoscaling target, so
-    the target is removed first (and registered again afterwards)."""
+    """Point the endpoint at the new config, blue/green with the deployment config's traffic shifting and
+    automatic rollback. A model swap keeps the variant's current (autoscaled) instance count; a change of
+    instance type is refused by SageMaker while the variant is an autoscaling target, so the target is removed
+    first (and registered again afterwards)."""
     if _instance_type_of(sagemaker, endpoint.get("EndpointConfigName")) == settings.instance_type:
         sagemaker.update_endpoint(
             EndpointName=settings.endpoint_name,
             EndpointConfigName=config_name,
             RetainAllVariantProperties=True,
             ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+            DeploymentConfig=deployment_config(settings),
         )
     else:
         remove_autoscaling(autoscaling, settings)
-        sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=config_name)
+        sagemaker.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=config_name, DeploymentConfig=deployment_config(settings))
 
 
 def _instance_type_of(sagemaker: Any, config_name: str | None) -> str | None:

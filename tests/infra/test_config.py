@@ -64,6 +64,11 @@ def test_a_source_is_a_connection_and_owner_name_or_a_codecommit_name(text, repo
         ),
         ("infrastructure:\n  alarms:\n    model_latency_ms: 0\n", "pipeline.yaml:3: infrastructure.alarms.model_latency_ms"),
         ("infrastructure:\n  vpc: x\n", "infrastructure.vpc: unknown key (expected one of: account, source, notification_emails"),
+        ("deployment:\n  traffic: canary\n", "deployment: traffic: canary shifts a share of the fleet, which one instance cannot give"),
+        (
+            "deployment:\n  traffic: linear\n  initial_instance_count: 2\n  linear_step_percent: 5\n",
+            "deployment.linear_step_percent: must be at least 10",
+        ),
     ],
 )
 def test_an_impossible_value_names_its_key_and_line(text, expected):

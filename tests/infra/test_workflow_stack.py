@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from containers.deploy.deploy import ENVIRONMENT, DeploySettings
+from containers.deploy.deploy import ENVIRONMENT, DeploySettings, rollback_alarm_names
 from steps.context import PLACEHOLDERS
 
 
@@ -206,12 +206,31 @@ def test_failures_waiting_packages_and_endpoint_alarms_reach_the_encrypted_topic
     for rule in (failed, waiting):
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Ref": topic_id} and "InputTransformer" in target
-    alarms = {body["Properties"]["MetricName"]: body["Properties"] for body in resources(workflow_template, "AWS::CloudWatch::Alarm").values()}
+    everything = [body["Properties"] for body in resources(workflow_template, "AWS::CloudWatch::Alarm").values()]
+    alarms = {body["MetricName"]: body for body in everything if "MetricName" in body}
     assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
     assert alarms["ModelLatency"]["Threshold"] == workflow.config.infrastructure.alarms.model_latency_ms * 1000  # microseconds
     for alarm in alarms.values():
-        assert alarm["Namespace"] == "AWS/SageMaker" and alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["Namespace"] == "AWS/SageMaker"
         assert {"Name": "EndpointName", "Value": workflow.config.endpoint_name} in alarm["Dimensions"]
+    (share,) = [body for body in everything if "Metrics" in body]  # the 4XX share: metric math over two sums
+    (expression,) = [m for m in share["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "IF(invocations > 0, 100 * refused / invocations, 0)" and expression["ReturnData"] is True
+    used = {m["Id"]: m["MetricStat"]["Metric"]["MetricName"] for m in share["Metrics"] if "MetricStat" in m}
+    assert used == {"refused": "Invocation4XXErrors", "invocations": "Invocations"}
+    assert share["Threshold"] == workflow.config.infrastructure.alarms.client_error_percent
+    for alarm in everything:
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_the_alarms_that_roll_an_update_back_are_the_stack_s(workflow, workflow_template):
+    """AutoRollbackConfiguration names alarms by name: the deploy function's ROLLBACK_ALARMS must be exactly
+    the names the stack gives its endpoint alarms."""
+    names = {body["Properties"]["AlarmName"] for body in resources(workflow_template, "AWS::CloudWatch::Alarm").values()}
+    function_id = logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction")
+    variables = workflow_template["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+    assert set(variables["ROLLBACK_ALARMS"].split(",")) == names == set(rollback_alarm_names(workflow.config.endpoint_name))
+    assert (variables["TRAFFIC"], variables["BAKE_SECONDS"]) == ("all_at_once", "600")
 
 
 def test_the_stack_outputs_what_pipeline_yaml_s_aws_section_takes(workflow_template):

@@ -47,6 +47,7 @@ def settings(**changes) -> DeploySettings:
         data_capture_percent=100,
         data_capture_s3_uri=CAPTURE,
         kms_key_id="alias/cardamage",
+        rollback_alarms=",".join(deploy.rollback_alarm_names(ENDPOINT)),
     )
     return DeploySettings(**{**values, **changes})
 
@@ -149,8 +150,41 @@ def test_a_newer_approved_version_updates_the_endpoint(aws):
     # A model swap keeps the (autoscaled) instance count, but takes the new data capture settings.
     assert call["RetainAllVariantProperties"] is True
     assert call["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DataCaptureConfig"}]
+    # Blue/green, rolled back by the stack's alarms (the settings name them).
+    assert call["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in deploy.rollback_alarm_names(ENDPOINT)]},
+    }
     assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
     assert endpoint_tags(sagemaker)["cardamage:model-package-arn"] == second_arn
+
+
+@pytest.mark.parametrize(
+    ("traffic", "routing"),
+    [
+        ("all_at_once", {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300}),
+        ("canary", {"Type": "CANARY", "WaitIntervalInSeconds": 300, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25}}),
+        ("linear", {"Type": "LINEAR", "WaitIntervalInSeconds": 300, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}),
+    ],
+)
+def test_each_traffic_shift_is_a_valid_update_endpoint_request(traffic, routing):
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    chosen = settings(traffic=traffic, bake_seconds=300, initial_instance_count=2, max_instance_count=4)
+    config = deploy.deployment_config(chosen)
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == routing
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("UpdateEndpoint").input_shape
+    validate_parameters({"EndpointName": ENDPOINT, "EndpointConfigName": "c", "RetainAllVariantProperties": True, "DeploymentConfig": config}, shape)
+    without_alarms = deploy.deployment_config(settings(rollback_alarms=""))
+    assert "AutoRollbackConfiguration" not in without_alarms
+
+
+def test_a_canary_or_linear_shift_needs_two_instances():
+    with pytest.raises(SettingsError, match=r"traffic: canary shifts a share of the fleet, so it needs initial_instance_count of 2 or more"):
+        settings(traffic="canary")
+    with pytest.raises(SettingsError, match=r"traffic: must be one of all_at_once, canary, linear"):
+        settings(traffic="gradual")
 
 
 def test_a_new_instance_type_removes_autoscaling_before_the_update(aws):
