@@ -517,6 +517,23 @@ def test_deploy_refuses_a_package_that_is_not_approved(env, config, registry):
     assert client("sagemaker", env.url).list_endpoints()["Endpoints"] == []
 
 
+def test_approving_an_older_package_with_force_deploys_it_and_records_why(env, config, registry, stubs):
+    """On AWS the approval rule would skip an older package; `approve --force -m WHY` deploys it through the
+    deployment function's code, and the reason is in the approval and the endpoint's tags."""
+    stubs("sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
+    assert cli(env, config, "approve", "2").exit_code == 0
+    assert cli(env, config, "deploy").stdout.startswith(f"created endpoint {ENDPOINT} with version 2")
+    assert_one_line_error(cli(env, config, "approve", "1", "--force"), 2, "--force needs a reason")
+    forced = cli(env, config, "approve", "1", "--force", "-m", "v2 misses scratches")
+    assert forced.exit_code == 0, forced.output
+    assert "updated (forced: version 1 is older than the served version 2; reason: v2 misses scratches" in forced.stdout
+    sagemaker = client("sagemaker", env.url)
+    arn = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointArn"]
+    tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert (tags["cardamage:model-package-version"], tags["cardamage:forced-because"]) == ("1", "v2 misses scratches")
+    assert sagemaker.describe_model_package(ModelPackageName=registry[0])["ApprovalDescription"].endswith("v2 misses scratches")
+
+
 def test_deploy_without_an_approved_package(env, config):
     client("sagemaker", env.url).create_model_package_group(ModelPackageGroupName=GROUP)
     assert_one_line_error(cli(env, config, "deploy"), 1, f"no Approved package in {GROUP}", "cardamage approve")
