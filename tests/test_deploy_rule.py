@@ -16,6 +16,7 @@ from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
 from tests.aws_fakes import ACCOUNT, REGION, ROLE, client, isolate_aws, moto_server, stub_operation
+from tests.containers.deploy.test_deploy import register
 
 GROUP, OTHER, ENDPOINT = "car-damage-models", "other-models", "car-damage-endpoint"
 
@@ -77,22 +78,9 @@ def on_aws(server, case: Case, monkeypatch, tmp_path) -> tuple[bool, str]:
     stub_operation(
         sagemaker.meta.events, "sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/x"}
     )
-    arns = []
     for group in (GROUP, OTHER):
         sagemaker.create_model_package_group(ModelPackageGroupName=group)
-    for group, status, map_value in case.registered:
-        arns.append(
-            sagemaker.create_model_package(
-                ModelPackageGroupName=group,
-                ModelApprovalStatus=status,
-                InferenceSpecification={
-                    "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
-                    "SupportedContentTypes": ["image/jpeg"],
-                    "SupportedResponseMIMETypes": ["application/json"],
-                },
-                CustomerMetadataProperties={} if map_value is None else {"mAP": str(map_value)},
-            )["ModelPackageArn"]
-        )
+    arns = [register(sagemaker, status, group, map_value) for group, status, map_value in case.registered]
     settings = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group=GROUP, data_capture_percent=0)
     if case.served is not None:
         assert deploy_package(sagemaker, autoscaling, settings, arns[case.served - 1]).status == "created"

@@ -52,8 +52,8 @@ def settings(**changes) -> DeploySettings:
     return DeploySettings(**{**values, **changes})
 
 
-def register(sagemaker, status="Approved", group=GROUP) -> str:
-    """A package as the pipeline's Register step makes it."""
+def register(sagemaker, status="Approved", group=GROUP, recorded_map: float | None = None) -> str:
+    """A package as the pipeline's Register step makes it (with its mAP in the metadata, when given)."""
     return sagemaker.create_model_package(
         ModelPackageGroupName=group,
         ModelApprovalStatus=status,
@@ -62,6 +62,7 @@ def register(sagemaker, status="Approved", group=GROUP) -> str:
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
+        CustomerMetadataProperties={} if recorded_map is None else {"mAP": str(recorded_map)},
     )["ModelPackageArn"]
 
 
