@@ -57,7 +57,13 @@ class Deployment(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="CreateModelsAndEndpointConfigs",
-                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags"],
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
                 resources=[sagemaker_arn(self, "model", f"{group}-v*"), sagemaker_arn(self, "endpoint-config", f"{group}-v*")],
             )
         )
@@ -70,6 +76,7 @@ class Deployment(Construct):
                     "sagemaker:DescribeEndpoint",
                     "sagemaker:ListTags",
                     "sagemaker:AddTags",
+                    "sagemaker:DeleteTags",  # an earlier forced deployment's reason, once it no longer holds
                     "sagemaker:UpdateEndpointWeightsAndCapacities",  # registering the variant with Application Auto Scaling
                 ],
                 resources=[sagemaker_arn(self, "endpoint", endpoint)],

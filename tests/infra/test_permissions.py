@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.infra.test_workflow_stack import logical_id, resources
+from tests.support import ROOT
 
 
 def statements_of(template: dict, role_fragment: str) -> dict[str, dict]:
@@ -92,6 +93,24 @@ def test_the_deploy_role_manages_our_endpoint_and_passes_only_the_execution_role
     execution = logical_id(workflow_template, "AWS::IAM::Role", "SageMakerExecution")
     assert statements["PassTheExecutionRoleToSageMakerOnly"]["Resource"] == {"Fn::GetAtt": [execution, "Arn"]}
     assert "sagemaker:DeleteEndpoint" not in json.dumps(statements)
+
+
+def test_every_call_the_deploy_function_makes_is_allowed_to_its_role(workflow_template):
+    """Scanned from containers/deploy/deploy.py: each `sagemaker.<method>(` / `autoscaling.<method>(` becomes the
+    API action botocore maps it to, and the role must allow it (a call missing here fails on AWS only)."""
+    import re
+
+    import botocore.session
+
+    session = botocore.session.get_session()
+    text = (ROOT / "containers" / "deploy" / "deploy.py").read_text()
+    allowed = {a for statement in statements_of(workflow_template, "DeployFunctionRole").values() for a in actions(statement)}
+    for variable, service, prefix in (("sagemaker", "sagemaker", "sagemaker"), ("autoscaling", "application-autoscaling", "application-autoscaling")):
+        mapping = session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x").meta.method_to_api_mapping
+        called = set(re.findall(rf"\b{variable}\.([a-z_]+)\(", text))
+        assert called, variable
+        missing = {f"{prefix}:{mapping[name]}" for name in called} - allowed
+        assert not missing, f"the deploy function calls {sorted(missing)}, which its role does not allow"
 
 
 def test_each_function_and_the_pipeline_have_roles_of_their_own(workflow_template):
