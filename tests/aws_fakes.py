@@ -122,3 +122,20 @@ def stub_operation(events: Any, service_id: str, operation: str, respond: Callab
     """A `Stub` for one operation, installed on `events`; `respond` may be a fixed answer."""
     function = respond if callable(respond) else (lambda params, answer=respond: answer)
     return Stub(service_id, operation, function).install(events)
+
+
+def applied_update(url: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An UpdateEndpoint answer that also applies the update in moto, which lacks the operation: the endpoint
+    is made again on the new config, with its tags, as a finished update leaves it."""
+
+    def respond(params: dict[str, Any]) -> dict[str, Any]:
+        sagemaker = client("sagemaker", url)
+        arn = sagemaker.describe_endpoint(EndpointName=params["EndpointName"])["EndpointArn"]
+        tags = sagemaker.list_tags(ResourceArn=arn)["Tags"]
+        sagemaker.delete_endpoint(EndpointName=params["EndpointName"])
+        sagemaker.create_endpoint(
+            EndpointName=params["EndpointName"], EndpointConfigName=params["EndpointConfigName"], **({"Tags": tags} if tags else {})
+        )
+        return {"EndpointArn": arn}
+
+    return respond

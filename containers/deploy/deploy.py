@@ -451,12 +451,29 @@ def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
 
 
 def served_package(sagemaker: Any, endpoint: Mapping[str, Any]) -> ServedPackage | None:
-    """The package the endpoint's tags say it serves; None for an endpoint this code did not deploy."""
-    tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"]).get("Tags", [])}
+    """The package the endpoint serves now: the one its current endpoint config was made for (the config's
+    tags). The endpoint's own tags name the package of the last update asked for, and SageMaker only moves
+    the endpoint to the new config when an update lands: after an automatic rollback it is back on the old
+    one. The endpoint's tags stand in for a config without ours; None for an endpoint this code did not deploy."""
+    tags: dict[str, str] = {}
+    config_name = endpoint.get("EndpointConfigName")
+    if config_name:
+        try:
+            config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+            tags = _tags(sagemaker, config["EndpointConfigArn"])
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise
+    if TAG_ARN not in tags:
+        tags = _tags(sagemaker, endpoint["EndpointArn"])
     try:
         return ServedPackage(tags[TAG_ARN], int(tags[TAG_VERSION]), tags.get(TAG_GROUP, ""))
     except (KeyError, ValueError):
         return None
+
+
+def _tags(sagemaker: Any, arn: str) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
 
 
 def package_tags(arn: str, version: int, group: str, force_reason: str = "") -> list[dict[str, str]]:

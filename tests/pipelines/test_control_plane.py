@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from pipelines import aws
 from pipelines.cli import app
 from pipelines.config import load_config, parse_config
-from tests.aws_fakes import ACCOUNT, REGION, ROLE, Stub, client, isolate_aws, moto_server
+from tests.aws_fakes import ACCOUNT, REGION, ROLE, Stub, applied_update, client, isolate_aws, moto_server
 from tests.support import ROOT
 
 runner = CliRunner()
@@ -478,7 +478,7 @@ def test_approve_an_unknown_package(env, config, registry, package, code, fragme
 
 
 def test_deploy_creates_then_updates_the_endpoint(env, config, registry, stubs):
-    update = stubs("sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
+    update = stubs("sagemaker", "UpdateEndpoint", applied_update(env.url))  # moto lacks it: applied here
     sagemaker = client("sagemaker", env.url)
 
     created = cli(env, config, "deploy")  # the newest Approved package: version 1
@@ -497,6 +497,20 @@ def test_deploy_creates_then_updates_the_endpoint(env, config, registry, stubs):
     (call,) = update.calls
     assert call["EndpointName"] == ENDPOINT and call["EndpointConfigName"] != endpoint["EndpointConfigName"]
     assert table_rows(cli(env, config, "models").stdout)["2"][5] == "serving"
+
+
+def test_after_a_rolled_back_update_models_shows_the_package_really_served(env, config, registry, stubs):
+    """An update SageMaker rolled back leaves the endpoint on its old config, while the endpoint's tags (set when
+    the update was asked for) name the new package: what is served is read from the config."""
+    stubs("sagemaker", "UpdateEndpoint", {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})  # never lands
+    assert cli(env, config, "deploy").exit_code == 0  # version 1
+    assert cli(env, config, "approve", "2").exit_code == 0
+    assert cli(env, config, "deploy").stdout.startswith(f"updated endpoint {ENDPOINT} with version 2")
+    sagemaker = client("sagemaker", env.url)
+    arn = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointArn"]
+    assert {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"]}["cardamage:model-package-version"] == "2"
+    rows = table_rows(cli(env, config, "models").stdout)
+    assert rows["1"][5] == "serving" and "serving" not in rows["2"]
 
 
 def test_deploy_an_older_version_only_when_forced(env, config, registry, stubs):
