@@ -129,6 +129,8 @@ def prepare(options: Options) -> dict:
     report["box_stats"] = sizes.stats(_class_names(label_map))
     report["duplicate_content"] = _duplicates(written)
     report["stratification"] = [{"class": name, "moved_to_validation": key} for name, key in split.moved]
+    if split.kept_in_train:
+        report["stratification"].append({"kept_in_train": split.kept_in_train, "reason": "every image drew validation; training needs one"})
     report["warnings"] = _warnings(report)
     accounted = report["images_written"] + len(report["quarantined"]) + len(report["merged"])
     if accounted != ledger.records_read:  # an internal error, not a data problem: never ship a wrong count

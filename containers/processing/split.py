@@ -8,7 +8,8 @@ An image's split comes from a hash of the seed and the image's content hash, so
 A hash split can leave a rare class out of validation on a small dataset, so one correction follows:
 for each class that has no validation image although at least two distinct images hold it, the image
 holding it with the smallest hash value moves to validation. The correction needs only the images of
-the slice; it is what makes the result "stratified enough" and it is reported.
+the slice; it is what makes the result "stratified enough" and it is reported. So is the other one: when
+every image of a (tiny) input drew validation, the one with the largest hash value stays in train.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def split_value(seed: int, sha256: str) -> float:
 class SplitResult:
     assignment: dict[str, str]  # key -> split
     moved: tuple[tuple[str, str], ...]  # (class, key) moved to validation for stratification
+    kept_in_train: str | None = None  # the key kept in train because every image of the input drew validation
 
 
 def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitResult:
@@ -51,6 +53,7 @@ def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitRes
     validation = {sha for sha, v in value.items() if v < fraction}
 
     moved: list[tuple[str, str]] = []
+    keep: str | None = None
     if fraction > 0:
         all_classes = sorted(set().union(*groups.values())) if groups else []
         for name in all_classes:
@@ -72,7 +75,7 @@ def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitRes
     first_key = {}
     for item in sorted(items, key=lambda i: i.key):
         first_key.setdefault(item.sha256, item.key)
-    return SplitResult(assignment, tuple((name, first_key[sha]) for name, sha in moved))
+    return SplitResult(assignment, tuple((name, first_key[sha]) for name, sha in moved), first_key[keep] if keep else None)
 
 
 def _train_holders(groups: dict[str, set[str]], validation: set[str], name: str) -> int:
