@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("SERVING_WHEELS", str(ROOT / ".venv" / "serving-wheels"))
 
 from inference_latency import SAMPLE, build_models  # noqa: E402
 

@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("SERVING_WHEELS", str(ROOT / ".venv" / "serving-wheels"))  # the export's code/lib (make setup)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -43,6 +42,9 @@ from containers.inference import inference as handler  # noqa: E402
 from containers.inference.local import LocalEndpoint  # noqa: E402
 from containers.training.hyperparameters import parse_hyperparameters  # noqa: E402
 from containers.training.train import SERVING_OUTPUTS, Paths, export, train, write_pipeline_config  # noqa: E402
+from pipelines.local.jobs import LOCAL_WHEELS  # noqa: E402
+
+os.environ.setdefault("SERVING_WHEELS", str(LOCAL_WHEELS))  # the export's code/lib, as make setup downloaded it (batch_predict.py too)
 
 SAMPLE = ROOT / "data" / "sample"
 

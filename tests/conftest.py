@@ -8,7 +8,9 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow: the OD API needs Keras 2
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Training exports unpack the handler's wheels into code/lib from where `make setup` downloaded them.
-os.environ.setdefault("SERVING_WHEELS", str(Path(__file__).resolve().parents[1] / ".venv" / "serving-wheels"))
+from pipelines.local.jobs import LOCAL_WHEELS
+
+os.environ.setdefault("SERVING_WHEELS", str(LOCAL_WHEELS))
 
 import pytest
 

@@ -129,4 +129,4 @@ def bundle(code: Path, folder: Path | None = None, requirements: Path = REQUIREM
                 if member.startswith("/") or ".." in Path(member).parts:
                     raise BundleError(f"{wheel}: unsafe path {member!r}")
             archive.extractall(lib)
-    return [f"{pins[normalise(w.name.split('-')[0])].name}=={w.name.split('-')[1]}" for w in wheels]
+    return [f"{pin.name}=={pin.version}" for pin in pins.values()]  # choose_wheels gave one wheel per pin

@@ -127,7 +127,9 @@ class AwsBackend:
         tags = {"project": config.project.name, "cardamage:model-package-arn": arn}
         model_name = deployment.create_model(self._sagemaker, settings, package, [{"Key": k, "Value": v} for k, v in tags.items()])
         environment = {
-            name: str(value) for name, value in (("SCORE_THRESHOLD", score_threshold), ("MAX_DETECTIONS", max_detections)) if value is not None
+            deployment.ENVIRONMENT[name]: str(value)  # the handler's variables, as the deployment function names them
+            for name, value in (("score_threshold", score_threshold), ("max_detections", max_detections))
+            if value is not None
         }
         chosen = instance_type or config.deployment.instance_type
         name = aws.default_job_name(f"{config.project.name}-batch-v{version}", now)[:63].rstrip("-")
