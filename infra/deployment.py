@@ -6,6 +6,9 @@ Deploy step invokes) and the EventBridge rules that call it.
   newer version (it checks the version itself: a late approval of an old package changes nothing).
 - "SageMaker Endpoint State Change" to IN_SERVICE for our endpoint: autoscaling is registered once the
   endpoint can take it (SageMaker refuses while it is being created).
+
+And the champion function (containers/deploy/champion.py), which the pipeline's FindChampion step invokes:
+it only reads which package the endpoint serves.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class Deployment(Construct):
             )
         )
 
+        self.champion_function, self.champion_log_group = champion_function(self, config)
+
         target = targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(6))
         self.approval_rule = events.Rule(
             self,
@@ -155,3 +160,30 @@ class Deployment(Construct):
             ),
             targets=[target],
         )
+
+
+def champion_function(scope: Construct, config: Config):
+    """The FindChampion step's function: its role may only read the endpoint, its configs and the packages."""
+    function, log_group = small_function(
+        scope,
+        "ChampionFunction",
+        folder="deploy",
+        handler="champion.handler",
+        description=f"{config.project.name}: find the package {config.endpoint_name} serves (the pipeline's champion)",
+        environment={},
+    )
+    role = function.role
+    assert role is not None
+    group, endpoint = config.model_package_group, config.endpoint_name
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            sid="ReadTheServedPackage",
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"],
+            resources=[
+                sagemaker_arn(scope, "endpoint", endpoint),
+                sagemaker_arn(scope, "endpoint-config", f"{group}-v*"),
+                sagemaker_arn(scope, "model-package", f"{group}/*"),
+            ],
+        )
+    )
+    return function, log_group

@@ -122,6 +122,11 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
             "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
         ),
     )
+    acknowledge(
+        stack.deployment.champion_function.role,
+        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "The served package may be any version of our group"),
+        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'endpoint-config/{group}-v*')}]", "The endpoint's config is named <group>-v<version>-<hash>"),
+    )
     trigger = stack.trigger.function
     labels_prefix, snapshots_prefix = config.labels_prefix(data.bucket_name).key, config.snapshots_prefix(data.bucket_name).key
     acknowledge(

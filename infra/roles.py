@@ -205,6 +205,6 @@ class Roles(Construct):
         )
         return role
 
-    def allow_deploy_step(self, function_arn: str) -> None:
-        """The pipeline's Deploy step invokes the deployment function."""
-        self.pipeline.add_to_policy(iam.PolicyStatement(sid="InvokeDeployFunction", actions=["lambda:InvokeFunction"], resources=[function_arn]))
+    def allow_lambda_steps(self, *function_arns: str) -> None:
+        """The pipeline's Lambda steps (Deploy, FindChampion) invoke the project's functions, and only those."""
+        self.pipeline.add_to_policy(iam.PolicyStatement(sid="InvokeLambdaSteps", actions=["lambda:InvokeFunction"], resources=list(function_arns)))

@@ -30,7 +30,7 @@ class WorkflowStack(Stack):
         self.images = Images(self, "Images", config=config)
         self.images.grant_pull(self.roles.execution)
         self.deployment = Deployment(self, "Deployment", config=config, storage=self.storage, execution_role=self.roles.execution)
-        self.roles.allow_deploy_step(self.deployment.function.function_arn)
+        self.roles.allow_lambda_steps(self.deployment.function.function_arn, self.deployment.champion_function.function_arn)
         self.values = {
             "SageMakerRoleArn": self.roles.execution.role_arn,
             "DataBucket": self.storage.data.bucket_name,
@@ -40,6 +40,7 @@ class WorkflowStack(Stack):
             "TrainingImageUri": self.images.training.image_uri,
             "InferenceImageUri": self.images.inference_uri,
             "DeployFunctionArn": self.deployment.function.function_arn,
+            "ChampionFunctionArn": self.deployment.champion_function.function_arn,
         }
         self.pipeline = Pipeline(self, "Pipeline", config=config, definition=definition, values=self.values, role_arn=self.roles.pipeline.role_arn)
         self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)

@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
+from containers.deploy.champion import recorded_champion
 from pipelines.backends import BackendError, Package, data_label
 from pipelines.config import Config, LabelingConfig
 from steps.context import PLACEHOLDERS
@@ -413,6 +414,7 @@ def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Packa
                 map=read_map(s3, package),
                 note=package.get("ApprovalDescription", ""),
                 data=data_label((package.get("CustomerMetadataProperties") or {}).get("TrainingData")),
+                champion=recorded_champion(package.get("CustomerMetadataProperties")),
             )
         )
     return packages

@@ -39,6 +39,8 @@ InstanceType = Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN, description="
 S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN)]
 InstanceCount = Annotated[int, Field(ge=1, le=100)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# How far below the champion's mAP a challenger may fall; negative: the improvement it must show (mAPs are in [0, 1]).
+Tolerance = Annotated[float, Field(ge=-1.0, le=1.0)]
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 _DURATION = TypeAdapter(timedelta)
 
@@ -156,6 +158,9 @@ class EvaluationConfig(_Section):
     instance_type: InstanceType = "ml.m5.xlarge"
     # The quality gate: a model is registered only when its COCO mAP@[.5:.95] reaches this.
     map_threshold: Fraction = 0.3
+    # And, when the endpoint serves a model (the champion), the challenger's mAP must reach the champion's less
+    # this, both measured on the same validation records; negative: the improvement a challenger must show.
+    champion_tolerance: Tolerance = 0.0
 
 
 class AwsConfig(_Section):
@@ -170,6 +175,7 @@ class AwsConfig(_Section):
     training_image_uri: Annotated[str, Field(min_length=1)] | None = None
     inference_image_uri: Annotated[str, Field(min_length=1)] | None = None
     deploy_function_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:.+$")] | None = None
+    champion_function_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:.+$")] | None = None
 
 
 class PipelineConfig(_Section):

@@ -1,7 +1,10 @@
 """The SageMaker Pipeline assembled from steps/ and rendered to its definition JSON, offline.
 
-    PrepareData -> Train -> Evaluate -> CheckQuality -> yes: Register -> CheckApproval -> Deploy
-                                                       no:  QualityBelowThreshold (Fail)
+    PrepareData -> Train -> FindChampion -> Evaluate -> CheckQuality -> yes: Register -> CheckApproval -> Deploy
+                                                                      no:  QualityBelowThreshold (Fail)
+
+FindChampion (a Lambda) names the package the endpoint serves; Evaluate scores it beside the new model on
+the same records; CheckQuality asks for the threshold and, when something is served, not to fall behind it.
 
 Rendering needs no AWS credentials and makes no network call (a test holds it to that with a socket
 guard): the SDK is given valid-looking sentinels for the account values (steps/context.py), which
@@ -23,7 +26,8 @@ from pipelines.config import Config
 from steps.check_quality import check_quality_step
 from steps.context import PLACEHOLDERS, REGION_PLACEHOLDER, REGION_SENTINEL, BuildContext
 from steps.deploy import deploy_steps
-from steps.evaluate import evaluate_step, measured_map
+from steps.evaluate import evaluate_step
+from steps.find_champion import find_champion_step
 from steps.parameters import build_parameters
 from steps.prepare_data import prepare_data_step
 from steps.register import register_step
@@ -72,12 +76,12 @@ def build_pipeline(config: Config, region: str | None = None):
 
     prepare = prepare_data_step(context, params)
     train = train_step(context, params, prepare)
-    evaluate, report = evaluate_step(context, params, prepare, train)
-    map_value = measured_map(evaluate, report)
-    register = register_step(context, params, train, evaluate, map_value)
+    champion = find_champion_step(context, train)
+    evaluate, report = evaluate_step(context, params, prepare, train, champion)
+    register = register_step(context, params, train, evaluate, report, champion)
     approved = deploy_steps(context, params, register)
-    gate = check_quality_step(context, params, map_value, if_steps=[register, approved])
-    return Pipeline(name=config.pipeline_name, parameters=params.all(), steps=[prepare, train, evaluate, gate], sagemaker_session=session)
+    gate = check_quality_step(context, params, evaluate, report, if_steps=[register, approved])
+    return Pipeline(name=config.pipeline_name, parameters=params.all(), steps=[prepare, train, champion, evaluate, gate], sagemaker_session=session)
 
 
 def render_definition(config: Config, values: Mapping[str, str] | None = None) -> str:

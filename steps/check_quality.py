@@ -1,27 +1,51 @@
-"""CheckQuality: the quality gate. mAP >= MapThreshold: register (then deploy when approved); below it:
-the Fail step, whose message names the measured mAP and the threshold."""
+"""CheckQuality: the quality gate. Register (then deploy when approved) only when
+- the challenger's mAP >= MapThreshold, and
+- when the endpoint serves a model (the champion), the challenger's mAP >= the champion's mAP - ChampionTolerance,
+  both measured by Evaluate on the same validation records (written as the champion's lead over the
+  challenger, which must not exceed the tolerance: a definition's conditions cannot subtract).
+Otherwise the Fail step, whose message names both mAPs, the threshold and the tolerance."""
 
 from __future__ import annotations
 
 from steps.context import BuildContext
+from steps.evaluate import CHAMPION_LEAD_PATH, CHAMPION_TEXT_PATH, CHAMPION_VERSION_PATH, measured_map
 from steps.parameters import Parameters
 
 NAME = "CheckQuality"
 FAIL = "QualityBelowThreshold"
 
 
-def check_quality_step(context: BuildContext, params: Parameters, measured_map, if_steps: list):
-    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+def check_quality_step(context: BuildContext, params: Parameters, evaluate, report, if_steps: list):
+    from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo, ConditionOr
     from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.fail_step import FailStep
 
+    challenger = measured_map(evaluate, report)
+    no_champion = ConditionEquals(left=measured_map(evaluate, report, CHAMPION_VERSION_PATH), right=0)
+    within_tolerance = ConditionLessThanOrEqualTo(left=measured_map(evaluate, report, CHAMPION_LEAD_PATH), right=params.champion_tolerance)
     fail = FailStep(
         name=FAIL,
         error_message=Join(
-            on="", values=["The model's mAP ", measured_map, " is below the threshold ", params.map_threshold, " (MapThreshold): not registered"]
+            on="",
+            values=[
+                "Not registered: the challenger's mAP ",
+                challenger,
+                " must reach the threshold ",
+                params.map_threshold,
+                " (MapThreshold) and fall at most ",
+                params.champion_tolerance,
+                " (ChampionTolerance) below the champion's mAP, ",
+                measured_map(evaluate, report, CHAMPION_TEXT_PATH),
+            ],
         ),
     )
     return ConditionStep(
-        name=NAME, conditions=[ConditionGreaterThanOrEqualTo(left=measured_map, right=params.map_threshold)], if_steps=if_steps, else_steps=[fail]
+        name=NAME,
+        conditions=[
+            ConditionGreaterThanOrEqualTo(left=challenger, right=params.map_threshold),
+            ConditionOr(conditions=[no_champion, within_tolerance]),
+        ],
+        if_steps=if_steps,
+        else_steps=[fail],
     )

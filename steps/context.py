@@ -28,6 +28,7 @@ PLACEHOLDERS: dict[str, tuple[str, str]] = {
     "TrainingImageUri": ("training_image_uri", "111111111111.dkr.ecr.xx-placeholder-1.amazonaws.com/cardamage-placeholder-trainingimageuri:1"),
     "InferenceImageUri": ("inference_image_uri", "111111111111.dkr.ecr.xx-placeholder-1.amazonaws.com/cardamage-placeholder-inferenceimageuri:1"),
     "DeployFunctionArn": ("deploy_function_arn", "arn:aws:lambda:xx-placeholder-1:111111111111:function:CardamagePlaceholderDeployFunctionArn"),
+    "ChampionFunctionArn": ("champion_function_arn", "arn:aws:lambda:xx-placeholder-1:111111111111:function:CardamagePlaceholderChampionFunctionArn"),
 }
 # The region the SDK is given when none is configured; CloudFormation's Fn::Sub fills ${AWS::Region}.
 REGION_SENTINEL = "xx-placeholder-1"

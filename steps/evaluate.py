@@ -1,10 +1,12 @@
-"""Evaluate: the Processing step that runs containers/evaluation/evaluate.py on the trained model, with
-evaluation.json as a PropertyFile for the quality gate."""
+"""Evaluate: the Processing step that runs containers/evaluation/evaluate.py on the trained model (the
+challenger) and on the package the endpoint serves (the champion, found by FindChampion), on the same
+validation records in the same job, with evaluation.json as a PropertyFile for the quality gate."""
 
 from __future__ import annotations
 
 from steps.common import CONTAINER_ROOT, cache, job_retries, s3_input
 from steps.context import BuildContext
+from steps.find_champion import output
 from steps.parameters import Parameters
 from steps.prepare_data import prepared_uri
 
@@ -13,9 +15,14 @@ OUTPUT = "evaluation"
 REPORT = "evaluation.json"
 PROPERTY_FILE = "EvaluationReport"
 MAP_PATH = "metrics.mAP.value"  # where evaluate.py writes COCO mAP@[.5:.95]
+# Where it writes the champion's: its version (0: none), its mAP less the challenger's, and its mAP as text.
+CHAMPION_VERSION_PATH = "champion.version"
+CHAMPION_LEAD_PATH = "champion.map_lead"
+CHAMPION_MAP_TEXT_PATH = "champion.map_text"
+CHAMPION_TEXT_PATH = "champion.text"
 
 
-def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
+def evaluate_step(context: BuildContext, params: Parameters, prepare, train, champion):
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
     from sagemaker.core.workflow.properties import PropertyFile
@@ -36,6 +43,8 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
         inputs=[
             s3_input("model", train.properties.ModelArtifacts.S3ModelArtifacts, "/opt/ml/processing/input/model"),
             s3_input("validation", prepared_uri(prepare, "validation"), "/opt/ml/processing/input/validation"),
+            # The served model, or the challenger's again when nothing is served (an input must name objects that exist).
+            s3_input("champion", output(champion, "model_data_url"), "/opt/ml/processing/input/champion"),
         ],
         outputs=[
             ProcessingOutput(
@@ -52,6 +61,12 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
             "/opt/ml/processing/input/validation",
             "--output",
             "/opt/ml/processing/evaluation",
+            "--champion",
+            "/opt/ml/processing/input/champion",
+            "--champion-version",
+            output(champion, "version"),
+            "--champion-package",
+            output(champion, "package_arn"),
             "--no-progress",
         ],
     )
@@ -62,7 +77,7 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train):
         property_files=[report],
         cache_config=cache(context),
         retry_policies=job_retries(),
-        description="COCO mAP on the validation split",
+        description="COCO mAP of the challenger and the champion on the same validation records",
     )
     return step, report
 
@@ -73,8 +88,8 @@ def evaluation_uri(step, name: str = REPORT):
     return Join(on="/", values=[step.properties.ProcessingOutputConfig.Outputs[OUTPUT].S3Output.S3Uri, name])
 
 
-def measured_map(step, report):
-    """The mAP the Evaluate step measured, read from its evaluation.json at run time."""
+def measured_map(step, report, path: str = MAP_PATH):
+    """A figure the Evaluate step measured (by default the challenger's mAP), read from its evaluation.json at run time."""
     from sagemaker.core.workflow.functions import JsonGet
 
-    return JsonGet(step_name=step.name, property_file=report, json_path=MAP_PATH)
+    return JsonGet(step_name=step.name, property_file=report, json_path=path)

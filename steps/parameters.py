@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from containers.training.hyperparameters import BatchSize, ImageSize, ModelVariant, TrainingSteps
-from pipelines.config import ApprovalStatus, Config, Fraction, InstanceCount, InstanceType, S3Uri, explain
+from pipelines.config import ApprovalStatus, Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
 
 if TYPE_CHECKING:
     from sagemaker.core.workflow.functions import Join
@@ -39,6 +39,7 @@ class Parameters:
     image_size: ParameterInteger
     evaluation_instance_type: ParameterString
     map_threshold: ParameterFloat
+    champion_tolerance: ParameterFloat
     model_approval_status: ParameterString
 
     def all(self) -> list[ParameterString | ParameterInteger | ParameterFloat]:
@@ -62,6 +63,7 @@ def build_parameters(config: Config, data_bucket: str) -> Parameters:
         image_size=ParameterInteger("ImageSize", default_value=training.input_size),
         evaluation_instance_type=ParameterString("EvaluationInstanceType", default_value=config.evaluation.instance_type),
         map_threshold=ParameterFloat("MapThreshold", default_value=config.evaluation.map_threshold),
+        champion_tolerance=ParameterFloat("ChampionTolerance", default_value=config.evaluation.champion_tolerance),
         model_approval_status=ParameterString("ModelApprovalStatus", default_value=config.registry.approval_status),
     )
 
@@ -87,6 +89,7 @@ RULES: dict[str, Any] = {
     "ImageSize": ImageSize,
     "EvaluationInstanceType": InstanceType,
     "MapThreshold": Fraction,
+    "ChampionTolerance": Tolerance,
     "ModelApprovalStatus": ApprovalStatus,
 }
 # SageMaker's parameter types (ParameterType in the definition).

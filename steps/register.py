@@ -3,16 +3,18 @@ ModelMetrics and the approval status of the run (PendingManualApproval unless a 
 
 from __future__ import annotations
 
+from containers.deploy.champion import METADATA_MAP, METADATA_VERSION
 from containers.inference.inference import serving_environment
 from steps.common import service_retries
 from steps.context import BuildContext
-from steps.evaluate import evaluation_uri
+from steps.evaluate import CHAMPION_MAP_TEXT_PATH, evaluation_uri, measured_map
+from steps.find_champion import output
 from steps.parameters import Parameters
 
 NAME = "Register"
 
 
-def register_step(context: BuildContext, params: Parameters, train, evaluate, measured_map):
+def register_step(context: BuildContext, params: Parameters, train, evaluate, report, champion):
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.serve.model_builder import ModelBuilder
@@ -35,9 +37,12 @@ def register_step(context: BuildContext, params: Parameters, train, evaluate, me
         approval_status=params.model_approval_status,
         description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",
         # TrainingData: the labels the model was trained on; a dataset snapshot's inputs/ prefix when the trigger
-        # (or cardamage start) started the execution, with its snapshot.json beside it.
+        # (or cardamage start) started the execution, with its snapshot.json beside it. The champion: the package
+        # the endpoint served when this one was judged, and its mAP on the same records ("0" and "none": nothing).
         customer_metadata_properties={
-            "mAP": measured_map.to_string(),
+            "mAP": measured_map(evaluate, report).to_string(),
+            METADATA_VERSION: output(champion, "version"),
+            METADATA_MAP: measured_map(evaluate, report, CHAMPION_MAP_TEXT_PATH).to_string(),
             "TrainingSteps": params.training_steps.to_string(),
             "TrainingData": params.input_manifest_uri,
         },

@@ -32,17 +32,27 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 from containers.common.arguments import fraction, non_negative, positive
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
-from containers.evaluation.model import SAVED_MODEL, Detections, Detector, locate_model, read_metadata
+from containers.evaluation.model import SAVED_MODEL, Detections, Detector, ModelSource, locate_model, read_metadata
 from containers.evaluation.pictures import Example, save_pr_curves_picture, save_predictions_picture
-from containers.evaluation.report import evaluation_report, evaluation_warnings, unknown_labels
+from containers.evaluation.report import DIGITS, evaluation_report, evaluation_warnings, unknown_labels
 from containers.evaluation.validation import GroundTruth, Record, read_records, validation_files
 
 PROCESSING = Path("/opt/ml/processing")
 REPORT = "evaluation.json"
 PR_CURVES = "pr_curves.png"
 PREDICTIONS = "predictions.png"
+NO_CHAMPION = "none"  # evaluation.json's champion.package_arn and map_text when nothing is served
 T = TypeVar("T")
 DetectFunction = Callable[[Sequence[bytes], Sequence[str]], list[Detections]]
+
+
+@dataclass(frozen=True)
+class ChampionOptions:
+    """The package the endpoint serves (the pipeline's FindChampion step found it), scored beside the model."""
+
+    model: Path
+    version: int
+    package_arn: str = NO_CHAMPION
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Options:
     pictures: int = 6
     picture_score_threshold: float = 0.3
     progress: bool = False
+    champion: ChampionOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -66,35 +77,58 @@ class Run:
     examples: list[Example]
 
 
-def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
-    """Evaluate the model on the validation set and write the report and pictures to `options.output`;
-    returns the report. Raises `EvaluationError` when an input is unusable (nothing is written then)."""
-    files = validation_files(options.validation)
-    with tempfile.TemporaryDirectory(prefix="evaluate-") as work:
-        model = locate_model(options.model, Path(work))
-        classes, metadata = read_metadata(model.folder)
-        detector = Detector(model.folder / SAVED_MODEL)
-        log(f"evaluate: model {model.describe()} ({', '.join(classes.values())}); {len(files)} validation file(s) in {options.validation}")
-        records = read_records(files, {name: label for label, name in classes.items()})
-        run = run_detector(detector, _progress(records, "detecting", options.progress), options.batch_size, options.pictures)
+@dataclass(frozen=True)
+class Scored:
+    """One model's figures on the validation records."""
+
+    source: ModelSource
+    classes: dict[int, str]
+    metadata: dict
+    run: Run
+    metrics: Metrics
+
+    @property
+    def detections(self) -> int:
+        return sum(len(found) for found in self.run.detections)
+
+
+def score(model_path: Path, files: Sequence[Path], work: Path, options: Options, log: Callable[[str], None], role: str) -> Scored:
+    """Run one model on every validation record and compute its COCO metrics. `role`: challenger or champion."""
+    model = locate_model(model_path, work)
+    classes, metadata = read_metadata(model.folder)
+    detector = Detector(model.folder / SAVED_MODEL)
+    log(f"evaluate: {role} {model.describe()} ({', '.join(classes.values())}); {len(files)} validation file(s) in {options.validation}")
+    records = read_records(files, {name: label for label, name in classes.items()})
+    pictures = options.pictures if role == "challenger" else 0
+    run = run_detector(detector, _progress(records, f"{role}: detecting", options.progress), options.batch_size, pictures)
     metrics = compute_metrics(run.truths, run.detections, classes)
     if metrics.summary:
-        log("evaluate: COCO bbox evaluation:")
+        log(f"evaluate: {role}: COCO bbox evaluation:")
         for line in metrics.summary:
             log(f"  {line}")
-    detections = sum(len(found) for found in run.detections)
-    unknown_truth, unknown_detections = unknown_labels(run.truths, run.detections, classes)
-    warnings = evaluation_warnings(
-        validation=str(options.validation),
-        files=len(files),
-        metrics=metrics,
-        images=len(run.truths),
-        detections=detections,
-        unknown_truth=unknown_truth,
-        unknown_detections=unknown_detections,
-    )
+    return Scored(model, classes, metadata, run, metrics)
+
+
+def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
+    """Evaluate the model (and the champion, when one is given) on the validation set and write the report and
+    pictures to `options.output`; returns the report. Raises `EvaluationError` when an input is unusable
+    (nothing is written then)."""
+    files = validation_files(options.validation)
+    with tempfile.TemporaryDirectory(prefix="evaluate-") as work:
+        scored = score(options.model, files, Path(work) / "challenger", options, log, "challenger")
+        champion = None
+        if options.champion is not None:
+            champion = score(options.champion.model, files, Path(work) / "champion", options, log, "champion")
+    metrics, run, classes = scored.metrics, scored.run, scored.classes
+    detections = scored.detections
+    warnings = _warnings(options, files, scored)
     options.output.mkdir(parents=True, exist_ok=True)
-    save_pr_curves_picture(metrics.curves, options.output / PR_CURVES, note=_curves_note(metrics, warnings))
+    save_pr_curves_picture(
+        metrics.curves,
+        options.output / PR_CURVES,
+        note=_curves_note(metrics, warnings),
+        champion=(champion.metrics.curves, champion_label(options.champion)) if champion and options.champion else None,
+    )
     save_predictions_picture(
         run.examples,
         classes,
@@ -107,18 +141,79 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
         images=len(run.truths),
         detections=detections,
         warnings=warnings,
-        model={
-            "source": str(options.model),
-            "packaging": model.packaging,
-            "label_map": {str(k): v for k, v in classes.items()},
-            "metadata": metadata,
-        },
+        model=_model_section(options.model, scored),
         validation={"path": str(options.validation), "files": [path.relative_to(options.validation).as_posix() for path in files]},
         settings=_settings(options),
         pictures={"pr_curves": PR_CURVES, "predictions": PREDICTIONS},
     )
+    report["champion"] = champion_section(report, options, files, champion)
     _write_json(options.output / REPORT, report)
     return report
+
+
+def _warnings(options: Options, files: Sequence[Path], scored: Scored) -> list[str]:
+    unknown_truth, unknown_detections = unknown_labels(scored.run.truths, scored.run.detections, scored.classes)
+    return evaluation_warnings(
+        validation=str(options.validation),
+        files=len(files),
+        metrics=scored.metrics,
+        images=len(scored.run.truths),
+        detections=scored.detections,
+        unknown_truth=unknown_truth,
+        unknown_detections=unknown_detections,
+    )
+
+
+def _model_section(path: Path, scored: Scored) -> dict:
+    return {
+        "source": str(path),
+        "packaging": scored.source.packaging,
+        "label_map": {str(k): v for k, v in scored.classes.items()},
+        "metadata": scored.metadata,
+    }
+
+
+def champion_label(champion: ChampionOptions) -> str:
+    return f"champion (version {champion.version})"
+
+
+def champion_section(report: dict, options: Options, files: Sequence[Path], champion: Scored | None) -> dict:
+    """evaluation.json's `champion`: the served package's figures on the same records, and what the quality
+    gate reads of them (`version`, 0 when there is none; `map_lead`, the champion's mAP less the challenger's;
+    `map_text`, the champion's mAP as text for the Fail message and the package's metadata)."""
+    challenger_map = report["metrics"]["mAP"]["value"]
+    if champion is None or options.champion is None:
+        return {"version": 0, "package_arn": NO_CHAMPION, "map_lead": 0.0, "map_text": NO_CHAMPION, "text": "none (nothing is served)"}
+    section = evaluation_report(
+        champion.metrics,
+        images=len(champion.run.truths),
+        detections=champion.detections,
+        warnings=_warnings(options, files, champion) + _class_warnings(report, champion),
+        model=_model_section(options.champion.model, champion),
+        validation={"path": str(options.validation), "same_as_challenger": True},
+        settings={},
+        pictures={"pr_curves": PR_CURVES},
+    )
+    champion_map = section["metrics"]["mAP"]["value"]
+    for unused in ("validation", "settings", "pictures", "coco_summary"):
+        section.pop(unused)
+    return {
+        "version": options.champion.version,
+        "package_arn": options.champion.package_arn,
+        "map_lead": round(champion_map - challenger_map, DIGITS),
+        "map_text": f"{champion_map:.6f}",
+        "text": f"{champion_map:.6f} (version {options.champion.version}, on the same validation records)",
+        **section,
+    }
+
+
+def _class_warnings(report: dict, champion: Scored) -> list[str]:
+    """The two models' mAPs are comparable only over the same classes."""
+    challenger = sorted(report["model"]["label_map"].values())
+    served = sorted(champion.classes.values())
+    if challenger == served:
+        return []
+    return [f"the champion detects {', '.join(served)} and the challenger {', '.join(challenger)}: their mAPs average different classes"]
 
 
 def _settings(options: Options) -> dict:
@@ -208,7 +303,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--picture-score-threshold", type=fraction(), default=0.3, help="lowest score drawn in predictions.png, in [0, 1] (default: %(default)s)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    champion = parser.add_argument_group("champion", "the package the endpoint serves, scored on the same records (the pipeline's FindChampion step)")
+    champion.add_argument("--champion", type=Path, help="its model.tar.gz, a folder holding it, or a model folder")
+    champion.add_argument("--champion-version", type=non_negative, default=0, help="its package version; 0: there is no champion (default)")
+    champion.add_argument("--champion-package", default=NO_CHAMPION, help="its model package ARN, for the report")
     args = parser.parse_args(argv)
+    if args.champion_version and args.champion is None:
+        parser.error("--champion-version needs --champion, the champion's model")
     return Options(
         model=args.model,
         validation=args.validation,
@@ -217,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         pictures=args.pictures,
         picture_score_threshold=args.picture_score_threshold,
         progress=sys.stderr.isatty() and not args.no_progress,
+        champion=ChampionOptions(args.champion, args.champion_version, args.champion_package) if args.champion_version else None,
     )
 
 
@@ -245,7 +347,16 @@ def _print_summary(options: Options, report: dict) -> None:
         f"mAP {_figure(metrics['mAP']['value'])}, mAP@0.5 {_figure(metrics['mAP_50']['value'])}, "
         f"recall {_figure(metrics['recall']['value'])}; AP per class: {per_class}"
     )
-    for warning in report["warnings"]:
+    champion = report["champion"]
+    if champion["version"]:
+        lead = champion["map_lead"]
+        print(
+            f"evaluate: champion (version {champion['version']}) on the same records: mAP {_figure(champion['metrics']['mAP']['value'])}, "
+            f"{'ahead of' if lead > 0 else 'behind' if lead < 0 else 'level with'} the challenger by {abs(lead):.3f}"
+        )
+    else:
+        print("evaluate: no champion: nothing is served")
+    for warning in [*report["warnings"], *(champion.get("warnings") or [])]:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     print(f"evaluate: outputs in {options.output} ({REPORT}, {PR_CURVES}, {PREDICTIONS})")
 

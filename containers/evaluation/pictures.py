@@ -123,19 +123,32 @@ def _show(ax, example: Example, boxes: Sequence[Drawn], title: str) -> None:
     ax.set_title(title, fontsize=8)
 
 
-def save_pr_curves_picture(curves: Sequence[Curve], path: Path, note: str = "") -> None:
-    """Precision against recall per class at IoU 0.5, the legend giving each class's AP@0.5. With no curves
-    the picture holds `note`, saying why."""
+def save_pr_curves_picture(curves: Sequence[Curve], path: Path, note: str = "", champion: tuple[Sequence[Curve], str] | None = None) -> None:
+    """Precision against recall per class at IoU 0.5, the legend giving each class's AP@0.5. `champion`: the
+    served model's curves on the same records and its label, drawn dashed in the same class colours. With no
+    curves the picture holds `note`, saying why."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
+    prefix = "challenger: " if champion else ""
     for curve in curves:
-        ax.plot(curve.recall, curve.precision, color=class_colour(curve.label), lw=2, label=f"{curve.name} (AP@0.5 = {curve.ap_50:.3f})")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="Precision-recall per class, IoU 0.5")
+        ax.plot(curve.recall, curve.precision, color=class_colour(curve.label), lw=2, label=f"{prefix}{curve.name} (AP@0.5 = {curve.ap_50:.3f})")
+    served, served_label = champion if champion else ((), "")
+    for curve in served:
+        ax.plot(
+            curve.recall,
+            curve.precision,
+            color=class_colour(curve.label),
+            lw=1.5,
+            ls="--",
+            label=f"{served_label}: {curve.name} (AP@0.5 = {curve.ap_50:.3f})",
+        )
+    title = "Precision-recall per class, IoU 0.5" + (f"\nsolid: the challenger; dashed: the {served_label}" if champion else "")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     ax.grid(alpha=0.3)
-    if curves:
-        ax.legend(loc="lower left")
+    if curves or served:
+        ax.legend(loc="lower left", fontsize=8 if champion else None)
         if note:
-            ax.set_title(f"Precision-recall per class, IoU 0.5\n{_wrapped(note)}", fontsize=9)
+            ax.set_title(f"{title}\n{_wrapped(note)}", fontsize=9)
     else:
         ax.text(0.5, 0.5, _wrapped(note or "no curves"), ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()

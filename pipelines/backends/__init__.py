@@ -63,6 +63,9 @@ class Package:
     serving: bool = False  # the endpoint serves it
     execution: str = ""  # the pipeline execution that registered it, where known
     data: str = ""  # what it was trained on: its registered TrainingData (a dataset snapshot's inputs/)
+    # The champion it was judged against at registration: (version, its mAP on the same records); (0, None):
+    # nothing was served; None: registered before champions were recorded.
+    champion: tuple[int, float | None] | None = None
 
 
 def data_label(uri: str | None) -> str:

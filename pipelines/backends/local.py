@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployResult
 from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label
 from pipelines.config import Config
@@ -106,4 +107,5 @@ def _package(package: Registered, *, serving: bool) -> Package:
         serving=serving,
         execution=package.execution or "",
         data=data_label((package.metadata or {}).get("TrainingData")),
+        champion=recorded_champion(package.metadata),
     )

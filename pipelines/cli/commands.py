@@ -74,8 +74,9 @@ def _print_execution(execution: Execution) -> None:
 def models(
     cli: Invocation, limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.")] = 20
 ) -> None:
-    """The model packages of the group: version, approval status, creation time, mAP, which one the endpoint serves,
-    and the data each was trained on (its dataset snapshot)."""
+    """The model packages of the group: version, approval status, creation time, mAP, the champion it was judged
+    against at registration (the served package's mAP on the same validation records, and its version), which
+    one the endpoint serves, and the data each was trained on (its dataset snapshot)."""
     backend = cli.backend()
     packages = backend.packages(limit)
     if not packages:
@@ -84,12 +85,24 @@ def models(
     with_execution = any(package.execution for package in packages)
     with_data = any(package.data for package in packages)
     extra = [*(["execution"] if with_execution else []), *(["trained on"] if with_data else [])]
-    listing = table("version", "status", "created (UTC)", "mAP", "endpoint", *extra, "approval note")
+    listing = table("version", "status", "created (UTC)", "mAP", "champion mAP", "endpoint", *extra, "approval note")
     for p in packages:
         figure = f"{p.map:.4f}" if p.map is not None else "-"
         columns = [*([p.execution] if with_execution else []), *([p.data] if with_data else [])]
-        listing.add_row(str(p.version), p.status, when(p.created), figure, "serving" if p.serving else "", *columns, p.note)
+        listing.add_row(
+            str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), "serving" if p.serving else "", *columns, p.note
+        )
     console().print(listing)
+
+
+def champion_figure(champion: tuple[int, float | None] | None) -> str:
+    """The champion a package was judged against at registration: its mAP on the same records and version."""
+    if champion is None:
+        return "-"  # registered before champions were recorded
+    version, figure = champion
+    if not version:
+        return "none served"
+    return f"{figure:.4f} (v{version})" if figure is not None else f"- (v{version})"
 
 
 @command(Side.BOTH)

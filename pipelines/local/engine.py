@@ -4,7 +4,8 @@ It reads the same definition JSON that the CDK app deploys. Before anything runs
 function, condition and reference is checked, and a dependency cycle or a reference to a missing step is
 an error naming it. Then steps run one at a time in dependency order (explicit `DependsOn` and the steps
 whose properties they read): Processing and Training as subprocesses (jobs.py), Condition and Fail here,
-RegisterModel into the local Model Registry, and the deployment Lambda against the local endpoint.
+RegisterModel into the local Model Registry, and the champion and deployment Lambdas against the local
+registry and endpoint.
 Cached steps (CacheConfig) whose cache key is unchanged within the expiry reuse their last success, as
 SageMaker does, with the attributes SageMaker puts in its cache keys.
 """
@@ -76,12 +77,12 @@ class ExecutionResult:
 
 
 class Engine:
-    def __init__(self, state_dir: Path, images: Images, deploy: Callable[[dict], dict], reporter: Reporter | None = None, jobs: dict | None = None):
+    def __init__(self, state_dir: Path, images: Images, invoke: Callable[[dict], dict], reporter: Reporter | None = None, jobs: dict | None = None):
         self.state_dir = state_dir
         self.state = State(state_dir)
         self.s3 = LocalS3(state_dir / "s3")
         self.images = images
-        self.deploy = deploy  # the deployment Lambda's local stand-in: its event -> its outputs
+        self.invoke = invoke  # the Lambda functions' local stand-in: its event (with FunctionArn) -> its outputs
         self.reporter = reporter or Reporter()
         # How Processing and Training jobs run: (arguments, job name, work folder, echo) -> properties.
         self.jobs = jobs or {
@@ -282,9 +283,10 @@ class Engine:
         return {**arguments, "ModelPackageArn": package.arn, "ModelPackageVersion": package.version, "ModelApprovalStatus": package.status}
 
     def _invoke(self, step: dict, arguments: dict) -> dict:
-        outputs = self.deploy({**arguments, "FunctionArn": step.get("FunctionArn")})
+        outputs = self.invoke({**arguments, "FunctionArn": step.get("FunctionArn")})
         wanted = [o["OutputName"] for o in step.get("OutputParameters", [])]
-        return {"OutputParameters": [{"OutputName": name, "OutputValue": outputs.get(name)} for name in wanted], **outputs}
+        # `Steps.<name>.OutputParameters['<output>']` reads an output's value, as on SageMaker.
+        return {"OutputParameters": {name: outputs.get(name) for name in wanted}, **outputs}
 
     def _property_file_reader(self, steps: dict[str, dict], properties: dict[str, dict]) -> Callable[[str, str], Any]:
         """Property files are read from the step's output in (local) S3 when a JsonGet first asks."""

@@ -22,6 +22,7 @@ from pipelines.local.storage import LocalS3
 DEFAULT_STATE = Path(".cardamage")
 IMAGES = Images(processing="cardamage/processing:local", training="cardamage/training:local", inference="cardamage/inference:local")
 DEPLOY_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:cardamage-deploy"
+CHAMPION_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:cardamage-champion"
 # The account values of this machine: buckets are folders of <state>/s3, images run the repository's programs.
 LOCAL_VALUES = {
     "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/cardamage-local",
@@ -32,6 +33,7 @@ LOCAL_VALUES = {
     "TrainingImageUri": IMAGES.training,
     "InferenceImageUri": IMAGES.inference,
     "DeployFunctionArn": DEPLOY_FUNCTION,
+    "ChampionFunctionArn": CHAMPION_FUNCTION,
 }
 
 
@@ -184,14 +186,19 @@ def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | N
     state_dir = state_dir.resolve()
     deployer = local_deployer(state_dir, config)
 
-    def deploy(event: dict) -> dict:
-        if event.get("FunctionArn") != DEPLOY_FUNCTION:
-            raise DefinitionProblem(
-                f"the Lambda function {event.get('FunctionArn')!r} is not the deployment function ({DEPLOY_FUNCTION}); only it runs locally"
-            )
-        return deployer.deploy(event["model_package_arn"], event["endpoint_name"]).as_dict()
+    def invoke(event: dict) -> dict:
+        """The project's two Lambda functions, against the local registry and endpoint."""
+        function = event.get("FunctionArn")
+        if function == DEPLOY_FUNCTION:
+            return deployer.deploy(event["model_package_arn"], event["endpoint_name"]).as_dict()
+        if function == CHAMPION_FUNCTION:
+            return deployer.champion(event["endpoint_name"], event["challenger_model_url"]).outputs()
+        raise DefinitionProblem(
+            f"the Lambda function {function!r} is neither the deployment function ({DEPLOY_FUNCTION}) nor the champion function "
+            f"({CHAMPION_FUNCTION}); only these run locally"
+        )
 
-    return Engine(state_dir, IMAGES, deploy, reporter)
+    return Engine(state_dir, IMAGES, invoke, reporter)
 
 
 def run_local(

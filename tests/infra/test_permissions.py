@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.infra.test_workflow_stack import logical_id, resources
 from tests.support import ROOT
 
@@ -58,15 +60,17 @@ def test_the_execution_role_reads_the_input_prefixes_and_writes_its_pipeline_s_p
     assert any("container-assets" in json.dumps(s["Resource"]) for s in pulls)
 
 
-def test_the_pipeline_role_passes_only_the_execution_role_to_sagemaker_and_invokes_only_the_deploy_function(workflow, workflow_template):
+def test_the_pipeline_role_passes_only_the_execution_role_to_sagemaker_and_invokes_only_the_projects_functions(workflow, workflow_template):
     statements = statements_of(workflow_template, "RolesPipeline")
     execution = logical_id(workflow_template, "AWS::IAM::Role", "SageMakerExecution")
     passing = statements["PassTheExecutionRoleToSageMakerOnly"]
     assert passing["Resource"] == {"Fn::GetAtt": [execution, "Arn"]}
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    invoke = statements["InvokeDeployFunction"]
+    invoke = statements["InvokeLambdaSteps"]
     assert actions(invoke) == ["lambda:InvokeFunction"]
-    assert invoke["Resource"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction"), "Arn"]}
+    assert invoke["Resource"] == [
+        {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", name), "Arn"]} for name in ("DeployFunction", "ChampionFunction")
+    ]
     assert f"model-package/{workflow.config.model_package_group}/*" in json.dumps(statements["RegisterModels"]["Resource"])
     assert not any(a.startswith(("s3:Put", "s3:Delete")) for s in statements.values() for a in actions(s))
 
@@ -95,29 +99,52 @@ def test_the_deploy_role_manages_our_endpoint_and_passes_only_the_execution_role
     assert "sagemaker:DeleteEndpoint" not in json.dumps(statements)
 
 
-def test_every_call_the_deploy_function_makes_is_allowed_to_its_role(workflow_template):
-    """Scanned from containers/deploy/deploy.py: each `sagemaker.<method>(` / `autoscaling.<method>(` becomes the
-    API action botocore maps it to, and the role must allow it (a call missing here fails on AWS only)."""
+@pytest.mark.parametrize(
+    ("module", "role", "clients"),
+    [
+        ("deploy.py", "DeployFunctionRole", (("sagemaker", "sagemaker"), ("autoscaling", "application-autoscaling"))),
+        ("champion.py", "ChampionFunctionRole", (("sagemaker", "sagemaker"),)),
+    ],
+)
+def test_every_call_a_function_makes_is_allowed_to_its_role(workflow_template, module, role, clients):
+    """Scanned from the function's code in containers/deploy/: each `sagemaker.<method>(` / `autoscaling.<method>(`
+    becomes the API action botocore maps it to, and the role must allow it (a call missing here fails on AWS only).
+    The champion function also makes the calls of deploy.py's helpers it uses (served_package, describe_endpoint)."""
     import re
 
     import botocore.session
 
     session = botocore.session.get_session()
-    text = (ROOT / "containers" / "deploy" / "deploy.py").read_text()
-    allowed = {a for statement in statements_of(workflow_template, "DeployFunctionRole").values() for a in actions(statement)}
-    for variable, service, prefix in (("sagemaker", "sagemaker", "sagemaker"), ("autoscaling", "application-autoscaling", "application-autoscaling")):
+    text = (ROOT / "containers" / "deploy" / module).read_text()
+    if module == "champion.py":
+        deploy_text = (ROOT / "containers" / "deploy" / "deploy.py").read_text()
+        used = set(re.findall(r"\bdeploy\.([a-z_]+)\(", text))
+        assert used >= {"served_package", "describe_endpoint"}
+        text += "".join(_function_source(deploy_text, name) for name in used | {"_tags"})
+    allowed = {a for statement in statements_of(workflow_template, role).values() for a in actions(statement)}
+    for variable, service in clients:
         mapping = session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x").meta.method_to_api_mapping
         called = set(re.findall(rf"\b{variable}\.([a-z_]+)\(", text))
         assert called, variable
-        missing = {f"{prefix}:{mapping[name]}" for name in called} - allowed
-        assert not missing, f"the deploy function calls {sorted(missing)}, which its role does not allow"
+        missing = {f"{service}:{mapping[name]}" for name in called} - allowed
+        assert not missing, f"{module} calls {sorted(missing)}, which {role} does not allow"
+    if module == "champion.py":
+        assert not any(a.startswith(("sagemaker:Create", "sagemaker:Update", "sagemaker:Delete", "sagemaker:Add")) for a in allowed), allowed
+
+
+def _function_source(text: str, name: str) -> str:
+    """The source of the top-level function `name` in `text` (up to the next top-level definition)."""
+    import re
+
+    match = re.search(rf"^def {name}\(.*?(?=^\S)", text, re.MULTILINE | re.DOTALL)
+    return match.group(0) if match else ""
 
 
 def test_each_function_and_the_pipeline_have_roles_of_their_own(workflow_template):
     roles = resources(workflow_template, "AWS::IAM::Role")
     services = sorted(role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for role in roles.values())
-    # deploy, trigger, and CDK's bucket-notifications handler; execution, pipeline, labelling
-    assert services == ["lambda.amazonaws.com"] * 3 + ["sagemaker.amazonaws.com"] * 3
+    # deploy, champion, trigger, and CDK's bucket-notifications handler; execution, pipeline, labelling
+    assert services == ["lambda.amazonaws.com"] * 4 + ["sagemaker.amazonaws.com"] * 3
 
 
 def test_the_labelling_role_reads_images_and_task_files_and_writes_labels_where_the_trigger_listens(workflow_template):

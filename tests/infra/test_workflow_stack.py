@@ -90,6 +90,7 @@ def test_the_pipeline_body_is_the_rendered_definition_with_every_placeholder_fil
     assert variables["ArtifactBucket"] == {"Ref": logical_id(workflow_template, "AWS::S3::Bucket", "Artifacts")}
     assert variables["KmsKeyId"] == {"Fn::GetAtt": [one(workflow_template, "AWS::KMS::Key")[0], "Arn"]}
     assert variables["DeployFunctionArn"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction"), "Arn"]}
+    assert variables["ChampionFunctionArn"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "ChampionFunction"), "Arn"]}
     for name in ("ProcessingImageUri", "TrainingImageUri"):
         assert "container-assets" in json.dumps(variables[name])
     assert "/tensorflow-inference:2.20-cpu-py312-amzn2023-sagemaker-v1" in json.dumps(variables["InferenceImageUri"])

@@ -31,9 +31,18 @@ PARAMETERS = {
     "ImageSize": 512,
     "EvaluationInstanceType": "ml.m5.xlarge",
     "MapThreshold": 0.3,
+    "ChampionTolerance": 0.0,
     "ModelApprovalStatus": "PendingManualApproval",
 }
 CACHED = {"PrepareData", "Train", "Evaluate"}
+FIND_CHAMPION_OUTPUTS = {
+    "found": "Boolean",
+    "reason": "String",
+    "model_data_url": "String",
+    "package_arn": "String",
+    "version": "String",
+    "recorded_map": "String",
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +90,52 @@ def test_the_steps_their_types_and_the_condition_wiring(definition):
     assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
         ("PrepareData", "Processing"),
         ("Train", "Training"),
+        ("FindChampion", "Lambda"),
         ("Evaluate", "Processing"),
         ("CheckQuality", "Condition"),
     ]
     gate = step(definition, "CheckQuality")["Arguments"]
     assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel"), ("CheckApproval", "Condition")]
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("QualityBelowThreshold", "Fail")]
-    (condition,) = gate["Conditions"]
-    assert condition["Type"] == "GreaterThanOrEqualTo"
-    assert condition["LeftValue"] == {
-        "Std:JsonGet": {"Path": "metrics.mAP.value", "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}}
+    threshold, champion = gate["Conditions"]
+    assert threshold["Type"] == "GreaterThanOrEqualTo"
+    assert threshold["LeftValue"] == evaluation("metrics.mAP.value")
+    assert threshold["RightValue"] == {"Get": "Parameters.MapThreshold"}
+    # Nothing served, or the champion's mAP less the challenger's (both measured by Evaluate) within the tolerance.
+    assert champion == {
+        "Type": "Or",
+        "Conditions": [
+            {"Type": "Equals", "LeftValue": evaluation("champion.version"), "RightValue": 0},
+            {"Type": "LessThanOrEqualTo", "LeftValue": evaluation("champion.map_lead"), "RightValue": {"Get": "Parameters.ChampionTolerance"}},
+        ],
     }
-    assert condition["RightValue"] == {"Get": "Parameters.MapThreshold"}
     approval = step(definition, "CheckApproval")["Arguments"]
     assert approval["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.ModelApprovalStatus"}, "RightValue": "Approved"}]
     assert [(s["Name"], s["Type"]) for s in approval["IfSteps"]] == [("Deploy", "Lambda")] and approval["ElseSteps"] == []
+
+
+def evaluation(path: str) -> dict:
+    """A figure of Evaluate's evaluation.json, as the definition reads it."""
+    return {"Std:JsonGet": {"Path": path, "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}}}
+
+
+def test_the_champion_is_found_after_training_and_scored_by_evaluate(definition):
+    champion = step(definition, "FindChampion")
+    assert champion["FunctionArn"] == "${ChampionFunctionArn}"
+    assert champion["Arguments"] == {
+        "endpoint_name": "car-damage-endpoint",
+        "challenger_model_url": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"},
+    }
+    assert {o["OutputName"]: o["OutputType"] for o in champion["OutputParameters"]} == FIND_CHAMPION_OUTPUTS
+    arguments = step(definition, "Evaluate")["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+    assert inputs["champion"]["S3Uri"] == {"Get": "Steps.FindChampion.OutputParameters['model_data_url']"}
+    container = arguments["AppSpecification"]["ContainerArguments"]
+    assert container[container.index("--champion") + 1] == inputs["champion"]["LocalPath"]
+    assert container[container.index("--champion-version") + 1] == {"Get": "Steps.FindChampion.OutputParameters['version']"}
+    metadata = step(definition, "Register")["Arguments"]["CustomerMetadataProperties"]
+    assert metadata["ChampionVersion"] == {"Get": "Steps.FindChampion.OutputParameters['version']"}
+    assert metadata["ChampionMAP"] == {"Std:Join": {"On": "", "Values": [evaluation("champion.map_text")]}}
 
 
 def test_dependencies_follow_the_data(definition):
@@ -114,10 +154,10 @@ def test_dependencies_follow_the_data(definition):
     assert deploy["FunctionArn"] == "${DeployFunctionArn}"
 
 
-def test_the_fail_message_names_the_measured_map_and_the_threshold(definition):
+def test_the_fail_message_names_both_maps_the_threshold_and_the_tolerance(definition):
     message = step(definition, "QualityBelowThreshold")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
-    assert {"Std:JsonGet": {"Path": "metrics.mAP.value", "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}}} in message
-    assert {"Get": "Parameters.MapThreshold"} in message
+    assert evaluation("metrics.mAP.value") in message and evaluation("champion.text") in message
+    assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message
     assert any("mAP" in part for part in message if isinstance(part, str)) and any("threshold" in part for part in message if isinstance(part, str))
 
 
@@ -241,6 +281,7 @@ def test_unset_account_values_are_placeholders_and_given_ones_are_filled(text, c
         "TrainingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:abc",
         "InferenceImageUri": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/tensorflow-inference:2.20-cpu-py312-amzn2023-sagemaker-v1",
         "DeployFunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:deploy",
+        "ChampionFunctionArn": "arn:aws:lambda:eu-west-1:123456789012:function:champion",
     }
     filled = render_definition(config.model_copy(update={"aws": config.aws.model_copy(update={"region": "eu-west-1"})}), values)
     assert "${" not in filled and "placeholder" not in filled

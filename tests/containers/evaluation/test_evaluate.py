@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from containers.evaluation.errors import EvaluationError
-from containers.evaluation.evaluate import Options, evaluate, main
+from containers.evaluation.evaluate import ChampionOptions, Options, evaluate, main
 from containers.evaluation.validation import parse_example
 from containers.processing.records import ShardWriter, build_example, bytes_feature, float_feature, serialize_example
 from tests.containers.evaluation.helpers import DENT, ELSEWHERE, SCRATCH, box, detection, write_validation
@@ -95,6 +95,47 @@ def test_one_class_perfect_and_one_missed_average_to_a_half(models, dents_and_sc
     assert report["per_class"]["dent"]["AP"] == 1.0 and report["per_class"]["scratch"]["AP"] == 0.0
     assert report["per_class"]["scratch"]["recall"] == 0.0 and report["per_class"]["scratch"]["ground_truth_boxes"] == 3
     assert report["metrics"]["mAP"]["value"] == pytest.approx(0.5) and report["warnings"] == []
+
+
+def test_the_champion_is_scored_on_the_same_records_and_its_lead_is_what_the_gate_reads(models, dents, tmp_path):
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/car-damage-models/3"
+    champion = ChampionOptions(models["perfect"], 3, arn)
+    report = run(models["elsewhere"], dents, tmp_path, champion=champion)
+    section = report["champion"]
+    assert (section["version"], section["package_arn"]) == (3, arn)
+    assert section["metrics"]["mAP"]["value"] == 1.0 and report["metrics"]["mAP"]["value"] == 0.0
+    assert section["map_lead"] == 1.0 and section["map_text"] == "1.000000"
+    assert section["text"] == "1.000000 (version 3, on the same validation records)"
+    assert section["images"] == report["images"] == IMAGES and section["per_class"]["dent"]["AP"] == 1.0
+    assert section["model"]["label_map"] == report["model"]["label_map"]
+    assert_pictures(tmp_path)
+    # The challenger ahead: a negative lead, below any tolerance of zero or more.
+    ahead = run(models["perfect"], dents, tmp_path / "ahead", champion=ChampionOptions(models["elsewhere"], 2, arn))
+    assert ahead["champion"]["map_lead"] == -1.0
+
+
+def test_without_a_champion_the_gate_reads_version_zero(models, dents, tmp_path):
+    section = run(models["perfect"], dents, tmp_path)["champion"]
+    assert section == {"version": 0, "package_arn": "none", "map_lead": 0.0, "map_text": "none", "text": "none (nothing is served)"}
+
+
+def test_a_champion_of_other_classes_is_compared_with_a_warning(models, dents, tmp_path):
+    other = write_model_dir(tmp_path / "severity", [detection(1, 0.9, DENT)], classes=("minor-dent", "severe-dent"))
+    section = run(models["perfect"], dents, tmp_path / "out", champion=ChampionOptions(other, 1))["champion"]
+    assert any("their mAPs average different classes" in warning for warning in section["warnings"])
+
+
+def test_the_command_line_takes_the_champion_and_version_zero_means_none(models, dents, tmp_path, capsys):
+    common = ["--model", str(models["elsewhere"]), "--validation", str(dents), "--no-progress"]
+    assert main([*common, "--output", str(tmp_path / "a"), "--champion", str(models["perfect"]), "--champion-version", "4"]) == 0
+    assert "champion (version 4) on the same records: mAP 1.000, ahead of the challenger by 1.000" in capsys.readouterr().out
+    # What the pipeline passes when nothing is served: the challenger's model again, and version 0.
+    assert main([*common, "--output", str(tmp_path / "b"), "--champion", str(models["elsewhere"]), "--champion-version", "0"]) == 0
+    assert json.loads((tmp_path / "b" / "evaluation.json").read_text())["champion"]["version"] == 0
+    assert "no champion: nothing is served" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--output", str(tmp_path / "c"), "--champion-version", "2"])
+    assert exit_info.value.code == 2 and "--champion-version needs --champion" in capsys.readouterr().err
 
 
 def test_a_model_archive_or_a_folder_holding_one_is_extracted(models, dents, tmp_path):

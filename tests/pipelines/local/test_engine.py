@@ -38,7 +38,7 @@ def make_engine(tmp_path, map_value=0.5):
     engine = Engine(
         tmp_path / "state",
         IMAGES,
-        deploy=lambda event: deployed.append(event) or {"status": "created", "endpoint_name": "e"},
+        invoke=lambda event: deployed.append(event) or {"status": "created", "endpoint_name": "e"},
         reporter=Reporter(say=lambda line: None),
     )
     fakes = FakeJobs(engine.s3, map_value)

@@ -63,6 +63,7 @@ def test_the_pipeline_succeeds_through_every_step(first_run):
     assert statuses == {
         "PrepareData": "Succeeded",
         "Train": "Succeeded",
+        "FindChampion": "Succeeded",
         "Evaluate": "Succeeded",
         "CheckQuality": "Succeeded",
         "Register": "Succeeded",
@@ -128,24 +129,26 @@ def test_predict_draws_the_endpoints_detections(first_run, tmp_path):
 
 
 def test_a_second_run_is_served_from_cache(first_run):
-    """Nothing changed: the three jobs come from the first run's cache and none of them starts (no work folder,
-    no log); registration and deployment run again. What that saves is measured by
+    """Nothing changed: data preparation and training come from the first run's cache and do not start (no work
+    folder, no log). Evaluate runs again: the endpoint now serves the first run's model, the champion it scores
+    beside the challenger. Registration and deployment run again. What caching saves is measured by
     benchmarks/local_pipeline_cache.py."""
     _, state, first, _ = first_run
     second = run_cli(state)
     assert second.returncode == 0, second.output[-3000:]
     cached = {s["name"]: s["cached_from"] for s in second.steps if s["cached_from"]}
-    assert cached == {"PrepareData": first.execution, "Train": first.execution, "Evaluate": first.execution}
+    assert cached == {"PrepareData": first.execution, "Train": first.execution}
     for name in cached:
         assert not (state / "runs" / second.execution / name).exists(), name
         assert f"↺ {name} cached: unchanged since execution {first.execution}" in second.output
     assert {s["name"]: s["status"] for s in second.steps}["Register"] == "Succeeded"
+    assert "champion (version 1) on the same records" in second.output and "level with the challenger by 0.000" in second.output
 
 
 def test_a_threshold_the_model_cannot_reach_ends_in_the_fail_step(first_run):
     _, state, _, _ = first_run
     failed = run_cli(state, "--param", "MapThreshold=1.0")
     assert failed.returncode == 1 and failed.status == "Failed"
-    assert "below the threshold 1.0" in failed.output and "mAP" in failed.output
+    assert "must reach the threshold 1.0 (MapThreshold)" in failed.output and "the challenger's mAP" in failed.output
     steps = {s["name"]: s["status"] for s in failed.steps}
     assert steps["QualityBelowThreshold"] == "Failed" and steps["Register"] == "NotRun"

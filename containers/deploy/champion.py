@@ -1,0 +1,131 @@
+"""FindChampion: the package the endpoint serves now, the champion that a challenger must not fall behind.
+
+The pipeline's FindChampion Lambda step runs this before Evaluate; the local engine runs `Champion` lookups
+against the local registry instead (pipelines/local/endpoint.py). What is served is read as the deployment
+function reads it (deploy.served_package: the endpoint's current endpoint config, so a rolled-back update
+is not mistaken for the champion).
+
+The answer always names a model for Evaluate to read: a Processing input must name objects that exist, so
+when there is no champion, `model_data_url` is the challenger's own and `found` is false (Evaluate then
+scores the challenger alone). Standard library and boto3 only: it ships beside deploy.py as the Lambda's code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+try:  # imported as containers.deploy.champion: the tests, the local engine, the CDK app
+    from . import deploy
+except ImportError:  # the Lambda: handler "champion.handler", with this folder on sys.path
+    import deploy  # type: ignore[no-redef]
+
+NONE = "none"  # the package ARN and mAP outputs when there is no champion (metadata values may not be empty)
+# The model package metadata (CustomerMetadataProperties) where Register records the champion it was judged
+# against: its version ("0": none) and its mAP on the same validation records ("none": none).
+METADATA_VERSION = "ChampionVersion"
+METADATA_MAP = "ChampionMAP"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What the challenger is compared with. `recorded_map` is the mAP the champion was registered with;
+    Evaluate measures it again on the challenger's validation records."""
+
+    found: bool
+    reason: str
+    model_data_url: str  # the champion's model.tar.gz; the challenger's when there is none
+    package_arn: str = NONE
+    version: int = 0
+    group: str = ""
+    recorded_map: float | None = None
+
+    def outputs(self) -> dict[str, Any]:
+        """The Lambda's answer: the FindChampion step's outputs (`found` a Boolean, the others strings)."""
+        return {
+            "found": self.found,
+            "reason": self.reason,
+            "model_data_url": self.model_data_url,
+            "package_arn": self.package_arn,
+            "version": str(self.version),
+            "recorded_map": NONE if self.recorded_map is None else f"{self.recorded_map:.6f}",
+        }
+
+
+def recorded_champion(metadata: Mapping[str, Any] | None) -> tuple[int, float | None] | None:
+    """(version, mAP) of the champion a package's metadata records; (0, None) when there was none; None for a
+    package registered before champions were recorded (or with unreadable values)."""
+    metadata = metadata or {}
+    if METADATA_VERSION not in metadata:
+        return None
+    try:
+        version = int(metadata[METADATA_VERSION])
+        text = str(metadata.get(METADATA_MAP, NONE))
+        return version, (None if text == NONE else float(text))
+    except ValueError:
+        return None
+
+
+def none(reason: str, challenger_model_url: str) -> Champion:
+    return Champion(False, reason, challenger_model_url)
+
+
+def of_package(package: Mapping[str, Any], endpoint_name: str, challenger_model_url: str) -> Champion:
+    """The champion from a DescribeModelPackage answer (or the local registry's record in that shape)."""
+    offered = deploy.candidate(package)
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    url = containers[0].get("ModelDataUrl")
+    if not url:
+        return none(f"endpoint {endpoint_name} serves version {offered.version}, whose package names no model data", challenger_model_url)
+    return Champion(
+        True,
+        f"endpoint {endpoint_name} serves version {offered.version} of {offered.group}",
+        url,
+        offered.arn,
+        offered.version,
+        offered.group,
+        offered.map,
+    )
+
+
+def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str) -> Champion:
+    """The package `endpoint_name` serves now, or why there is none to compare with."""
+    endpoint = deploy.describe_endpoint(sagemaker, endpoint_name)
+    if endpoint is None:
+        return none(f"there is no endpoint {endpoint_name}: nothing is served", challenger_model_url)
+    served = deploy.served_package(sagemaker, endpoint)
+    if served is None:
+        return none(f"endpoint {endpoint_name} serves no package of this project (no {deploy.TAG_ARN} tag)", challenger_model_url)
+    try:
+        package = sagemaker.describe_model_package(ModelPackageName=served.arn)
+    except ClientError as exc:
+        if not deploy.is_not_found(exc):
+            raise
+        return none(f"endpoint {endpoint_name} serves version {served.version}, whose package was deleted", challenger_model_url)
+    return of_package(package, endpoint_name, challenger_model_url)
+
+
+def parse_event(event: Any) -> tuple[str, str]:
+    """(endpoint name, challenger model URL) of the step's input `{"endpoint_name", "challenger_model_url"}`."""
+    if not isinstance(event, Mapping):
+        raise deploy.DeployError(f"the event must be a JSON object, not {type(event).__name__}")
+    endpoint, challenger = event.get("endpoint_name"), event.get("challenger_model_url")
+    if not isinstance(endpoint, str) or not deploy._NAME.match(endpoint):
+        raise deploy.DeployError(f"endpoint_name must be an endpoint name (got {endpoint!r})")
+    if not isinstance(challenger, str) or not challenger.startswith("s3://"):
+        raise deploy.DeployError(f"challenger_model_url must be the challenger's model.tar.gz S3 URI (got {challenger!r})")
+    return endpoint, challenger
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point; raises (the step fails) only when SageMaker cannot be read."""
+    import boto3
+
+    endpoint, challenger = parse_event(event)
+    answer = find_champion(boto3.client("sagemaker"), endpoint, challenger).outputs()
+    print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
+    return answer

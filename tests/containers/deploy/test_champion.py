@@ -1,0 +1,143 @@
+"""FindChampion: the champion function against moto, and the local deployer's lookup, find the same package;
+what the function answers is what the pipeline's FindChampion step declares."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from containers.deploy import champion
+from containers.deploy.deploy import DeployError, DeploySettings, deploy_package
+from pipelines.local.endpoint import LocalDeployer
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+from steps.find_champion import OUTPUTS
+from tests.aws_fakes import ROLE, applied_update, client, isolate_aws, stub_operation
+from tests.containers.deploy.test_deploy import ENDPOINT, GROUP, register
+from tests.test_deploy_rule import model_archive
+
+CHALLENGER = "s3://artifacts/pipeline/execution/Train/output/model.tar.gz"
+
+
+@pytest.fixture
+def aws(server, monkeypatch, tmp_path):
+    server.reset()
+    isolate_aws(monkeypatch, tmp_path)
+    sagemaker, autoscaling = client("sagemaker", server.url), client("application-autoscaling", server.url)
+    stub_operation(sagemaker.meta.events, "sagemaker", "UpdateEndpoint", applied_update(server.url))
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # boto3.client() in the handler goes to moto
+    return sagemaker, autoscaling
+
+
+@pytest.fixture(scope="module")
+def server():
+    from tests.aws_fakes import moto_server
+
+    with moto_server() as running:
+        yield running
+
+
+def deployed_on_aws(aws, maps: list[float], served: list[int]) -> list[str]:
+    """Register packages with `maps`, deploy versions `served` in order; their ARNs."""
+    sagemaker, autoscaling = aws
+    arns = [register(sagemaker, recorded_map=value) for value in maps]
+    settings = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group=GROUP, data_capture_percent=0)
+    for version in served:
+        assert deploy_package(sagemaker, autoscaling, settings, arns[version - 1]).status in ("created", "updated")
+    return arns
+
+
+def deployed_here(tmp_path, maps: list[float], served: list[int]) -> LocalDeployer:
+    state_dir = tmp_path / "local"
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(model_archive())
+    s3.put_file(archive, "s3://artifacts/model.tar.gz")
+    packages = [state.register(GROUP, "Approved", "s3://artifacts/model.tar.gz", None, None, value, {}, None) for value in maps]
+    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP)
+    for version in served:
+        assert deployer.deploy(packages[version - 1].arn, ENDPOINT).status in ("created", "updated")
+    return deployer
+
+
+@pytest.mark.parametrize(
+    ("maps", "served", "version"),
+    [([], [], 0), ([0.3], [], 0), ([0.3], [1], 1), ([0.3, 0.4], [1, 2], 2), ([0.3, 0.4, 0.2], [1, 2], 2)],
+    ids=["no package", "nothing deployed", "one deployed", "the newer deployed", "a newer one not deployed"],
+)
+def test_the_function_and_the_local_deployer_find_the_same_champion(aws, tmp_path, maps, served, version):
+    arns = deployed_on_aws(aws, maps, served)
+    on_aws = champion.find_champion(aws[0], ENDPOINT, CHALLENGER)
+    here = deployed_here(tmp_path, maps, served).champion(ENDPOINT, CHALLENGER)
+    for found in (on_aws, here):
+        assert found.found == bool(version) and found.version == version
+        if version:
+            assert found.package_arn.endswith(f"/{version}") and found.recorded_map == maps[version - 1]
+            assert found.model_data_url == "s3://artifacts/model.tar.gz" and f"serves version {version}" in found.reason
+        else:
+            # Evaluate's champion input must name objects that exist: the challenger's own model.
+            assert (found.model_data_url, found.package_arn) == (CHALLENGER, champion.NONE)
+            assert "nothing is served" in found.reason
+    if version:
+        assert on_aws.package_arn == arns[version - 1]
+
+
+class _Deleted:
+    """The SageMaker client, except that the served package has been deleted (moto cannot delete one)."""
+
+    def __init__(self, sagemaker):
+        self.sagemaker = sagemaker
+
+    def __getattr__(self, name):
+        return getattr(self.sagemaker, name)
+
+    def describe_model_package(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "ValidationException", "Message": f"Model package {kwargs['ModelPackageName']} does not exist."}}
+        raise ClientError(error, "DescribeModelPackage")
+
+
+def test_a_served_package_that_was_deleted_is_no_champion(aws):
+    sagemaker, _ = aws
+    deployed_on_aws(aws, [0.3], [1])
+    found = champion.find_champion(_Deleted(sagemaker), ENDPOINT, CHALLENGER)
+    assert not found.found and "was deleted" in found.reason and found.model_data_url == CHALLENGER
+
+
+def test_an_endpoint_this_project_did_not_deploy_has_no_champion(aws):
+    sagemaker, _ = aws
+    sagemaker.create_model(ModelName="theirs", PrimaryContainer={"Image": "x", "ModelDataUrl": "s3://b/m.tar.gz"}, ExecutionRoleArn=ROLE)
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="theirs",
+        ProductionVariants=[{"VariantName": "A", "ModelName": "theirs", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+    )
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="theirs")
+    found = champion.find_champion(sagemaker, ENDPOINT, CHALLENGER)
+    assert not found.found and "no cardamage:model-package-arn tag" in found.reason
+
+
+def test_the_handler_answers_the_outputs_the_step_declares(aws):
+    deployed_on_aws(aws, [0.25], [1])
+    answer = champion.handler({"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER})
+    assert set(answer) == set(OUTPUTS)
+    kinds = {"Boolean": bool, "String": str}
+    assert all(isinstance(answer[name], kinds[kind]) for name, kind in OUTPUTS.items()), answer
+    assert (answer["found"], answer["version"], answer["recorded_map"]) == (True, "1", "0.250000")
+    assert json.loads(json.dumps(answer)) == answer
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "must be a JSON object"),
+        ({"challenger_model_url": CHALLENGER}, "endpoint_name must be"),
+        ({"endpoint_name": "bad name!", "challenger_model_url": CHALLENGER}, "endpoint_name must be"),
+        ({"endpoint_name": ENDPOINT}, "challenger_model_url must be"),
+    ],
+)
+def test_a_malformed_event_is_refused_naming_the_field(event, message):
+    with pytest.raises(DeployError, match=message):
+        champion.parse_event(event)
