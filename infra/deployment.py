@@ -5,7 +5,8 @@ Deploy step invokes) and the EventBridge rules that call it.
   package in the Model Registry. The function deploys it unless the endpoint already serves the same or a
   newer version (it checks the version itself: a late approval of an old package changes nothing).
 - "SageMaker Endpoint State Change" to IN_SERVICE for our endpoint: autoscaling is registered once the
-  endpoint can take it (SageMaker refuses while it is being created).
+  endpoint can take it (SageMaker refuses while it is being created), and an update that was rolled back is
+  reported to the notification topic; to FAILED: the failure is reported.
 
 And the champion function (containers/deploy/champion.py), which the pipeline's FindChampion step invokes:
 it only reads which package the endpoint serves.
@@ -17,6 +18,7 @@ from aws_cdk import Aws, Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from containers.deploy import deploy
@@ -152,14 +154,19 @@ class Deployment(Construct):
         self.in_service_rule = events.Rule(
             self,
             "OnEndpointInService",
-            description=f"Configure autoscaling of {config.endpoint_name} once it is in service",
+            description=f"Configure autoscaling of {config.endpoint_name} once it is in service; report a rollback or a failure",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[deploy.ENDPOINT_EVENT],
-                detail={"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE"]},
+                detail={"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE", "FAILED"]},
             ),
             targets=[target],
         )
+
+    def report_to(self, topic: sns.ITopic) -> None:
+        """A rolled-back or failed update is published to `topic` (encrypted: publishing may use its key)."""
+        self.function.add_environment(deploy.ENVIRONMENT["notification_topic_arn"], topic.topic_arn)
+        topic.grant_publish(self.function)
 
 
 def champion_function(scope: Construct, config: Config):

@@ -108,6 +108,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     acknowledge(
         deploy.role,
         ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key"),
         (
             f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]",
             "Any version of our group may be approved and is described before deploying",

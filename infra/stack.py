@@ -45,6 +45,7 @@ class WorkflowStack(Stack):
         self.pipeline = Pipeline(self, "Pipeline", config=config, definition=definition, values=self.values, role_arn=self.roles.pipeline.role_arn)
         self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.storage.key, pipeline_arn=self.pipeline.pipeline_arn)
+        self.deployment.report_to(self.monitoring.topic)
         nag.acknowledge_workflow(self, config)
         # What pipeline.yaml's `aws` section takes, for the CLI against this stack's resources.
         for name, (field, _) in PLACEHOLDERS.items():

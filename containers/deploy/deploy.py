@@ -93,6 +93,7 @@ ENVIRONMENT = {
     "canary_percent": "CANARY_PERCENT",
     "linear_step_percent": "LINEAR_STEP_PERCENT",
     "rollback_alarms": "ROLLBACK_ALARMS",
+    "notification_topic_arn": "NOTIFICATION_TOPIC_ARN",
 }
 # How an update shifts traffic to the new model (UpdateEndpoint's BlueGreenUpdatePolicy; the API reference's
 # TrafficRoutingConfig): all at once, a canary share first, or in linear steps; each step bakes for
@@ -128,6 +129,7 @@ class DeploySettings:
     canary_percent: int = 25
     linear_step_percent: int = 25
     rollback_alarms: str = ""  # comma-separated alarm names; empty: no automatic rollback
+    notification_topic_arn: str | None = None  # where a rolled-back or failed update is reported (the stack's topic)
 
     def __post_init__(self) -> None:
         for field, ok, message in self._checks():
@@ -155,6 +157,11 @@ class DeploySettings:
                 "must be an S3 URI such as s3://bucket/data-capture/ when data_capture_percent is above 0",
             ),
             ("kms_key_id", self.kms_key_id is None or bool(str(self.kms_key_id).strip()), "must not be empty"),
+            (
+                "notification_topic_arn",
+                self.notification_topic_arn is None or str(self.notification_topic_arn).startswith("arn:"),
+                "must be an SNS topic ARN",
+            ),
             (
                 "score_threshold",
                 isinstance(self.score_threshold, int | float) and 0.0 <= self.score_threshold <= 1.0,
@@ -317,7 +324,7 @@ def decide(package: Candidate, served: Candidate | None, *, group: str, force: b
 class DeployResult:
     """What a deployment did. `as_dict()` is the Lambda's answer (the Deploy step's outputs)."""
 
-    status: str  # "created", "updated", "skipped", or "autoscaled" (the endpoint event)
+    status: str  # "created", "updated", "skipped"; for the endpoint events "autoscaled" or "reported" (a failure)
     endpoint_name: str
     model_package_arn: str
     reason: str = ""
@@ -455,21 +462,27 @@ def served_package(sagemaker: Any, endpoint: Mapping[str, Any]) -> ServedPackage
     tags). The endpoint's own tags name the package of the last update asked for, and SageMaker only moves
     the endpoint to the new config when an update lands: after an automatic rollback it is back on the old
     one. The endpoint's tags stand in for a config without ours; None for an endpoint this code did not deploy."""
-    tags: dict[str, str] = {}
-    config_name = endpoint.get("EndpointConfigName")
-    if config_name:
-        try:
-            config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-            tags = _tags(sagemaker, config["EndpointConfigArn"])
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise
+    tags = _config_tags(sagemaker, endpoint)
     if TAG_ARN not in tags:
         tags = _tags(sagemaker, endpoint["EndpointArn"])
     try:
         return ServedPackage(tags[TAG_ARN], int(tags[TAG_VERSION]), tags.get(TAG_GROUP, ""))
     except (KeyError, ValueError):
         return None
+
+
+def _config_tags(sagemaker: Any, endpoint: Mapping[str, Any]) -> dict[str, str]:
+    """The tags of the endpoint's current endpoint config ({} when it has none, or is gone)."""
+    config_name = endpoint.get("EndpointConfigName")
+    if not config_name:
+        return {}
+    try:
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        return _tags(sagemaker, config["EndpointConfigArn"])
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        return {}
 
 
 def _tags(sagemaker: Any, arn: str) -> dict[str, str]:
@@ -717,7 +730,7 @@ def is_not_found(exc: ClientError) -> bool:
 class Request:
     """What an event asks for: deploy a package, configure autoscaling, or nothing (with the reason)."""
 
-    action: str  # "deploy", "autoscale" or "skip"
+    action: str  # "deploy", "autoscale" (in service: also checks for a rollback), "failed" or "skip"
     model_package_arn: str = ""
     reason: str = ""
     force: bool = False
@@ -755,7 +768,10 @@ def _endpoint_event(detail: Mapping[str, Any], settings: DeploySettings) -> Requ
     name, status = detail.get("EndpointName", ""), str(detail.get("EndpointStatus", ""))
     if name != settings.endpoint_name:
         return Request("skip", reason=f"the event is about endpoint {name!r}, not {settings.endpoint_name!r}")
-    if status.replace("_", "").lower() != "inservice":  # events say IN_SERVICE, the API InService
+    normal = status.replace("_", "").lower()  # events say IN_SERVICE, the API InService
+    if normal == "failed":
+        return Request("failed")
+    if normal != "inservice":
         return Request("skip", reason=f"endpoint {name} is {status}; autoscaling is configured when it is in service")
     return Request("autoscale")
 
@@ -771,6 +787,50 @@ def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Reque
     if not isinstance(reason, str):
         raise DeployError(f"reason must be text (got {type(reason).__name__})")
     return Request("deploy", arn, reason=reason, force=event.get("force") is True)
+
+
+# Rolled back, or failed: the team is told. "If any alarms are tripped during a deployment, SageMaker rolls back
+# the deployment" (API_AutoRollbackConfig), and the endpoint stays on its previous endpoint config, so an endpoint
+# back in service whose own tags (set when the update was asked for) name another package than its current
+# config's tags was rolled back. The "SageMaker Endpoint State Change" events that start this are the ones
+# the autoscaling rule already receives (IN_SERVICE), and FAILED.
+
+
+def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any]) -> str:
+    """The notice for an update that was rolled back, or "" when the endpoint serves what was last asked for.
+    The endpoint's tags are set back to its config's, so a repeated event reports it once."""
+    asked = _tags(sagemaker, endpoint["EndpointArn"])
+    config = {key: value for key, value in _config_tags(sagemaker, endpoint).items() if key.startswith("cardamage:")}
+    if TAG_ARN not in config or TAG_ARN not in asked or asked[TAG_ARN] == config[TAG_ARN]:
+        return ""
+    sagemaker.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": key, "Value": value} for key, value in config.items()])
+    if TAG_FORCED not in config:
+        sagemaker.delete_tags(ResourceArn=endpoint["EndpointArn"], TagKeys=[TAG_FORCED])
+    why = f" ({endpoint['FailureReason']})" if endpoint.get("FailureReason") else ""
+    return (
+        f"Endpoint {settings.endpoint_name} rolled back the update to version {asked.get(TAG_VERSION, '?')} ({asked[TAG_ARN]}){why}: "
+        f"it serves version {config.get(TAG_VERSION, '?')} ({config[TAG_ARN]}) again. An alarm watching the update went off "
+        f"({settings.rollback_alarms or 'none configured'}); `cardamage models` shows what is served."
+    )
+
+
+def failed_update(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any]) -> str:
+    """The notice for an endpoint that failed (to be created or updated)."""
+    asked = _tags(sagemaker, endpoint["EndpointArn"]) if endpoint.get("EndpointArn") else {}
+    version = f" with version {asked[TAG_VERSION]} ({asked.get(TAG_ARN, '')})" if TAG_VERSION in asked else ""
+    reason = endpoint.get("FailureReason") or "no reason given"
+    return f"Endpoint {settings.endpoint_name} failed{version}: {reason}. Deploy a package again (`cardamage deploy`) once the cause is fixed."
+
+
+def report(settings: DeploySettings, notice: str) -> str:
+    """Publish `notice` to the notification topic (when there is one and something to say); returns it."""
+    if notice and settings.notification_topic_arn:
+        import boto3
+
+        boto3.client("sns").publish(TopicArn=settings.notification_topic_arn, Subject=f"{settings.endpoint_name}: deployment"[:100], Message=notice)
+    if notice:
+        LOG.warning("%s", notice)
+    return notice
 
 
 def _clients() -> tuple[Any, Any]:
@@ -791,15 +851,21 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
         endpoint = describe_endpoint(sagemaker, settings.endpoint_name) or {}
         served = served_package(sagemaker, endpoint) if endpoint else None
         configure_autoscaling(autoscaling, settings)
+        notice = report(settings, rolled_back(sagemaker, settings, endpoint)) if endpoint else ""
         result = DeployResult(
             "autoscaled",
             settings.endpoint_name,
             served.arn if served else "",
-            "the endpoint is in service: autoscaling configured",
+            "; ".join(filter(None, ["the endpoint is in service: autoscaling configured", notice])),
             served.version if served else None,
             endpoint_status=endpoint.get("EndpointStatus", ""),
             autoscaling=f"{settings.initial_instance_count} to {settings.max_instance_count} instances",
         )
+    elif request.action == "failed":
+        sagemaker, _ = _clients()
+        endpoint = describe_endpoint(sagemaker, settings.endpoint_name) or {}
+        notice = report(settings, failed_update(sagemaker, settings, endpoint))
+        result = DeployResult("reported", settings.endpoint_name, "", notice, endpoint_status=endpoint.get("EndpointStatus", ""))
     else:
         sagemaker, autoscaling = _clients()
         result = deploy_package(sagemaker, autoscaling, settings, request.model_package_arn, force=request.force, reason=request.reason)

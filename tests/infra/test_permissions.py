@@ -120,7 +120,7 @@ def test_every_call_a_function_makes_is_allowed_to_its_role(workflow_template, m
         deploy_text = (ROOT / "containers" / "deploy" / "deploy.py").read_text()
         used = set(re.findall(r"\bdeploy\.([a-z_]+)\(", text))
         assert used >= {"served_package", "describe_endpoint"}
-        text += "".join(_function_source(deploy_text, name) for name in used | {"_tags"})
+        text += "".join(_function_source(deploy_text, name) for name in used | {"_tags", "_config_tags"})
     allowed = {a for statement in statements_of(workflow_template, role).values() for a in actions(statement)}
     for variable, service in clients:
         mapping = session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x").meta.method_to_api_mapping

@@ -120,6 +120,8 @@ def fake_values(value, template):
         return "arn:aws:iam::123456789012:role/car-damage-SageMakerExecution"
     if '"Arn"' in text and "Key" in text:
         return "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    if "Notifications" in text:  # an SNS topic's Ref is its ARN
+        return "arn:aws:sns:eu-west-1:123456789012:car-damage-notifications"
     if "Fn::Join" in value:
         parts = value["Fn::Join"][1]
         return "".join(p if isinstance(p, str) else "artifacts-bucket" for p in parts)
@@ -157,7 +159,7 @@ def test_an_approval_in_our_group_and_the_endpoint_in_service_invoke_the_deploy_
         "detail": {"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
     }
     in_service = workflow_template["Resources"][logical_id(workflow_template, "AWS::Events::Rule", "OnEndpointInService")]["Properties"]
-    assert in_service["EventPattern"]["detail"] == {"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE"]}
+    assert in_service["EventPattern"]["detail"] == {"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE", "FAILED"]}
     for rule in (approval, in_service):
         (target,) = rule["Targets"]
         assert target["Arn"] == function and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
@@ -222,6 +224,12 @@ def test_failures_waiting_packages_and_endpoint_alarms_reach_the_encrypted_topic
     assert share["Threshold"] == workflow.config.infrastructure.alarms.client_error_percent
     for alarm in everything:
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    # A rolled-back or failed update: the deploy function publishes it to the same topic.
+    deploy_id = logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction")
+    assert workflow_template["Resources"][deploy_id]["Properties"]["Environment"]["Variables"]["NOTIFICATION_TOPIC_ARN"] == {"Ref": topic_id}
+    policies = resources(workflow_template, "AWS::IAM::Policy").values()
+    statements = json.dumps([p["Properties"]["PolicyDocument"] for p in policies if "DeployFunctionRole" in json.dumps(p["Properties"]["Roles"])])
+    assert '"sns:Publish"' in statements and topic_id in statements
 
 
 def test_the_alarms_that_roll_an_update_back_are_the_stack_s(workflow, workflow_template):

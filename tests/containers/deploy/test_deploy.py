@@ -453,6 +453,54 @@ def test_the_endpoint_in_service_event_configures_autoscaling(lambda_environment
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
 
 
+def topic_messages(server, monkeypatch) -> tuple[str, callable]:
+    """An SNS topic in moto that the function reports to, and a reader of what reached it (through SQS)."""
+    sns, sqs = client("sns", server.url), client("sqs", server.url)
+    topic = sns.create_topic(Name="notifications")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic)
+
+    def read() -> list[str]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return [message["Body"] for message in messages]
+
+    return topic, read
+
+
+def test_a_rolled_back_update_is_reported_once_and_the_tags_say_what_is_served(lambda_environment, server, monkeypatch):
+    sagemaker, autoscaling = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
+    first = register(sagemaker)
+    handler(package_event(first), None)
+    # The update to version 2 is accepted, then rolled back by SageMaker: the endpoint stays on version 1's config.
+    stub_update(sagemaker)
+    second = register(sagemaker)
+    assert deploy_package(sagemaker, autoscaling, settings(), second, force=False).status == "updated"
+    assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
+    in_service = {"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
+    answer = handler(in_service, None)
+    assert answer["status"] == "autoscaled" and answer["model_package_version"] == "1"
+    assert f"rolled back the update to version 2 ({second})" in answer["reason"] and "serves version 1" in answer["reason"]
+    (message,) = read()
+    assert message.startswith(f"Endpoint {ENDPOINT} rolled back the update to version 2") and "An alarm watching the update went off" in message
+    assert endpoint_tags(sagemaker)["cardamage:model-package-arn"] == first  # the tags say what is served again
+    assert "rolled back" not in handler(in_service, None)["reason"] and read() == []  # SageMaker may repeat an event
+
+
+def test_a_failed_endpoint_is_reported_with_its_reason(lambda_environment, server, monkeypatch):
+    sagemaker, _ = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
+    handler(package_event(register(sagemaker)), None)
+    answer = handler({"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "FAILED"}}, None)
+    assert answer["status"] == "reported" and answer["reason"].startswith(f"Endpoint {ENDPOINT} failed with version 1")
+    (message,) = read()
+    assert message == answer["reason"] and "cardamage deploy" in message
+
+
 @pytest.mark.parametrize("event", [{}, {"detail-type": "Something Else", "detail": {}}, {"model_package_arn": "not-an-arn"}, ["a list"]])
 def test_the_handler_refuses_an_unrecognised_event(lambda_environment, event):
     with pytest.raises(DeployError):
