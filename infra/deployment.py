@@ -42,7 +42,7 @@ class Deployment(Construct):
             "DeployFunction",
             folder="deploy",
             handler="deploy.handler",
-            description=f"{config.project.name}: deploy an approved model package to {config.endpoint_name}",
+            description=f"{config.project.name}: deploy an approved model package to {config.approval_endpoint}",
             environment=deploy_environment(
                 config, role_arn=execution_role.role_arn, data_capture_s3_uri=storage.data_capture_uri(config), kms_key_id=storage.key.key_arn
             ),
@@ -50,7 +50,7 @@ class Deployment(Construct):
         role = self.function.role
         assert role is not None
 
-        group, endpoint = config.model_package_group, config.endpoint_name
+        group, endpoints = config.model_package_group, list(config.stage_endpoints.values())
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadPackagesOfTheGroup",
@@ -84,7 +84,7 @@ class Deployment(Construct):
                     "sagemaker:DeleteTags",  # an earlier forced deployment's reason, once it no longer holds
                     "sagemaker:UpdateEndpointWeightsAndCapacities",  # registering the variant with Application Auto Scaling
                 ],
-                resources=[sagemaker_arn(self, "endpoint", endpoint)],
+                resources=[sagemaker_arn(self, "endpoint", endpoint) for endpoint in endpoints],  # every stage's: it handles their state events
             )
         )
         role.add_to_principal_policy(
@@ -154,11 +154,11 @@ class Deployment(Construct):
         self.in_service_rule = events.Rule(
             self,
             "OnEndpointInService",
-            description=f"Configure autoscaling of {config.endpoint_name} once it is in service; report a rollback or a failure",
+            description=f"Configure autoscaling of {', '.join(endpoints)} once in service; report a rollback or a failure",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[deploy.ENDPOINT_EVENT],
-                detail={"EndpointName": [config.endpoint_name], "EndpointStatus": ["IN_SERVICE", "FAILED"]},
+                detail={"EndpointName": endpoints, "EndpointStatus": ["IN_SERVICE", "FAILED"]},
             ),
             targets=[target],
         )

@@ -69,60 +69,69 @@ class Monitoring(Construct):
                 )
             ],
         )
-        dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT}
-        alarms = config.infrastructure.alarms
-        server_errors_name, latency_name, client_errors_name = deploy.rollback_alarm_names(config.endpoint_name)
-        self.errors_alarm = cloudwatch.Alarm(
-            self,
-            "EndpointErrors",
-            alarm_name=server_errors_name,  # the deployment function rolls an update back on it (deploy.rollback_alarm_names)
-            alarm_description=f"{config.endpoint_name} answered {alarms.server_errors} or more requests with a 5XX error in 5 minutes",
-            metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
-            ),
-            threshold=alarms.server_errors,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic, no errors
-        )
-        self.latency_alarm = cloudwatch.Alarm(
-            self,
-            "EndpointLatency",
-            alarm_name=latency_name,
-            alarm_description=f"{config.endpoint_name}'s model took over {alarms.model_latency_ms} ms on average for 15 minutes",
-            metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions, statistic="Average", period=Duration.minutes(5)
-            ),
-            threshold=alarms.model_latency_ms * 1000,  # ModelLatency is in microseconds
-            evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
-        def metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
-            )
-
-        self.client_errors_alarm = cloudwatch.Alarm(
-            self,
-            "EndpointClientErrors",
-            alarm_name=client_errors_name,
-            alarm_description=(
-                f"{config.endpoint_name} refused {alarms.client_error_percent}% or more of its requests (4XX) in 5 minutes: "
-                "a model that rejects what the last one took"
-            ),
-            metric=cloudwatch.MathExpression(
-                expression="IF(invocations > 0, 100 * refused / invocations, 0)",
-                using_metrics={"refused": metric("Invocation4XXErrors"), "invocations": metric("Invocations")},
-                label="4XX share (%)",
-                period=Duration.minutes(5),
-            ),
-            threshold=alarms.client_error_percent,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        for alarm in (self.errors_alarm, self.latency_alarm, self.client_errors_alarm):
+        # Every release stage's endpoint has its own three (a staging update rolls back as production's does).
+        self.endpoint_alarms = {
+            endpoint: endpoint_alarms(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
+            for stage, endpoint in config.stage_endpoints.items()
+        }
+        self.errors_alarm, self.latency_alarm, self.client_errors_alarm = self.endpoint_alarms[config.endpoint_name]
+        for alarm in (alarm for alarms in self.endpoint_alarms.values() for alarm in alarms):
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
+
+
+def endpoint_alarms(scope: Construct, suffix: str, config: Config, endpoint: str) -> tuple[cloudwatch.Alarm, cloudwatch.Alarm, cloudwatch.Alarm]:
+    """The alarms of one endpoint that roll its updates back (named deploy.rollback_alarm_names(endpoint))."""
+    dimensions = {"EndpointName": endpoint, "VariantName": VARIANT}
+    alarms = config.infrastructure.alarms
+    server_errors_name, latency_name, client_errors_name = deploy.rollback_alarm_names(endpoint)
+    errors = cloudwatch.Alarm(
+        scope,
+        f"EndpointErrors{suffix}",
+        alarm_name=server_errors_name,  # the deployment function rolls an update back on it (deploy.rollback_alarm_names)
+        alarm_description=f"{endpoint} answered {alarms.server_errors} or more requests with a 5XX error in 5 minutes",
+        metric=cloudwatch.Metric(
+            namespace="AWS/SageMaker", metric_name="Invocation5XXErrors", dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5)
+        ),
+        threshold=alarms.server_errors,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic, no errors
+    )
+    latency = cloudwatch.Alarm(
+        scope,
+        f"EndpointLatency{suffix}",
+        alarm_name=latency_name,
+        alarm_description=f"{endpoint}'s model took over {alarms.model_latency_ms} ms on average for 15 minutes",
+        metric=cloudwatch.Metric(
+            namespace="AWS/SageMaker", metric_name="ModelLatency", dimensions_map=dimensions, statistic="Average", period=Duration.minutes(5)
+        ),
+        threshold=alarms.model_latency_ms * 1000,  # ModelLatency is in microseconds
+        evaluation_periods=3,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+    def metric(name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions, statistic="Sum", period=Duration.minutes(5))
+
+    client_errors = cloudwatch.Alarm(
+        scope,
+        f"EndpointClientErrors{suffix}",
+        alarm_name=client_errors_name,
+        alarm_description=(
+            f"{endpoint} refused {alarms.client_error_percent}% or more of its requests (4XX) in 5 minutes: "
+            "a model that rejects what the last one took"
+        ),
+        metric=cloudwatch.MathExpression(
+            expression="IF(invocations > 0, 100 * refused / invocations, 0)",
+            using_metrics={"refused": metric("Invocation4XXErrors"), "invocations": metric("Invocations")},
+            label="4XX share (%)",
+            period=Duration.minutes(5),
+        ),
+        threshold=alarms.client_error_percent,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    return errors, latency, client_errors

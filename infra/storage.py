@@ -83,5 +83,6 @@ class Storage(Construct):
         )
 
     def data_capture_uri(self, config: Config) -> str:
-        """Where the endpoint captures requests and answers (the deployment function's DATA_CAPTURE_S3_URI)."""
-        return str(config.data_capture(self.artifacts.bucket_name))
+        """Where the endpoint approvals deploy to captures requests and answers (the deployment function's
+        DATA_CAPTURE_S3_URI; a later stage's endpoint captures beside it, under its own name)."""
+        return str(config.data_capture(self.artifacts.bucket_name, config.approval_endpoint))

@@ -213,6 +213,18 @@ class DeploymentConfig(_Section):
     bake_seconds: Annotated[int, Field(ge=0, le=3600)] = 600
     canary_percent: Annotated[int, Field(ge=1, le=50)] = 25
     linear_step_percent: Annotated[int, Field(ge=10, le=50)] = 25
+    # Release stages, in order, e.g. [staging, production]: an approval deploys to the first stage's endpoint,
+    # `cardamage promote` smoke-tests a stage and deploys the same package to the next. The last stage is served
+    # at endpoint_name, each other at <endpoint_name>-<stage>. Empty: one endpoint.
+    stages: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]] = []
+
+    @model_validator(mode="after")
+    def _stages(self) -> DeploymentConfig:
+        if len(self.stages) == 1:
+            raise ValueError(f"stages: one stage ({self.stages[0]}) is one endpoint: list two or more, e.g. [staging, production], or none")
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"stages: {', '.join(self.stages)} names a stage twice")
+        return self
 
     @model_validator(mode="after")
     def _counts(self) -> DeploymentConfig:
@@ -307,6 +319,15 @@ class Config(_Section):
     labeling: LabelingConfig = LabelingConfig()
     infrastructure: InfrastructureConfig = InfrastructureConfig()
 
+    @model_validator(mode="after")
+    def _stage_endpoint_names(self) -> Config:
+        too_long = [name for name in self.stage_endpoints.values() if len(name) > 63]
+        if too_long:
+            raise ValueError(
+                f"deployment.stages: the endpoint name {too_long[0]} is over SageMaker's 63 characters: shorten the stage or endpoint name"
+            )
+        return self
+
     # Names derived from the project's when the file leaves them null.
     @property
     def pipeline_name(self) -> str:
@@ -318,7 +339,19 @@ class Config(_Section):
 
     @property
     def endpoint_name(self) -> str:
+        """The production endpoint: what claims teams call, and the champion a challenger is judged against."""
         return self.deployment.endpoint_name or f"{self.project.name}-endpoint"
+
+    @property
+    def stage_endpoints(self) -> dict[str, str]:
+        """Each release stage's endpoint, in order (deployment.stages); one "production" stage without stages."""
+        stages = self.deployment.stages or ["production"]
+        return {stage: self.endpoint_name if stage == stages[-1] else f"{self.endpoint_name}-{stage}" for stage in stages}
+
+    @property
+    def approval_endpoint(self) -> str:
+        """Where an approved package is deployed: the first stage's endpoint (the only one without stages)."""
+        return next(iter(self.stage_endpoints.values()))
 
     @property
     def stack_name(self) -> str:
@@ -339,10 +372,10 @@ class Config(_Section):
         """Where teams upload label exports in any format (`labels/<batch>/...`); the new-data trigger listens there."""
         return S3Location(data_bucket, "labels/")
 
-    def data_capture(self, artifact_bucket: str) -> S3Location:
-        """Where the endpoint captures requests and answers (DataCaptureConfig.DestinationS3Uri); SageMaker adds
-        `<endpoint>/<variant>/yyyy/mm/dd/hh/` below it. The review loop reads it."""
-        return S3Location(artifact_bucket, f"{DATA_CAPTURE_PREFIX}/{self.endpoint_name}/")
+    def data_capture(self, artifact_bucket: str, endpoint: str | None = None) -> S3Location:
+        """Where an endpoint (by default production's) captures requests and answers (DataCaptureConfig.DestinationS3Uri);
+        SageMaker adds `<endpoint>/<variant>/yyyy/mm/dd/hh/` below it. The review loop reads it."""
+        return S3Location(artifact_bucket, f"{DATA_CAPTURE_PREFIX}/{endpoint or self.endpoint_name}/")
 
     def snapshots_prefix(self, data_bucket: str) -> S3Location:
         """Where dataset snapshots go: `<id>/snapshot.json` and `<id>/inputs/`, what an execution trains on."""

@@ -78,7 +78,7 @@ def build_pipeline(config: Config, region: str | None = None):
     train = train_step(context, params, prepare)
     champion = find_champion_step(context, train)
     evaluate, report = evaluate_step(context, params, prepare, train, champion)
-    register = register_step(context, params, train, evaluate, report, champion)
+    register = register_step(context, params, prepare, train, evaluate, report, champion)
     approved = deploy_steps(context, params, register)
     gate = check_quality_step(context, params, evaluate, report, if_steps=[register, approved])
     return Pipeline(name=config.pipeline_name, parameters=params.all(), steps=[prepare, train, champion, evaluate, gate], sagemaker_session=session)

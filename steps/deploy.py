@@ -1,6 +1,7 @@
 """Deploy: when the run registered its package as Approved (a dev pipeline), deploy it at once through the
 deployment function, the same code that a person's approval in the Model Registry reaches through the
-EventBridge rule (containers/deploy/deploy.py). A Lambda step takes no retry policy."""
+EventBridge rule (containers/deploy/deploy.py), to the same endpoint: the first release stage's when
+deployment.stages is set. A Lambda step takes no retry policy."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def deploy_steps(context: BuildContext, params: Parameters, register):
     deploy = LambdaStep(
         name=NAME,
         lambda_func=Lambda(function_arn=context.placeholder("DeployFunctionArn"), session=context.session),
-        inputs={"model_package_arn": register.properties.ModelPackageArn, "endpoint_name": context.config.endpoint_name},
+        inputs={"model_package_arn": register.properties.ModelPackageArn, "endpoint_name": context.config.approval_endpoint},
         outputs=[
             LambdaOutput(output_name="status", output_type=LambdaOutputTypeEnum.String),
             LambdaOutput(output_name="endpoint_name", output_type=LambdaOutputTypeEnum.String),

@@ -10,11 +10,15 @@ from steps.context import BuildContext
 from steps.evaluate import CHAMPION_MAP_TEXT_PATH, evaluation_uri, measured_map
 from steps.find_champion import output
 from steps.parameters import Parameters
+from steps.prepare_data import prepared_uri
 
 NAME = "Register"
+# Metadata keys besides the champion's: the prepared validation records' prefix (`cardamage promote` sends the
+# first photos of it to a stage as its smoke test).
+METADATA_VALIDATION = "ValidationData"
 
 
-def register_step(context: BuildContext, params: Parameters, train, evaluate, report, champion):
+def register_step(context: BuildContext, params: Parameters, prepare, train, evaluate, report, champion):
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.serve.model_builder import ModelBuilder
@@ -45,6 +49,7 @@ def register_step(context: BuildContext, params: Parameters, train, evaluate, re
             METADATA_MAP: measured_map(evaluate, report, CHAMPION_MAP_TEXT_PATH).to_string(),
             "TrainingSteps": params.training_steps.to_string(),
             "TrainingData": params.input_manifest_uri,
+            METADATA_VALIDATION: prepared_uri(prepare, "validation"),
         },
         domain="COMPUTER_VISION",
         task="OBJECT_DETECTION",

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -94,6 +94,7 @@ ENVIRONMENT = {
     "linear_step_percent": "LINEAR_STEP_PERCENT",
     "rollback_alarms": "ROLLBACK_ALARMS",
     "notification_topic_arn": "NOTIFICATION_TOPIC_ARN",
+    "later_stage_endpoints": "LATER_STAGE_ENDPOINTS",
 }
 # How an update shifts traffic to the new model (UpdateEndpoint's BlueGreenUpdatePolicy; the API reference's
 # TrafficRoutingConfig): all at once, a canary share first, or in linear steps; each step bakes for
@@ -130,6 +131,9 @@ class DeploySettings:
     linear_step_percent: int = 25
     rollback_alarms: str = ""  # comma-separated alarm names; empty: no automatic rollback
     notification_topic_arn: str | None = None  # where a rolled-back or failed update is reported (the stack's topic)
+    # With release stages: the endpoints that `cardamage promote` deploys to (comma-separated). Approvals never go
+    # there; the function handles their state events (autoscaling, rollback and failure reports) as its own.
+    later_stage_endpoints: str = ""
 
     def __post_init__(self) -> None:
         for field, ok, message in self._checks():
@@ -169,6 +173,11 @@ class DeploySettings:
             ),
             ("max_detections", _is_int(self.max_detections, 1, 100), "must be an integer from 1 to 100"),
             ("traffic", self.traffic in TRAFFIC, f"must be one of {', '.join(TRAFFIC)}"),
+            (
+                "later_stage_endpoints",
+                all(_NAME.match(name) for name in self.later_stages()),
+                "must be endpoint names (1-63 letters, digits and hyphens), comma-separated",
+            ),
             ("bake_seconds", _is_int(self.bake_seconds, 0, 3600), "must be an integer from 0 to 3600"),
             ("canary_percent", _is_int(self.canary_percent, 1, 50), "must be an integer from 1 to 50"),
             ("linear_step_percent", _is_int(self.linear_step_percent, 10, 50), "must be an integer from 10 to 50"),
@@ -178,6 +187,24 @@ class DeploySettings:
                 f"{self.traffic} shifts a share of the fleet, so it needs initial_instance_count of 2 or more",
             ),
         ]
+
+    def later_stages(self) -> list[str]:
+        return [name.strip() for name in str(self.later_stage_endpoints).split(",") if name.strip()]
+
+    def for_endpoint(self, endpoint_name: str) -> DeploySettings:
+        """These settings for another of the project's endpoints (a later release stage): its own alarms and capture prefix."""
+        if endpoint_name == self.endpoint_name:
+            return self
+        capture = self.data_capture_s3_uri
+        if capture and capture.rstrip("/").endswith("/" + self.endpoint_name):
+            capture = capture.rstrip("/")[: -len(self.endpoint_name)] + endpoint_name + "/"
+        return replace(
+            self,
+            endpoint_name=endpoint_name,
+            data_capture_s3_uri=capture,
+            rollback_alarms=",".join(rollback_alarm_names(endpoint_name)) if self.rollback_alarms else "",
+            later_stage_endpoints="",
+        )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> DeploySettings:
@@ -198,17 +225,26 @@ class DeploySettings:
             raise SettingsError(f"environment variable {variable}: {str(exc).split(': ', 1)[-1]}", exc.field) from None
 
     @classmethod
-    def from_config(cls, config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None) -> DeploySettings:
-        """The settings from a loaded pipeline.yaml. Data capture needs `data_capture_s3_uri` when its share is above 0."""
-        return cls(**config_values(config, role_arn=role_arn, data_capture_s3_uri=data_capture_s3_uri, kms_key_id=kms_key_id))
+    def from_config(
+        cls, config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None, endpoint_name: str | None = None
+    ) -> DeploySettings:
+        """The settings from a loaded pipeline.yaml for `endpoint_name` (default: where approvals deploy). Data
+        capture needs `data_capture_s3_uri` when its share is above 0."""
+        values = config_values(config, role_arn=role_arn, data_capture_s3_uri=data_capture_s3_uri, kms_key_id=kms_key_id, endpoint_name=endpoint_name)
+        return cls(**{key: value for key, value in values.items() if value is not None or key in ("data_capture_s3_uri", "kms_key_id")})
 
 
-def config_values(config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None) -> dict[str, Any]:
+def config_values(
+    config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None, endpoint_name: str | None = None
+) -> dict[str, Any]:
     """The settings' values from a loaded pipeline.yaml (`pipelines.config.Config`, read by attribute so that
-    this module does not import `pipelines`), unchecked: the CDK app passes tokens for the account values."""
+    this module does not import `pipelines`), unchecked: the CDK app passes tokens for the account values.
+    `endpoint_name`: the stage endpoint to deploy to; by default where approvals deploy (the first stage's)."""
     deployment = config.deployment
+    endpoint = endpoint_name or config.approval_endpoint
+    later = list(config.stage_endpoints.values())[1:] if endpoint == config.approval_endpoint else []
     return {
-        "endpoint_name": config.endpoint_name,
+        "endpoint_name": endpoint,
         "role_arn": role_arn,
         "model_package_group": config.model_package_group,
         "instance_type": deployment.instance_type,
@@ -224,7 +260,8 @@ def config_values(config: Any, *, role_arn: str, data_capture_s3_uri: str | None
         "bake_seconds": deployment.bake_seconds,
         "canary_percent": deployment.canary_percent,
         "linear_step_percent": deployment.linear_step_percent,
-        "rollback_alarms": ",".join(rollback_alarm_names(config.endpoint_name)),
+        "rollback_alarms": ",".join(rollback_alarm_names(endpoint)),
+        "later_stage_endpoints": ",".join(later) or None,
     }
 
 
@@ -734,6 +771,7 @@ class Request:
     model_package_arn: str = ""
     reason: str = ""
     force: bool = False
+    endpoint_name: str = ""  # the endpoint an endpoint event is about (the function's own, or a later stage's)
 
 
 def parse_event(event: Mapping[str, Any], settings: DeploySettings) -> Request:
@@ -766,14 +804,15 @@ def _package_event(detail: Mapping[str, Any], settings: DeploySettings) -> Reque
 
 def _endpoint_event(detail: Mapping[str, Any], settings: DeploySettings) -> Request:
     name, status = detail.get("EndpointName", ""), str(detail.get("EndpointStatus", ""))
-    if name != settings.endpoint_name:
-        return Request("skip", reason=f"the event is about endpoint {name!r}, not {settings.endpoint_name!r}")
+    ours = [settings.endpoint_name, *settings.later_stages()]
+    if name not in ours:
+        return Request("skip", reason=f"the event is about endpoint {name!r}, not {' or '.join(map(repr, ours))}")
     normal = status.replace("_", "").lower()  # events say IN_SERVICE, the API InService
     if normal == "failed":
-        return Request("failed")
+        return Request("failed", endpoint_name=name)
     if normal != "inservice":
         return Request("skip", reason=f"endpoint {name} is {status}; autoscaling is configured when it is in service")
-    return Request("autoscale")
+    return Request("autoscale", endpoint_name=name)
 
 
 def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Request:
@@ -844,6 +883,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
     strings; raises (so the invocation fails and is retried) only when the deployment could not be done."""
     settings = DeploySettings.from_environment(os.environ)
     request = parse_event(event, settings)
+    settings = settings.for_endpoint(request.endpoint_name or settings.endpoint_name)
     if request.action == "skip":
         result = DeployResult("skipped", settings.endpoint_name, request.model_package_arn, request.reason)
     elif request.action == "autoscale":

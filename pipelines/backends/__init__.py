@@ -1,6 +1,6 @@
 """One interface, two places the workflow runs: SageMaker on AWS, or the local engine's state directory.
 
-The commands that exist on both sides (`cardamage executions`, `models`, `approve`, `reject`, `deploy`) talk
+The commands that exist on both sides (`cardamage executions`, `models`, `approve`, `reject`, `deploy`, `promote`) talk
 to a `Backend` and print what it returns; they never ask where they are. The CLI chooses the backend once,
 from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`): `aws.AwsBackend` or
 `local.LocalBackend`. Each answers in the types below, so a table looks the same for both.
@@ -14,7 +14,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from containers.deploy.deploy import DeployResult
+    from pipelines.promote import Promotion
 
 
 class BackendError(Exception):
@@ -60,7 +63,8 @@ class Package:
     created: datetime | None = None
     map: float | None = None  # COCO mAP@[.5:.95] of its evaluation
     note: str = ""  # the approval description: who, and why
-    serving: bool = False  # the endpoint serves it
+    serving: bool = False  # the (production) endpoint serves it
+    stages: tuple[str, ...] = ()  # with release stages: the stages whose endpoint serves it
     execution: str = ""  # the pipeline execution that registered it, where known
     data: str = ""  # what it was trained on: its registered TrainingData (a dataset snapshot's inputs/)
     # The champion it was judged against at registration: (version, its mAP on the same records); (0, None):
@@ -108,6 +112,14 @@ class Backend(Protocol):
         ...
 
     def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> DeployResult:
-        """Deploy a package (default: the newest Approved one) to the endpoint, by the deployment rule
-        (containers/deploy/deploy.py `decide`); `force` with a `reason` lets an older or worse one in."""
+        """Deploy a package (default: the newest Approved one) to the endpoint approvals deploy to (the first
+        release stage's), by the deployment rule (containers/deploy/deploy.py `decide`); `force` with a
+        `reason` lets an older or worse one in."""
+        ...
+
+    def promote(
+        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
+    ) -> Promotion:
+        """Smoke-test the package a stage serves (pipelines/promote.py), then deploy it to the next stage by the
+        deployment rule. `reference`, when given, must be the package the stage serves."""
         ...

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from containers.deploy import deploy as deployment
-from pipelines import aws
+from pipelines import aws, promote
 from pipelines.backends import Approval, Execution, Package, Step
 from pipelines.config import Config
 
@@ -64,8 +68,16 @@ class AwsBackend:
 
     def packages(self, limit: int) -> list[Package]:
         packages = aws.list_packages(self._sagemaker, self.session.client("s3"), self.config.model_package_group, limit)
-        served = self._served()
-        return [replace(package, serving=served is not None and served.arn == package.arn) for package in packages]
+        served = {stage: self._served(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
+        production = served[list(served)[-1]]
+        return [
+            replace(
+                package,
+                serving=production is not None and production.arn == package.arn,
+                stages=tuple(stage for stage, found in served.items() if found is not None and found.arn == package.arn),
+            )
+            for package in packages
+        ]
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)
@@ -75,29 +87,78 @@ class AwsBackend:
 
     def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> deployment.DeployResult:
         config = self.account
+        settings = self._settings(config.approval_endpoint)
+        group = config.model_package_group
+        arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
+        return self._deploy(settings, arn, force=force, reason=reason)
+
+    def _settings(self, endpoint: str) -> deployment.DeploySettings:
+        """The deployment function's settings for one of the project's endpoints, from pipeline.yaml and the stack."""
+        config = self.account
         if not config.aws.role_arn:
-            raise aws.usage_error("deploy needs the role the endpoint's model runs as: set aws.role_arn in pipeline.yaml")
+            raise aws.usage_error("deploying needs the role the endpoint's model runs as: set aws.role_arn in pipeline.yaml")
         capture = None
         if config.deployment.data_capture_percent > 0:
             if not config.aws.artifact_bucket:
                 raise aws.usage_error(
                     "data capture writes to the artifact bucket: set aws.artifact_bucket in pipeline.yaml (or deployment.data_capture_percent: 0)"
                 )
-            capture = str(config.data_capture(config.aws.artifact_bucket))
+            capture = str(config.data_capture(config.aws.artifact_bucket, endpoint))
         try:
-            settings = deployment.DeploySettings.from_config(
-                config, role_arn=config.aws.role_arn, data_capture_s3_uri=capture, kms_key_id=config.aws.kms_key_id
+            return deployment.DeploySettings.from_config(
+                config, role_arn=config.aws.role_arn, data_capture_s3_uri=capture, kms_key_id=config.aws.kms_key_id, endpoint_name=endpoint
             )
         except deployment.SettingsError as exc:
             raise aws.usage_error(f"deployment settings: {exc}") from None
-        group = config.model_package_group
-        arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
+
+    def _deploy(self, settings: deployment.DeploySettings, arn: str, *, force: bool, reason: str) -> deployment.DeployResult:
         try:
             return deployment.deploy_package(
                 self._sagemaker, self.session.client("application-autoscaling"), settings, arn, force=force, reason=reason
             )
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
+
+    def promote(
+        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
+    ) -> promote.Promotion:
+        stages = self.config.stage_endpoints
+        source, target = promote.next_stage(stages, source)
+        served = self._served(stages[source])
+        if served is None:
+            raise aws.usage_error(f"nothing is deployed to {source} ({stages[source]}) yet: approve a package first")
+        if reference:
+            arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)
+            if arn != served.arn:
+                raise aws.usage_error(f"{source} serves version {served.version}, not {reference}: deploy that one to {source} first")
+        settings = self._settings(stages[target])  # before the smoke test: a missing value is found first
+        package = self._sagemaker.describe_model_package(ModelPackageName=served.arn)
+        smoke_images = promote.folder_images(images, count) if images is not None else self._validation_images(package, count)
+        runtime = self.session.client("sagemaker-runtime")
+        answers = promote.smoke(smoke_images, lambda body: _invoke(runtime, stages[source], body), self.config.data.classes)
+        result = self._deploy(settings, served.arn, force=force, reason=reason) if all(a.problem is None for a in answers) else None
+        return promote.Promotion(served.version, served.arn, f"{source} ({stages[source]})", f"{target} ({stages[target]})", answers, result)
+
+    def _validation_images(self, package: Mapping[str, Any], count: int) -> list[promote.SmokeImage]:
+        """The first photos of the validation records the package was evaluated on (its ValidationData metadata)."""
+        prefix = (package.get("CustomerMetadataProperties") or {}).get(promote.VALIDATION_METADATA)
+        if not prefix:
+            version = package.get("ModelPackageVersion")
+            raise aws.usage_error(f"version {version} does not record its validation data ({promote.VALIDATION_METADATA}): pass --images DIR")
+        location = aws.parse_s3_uri(prefix.rstrip("/") + "/")
+        s3 = self.session.client("s3")
+        with tempfile.TemporaryDirectory(prefix="cardamage-smoke-") as work:
+            for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
+                for item in listed.get("Contents", []):
+                    if item["Key"].endswith(".tfrecord"):
+                        target = Path(work) / item["Key"][len(location.key) :]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(location.bucket, item["Key"], str(target))
+                        break  # one shard holds enough photos for a smoke test
+                else:
+                    continue
+                break
+            return promote.record_images(Path(work), count)
 
     def batch_transform(
         self,
@@ -165,10 +226,23 @@ class AwsBackend:
         failure = description.get("FailureReason", "") if status != "Completed" else ""
         return TransformSummary(f"s3://{target.bucket}/{key}", len(outcomes), len(outcomes) - refused, refused, status, failure)
 
-    def _served(self) -> deployment.ServedPackage | None:
-        """The package the endpoint serves, as the deployment function tagged it."""
-        endpoint = deployment.describe_endpoint(self._sagemaker, self.config.endpoint_name)
+    def _served(self, endpoint_name: str | None = None) -> deployment.ServedPackage | None:
+        """The package an endpoint (by default production's) serves, as the deployment function tagged it."""
+        endpoint = deployment.describe_endpoint(self._sagemaker, endpoint_name or self.config.endpoint_name)
         return deployment.served_package(self._sagemaker, endpoint) if endpoint else None
+
+
+def _invoke(runtime: Any, endpoint: str, body: bytes) -> tuple[int, bytes]:
+    """One InvokeEndpoint: (status, answer). The container's own 4xx/5xx come back as ModelError (424) with the
+    original status and message (the runtime API reference's InvokeEndpoint errors)."""
+    try:
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType=promote.IMAGE_CONTENT_TYPE, Accept="application/json", Body=body)
+    except ClientError as exc:
+        error = exc.response
+        if error.get("Error", {}).get("Code") == "ModelError":
+            return int(error.get("OriginalStatusCode") or 500), str(error.get("OriginalMessage") or error["Error"].get("Message", "")).encode()
+        return int(error.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500), str(error.get("Error", {}).get("Message", exc)).encode()
+    return 200, answer["Body"].read()
 
 
 def _execution(description: Mapping[str, Any]) -> Execution:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployResult
+from pipelines import promote
 from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label
 from pipelines.config import Config
 from pipelines.local.console import relative
@@ -39,9 +40,17 @@ class LocalBackend:
         return _execution(row, self.state.steps(row["id"]))
 
     def packages(self, limit: int) -> list[Package]:
-        served = self.deployer.record(self.config.endpoint_name)
+        served = {stage: self.deployer.record(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
+        production = served[list(served)[-1]]
         newest = self.state.packages(self.config.model_package_group)[:limit]
-        return [_package(p, serving=served is not None and served.package_arn == p.arn) for p in newest]
+        return [
+            _package(
+                p,
+                serving=production is not None and production.package_arn == p.arn,
+                stages=tuple(stage for stage, record in served.items() if record is not None and record.package_arn == p.arn),
+            )
+            for p in newest
+        ]
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         """An approval deploys the package to the local endpoint at once, as the approval event does on AWS
@@ -50,7 +59,7 @@ class LocalBackend:
         note = f"{status} by {getpass.getuser()}@local" + (f": {comment.strip()}" if comment and comment.strip() else "")
         self.state.set_status(package.arn, status, note[:1024])
         served = self.deployer.record(self.config.endpoint_name)
-        deployment = self.deployer.deploy(package.arn, self.config.endpoint_name) if status == "Approved" else None
+        deployment = self.deployer.deploy(package.arn, self.config.approval_endpoint) if status == "Approved" else None
         still_served = status == "Rejected" and served is not None and served.package_arn == package.arn
         return Approval(package.version, package.status, status, note[:1024], still_served=still_served, deployment=deployment)
 
@@ -63,7 +72,39 @@ class LocalBackend:
             if not approved:
                 raise BackendError(f"no Approved package in {group} (local): approve one with `cardamage approve --local VERSION`")
             package = approved[0]
-        return self.deployer.deploy(package.arn, self.config.endpoint_name, force=force, reason=reason)
+        return self.deployer.deploy(package.arn, self.config.approval_endpoint, force=force, reason=reason)
+
+    def promote(
+        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
+    ) -> promote.Promotion:
+        from containers.inference.local import LocalEndpoint
+        from pipelines.local.endpoint import apply_serving_environment
+
+        stages = self.config.stage_endpoints
+        source, target = promote.next_stage(stages, source)
+        record = self.deployer.record(stages[source])
+        if record is None:
+            raise BackendError(f"nothing is deployed to {source} ({stages[source]}) yet: approve a package first", 2)
+        package = self.package(reference) if reference else self.state.package(record.package_arn)
+        if package is None or package.arn != record.package_arn:
+            which = f"version {package.version}" if package else record.package_arn
+            raise BackendError(f"{source} serves version {record.version}, not {which}: deploy that one to {source} first", 2)
+        smoke_images = self._smoke_images(package, images, count)
+        apply_serving_environment(record.environment)
+        endpoint = LocalEndpoint(record.model_dir)
+        answers = promote.smoke(smoke_images, lambda body: endpoint.invoke(body, promote.IMAGE_CONTENT_TYPE)[:2], list(endpoint.classes.values()))
+        deployment = None
+        if all(answer.problem is None for answer in answers):
+            deployment = self.deployer.deploy(package.arn, stages[target], force=force, reason=reason)
+        return promote.Promotion(package.version, package.arn, f"{source} ({stages[source]})", f"{target} ({stages[target]})", answers, deployment)
+
+    def _smoke_images(self, package: Registered, images: Path | None, count: int) -> list[promote.SmokeImage]:
+        if images is not None:
+            return promote.folder_images(images, count)
+        prefix = (package.metadata or {}).get(promote.VALIDATION_METADATA)
+        if not prefix:
+            raise BackendError(f"version {package.version} does not record its validation data ({promote.VALIDATION_METADATA}): pass --images DIR", 2)
+        return promote.record_images(self.deployer.s3.path(prefix), count)
 
     def package(self, reference: str) -> Registered:
         """A package of the group by version number (`3`, `v3`) or ARN."""
@@ -96,7 +137,7 @@ def _step(row: dict) -> Step:
     return Step(row["name"], row["status"], _moment(row["started"]), _moment(row["ended"]), detail, row["failure"] or "")
 
 
-def _package(package: Registered, *, serving: bool) -> Package:
+def _package(package: Registered, *, serving: bool, stages: tuple[str, ...] = ()) -> Package:
     return Package(
         version=package.version,
         arn=package.arn,
@@ -105,6 +146,7 @@ def _package(package: Registered, *, serving: bool) -> Package:
         map=package.map,
         note=package.approval_description or "",
         serving=serving,
+        stages=stages,
         execution=package.execution or "",
         data=data_label((package.metadata or {}).get("TrainingData")),
         champion=recorded_champion(package.metadata),

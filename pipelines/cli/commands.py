@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 
+from pipelines import promote as promote_checks
 from pipelines.backends import Execution
 from pipelines.cli.app import Invocation, Side, command, fail
 from pipelines.cli.output import console, table, took, when
@@ -89,9 +91,8 @@ def models(
     for p in packages:
         figure = f"{p.map:.4f}" if p.map is not None else "-"
         columns = [*([p.execution] if with_execution else []), *([p.data] if with_data else [])]
-        listing.add_row(
-            str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), "serving" if p.serving else "", *columns, p.note
-        )
+        serving = ", ".join(p.stages) if cli.config.deployment.stages else ("serving" if p.serving else "")
+        listing.add_row(str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), serving, *columns, p.note)
     console().print(listing)
 
 
@@ -166,7 +167,50 @@ def deploy(
     for data capture)."""
     if force and not (reason or "").strip():
         fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
-    result = cli.backend().deploy(package, force=force, reason=reason or "")
+    _report_deployment(cli.backend().deploy(package, force=force, reason=reason or ""))
+
+
+@command(Side.BOTH)
+def promote(
+    cli: Invocation,
+    package: Annotated[
+        str | None, typer.Option("--package", metavar="PACKAGE", help="The package to promote (default: the one the stage serves; it must be).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", metavar="STAGE", help="The stage to promote from (default: the first of deployment.stages).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", metavar="DIR", help="Smoke-test photos (default: the first of the package's validation records)."),
+    ] = None,
+    count: Annotated[
+        int, typer.Option("--count", "-n", metavar="N", min=1, help="How many photos to send to the stage.")
+    ] = promote_checks.SMOKE_IMAGES,
+    force: Annotated[
+        bool, typer.Option("--force", help="Deploy it even when it is older, or has a lower mAP, than the next stage serves; needs --reason.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")] = None,
+) -> None:
+    """Promote the package a release stage serves (deployment.stages, e.g. [staging, production]) to the next stage:
+    send the stage's endpoint a smoke set of photos, check every answer, then deploy the same package to the
+    next stage by the deployment rule. Exit 1 when an answer is wrong (nothing is deployed) or the rule refuses."""
+    if force and not (reason or "").strip():
+        fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
+    try:
+        promotion = cli.backend().promote(package, source=source, images=images, count=count, force=force, reason=reason or "")
+    except promote_checks.PromotionError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"smoke test of version {promotion.version} on {promotion.source}: {len(promotion.answers)} photo(s)")
+    for answer in promotion.answers:
+        typer.echo(f"  {'ok ' if answer.problem is None else 'BAD'} {answer.image}: {answer.problem or f'{answer.detections} detection(s)'}")
+    if not promotion.passed:
+        fail(f"not promoted to {promotion.target}: {sum(a.problem is not None for a in promotion.answers)} answer(s) failed the smoke test", 1)
+    assert promotion.deployment is not None
+    _report_deployment(promotion.deployment)
+
+
+def _report_deployment(result) -> None:
+    """What a deployment did; exit 1 when the rule refused it (not when the endpoint was already up to date)."""
     if result.status == "skipped":
         if not result.up_to_date:
             fail(f"not deployed: {result.reason}", 1)

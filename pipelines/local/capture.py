@@ -70,10 +70,11 @@ class CaptureSettings:
     percent: int
 
     @classmethod
-    def of(cls, config, artifact_bucket: str) -> CaptureSettings | None:
-        """What the deployment function is configured with (infra/deployment.py): none at 0 percent."""
+    def of(cls, config, artifact_bucket: str, endpoint: str | None = None) -> CaptureSettings | None:
+        """What a deployment to `endpoint` (default: production's) is configured with, as the deployment function
+        is (infra/deployment.py): none at 0 percent."""
         percent = config.deployment.data_capture_percent
-        return cls(str(config.data_capture(artifact_bucket)), percent) if percent > 0 else None
+        return cls(str(config.data_capture(artifact_bucket, endpoint)), percent) if percent > 0 else None
 
 
 @dataclass

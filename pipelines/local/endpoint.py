@@ -57,10 +57,11 @@ class Deployment:
 
 class LocalDeployer:
     """Deploys registered packages to local endpoints (the deployment function's rules, on this machine).
-    `capture` is the data capture a deployment configures (None: none), as the function's environment is."""
+    `captures`: the data capture a deployment to each endpoint configures (absent or None: none), as the
+    function's environment says."""
 
-    def __init__(self, state: State, s3: LocalS3, folder: Path, capture: CaptureSettings | None = None, group: str | None = None):
-        self.state, self.s3, self.folder, self.capture_settings = state, s3, folder, capture
+    def __init__(self, state: State, s3: LocalS3, folder: Path, captures: dict[str, CaptureSettings | None] | None = None, group: str | None = None):
+        self.state, self.s3, self.folder, self.captures = state, s3, folder, captures or {}
         self.group = group  # the group the endpoint serves (the function's MODEL_PACKAGE_GROUP); None: the package's own
 
     def record(self, endpoint_name: str) -> Deployment | None:
@@ -91,7 +92,7 @@ class LocalDeployer:
             str(model_dir),
             package.metadata.get("Environment", {}),
             time.time(),
-            asdict(self.capture_settings) if self.capture_settings else None,
+            asdict(capture) if (capture := self.captures.get(endpoint_name)) else None,
             reason.strip() if force and reason.strip() else None,
         )
         self.folder.mkdir(parents=True, exist_ok=True)

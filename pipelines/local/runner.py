@@ -177,9 +177,10 @@ def _common_folder(paths: list[Path]) -> str:
 
 def local_deployer(state_dir: Path, config: Config | None = None) -> LocalDeployer:
     """The deployment function's stand-in, with the data capture `config` gives the function on AWS."""
-    capture = CaptureSettings.of(config, LOCAL_VALUES["ArtifactBucket"]) if config else None
+    bucket = LOCAL_VALUES["ArtifactBucket"]
+    captures = {endpoint: CaptureSettings.of(config, bucket, endpoint) for endpoint in config.stage_endpoints.values()} if config else {}
     group = config.model_package_group if config else None
-    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", capture, group)
+    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", captures, group)
 
 
 def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | None = None) -> Engine:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from containers.deploy import deploy
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import statements_of
 from tests.infra.test_workflow_stack import logical_id, resources
@@ -167,3 +168,23 @@ def test_every_acknowledgment_answers_a_finding_that_is_there(with_ci, definitio
     unused = [(path, rule) for path, rule in withheld if not any(name == rule and (at == path or at.startswith(f"{path}/")) for name, at in found)]
     assert not unused, f"acknowledgments with no finding: {unused}"
     assert {name for name, _ in found} <= {rule for _, rule in withheld}
+
+
+def test_release_stages_get_alarms_events_and_permissions_of_their_own(synthesize):
+    text = with_infrastructure("", {"  linear_step_percent: 25\n": "  linear_step_percent: 25\n  stages: [staging, production]\n"})
+    synthesized = synthesize(text)
+    template = synthesized.template_json()
+    staging, production = "car-damage-endpoint-staging", "car-damage-endpoint"
+    names = sorted(body["Properties"]["AlarmName"] for body in resources(template, "AWS::CloudWatch::Alarm").values())
+    assert names == sorted(deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production))
+    function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "DeployFunction")]["Properties"]["Environment"]["Variables"]
+    # Approvals deploy to staging, rolled back on staging's alarms; the function also handles production's events.
+    assert (function["ENDPOINT_NAME"], function["LATER_STAGE_ENDPOINTS"]) == (staging, production)
+    assert function["ROLLBACK_ALARMS"] == ",".join(deploy.rollback_alarm_names(staging))
+    assert function["DATA_CAPTURE_S3_URI"]["Fn::Join"][1][-1].endswith(f"/data-capture/{staging}/")
+    rule = template["Resources"][logical_id(template, "AWS::Events::Rule", "OnEndpointInService")]["Properties"]
+    assert rule["EventPattern"]["detail"]["EndpointName"] == [staging, production]
+    endpoints = json.dumps(statements_of(template, "DeployFunctionRole")["CreateAndUpdateTheEndpoint"]["Resource"])
+    assert f":endpoint/{staging}" in endpoints and f':endpoint/{production}"' in endpoints
+    champion = json.dumps(statements_of(template, "ChampionFunctionRole")["ReadTheServedPackage"]["Resource"])
+    assert f':endpoint/{production}"' in champion and staging not in champion  # the champion is production's package

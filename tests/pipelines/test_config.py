@@ -193,3 +193,18 @@ def test_the_repository_local_profile_lets_make_run_reach_the_endpoint_in_minute
     local = load_config(ROOT / "pipeline.yaml", profile="local")
     assert (local.training.model, local.training.input_size) == ("efficientdet-d0", 256)
     assert local.training.steps <= 20 and local.evaluation.map_threshold == 0.0 and local.registry.approval_status == "Approved"
+
+
+def test_release_stages_name_their_endpoints_and_impossible_ones_are_refused():
+    config = parse_config("deployment:\n  stages: [staging, production]\n")
+    assert config.stage_endpoints == {"staging": "car-damage-endpoint-staging", "production": "car-damage-endpoint"}
+    assert (config.approval_endpoint, config.endpoint_name) == ("car-damage-endpoint-staging", "car-damage-endpoint")
+    assert parse_config("").stage_endpoints == {"production": "car-damage-endpoint"} and parse_config("").approval_endpoint == "car-damage-endpoint"
+    for text, message in (
+        ("deployment:\n  stages: [staging]\n", "one stage (staging) is one endpoint"),
+        ("deployment:\n  stages: [staging, staging]\n", "names a stage twice"),
+        ("deployment:\n  stages: [Staging, production]\n", "deployment.stages.0"),
+        ("deployment:\n  endpoint_name: " + "e" * 60 + "\n  stages: [staging, production]\n", "over SageMaker's 63 characters"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_config(text)

@@ -488,7 +488,7 @@ def test_deploy_creates_then_updates_the_endpoint(env, config, registry, stubs):
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     capture = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"]
     assert capture["DestinationS3Uri"] == f"s3://{ARTIFACTS}/data-capture/{ENDPOINT}/"
-    assert table_rows(cli(env, config, "models").stdout)["1"][5] == "serving"
+    assert table_rows(cli(env, config, "models").stdout)["1"][6] == "serving"
 
     assert cli(env, config, "approve", "2").exit_code == 0
     updated = cli(env, config, "deploy")  # UpdateEndpoint: stubbed, moto lacks it
@@ -496,7 +496,7 @@ def test_deploy_creates_then_updates_the_endpoint(env, config, registry, stubs):
     assert updated.stdout.startswith(f"updated endpoint {ENDPOINT} with version 2")
     (call,) = update.calls
     assert call["EndpointName"] == ENDPOINT and call["EndpointConfigName"] != endpoint["EndpointConfigName"]
-    assert table_rows(cli(env, config, "models").stdout)["2"][5] == "serving"
+    assert table_rows(cli(env, config, "models").stdout)["2"][6] == "serving"
 
 
 def test_after_a_rolled_back_update_models_shows_the_package_really_served(env, config, registry, stubs):
@@ -510,7 +510,7 @@ def test_after_a_rolled_back_update_models_shows_the_package_really_served(env, 
     arn = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointArn"]
     assert {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"]}["cardamage:model-package-version"] == "2"
     rows = table_rows(cli(env, config, "models").stdout)
-    assert rows["1"][5] == "serving" and "serving" not in rows["2"]
+    assert rows["1"][6] == "serving" and "serving" not in rows["2"]
 
 
 def test_deploy_an_older_version_only_when_forced(env, config, registry, stubs):

@@ -501,6 +501,36 @@ def test_a_failed_endpoint_is_reported_with_its_reason(lambda_environment, serve
     assert message == answer["reason"] and "cardamage deploy" in message
 
 
+def test_a_later_stages_endpoint_events_are_handled_with_its_own_settings(lambda_environment, monkeypatch):
+    """With release stages the function deploys approvals to the first stage; `cardamage promote` deploys to the
+    later ones, and their state events come to the function, which configures their autoscaling."""
+    sagemaker, autoscaling = lambda_environment
+    production = "car-damage-endpoint-production"
+    monkeypatch.setenv("LATER_STAGE_ENDPOINTS", production)
+    arn = register(sagemaker)
+    assert deploy_package(sagemaker, autoscaling, settings(endpoint_name=production), arn).status == "created"
+    resource = f"endpoint/{production}/variant/AllTraffic"
+    autoscaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=deploy.SCALABLE_DIMENSION)
+    event = {"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": production, "EndpointStatus": "IN_SERVICE"}}
+    answer = handler(event, None)
+    assert (answer["status"], answer["endpoint_name"], answer["model_package_arn"]) == ("autoscaled", production, arn)
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert target["ResourceId"] == resource
+    other = handler({**event, "detail": {"EndpointName": "someone-elses", "EndpointStatus": "IN_SERVICE"}}, None)
+    assert other["status"] == "skipped" and production in other["reason"]
+
+
+def test_settings_for_another_stage_take_its_alarms_and_capture_prefix():
+    staging = settings(rollback_alarms=",".join(deploy.rollback_alarm_names(ENDPOINT)), later_stage_endpoints="prod-endpoint")
+    production = staging.for_endpoint("prod-endpoint")
+    assert production.endpoint_name == "prod-endpoint" and production.later_stage_endpoints == ""
+    assert production.rollback_alarms == ",".join(deploy.rollback_alarm_names("prod-endpoint"))
+    assert production.data_capture_s3_uri == f"s3://artifacts-{ACCOUNT}/data-capture/prod-endpoint/"
+    assert staging.for_endpoint(ENDPOINT) is staging
+    with pytest.raises(deploy.SettingsError, match="later_stage_endpoints"):
+        settings(later_stage_endpoints="ok-name,bad name!")
+
+
 @pytest.mark.parametrize("event", [{}, {"detail-type": "Something Else", "detail": {}}, {"model_package_arn": "not-an-arn"}, ["a list"]])
 def test_the_handler_refuses_an_unrecognised_event(lambda_environment, event):
     with pytest.raises(DeployError):
