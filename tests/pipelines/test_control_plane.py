@@ -57,6 +57,7 @@ PARAMETERS = [
     {"Name": "ImageSize", "Type": "Integer", "DefaultValue": 512},
     {"Name": "EvaluationInstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
     {"Name": "MapThreshold", "Type": "Float", "DefaultValue": 0.3},
+    {"Name": "ChampionTolerance", "Type": "Float", "DefaultValue": 0.0},
     {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
 ]
 
@@ -524,6 +525,48 @@ def test_deploy_an_older_version_only_when_forced(env, config, registry, stubs):
     forced = cli(env, config, "deploy", "--package", "1", "--force", "--reason", "v2 misses scratches")  # UpdateEndpoint: stubbed
     assert forced.exit_code == 0 and forced.stdout.startswith(f"updated endpoint {ENDPOINT} with version 1")
     assert len(update.calls) == 1
+
+
+# promote
+
+
+def runtime_answer(body: bytes, **_) -> dict:
+    """An InvokeEndpoint answer, as the stub gives it: a sound one for every photo."""
+    answer = {"predictions": [{"image": {"width": 64, "height": 48}, "detections": [{"class": "dent", "score": 0.8, "box": BOX}]}]}
+    return {"Body": io.BytesIO(json.dumps(answer).encode()), "ContentType": "application/json"}
+
+
+BOX = {"xmin": 1, "ymin": 1, "xmax": 30, "ymax": 20}
+
+
+def test_promote_smoke_tests_staging_through_the_runtime_then_deploys_to_production(env, tmp_path, registry, stubs):
+    staged = tmp_path / "staged.yaml"
+    staged.write_text(CONFIG + "deployment:\n  stages: [staging, production]\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (photos / name).write_bytes(b"jpeg bytes")
+    answers = iter([runtime_answer(b""), {"Error": {"Code": "ModelError", "Message": "bad"}, "OriginalStatusCode": 400, "OriginalMessage": "no"}])
+    invoke = stubs("sagemaker-runtime", "InvokeEndpoint", lambda params: next(answers, None) or runtime_answer(b""))
+    assert cli(env, staged, "deploy").stdout.startswith(f"created endpoint {ENDPOINT}-staging with version 1")
+    sagemaker = client("sagemaker", env.url)
+
+    refused = cli(env, staged, "promote", "--images", str(photos))  # the second photo's answer is the container's 400
+    assert refused.exit_code == 1, refused.output
+    assert "BAD b.jpg: HTTP 400: no" in refused.stdout and "not promoted to production" in refused.stderr
+    assert [call["EndpointName"] for call in invoke.calls] == [f"{ENDPOINT}-staging"] * 2
+    assert invoke.calls[0]["ContentType"] == "application/x-image" and invoke.calls[0]["Body"] == b"jpeg bytes"
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [f"{ENDPOINT}-staging"]  # production untouched
+
+    promoted = cli(env, staged, "promote", "--images", str(photos))
+    assert promoted.exit_code == 0, promoted.output
+    assert f"created endpoint {ENDPOINT} with version 1" in promoted.stdout
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    capture = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["DataCaptureConfig"]
+    assert capture["DestinationS3Uri"] == f"s3://{ARTIFACTS}/data-capture/{ENDPOINT}/"
+    assert re.search(r"^1\s.*staging, production", cli(env, staged, "models").stdout, re.M)
+    unrecorded = cli(env, staged, "promote")  # no --images: the package's validation records, which v1 does not name
+    assert_one_line_error(unrecorded, 2, "does not record its validation data (ValidationData): pass --images DIR")
 
 
 def test_deploy_refuses_a_package_that_is_not_approved(env, config, registry):
