@@ -60,3 +60,15 @@ def write_model_dir(folder: Path, detections, classes: Sequence[str] = ("dent", 
     save_fake_detector(folder / "1", detections)
     (folder / "model.json").write_text(json.dumps({"classes": {str(i): name for i, name in enumerate(classes, 1)}}, indent=2) + "\n")
     return folder
+
+
+def write_model_archive(folder: Path, detections, classes: Sequence[str] = ("dent", "scratch")) -> Path:
+    """`folder`/model.tar.gz holding a model folder (write_model_dir) at its root, as SageMaker packs a training job's model."""
+    import tarfile
+
+    model = write_model_dir(folder / "model", detections, classes)
+    archive = folder / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(model.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive

@@ -150,23 +150,32 @@ def _set_approval(cli: Invocation, package: str, status: str, comment: str | Non
         )
 
 
+# deploy and promote: forcing past the deployment rule, always with a reason.
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Deploy an older version, or one with a lower mAP, than the endpoint serves (a rollback); needs --reason.")
+]
+ReasonOption = Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")]
+
+
+def _check_forced(force: bool, reason: str | None) -> None:
+    if force and not (reason or "").strip():
+        fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
+
+
 @command(Side.BOTH)
 def deploy(
     cli: Invocation,
     package: Annotated[
         str | None, typer.Option("--package", metavar="PACKAGE", help="The package's version or ARN (default: the newest Approved one).")
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Deploy an older version, or one with a lower mAP, than the endpoint serves (a rollback); needs --reason.")
-    ] = False,
-    reason: Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")] = None,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
 ) -> None:
     """Deploy an Approved model package to the endpoint (create or update) with the deployment section's settings.
 
     On AWS it runs the deployment function's own code with pipeline.yaml's aws.role_arn (and the artifact bucket
     for data capture)."""
-    if force and not (reason or "").strip():
-        fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
+    _check_forced(force, reason)
     _report_deployment(cli.backend().deploy(package, force=force, reason=reason or ""))
 
 
@@ -186,16 +195,13 @@ def promote(
     count: Annotated[
         int, typer.Option("--count", "-n", metavar="N", min=1, help="How many photos to send to the stage.")
     ] = promote_checks.SMOKE_IMAGES,
-    force: Annotated[
-        bool, typer.Option("--force", help="Deploy it even when it is older, or has a lower mAP, than the next stage serves; needs --reason.")
-    ] = False,
-    reason: Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")] = None,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
 ) -> None:
     """Promote the package a release stage serves (deployment.stages, e.g. [staging, production]) to the next stage:
     send the stage's endpoint a smoke set of photos, check every answer, then deploy the same package to the
     next stage by the deployment rule. Exit 1 when an answer is wrong (nothing is deployed) or the rule refuses."""
-    if force and not (reason or "").strip():
-        fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
+    _check_forced(force, reason)
     try:
         promotion = cli.backend().promote(package, source=source, images=images, count=count, force=force, reason=reason or "")
     except promote_checks.PromotionError as exc:

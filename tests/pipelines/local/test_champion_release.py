@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from pipelines.config import load_config
 from pipelines.local import runner
 from pipelines.local.engine import Reporter
 from pipelines.local.state import State
-from tests.fake_model import write_model_dir
+from tests.fake_model import write_model_archive
 from tests.pipelines.local.test_local_pipeline import cardamage, run_cli
 from tests.support import ROOT
 
@@ -50,11 +49,7 @@ def fake_training(engine, classes: list[str]):
             for record in records[::every]
             for (xmin, ymin, xmax, ymax), label in zip(record.truth.boxes, record.truth.labels, strict=True)
         ]
-        model = write_model_dir(work / "model", detections, classes)
-        archive = work / "model.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(model.iterdir()):
-                tar.add(path, arcname=path.name)
+        archive = write_model_archive(work, detections, classes)
         artifact = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
         engine.s3.put_file(archive, artifact)
         echo(f"fake training: {len(detections)} boxes from {len(records)} validation record(s)")

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 
@@ -24,7 +23,7 @@ from pipelines.local.capture import read_captures
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
-from tests.fake_model import write_model_dir
+from tests.fake_model import write_model_archive
 from tests.support import ROOT, SAMPLE
 
 CONFIG = ROOT / "pipeline.yaml"
@@ -38,12 +37,7 @@ def cli(*arguments: str):
 
 @pytest.fixture(scope="module")
 def model_archive(tmp_path_factory):
-    folder = write_model_dir(tmp_path_factory.mktemp("fake") / "model", DETECTIONS)
-    archive = folder.parent / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
+    return write_model_archive(tmp_path_factory.mktemp("fake"), DETECTIONS)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tarfile
 
 import pytest
 import yaml
@@ -21,7 +20,7 @@ from pipelines.local.storage import LocalS3
 from pipelines.promote import check_answer, next_stage
 from steps.register import METADATA_VALIDATION
 from tests.containers.evaluation.helpers import DENT, box, write_validation
-from tests.fake_model import write_model_dir
+from tests.fake_model import write_model_archive
 from tests.support import ROOT
 
 DETECTIONS = [(1, 0.9, 0.1, 0.1, 0.5, 0.5), (2, 0.6, 0.5, 0.5, 0.9, 0.8)]
@@ -30,12 +29,7 @@ VALIDATION = "s3://local-artifacts/run-1/prepared/validation"
 
 @pytest.fixture(scope="module")
 def model_archive(tmp_path_factory):
-    folder = write_model_dir(tmp_path_factory.mktemp("fake") / "model", DETECTIONS)
-    archive = folder.parent / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
+    return write_model_archive(tmp_path_factory.mktemp("fake"), DETECTIONS)
 
 
 @pytest.fixture
