@@ -114,6 +114,21 @@ def test_the_champion_is_scored_on_the_same_records_and_its_lead_is_what_the_gat
     assert ahead["champion"]["map_lead"] == -1.0
 
 
+def test_a_champion_that_is_the_challengers_very_archive_is_scored_once(models, dents, tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(models["perfect"].iterdir()):
+            tar.add(path, arcname=path.name)
+    copy = tmp_path / "champion" / "model.tar.gz"  # as a Processing input downloads it: a folder holding the archive
+    copy.parent.mkdir()
+    copy.write_bytes(archive.read_bytes())
+    lines: list[str] = []
+    report = evaluate(Options(archive, dents, tmp_path / "out", champion=ChampionOptions(copy.parent, 2)), log=lines.append)
+    assert any("is the challenger's very model file: scored once" in line for line in lines)
+    assert sum("champion: detecting" in line or line.startswith("evaluate: champion ") for line in lines) == 0
+    assert report["champion"]["map_lead"] == 0.0 and report["champion"]["metrics"] == report["metrics"]
+
+
 def test_without_a_champion_the_gate_reads_version_zero(models, dents, tmp_path):
     section = run(models["perfect"], dents, tmp_path)["champion"]
     assert section == {"version": 0, "package_arn": "none", "map_lead": 0.0, "map_text": "none", "text": "none (nothing is served)"}
