@@ -3,8 +3,8 @@
 
     .venv/bin/python benchmarks/local_pipeline_cache.py [--repeats 1] [--keep DIR]
 
-The first run does every step; the second, with nothing changed, takes PrepareData, Train and Evaluate from
-the cache (as SageMaker does) and still renders the definition, registers and deploys. Prints both times,
+The first run does every step; the second, with nothing changed, takes PrepareData and Train from the cache
+(as SageMaker does), evaluates again (the first run's model is now served: the champion), registers and deploys. Prints both times,
 per step, and the ratio. The test suite checks that the steps are cached (tests/pipelines/local/
 test_local_pipeline.py); how much time that saves depends on the machine, so it is measured here.
 """
