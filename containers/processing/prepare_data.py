@@ -9,8 +9,8 @@ unchanged, on a laptop or in the local engine with every path given as an argume
         --images DIR --images-prefix S3URI --output DIR [--label-attribute NAME] \\
         [--validation-fraction F] [--seed N] [--shards N] [--workers N] [--max-invalid-fraction F]
 
-Writes DIR/train/*.tfrecord, DIR/validation/*.tfrecord, DIR/label_map.pbtxt, DIR/report.json and the
-report pictures. Every manifest line is accounted for once: written as an image, quarantined with a
+Writes DIR/train/*.tfrecord, DIR/validation/*.tfrecord, DIR/label_map.pbtxt, DIR/report.json, the
+report pictures, and DIR/images.jsonl (every image written, by key and content sha256, with its split). Every manifest line is accounted for once: written as an image, quarantined with a
 reason, or merged into another line of the same image. Exit status 0 on success; 1 with a one-line
 reason on stderr when no usable image remains, the error budget is exceeded or the input is unusable.
 """
@@ -141,8 +141,21 @@ def prepare(options: Options) -> dict:
     save_summary_picture(report, sizes, options.output / pictures[0])
     save_samples_picture(_samples(options, written), options.output / pictures[1])
     report["pictures"] = {"summary": pictures[0], "samples": pictures[1]}
+    report["images_list"] = _write_images_list(options, written)
     _write_report(options, report)
     return report
+
+
+IMAGES_LIST = "images.jsonl"  # one line per image written: key, content sha256 (of the bytes as labelled), split
+
+
+def _write_images_list(options: Options, written: list[Written]) -> str:
+    """What this preparation trained and validated on, by content: `cardamage review` leaves these images out
+    of a review batch (an image already labelled is not sent to a person again)."""
+    name = _names(options, IMAGES_LIST)[0]
+    lines = [json.dumps({"key": w.image.key, "sha256": w.stamp.sha256, "split": w.split}, sort_keys=True) for w in written]
+    (options.output / name).write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
+    return name
 
 
 @dataclass

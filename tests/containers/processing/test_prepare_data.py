@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import subprocess
 import sys
@@ -228,6 +230,12 @@ def test_the_report_has_box_statistics_and_pictures(dataset, tmp_path):
     for name in report["pictures"].values():
         with Image.open(tmp_path / "out" / name) as picture:
             assert picture.format == "PNG" and picture.width > 400
+    # Every image written, by its content: what `cardamage review` counts as already labelled.
+    listed = [json.loads(line) for line in (tmp_path / "out" / report["images_list"]).read_text().splitlines()]
+    assert sorted(entry["key"] for entry in listed) == sorted(f"a/{i}.jpg" for i in range(10))
+    assert {entry["split"] for entry in listed} <= {"train", "validation"} and all(len(entry["sha256"]) == 64 for entry in listed)
+    image = dataset.images / "a" / "3.jpg"
+    assert next(e for e in listed if e["key"] == "a/3.jpg")["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
 
 
 def test_the_program_runs_as_a_script_with_the_documented_interface(dataset, tmp_path):
