@@ -10,8 +10,9 @@ unchanged, on a laptop or in the local engine with every path given as an argume
         [--validation-fraction F] [--seed N] [--shards N] [--workers N] [--max-invalid-fraction F]
 
 Writes DIR/train/*.tfrecord, DIR/validation/*.tfrecord, DIR/label_map.pbtxt, DIR/report.json, the
-report pictures, and DIR/images.jsonl (every image written, by key and content sha256, with its split). Every manifest line is accounted for once: written as an image, quarantined with a
-reason, or merged into another line of the same image. Exit status 0 on success; 1 with a one-line
+report pictures, and DIR/images.jsonl (every image written, by key and content sha256, with its split).
+Every manifest line is accounted for once: written as an image, quarantined with a reason, or merged into
+another line of the same image. Exit status 0 on success; 1 with a one-line
 reason on stderr when no usable image remains, the error budget is exceeded or the input is unusable.
 """
 

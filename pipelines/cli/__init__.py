@@ -6,12 +6,13 @@
     local_commands.py  this machine: run, serve, predict, tensorboard, prepare-data
     data_commands.py   labels in: import-labels (offline), and the label options prepare-data shares
     batch_commands.py  on AWS or here (--local): batch-predict
+    review_commands.py here: review (the endpoint's hard cases, as a review batch)
     output.py          tables, moments and durations
 
 Every command takes `--config FILE` (default `./pipeline.yaml`) and `--profile NAME`.
 """
 
-from pipelines.cli import aws_commands, batch_commands, commands, data_commands, local_commands  # noqa: F401  (each registers its commands)
+from pipelines.cli import aws_commands, batch_commands, commands, data_commands, local_commands, review_commands  # noqa: F401  (each registers its commands)
 from pipelines.cli.app import app
 
 __all__ = ["app"]

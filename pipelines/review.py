@@ -1,0 +1,340 @@
+"""`cardamage review`: the photos the endpoint was least sure of, picked from its captured data, for a person to
+correct in Label Studio (or a Ground Truth adjustment job), so that the next execution trains on them.
+
+How unsure the model was of a photo is measured from its own answer (README, "Closing the loop"):
+
+    uncertainty = max(ambiguous share, class disagreement)
+    ambiguous share    = the share of its detections whose score lies in the ambiguous band [0.2, 0.6)
+    class disagreement = over pairs of its boxes of different classes that overlap (IoU >= 0.5), the largest
+                         ratio of the lower score to the higher (1: equally sure of two classes in one place)
+
+A photo without detections scores 0: the model saw nothing, and the random share of a mixed batch is what
+finds the misses. Candidates are photos the endpoint answered (captured requests and answers) that no
+execution has trained on, by content hash (PrepareData's images.jsonl), keeping one photo of each group of
+near-duplicates (a 64-bit difference hash within NEAR_DUPLICATE_BITS bits), the most uncertain one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+AMBIGUOUS = (0.2, 0.6)  # scores a detector is unsure of: neither background nor a confident box
+OVERLAP_IOU = 0.5
+NEAR_DUPLICATE_BITS = 6  # of 64: a re-sent or re-compressed photo differs by a few bits, another car by dozens
+MIXED_RANDOM_SHARE = 0.25  # `mixed`: a quarter picked at random, so that the labelled set stays unbiased
+STRATEGIES = ("uncertain", "random", "mixed")
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One answered photo from the endpoint's data capture."""
+
+    source: str  # the capture file and line, for messages
+    data: bytes
+    content_type: str
+    detections: tuple[dict, ...]
+    width: int
+    height: int
+    inference_time: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Scored:
+    photo: Captured
+    score: float
+    reason: str
+    fingerprint: int = 0
+
+
+@dataclass
+class Selection:
+    picked: list[tuple[Scored, str]]  # (photo, why it was picked: "uncertain" or "random")
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> how many candidates it removed
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # (capture line, reason)
+
+
+def captured_photos(records: Iterable[tuple[str, int, Mapping]], since: str | None = None) -> tuple[list[Captured], list[tuple[str, str]]]:
+    """The answered photos of capture records `(file, line, record)`; the records that are not one (a JSON
+    request, an unreadable answer) are returned with the reason, not dropped silently. `since`: an ISO date
+    or time; older inferences are left out (not counted as unusable)."""
+    photos, unusable = [], []
+    for file, line, record in records:
+        where = f"{file}:{line}"
+        try:
+            capture = record["captureData"]
+            when = str((record.get("eventMetadata") or {}).get("inferenceTime", ""))
+            if since and when and when < since:
+                continue
+            request, answer = capture["endpointInput"], capture["endpointOutput"]
+            if request.get("encoding") != "BASE64":
+                unusable.append((where, f"the request is {request.get('observedContentType') or 'text'}, not a photo"))
+                continue
+            data = base64.b64decode(request["data"], validate=True)
+            document = json.loads(answer["data"] if answer.get("encoding") == "JSON" else base64.b64decode(answer["data"]))
+            (prediction,) = document["predictions"]
+            photos.append(
+                Captured(
+                    where,
+                    data,
+                    str(request.get("observedContentType", "")),
+                    tuple(prediction["detections"]),
+                    int(prediction["image"]["width"]),
+                    int(prediction["image"]["height"]),
+                    when,
+                )
+            )
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            unusable.append((where, f"not a captured photo and answer ({type(exc).__name__}: {exc})"))
+    return photos, unusable
+
+
+def uncertainty(detections: Sequence[Mapping]) -> tuple[float, str]:
+    """(the photo's uncertainty in [0, 1], why), by the measure in the module's docstring."""
+    if not detections:
+        return 0.0, "no detections"
+    low, high = AMBIGUOUS
+    scores = [float(d.get("score", 0.0)) for d in detections]
+    ambiguous = sum(1 for s in scores if low <= s < high)
+    share = ambiguous / len(scores)
+    disagreement, pair = 0.0, ""
+    for i, first in enumerate(detections):
+        for second in detections[i + 1 :]:
+            if first.get("class") == second.get("class"):
+                continue
+            overlap = iou(_box(first), _box(second))
+            if overlap >= OVERLAP_IOU:
+                a, b = float(first.get("score", 0.0)), float(second.get("score", 0.0))
+                ratio = min(a, b) / max(a, b) if max(a, b) > 0 else 0.0
+                if ratio > disagreement:
+                    disagreement = ratio
+                    pair = f"{first.get('class')} {a:.2f} and {second.get('class')} {b:.2f} overlap (IoU {overlap:.2f})"
+    reasons = [f"{ambiguous} of {len(scores)} detection(s) scored in [{low}, {high})"]
+    if pair:
+        reasons.append(pair)
+    return round(max(share, disagreement), 6), "; ".join(reasons)
+
+
+def _box(detection: Mapping) -> tuple[float, float, float, float]:
+    box = detection.get("box_normalized") or detection.get("box") or {}
+    return float(box.get("xmin", 0)), float(box.get("ymin", 0)), float(box.get("xmax", 0)), float(box.get("ymax", 0))
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def fingerprint(data: bytes) -> int:
+    """A 64-bit difference hash of the photo (9x8 greyscale, each pixel against its right neighbour). Hand-written:
+    the `imagehash` package would bring scipy and PyWavelets for these six lines."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        small = image.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
+        pixels = small.tobytes()  # mode L: one byte per pixel, row by row
+    bits = 0
+    for row in range(8):
+        for column in range(8):
+            bits = (bits << 1) | int(pixels[row * 9 + column] > pixels[row * 9 + column + 1])
+    return bits
+
+
+def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy: str = "uncertain", seed: int = 0) -> Selection:
+    """The review batch: at most `count` photos, none already labelled, one per near-duplicate group."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
+    selection = Selection([])
+    seen: set[str] = set()
+    scored: list[Scored] = []
+    for photo in photos:
+        digest = photo.sha256
+        if digest in labelled:
+            selection.skipped["already labelled"] = selection.skipped.get("already labelled", 0) + 1
+            continue
+        if digest in seen:
+            selection.skipped["sent again"] = selection.skipped.get("sent again", 0) + 1
+            continue
+        seen.add(digest)
+        try:
+            mark = fingerprint(photo.data)
+        except OSError as exc:
+            selection.unusable.append((photo.source, f"the photo cannot be decoded: {exc}"))
+            continue
+        scored.append(Scored(photo, *uncertainty(photo.detections), fingerprint=mark))
+    kept: list[Scored] = []
+    for candidate in sorted(scored, key=lambda s: (-s.score, s.photo.source)):  # the most uncertain of a group stays
+        if any(bin(candidate.fingerprint ^ other.fingerprint).count("1") <= NEAR_DUPLICATE_BITS for other in kept):
+            selection.skipped["near-duplicate"] = selection.skipped.get("near-duplicate", 0) + 1
+            continue
+        kept.append(candidate)
+    randoms = {"uncertain": 0, "random": count, "mixed": round(count * MIXED_RANDOM_SHARE)}[strategy]
+    chosen = [(s, "uncertain") for s in kept[: count - randoms]]
+    rest = kept[count - randoms :]
+    chosen += [(s, "random") for s in random.Random(seed).sample(rest, min(randoms, len(rest)))]
+    selection.picked = chosen
+    return selection
+
+
+# The review batch's files.
+
+LABEL_FROM, LABEL_TO = "label", "image"  # the labelling config's RectangleLabels and Image names
+ADJUSTMENT_ATTRIBUTE = "review"  # the label attribute of the adjustment manifest (Ground Truth's LabelAttributeName)
+
+
+def photo_key(photo: Captured) -> str:
+    """The picked photo's key under the batch's images prefix: its content hash, with its format's suffix."""
+    suffix = ".png" if photo.data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
+    return f"{photo.sha256[:20]}{suffix}"
+
+
+def labeling_config(classes: Sequence[str]) -> str:
+    """Label Studio's labelling config: one image, a rectangle label per class."""
+    from xml.sax.saxutils import quoteattr
+
+    labels = "\n".join(f"    <Label value={quoteattr(name)}/>" for name in classes)
+    return (
+        f'<View>\n  <Image name="{LABEL_TO}" value="$image"/>\n  <RectangleLabels name="{LABEL_FROM}" toName="{LABEL_TO}">\n'
+        f"{labels}\n  </RectangleLabels>\n</View>\n"
+    )
+
+
+def label_studio_task(url: str, scored: Scored, model_version: str) -> dict:
+    """A task whose `predictions` are the model's boxes, in percent of the image, for a person to correct."""
+    photo = scored.photo
+    results = []
+    for index, detection in enumerate(photo.detections):
+        xmin, ymin, xmax, ymax = _pixels(detection, photo.width, photo.height)
+        results.append(
+            {
+                "id": f"p{index}",
+                "from_name": LABEL_FROM,
+                "to_name": LABEL_TO,
+                "type": "rectanglelabels",
+                "original_width": photo.width,
+                "original_height": photo.height,
+                "image_rotation": 0,
+                "score": float(detection.get("score", 0.0)),
+                "value": {
+                    "x": 100 * xmin / photo.width,
+                    "y": 100 * ymin / photo.height,
+                    "width": 100 * (xmax - xmin) / photo.width,
+                    "height": 100 * (ymax - ymin) / photo.height,
+                    "rotation": 0,
+                    "rectanglelabels": [str(detection.get("class"))],
+                },
+            }
+        )
+    return {"data": {"image": url}, "predictions": [{"model_version": model_version, "score": scored.score, "result": results}]}
+
+
+def adjustment_line(url: str, scored: Scored, classes: Sequence[str], batch: str) -> dict:
+    """A Ground Truth bounding-box adjustment job's input line: the model's boxes as a prior labelling job's
+    output (`<attribute>` and `<attribute>-metadata`, "human-annotated": "no"), for workers to adjust."""
+    photo = scored.photo
+    annotations, confidences = [], []
+    for detection in photo.detections:
+        if detection.get("class") not in classes:
+            continue
+        xmin, ymin, xmax, ymax = _pixels(detection, photo.width, photo.height)
+        annotations.append(
+            {
+                "class_id": list(classes).index(detection["class"]),
+                "left": round(xmin),
+                "top": round(ymin),
+                "width": round(xmax - xmin),
+                "height": round(ymax - ymin),
+            }
+        )
+        confidences.append({"confidence": round(float(detection.get("score", 0.0)), 4)})
+    return {
+        "source-ref": url,
+        ADJUSTMENT_ATTRIBUTE: {"image_size": [{"width": photo.width, "height": photo.height, "depth": 3}], "annotations": annotations},
+        f"{ADJUSTMENT_ATTRIBUTE}-metadata": {
+            "objects": confidences,
+            "class-map": {str(i): name for i, name in enumerate(classes)},
+            "type": "groundtruth/object-detection",
+            "human-annotated": "no",
+            "creation-date": photo.inference_time or "1970-01-01T00:00:00",
+            "job-name": f"labeling-job/cardamage-review-{batch}",
+        },
+    }
+
+
+def _pixels(detection: Mapping, width: int, height: int) -> tuple[float, float, float, float]:
+    if "box" in detection:
+        box = detection["box"]
+        return float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])
+    box = detection["box_normalized"]
+    return float(box["xmin"]) * width, float(box["ymin"]) * height, float(box["xmax"]) * width, float(box["ymax"]) * height
+
+
+def write_batch(output, selection: Selection, images_prefix: str, classes: Sequence[str], model_version: str, batch: str) -> dict:
+    """Write the batch under `output` (tasks.json, labeling-config.xml, adjustment.manifest, review.json,
+    images/, contact-sheet.png); returns review.json's document."""
+    from pathlib import Path
+
+    output = Path(output)
+    (output / "images").mkdir(parents=True, exist_ok=True)
+    prefix = images_prefix.rstrip("/") + "/"
+    tasks, lines, entries = [], [], []
+    for scored, why in selection.picked:
+        key = photo_key(scored.photo)
+        (output / "images" / key).write_bytes(scored.photo.data)
+        url = prefix + key
+        tasks.append(label_studio_task(url, scored, model_version))
+        lines.append(json.dumps(adjustment_line(url, scored, classes, batch), sort_keys=True))
+        entries.append({"image": key, "score": scored.score, "reason": f"{why}: {scored.reason}", "captured": scored.photo.source})
+    (output / "tasks.json").write_text(json.dumps(tasks, indent=2) + "\n", encoding="utf-8")
+    (output / "labeling-config.xml").write_text(labeling_config(classes), encoding="utf-8")
+    (output / "adjustment.manifest").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    document = {
+        "images_prefix": prefix,
+        "images": entries,
+        "model_version": model_version,
+        "skipped": selection.skipped,
+        "unusable": [{"capture": where, "reason": reason} for where, reason in selection.unusable],
+    }
+    (output / "review.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    captions = [f"{entry['score']:.2f} {why}  {entry['image']}" for entry, (_, why) in zip(entries, selection.picked, strict=True)]
+    save_contact_sheet(list(zip(captions, (scored.photo for scored, _ in selection.picked), strict=True)), output / "contact-sheet.png")
+    return document
+
+
+def save_contact_sheet(photos: Sequence[tuple[str, Captured]], path, columns: int = 4, side: int = 256) -> None:
+    """The batch on one picture: each photo with the model's boxes (containers/common/pictures.py) and its caption
+    (uncertainty, why picked, key)."""
+    from PIL import Image, ImageDraw
+
+    from containers.common.pictures import caption_font, draw_detections
+
+    columns = max(1, min(columns, len(photos)))
+    rows = max(1, -(-len(photos) // columns))
+    sheet = Image.new("RGB", (columns * side, rows * (side + 20)), "white")
+    pen = ImageDraw.Draw(sheet)
+    font = caption_font(12)
+    for index, (caption, photo) in enumerate(photos):
+        try:
+            picture = draw_detections(photo.data, photo.detections)
+        except Exception:  # a photo Pillow reads but the drawing refuses: shown as a grey square, still captioned
+            picture = Image.new("RGB", (side, side), "lightgrey")
+        picture.thumbnail((side, side))
+        x, y = (index % columns) * side, (index // columns) * (side + 20)
+        sheet.paste(picture, (x + (side - picture.width) // 2, y))
+        pen.text((x + 4, y + side + 3), caption, fill="black", font=font)
+    if not photos:
+        pen.text((10, 10), "no photos to review", fill="black", font=font)  # an empty batch still says so
+    sheet.save(path, format="PNG")

@@ -1,0 +1,165 @@
+"""`cardamage review`: the uncertainty measure, what is left out (labelled, sent again, near-duplicates), the
+strategies, the batch's file formats, and the command on a local state with captured answers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import UTC, datetime
+from xml.etree import ElementTree
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipelines import review
+from pipelines.cli.app import app
+from pipelines.config import load_config
+from pipelines.local.capture import DataCapture, capture_line
+from pipelines.local.runner import LOCAL_VALUES
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+from tests.support import ROOT, SAMPLE
+
+PHOTOS = sorted((SAMPLE / "images").rglob("*.jpg"))
+
+
+def detection(cls: str, score: float, box=(0.1, 0.1, 0.5, 0.5), size=(100, 100)) -> dict:
+    xmin, ymin, xmax, ymax = box
+    w, h = size
+    return {
+        "class": cls,
+        "class_id": 1 if cls == "dent" else 2,
+        "score": score,
+        "box": {"xmin": xmin * w, "ymin": ymin * h, "xmax": xmax * w, "ymax": ymax * h},
+        "box_normalized": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
+    }
+
+
+def photo(data: bytes, detections=(), source="capture.jsonl:1", size=(100, 100)) -> review.Captured:
+    return review.Captured(source, data, "image/jpeg", tuple(detections), size[0], size[1], "2026-12-01T10:00:00Z")
+
+
+def test_uncertainty_is_the_ambiguous_share_or_the_class_disagreement():
+    assert review.uncertainty([]) == (0.0, "no detections")
+    assert review.uncertainty([detection("dent", 0.9), detection("scratch", 0.95, (0.6, 0.6, 0.9, 0.9))])[0] == 0.0
+    half, why = review.uncertainty([detection("dent", 0.3), detection("dent", 0.9, (0.6, 0.6, 0.9, 0.9))])
+    assert half == 0.5 and why == "1 of 2 detection(s) scored in [0.2, 0.6)"
+    # A dent and a scratch in one place, nearly as sure of both: the class disagreement wins.
+    torn, why = review.uncertainty([detection("dent", 0.9), detection("scratch", 0.81, (0.12, 0.1, 0.5, 0.52))])
+    assert torn == pytest.approx(0.9) and "dent 0.90 and scratch 0.81 overlap (IoU 0.9" in why
+    apart = review.uncertainty([detection("dent", 0.9), detection("scratch", 0.81, (0.6, 0.6, 0.9, 0.9))])
+    assert apart[0] == 0.0  # different classes in different places agree
+
+
+def test_captured_records_that_are_not_answered_photos_are_reported_with_a_reason():
+    good = capture_line(PHOTOS[0].read_bytes(), "image/jpeg", answer(), "application/json", when=datetime(2026, 12, 1, tzinfo=UTC), event_id="a")
+    as_json = capture_line(
+        b'{"instances": []}', "application/json", answer(), "application/json", when=datetime(2026, 12, 1, tzinfo=UTC), event_id="b"
+    )
+    broken = {"captureData": {"endpointInput": {"encoding": "BASE64", "data": "not base64!"}}}
+    old = capture_line(PHOTOS[1].read_bytes(), "image/jpeg", answer(), "application/json", when=datetime(2026, 1, 1, tzinfo=UTC), event_id="c")
+    photos, unusable = review.captured_photos([("f", 1, good), ("f", 2, as_json), ("f", 3, broken), ("f", 4, old)], since="2026-06-01")
+    assert [p.source for p in photos] == ["f:1"] and photos[0].width == 64 and photos[0].detections[0]["class"] == "dent"
+    assert [where for where, _ in unusable] == ["f:2", "f:3"]
+    assert "the request is application/json, not a photo" in unusable[0][1] and "not a captured photo and answer" in unusable[1][1]
+
+
+def answer(detections=None, size=(64, 48)) -> bytes:
+    found = [detection("dent", 0.4, size=size)] if detections is None else detections
+    return json.dumps({"predictions": [{"image": {"width": size[0], "height": size[1]}, "detections": found}]}).encode()
+
+
+def recompressed(data: bytes, quality: int) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def test_the_batch_leaves_out_labelled_photos_repeats_and_near_duplicates():
+    first, second, third = (path.read_bytes() for path in PHOTOS[:3])
+    photos = [
+        photo(first, [detection("dent", 0.3), detection("dent", 0.9, (0.6, 0.6, 0.9, 0.9))], "c:1"),
+        photo(first, [detection("dent", 0.3)], "c:2"),  # the same photo sent again
+        photo(recompressed(first, 60), [detection("dent", 0.35), detection("dent", 0.3)], "c:3"),  # a near-duplicate, more uncertain
+        photo(second, [detection("dent", 0.9)], "c:4"),
+        photo(third, [detection("dent", 0.5)], "c:5"),
+    ]
+    selection = review.select(photos, labelled={hashlib.sha256(third).hexdigest()}, count=5)
+    assert [(scored.photo.source, why) for scored, why in selection.picked] == [("c:3", "uncertain"), ("c:4", "uncertain")]
+    assert selection.skipped == {"sent again": 1, "near-duplicate": 1, "already labelled": 1}
+    # Every candidate is accounted for: picked, or left out with a reason.
+    assert len(selection.picked) + sum(selection.skipped.values()) == len(photos)
+
+
+def test_strategies_pick_the_least_sure_at_random_or_a_stated_mix():
+    photos = [photo(path.read_bytes(), [detection("dent", 0.2 + 0.05 * i)] * (i % 3 + 1), f"c:{i}") for i, path in enumerate(PHOTOS[:12])]
+    uncertain = review.select(photos, set(), 4, "uncertain")
+    assert all(why == "uncertain" for _, why in uncertain.picked)
+    scores = [scored.score for scored, _ in uncertain.picked]
+    assert scores == sorted(scores, reverse=True)
+    mixed = review.select(photos, set(), 4, "mixed", seed=7)
+    assert [why for _, why in mixed.picked] == ["uncertain"] * 3 + ["random"]
+    assert review.select(photos, set(), 4, "random", seed=7).picked == review.select(photos, set(), 4, "random", seed=7).picked
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        review.select(photos, set(), 4, "loudest")
+
+
+def test_the_batch_files_speak_label_studio_and_ground_truth(tmp_path):
+    scored = review.Scored(photo(PHOTOS[0].read_bytes(), [detection("dent", 0.4, (0.1, 0.2, 0.5, 0.6), (200, 100))], size=(200, 100)), 0.5, "why")
+    task = review.label_studio_task("s3://bucket/images/review/x/a.jpg", scored, "car-damage-models/3")
+    (result,) = task["predictions"][0]["result"]
+    assert task["data"] == {"image": "s3://bucket/images/review/x/a.jpg"} and task["predictions"][0]["model_version"] == "car-damage-models/3"
+    assert result["value"]["x"] == pytest.approx(10) and result["value"]["y"] == pytest.approx(20)
+    assert result["value"]["width"] == pytest.approx(40) and result["value"]["height"] == pytest.approx(40)
+    assert (result["from_name"], result["to_name"], result["type"], result["value"]["rectanglelabels"]) == (
+        "label",
+        "image",
+        "rectanglelabels",
+        ["dent"],
+    )
+    line = review.adjustment_line("s3://b/a.jpg", scored, ["dent", "scratch"], "batch")
+    assert line["review"]["annotations"] == [{"class_id": 0, "left": 20, "top": 20, "width": 80, "height": 40}]
+    assert line["review-metadata"]["class-map"] == {"0": "dent", "1": "scratch"} and line["review-metadata"]["human-annotated"] == "no"
+    config = ElementTree.fromstring(review.labeling_config(["dent", "scratch"]))
+    labels = config.find("RectangleLabels")
+    assert labels.get("toName") == config.find("Image").get("name") and [label.get("value") for label in labels] == ["dent", "scratch"]
+
+
+def test_review_writes_a_batch_from_the_local_endpoints_captures(tmp_path):
+    config = load_config(ROOT / "pipeline.yaml", profile="local")
+    state_dir = tmp_path / "state"
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    capture = DataCapture(s3, str(config.data_capture(LOCAL_VALUES["ArtifactBucket"])), config.endpoint_name, 100)
+    for index, path in enumerate(PHOTOS[:4]):
+        with Image.open(path) as image:
+            size = image.size
+        found = [detection("dent", 0.3 + 0.1 * index, size=size), detection("scratch", 0.9, (0.6, 0.6, 0.9, 0.9), size)]
+        capture.record(path.read_bytes(), "image/jpeg", answer(found, size), "application/json")
+    capture.record(b'{"not": "a photo"}', "application/json", answer(), "application/json")
+    # An execution that prepared (and so labelled) the first photo.
+    prepared = "s3://local-artifacts/car-damage-pipeline/e1/prepared-data"
+    listing = s3.path(prepared) / "images.jsonl"
+    listing.parent.mkdir(parents=True)
+    listing.write_text(json.dumps({"key": "a.jpg", "sha256": hashlib.sha256(PHOTOS[0].read_bytes()).hexdigest(), "split": "train"}) + "\n")
+    state.start_execution("e1", config.pipeline_name, {})
+    properties = {"ProcessingOutputConfig": {"Outputs": [{"OutputName": "prepared", "S3Output": {"S3Uri": prepared}}]}}
+    state.record_step("e1", "PrepareData", "Processing", "Succeeded", properties=properties)
+
+    out = tmp_path / "batch"
+    result = CliRunner().invoke(app, ["review", "--local", "--state-dir", str(state_dir), "--count", "2", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "review.json").read_text())
+    assert len(document["images"]) == 2 and document["skipped"] == {"already labelled": 1}
+    assert document["images_prefix"].startswith("s3://local-data/images/review/") and len(document["unusable"]) == 1
+    assert [entry["score"] for entry in document["images"]] == sorted((entry["score"] for entry in document["images"]), reverse=True)
+    tasks = json.loads((out / "tasks.json").read_text())
+    for task, entry in zip(tasks, document["images"], strict=True):
+        assert task["data"]["image"] == document["images_prefix"] + entry["image"]
+        data = (out / "images" / entry["image"]).read_bytes()
+        assert data in [path.read_bytes() for path in PHOTOS[1:4]] and entry["reason"].startswith("uncertain: ")
+    assert len((out / "adjustment.manifest").read_text().splitlines()) == 2
+    assert (out / "contact-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ElementTree.fromstring((out / "labeling-config.xml").read_text()).tag == "View"
+    assert "review batch" in result.output and "1 already labelled" in result.output
