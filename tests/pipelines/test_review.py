@@ -163,3 +163,45 @@ def test_review_writes_a_batch_from_the_local_endpoints_captures(tmp_path):
     assert (out / "contact-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert ElementTree.fromstring((out / "labeling-config.xml").read_text()).tag == "View"
     assert "review batch" in result.output and "1 already labelled" in result.output
+
+
+def test_a_corrected_export_of_the_batch_is_what_prepare_data_trains_on(tmp_path):
+    """The person's part, scripted: keep the first box of each task, move it, drop the rest, add a scratch; the
+    export (Label Studio's JSON, tasks with annotations) goes through PrepareData with the batch's images."""
+    from containers.processing.prepare_data import Options, prepare
+    from tests.support import all_records
+
+    picked = []
+    for index, path in enumerate(PHOTOS[:3]):
+        with Image.open(path) as image:
+            size = image.size
+        found = [detection("dent", 0.4, (0.1, 0.1, 0.4, 0.4), size), detection("scratch", 0.3, (0.5, 0.5, 0.9, 0.8), size)]
+        picked.append((review.Scored(photo(path.read_bytes(), found, f"c:{index}", size), 0.5, "why"), "uncertain"))
+    out = tmp_path / "batch"
+    document = review.write_batch(out, review.Selection(picked), "s3://data/images/review/b1/", ["dent", "scratch"], "m/1", "b1")
+    tasks = json.loads((out / "tasks.json").read_text())
+    expected = {}
+    for number, task in enumerate(tasks, 1):
+        first = dict(task["predictions"][0]["result"][0])
+        moved = {**first["value"], "x": first["value"]["x"] + 5}
+        added = {**first, "id": "new", "value": {**moved, "y": 60.0, "height": 20.0, "rectanglelabels": ["scratch"]}}
+        task["id"], task["annotations"] = number, [{"id": number, "result": [{**first, "value": moved}, added]}]
+        key = task["data"]["image"].removeprefix(document["images_prefix"])
+        expected[key] = sorted(
+            (label, round(v["x"] / 100, 4), round(v["y"] / 100, 4), round((v["x"] + v["width"]) / 100, 4), round((v["y"] + v["height"]) / 100, 4))
+            for label, v in ((1, moved), (2, added["value"]))
+        )
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+
+    options = Options(
+        manifests=[export], images=out / "images", images_prefix=document["images_prefix"], output=tmp_path / "prepared",
+        classes=["dent", "scratch"], validation_fraction=0.0, shards=1, workers=1,
+    )  # fmt: skip
+    report = prepare(options)
+    assert report["images_written"] == 3 and report["quarantined"] == []
+    found = {
+        key: sorted((label, *(round(c, 4) for c in corners)) for label, *corners in record["boxes"])
+        for key, record in all_records(tmp_path / "prepared").items()
+    }
+    assert found == expected
