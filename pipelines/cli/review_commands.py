@@ -42,6 +42,13 @@ def review_command(
     (why each photo was picked), images/ and contact-sheet.png."""
     if strategy not in review.STRATEGIES:
         fail(f"--strategy must be one of {', '.join(review.STRATEGIES)} (got {strategy!r})", 2)
+    if since is not None:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            fail(f"--since must be an ISO 8601 date or time such as 2026-11-30 or 2026-11-30T12:00:00Z (got {since!r})", 2)
+        # Capture times are UTC, written as 2026-12-01T10:00:00Z: compared as text in that form.
+        since = (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
     backend = LocalBackend(cli.config, cli.state_dir)
     config = cli.config
     destination = str(config.data_capture(LOCAL_VALUES["ArtifactBucket"]))

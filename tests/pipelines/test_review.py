@@ -205,3 +205,13 @@ def test_a_corrected_export_of_the_batch_is_what_prepare_data_trains_on(tmp_path
         for key, record in all_records(tmp_path / "prepared").items()
     }
     assert found == expected
+
+
+@pytest.mark.parametrize(("since", "expected"), [("2026-13-01", 2), ("yesterday", 2), ("2026-11-30", 0), ("2026-11-30T12:00:00+01:00", 0)])
+def test_since_takes_iso_dates_and_refuses_anything_else(tmp_path, since, expected):
+    state_dir = tmp_path / "state"
+    State(state_dir)
+    result = CliRunner().invoke(app, ["review", "--state-dir", str(state_dir), "--output", str(tmp_path / "out"), "--since", since])
+    assert result.exit_code == expected, result.output
+    if expected:
+        assert "--since must be an ISO 8601 date or time" in result.output
