@@ -25,6 +25,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from containers.common.pictures import pixel_box
+
 AMBIGUOUS = (0.2, 0.6)  # scores a detector is unsure of: neither background nor a confident box
 OVERLAP_IOU = 0.5
 NEAR_DUPLICATE_BITS = 6  # of 64: a re-sent or re-compressed photo differs by a few bits, another car by dozens
@@ -217,7 +219,7 @@ def label_studio_task(url: str, scored: Scored, model_version: str) -> dict:
     photo = scored.photo
     results = []
     for index, detection in enumerate(photo.detections):
-        xmin, ymin, xmax, ymax = _pixels(detection, photo.width, photo.height)
+        xmin, ymin, xmax, ymax = pixel_box(detection, photo.width, photo.height)
         results.append(
             {
                 "id": f"p{index}",
@@ -249,7 +251,7 @@ def adjustment_line(url: str, scored: Scored, classes: Sequence[str], batch: str
     for detection in photo.detections:
         if detection.get("class") not in classes:
             continue
-        xmin, ymin, xmax, ymax = _pixels(detection, photo.width, photo.height)
+        xmin, ymin, xmax, ymax = pixel_box(detection, photo.width, photo.height)
         annotations.append(
             {
                 "class_id": list(classes).index(detection["class"]),
@@ -272,14 +274,6 @@ def adjustment_line(url: str, scored: Scored, classes: Sequence[str], batch: str
             "job-name": f"labeling-job/cardamage-review-{batch}",
         },
     }
-
-
-def _pixels(detection: Mapping, width: int, height: int) -> tuple[float, float, float, float]:
-    if "box" in detection:
-        box = detection["box"]
-        return float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])
-    box = detection["box_normalized"]
-    return float(box["xmin"]) * width, float(box["ymin"]) * height, float(box["xmax"]) * width, float(box["ymax"]) * height
 
 
 def write_batch(output, selection: Selection, images_prefix: str, classes: Sequence[str], model_version: str, batch: str) -> dict:

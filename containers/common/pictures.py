@@ -49,7 +49,7 @@ def draw_detections(
     font = caption_font(max(11, round(side / 40)))
     colours = label_map_colours or {}
     for detection in sorted(detections, key=lambda d: float(d.get("score", 0.0))):
-        xmin, ymin, xmax, ymax = _pixel_box(detection, image.width, image.height)
+        xmin, ymin, xmax, ymax = pixel_box(detection, image.width, image.height)
         label = int(detection.get("class_id", 0))
         colour = colours.get(label) or class_colour(label)
         pen.rectangle((xmin, ymin, max(xmin, xmax), max(ymin, ymax)), outline=colour, width=line)
@@ -71,7 +71,7 @@ def save_detections_picture(image_bytes: bytes, detections: Sequence[Mapping[str
     return target
 
 
-def _pixel_box(detection: Mapping[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
+def pixel_box(detection: Mapping[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
     """The detection's box in pixels: its `box`, or `box_normalized` scaled to the image."""
     if "box" in detection:
         box = detection["box"]
