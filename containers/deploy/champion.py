@@ -74,38 +74,44 @@ def none(reason: str, challenger_model_url: str) -> Champion:
     return Champion(False, reason, challenger_model_url)
 
 
+def nothing_served(endpoint_name: str, challenger_model_url: str) -> Champion:
+    return none(f"there is no endpoint {endpoint_name}: nothing is served", challenger_model_url)
+
+
+def deleted(endpoint_name: str, version: int, challenger_model_url: str) -> Champion:
+    return none(f"endpoint {endpoint_name} serves version {version}, whose package was deleted", challenger_model_url)
+
+
+def served(endpoint_name: str, package: deploy.Candidate, model_data_url: str) -> Champion:
+    """The champion: the package `endpoint_name` serves, as the deployment rule reads it, and its model."""
+    reason = f"endpoint {endpoint_name} serves version {package.version} of {package.group}"
+    return Champion(True, reason, model_data_url, package.arn, package.version, package.group, package.map)
+
+
 def of_package(package: Mapping[str, Any], endpoint_name: str, challenger_model_url: str) -> Champion:
-    """The champion from a DescribeModelPackage answer (or the local registry's record in that shape)."""
+    """The champion from a DescribeModelPackage answer."""
     offered = deploy.candidate(package)
     containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
     url = containers[0].get("ModelDataUrl")
     if not url:
         return none(f"endpoint {endpoint_name} serves version {offered.version}, whose package names no model data", challenger_model_url)
-    return Champion(
-        True,
-        f"endpoint {endpoint_name} serves version {offered.version} of {offered.group}",
-        url,
-        offered.arn,
-        offered.version,
-        offered.group,
-        offered.map,
-    )
+    return served(endpoint_name, offered, url)
 
 
 def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str) -> Champion:
     """The package `endpoint_name` serves now, or why there is none to compare with."""
     endpoint = deploy.describe_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
-        return none(f"there is no endpoint {endpoint_name}: nothing is served", challenger_model_url)
-    served = deploy.served_package(sagemaker, endpoint)
-    if served is None:
+        return nothing_served(endpoint_name, challenger_model_url)
+    tagged = deploy.served_package(sagemaker, endpoint)
+    if tagged is None:
         return none(f"endpoint {endpoint_name} serves no package of this project (no {deploy.TAG_ARN} tag)", challenger_model_url)
     try:
-        package = sagemaker.describe_model_package(ModelPackageName=served.arn)
+        package = sagemaker.describe_model_package(ModelPackageName=tagged.arn)
     except ClientError as exc:
         if not deploy.is_not_found(exc):
             raise
-        return none(f"endpoint {endpoint_name} serves version {served.version}, whose package was deleted", challenger_model_url)
+        return deleted(endpoint_name, tagged.version, challenger_model_url)
     return of_package(package, endpoint_name, challenger_model_url)
 
 

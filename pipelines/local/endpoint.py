@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from containers.deploy import champion
 from containers.deploy.champion import Champion
-from containers.deploy.champion import none as no_champion
 from containers.deploy.deploy import VARIANT, Candidate, DeployError, DeployResult, decide
 from containers.inference.inference import SERVING_ENVIRONMENT
 from pipelines.local.capture import CaptureSettings, DataCapture
@@ -111,19 +111,11 @@ class LocalDeployer:
         """The package the local endpoint serves, as the FindChampion function finds it on AWS."""
         record = self.record(endpoint_name)
         if record is None:
-            return no_champion(f"there is no endpoint {endpoint_name}: nothing is served", challenger_model_url)
+            return champion.nothing_served(endpoint_name, challenger_model_url)
         package = self.state.package(record.package_arn)
         if package is None:
-            return no_champion(f"endpoint {endpoint_name} serves version {record.version}, whose package was deleted", challenger_model_url)
-        return Champion(
-            True,
-            f"endpoint {endpoint_name} serves version {package.version} of {package.group}",
-            package.model_data_url,
-            package.arn,
-            package.version,
-            package.group,
-            package.map,
-        )
+            return champion.deleted(endpoint_name, record.version, challenger_model_url)
+        return champion.served(endpoint_name, self._candidate(package.arn), package.model_data_url)
 
     def _candidate(self, arn: str, record: Deployment | None = None) -> Candidate:
         """A registered package as the rule reads it (a deployment record's, when the package is gone)."""
