@@ -189,7 +189,7 @@ class DeploySettings:
         ]
 
     def later_stages(self) -> list[str]:
-        return [name.strip() for name in str(self.later_stage_endpoints).split(",") if name.strip()]
+        return _listed(self.later_stage_endpoints)
 
     def for_endpoint(self, endpoint_name: str) -> DeploySettings:
         """These settings for another of the project's endpoints (a later release stage): its own alarms and capture prefix."""
@@ -231,7 +231,7 @@ class DeploySettings:
         """The settings from a loaded pipeline.yaml for `endpoint_name` (default: where approvals deploy). Data
         capture needs `data_capture_s3_uri` when its share is above 0."""
         values = config_values(config, role_arn=role_arn, data_capture_s3_uri=data_capture_s3_uri, kms_key_id=kms_key_id, endpoint_name=endpoint_name)
-        return cls(**{key: value for key, value in values.items() if value is not None or key in ("data_capture_s3_uri", "kms_key_id")})
+        return cls(**{key: value for key, value in values.items() if value is not None})  # None: the setting's default
 
 
 def config_values(
@@ -276,6 +276,11 @@ _PURPOSE = {
     "role_arn": "the role the endpoint's model runs as",
     "model_package_group": "the Model Registry group whose approved packages are deployed",
 }
+
+
+def _listed(text: str) -> list[str]:
+    """The names of a comma-separated setting (ROLLBACK_ALARMS, LATER_STAGE_ENDPOINTS)."""
+    return [name.strip() for name in str(text).split(",") if name.strip()]
 
 
 def _is_int(value: Any, low: int, high: int | None = None) -> bool:
@@ -494,12 +499,13 @@ def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def served_package(sagemaker: Any, endpoint: Mapping[str, Any]) -> ServedPackage | None:
+def served_package(sagemaker: Any, endpoint: Mapping[str, Any], config_tags: Mapping[str, str] | None = None) -> ServedPackage | None:
     """The package the endpoint serves now: the one its current endpoint config was made for (the config's
     tags). The endpoint's own tags name the package of the last update asked for, and SageMaker only moves
     the endpoint to the new config when an update lands: after an automatic rollback it is back on the old
-    one. The endpoint's tags stand in for a config without ours; None for an endpoint this code did not deploy."""
-    tags = _config_tags(sagemaker, endpoint)
+    one. The endpoint's tags stand in for a config without ours; None for an endpoint this code did not deploy.
+    `config_tags`: the current config's tags, when the caller has read them already."""
+    tags = dict(_config_tags(sagemaker, endpoint) if config_tags is None else config_tags)
     if TAG_ARN not in tags:
         tags = _tags(sagemaker, endpoint["EndpointArn"])
     try:
@@ -629,9 +635,9 @@ def deployment_config(settings: DeploySettings) -> dict[str, Any]:
     elif settings.traffic == "linear":
         routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": settings.linear_step_percent}
     config: dict[str, Any] = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing}}
-    alarms = [name for name in settings.rollback_alarms.split(",") if name.strip()]
+    alarms = _listed(settings.rollback_alarms)
     if alarms:
-        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name.strip()} for name in alarms]}
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name} for name in alarms]}
     return config
 
 
@@ -835,11 +841,12 @@ def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Reque
 # the autoscaling rule already receives (IN_SERVICE), and FAILED.
 
 
-def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any]) -> str:
-    """The notice for an update that was rolled back, or "" when the endpoint serves what was last asked for.
-    The endpoint's tags are set back to its config's, so a repeated event reports it once."""
+def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any], config_tags: Mapping[str, str]) -> str:
+    """The notice for an update that was rolled back, or "" when the endpoint serves what was last asked for
+    (`config_tags`: the endpoint's current config's). The endpoint's tags are set back to its config's, so a
+    repeated event reports it once."""
     asked = _tags(sagemaker, endpoint["EndpointArn"])
-    config = {key: value for key, value in _config_tags(sagemaker, endpoint).items() if key.startswith("cardamage:")}
+    config = {key: value for key, value in config_tags.items() if key.startswith("cardamage:")}
     if TAG_ARN not in config or TAG_ARN not in asked or asked[TAG_ARN] == config[TAG_ARN]:
         return ""
     sagemaker.add_tags(ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": key, "Value": value} for key, value in config.items()])
@@ -889,9 +896,10 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
     elif request.action == "autoscale":
         sagemaker, autoscaling = _clients()
         endpoint = describe_endpoint(sagemaker, settings.endpoint_name) or {}
-        served = served_package(sagemaker, endpoint) if endpoint else None
+        config_tags = _config_tags(sagemaker, endpoint) if endpoint else {}
+        served = served_package(sagemaker, endpoint, config_tags) if endpoint else None
         configure_autoscaling(autoscaling, settings)
-        notice = report(settings, rolled_back(sagemaker, settings, endpoint)) if endpoint else ""
+        notice = report(settings, rolled_back(sagemaker, settings, endpoint, config_tags)) if endpoint else ""
         result = DeployResult(
             "autoscaled",
             settings.endpoint_name,
