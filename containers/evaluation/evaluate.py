@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 from containers.common.arguments import fraction, non_negative, positive
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
-from containers.evaluation.model import SAVED_MODEL, TARBALL_SUFFIXES, Detections, Detector, ModelSource, locate_model, read_metadata
+from containers.evaluation.model import SAVED_MODEL, Detections, Detector, ModelSource, archive_of, locate_model, read_metadata
 from containers.evaluation.pictures import Example, save_pr_curves_picture, save_predictions_picture
 from containers.evaluation.report import DIGITS, evaluation_report, evaluation_warnings, unknown_labels
 from containers.evaluation.validation import GroundTruth, Record, read_records, validation_files
@@ -118,7 +118,7 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
     with tempfile.TemporaryDirectory(prefix="evaluate-") as work:
         scored = score(options.model, files, Path(work) / "challenger", options, log, "challenger")
         champion = None
-        if options.champion is not None and same_model(options.model, options.champion.model):
+        if options.champion is not None and same_model(scored.source.archive, options.champion.model):
             log(f"evaluate: the champion (version {options.champion.version}) is the challenger's very model file: scored once")
             champion = scored
         elif options.champion is not None:
@@ -177,26 +177,17 @@ def _model_section(path: Path, scored: Scored) -> dict:
     }
 
 
-def same_model(challenger: Path, champion: Path) -> bool:
-    """Whether both name the same model archive, byte for byte (a run whose training came from the cache is
-    judged against the package made from that very training): the detections would be the same."""
-    first, second = _archive(challenger), _archive(champion)
+def same_model(challenger_archive: Path | None, champion: Path) -> bool:
+    """Whether the champion is the challenger's model archive, byte for byte (a run whose training came from the
+    cache is judged against the package made from that very training): the detections would be the same."""
+    second = archive_of(champion) if champion.exists() else None
+    first = challenger_archive
     if first is None or second is None or first.stat().st_size != second.stat().st_size:
         return False
     if first.resolve() == second.resolve():
         return True
     with first.open("rb") as a, second.open("rb") as b:
         return hashlib.file_digest(a, "sha256").digest() == hashlib.file_digest(b, "sha256").digest()
-
-
-def _archive(path: Path) -> Path | None:
-    """The model archive `--model` names (a file, or the one file of a folder holding a single archive)."""
-    if path.is_file():
-        return path
-    if path.is_dir() and not (path / SAVED_MODEL).is_dir():
-        archives = [p for p in path.iterdir() if p.is_file() and p.name.endswith(TARBALL_SUFFIXES)]
-        return archives[0] if len(archives) == 1 else None
-    return None
 
 
 def champion_label(champion: ChampionOptions) -> str:

@@ -59,11 +59,19 @@ def locate_model(path: Path, work: Path) -> ModelSource:
     Raises `EvaluationError` when nothing usable is there, saying what was expected."""
     if not path.exists():
         raise EvaluationError(f"{path}: no model found: no such file or folder (pass --model: a model.tar.gz or a model folder)")
-    if path.is_dir() and (path / SAVED_MODEL).is_dir():
+    archive = archive_of(path)
+    if archive is None:
         return _checked(ModelSource(folder=path, packaging="folder"))
-    archive = _archive_in(path) if path.is_dir() else path
     folder = extract_model(archive, work / "model")
     return _checked(ModelSource(folder=folder, packaging="model.tar.gz", archive=archive))
+
+
+def archive_of(path: Path) -> Path | None:
+    """The model archive `--model` names (the file, or the one archive of a folder), or None for an extracted
+    model folder. Raises `EvaluationError` for a folder with no archive or several."""
+    if path.is_dir() and (path / SAVED_MODEL).is_dir():
+        return None
+    return _archive_in(path) if path.is_dir() else path
 
 
 def _archive_in(folder: Path) -> Path:
