@@ -72,6 +72,18 @@ class Package:
     champion: tuple[int, float | None] | None = None
 
 
+def mark_serving(packages: list[Package], served: dict[str, str | None]) -> list[Package]:
+    """The packages with what serves them marked: `served` maps each release stage, in order (the last is
+    production), to the ARN of the package its endpoint serves (None: nothing)."""
+    from dataclasses import replace
+
+    production = list(served.values())[-1]
+    return [
+        replace(package, serving=production == package.arn, stages=tuple(stage for stage, arn in served.items() if arn == package.arn))
+        for package in packages
+    ]
+
+
 def data_label(uri: str | None) -> str:
     """How a package's training data is shown: the snapshot id for a dataset snapshot's inputs/, else the URI."""
     match = re.search(r"/snapshots/([^/]+)/inputs/$", uri or "")

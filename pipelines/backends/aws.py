@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from containers.deploy import deploy as deployment
 from pipelines import aws, promote
-from pipelines.backends import Approval, Execution, Package, Step
+from pipelines.backends import Approval, Execution, Package, Step, mark_serving
 from pipelines.config import Config
 
 
@@ -69,15 +69,7 @@ class AwsBackend:
     def packages(self, limit: int) -> list[Package]:
         packages = aws.list_packages(self._sagemaker, self.session.client("s3"), self.config.model_package_group, limit)
         served = {stage: self._served(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
-        production = served[list(served)[-1]]
-        return [
-            replace(
-                package,
-                serving=production is not None and production.arn == package.arn,
-                stages=tuple(stage for stage, found in served.items() if found is not None and found.arn == package.arn),
-            )
-            for package in packages
-        ]
+        return mark_serving(packages, {stage: found.arn if found else None for stage, found in served.items()})
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)

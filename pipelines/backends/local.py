@@ -11,7 +11,7 @@ from pathlib import Path
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployResult
 from pipelines import promote
-from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label
+from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label, mark_serving
 from pipelines.config import Config
 from pipelines.local.console import relative
 from pipelines.local.runner import local_deployer
@@ -40,17 +40,9 @@ class LocalBackend:
         return _execution(row, self.state.steps(row["id"]))
 
     def packages(self, limit: int) -> list[Package]:
-        served = {stage: self.deployer.record(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
-        production = served[list(served)[-1]]
+        records = {stage: self.deployer.record(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
         newest = self.state.packages(self.config.model_package_group)[:limit]
-        return [
-            _package(
-                p,
-                serving=production is not None and production.package_arn == p.arn,
-                stages=tuple(stage for stage, record in served.items() if record is not None and record.package_arn == p.arn),
-            )
-            for p in newest
-        ]
+        return mark_serving([_package(p) for p in newest], {stage: record.package_arn if record else None for stage, record in records.items()})
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         """An approval deploys the package to the local endpoint at once, as the approval event does on AWS
@@ -137,7 +129,7 @@ def _step(row: dict) -> Step:
     return Step(row["name"], row["status"], _moment(row["started"]), _moment(row["ended"]), detail, row["failure"] or "")
 
 
-def _package(package: Registered, *, serving: bool, stages: tuple[str, ...] = ()) -> Package:
+def _package(package: Registered) -> Package:
     return Package(
         version=package.version,
         arn=package.arn,
@@ -145,8 +137,6 @@ def _package(package: Registered, *, serving: bool, stages: tuple[str, ...] = ()
         created=_moment(package.created),
         map=package.map,
         note=package.approval_description or "",
-        serving=serving,
-        stages=stages,
         execution=package.execution or "",
         data=data_label((package.metadata or {}).get("TrainingData")),
         champion=recorded_champion(package.metadata),
