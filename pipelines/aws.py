@@ -36,7 +36,9 @@ from steps.parameters import Declared, ParameterError, as_text, check_overrides,
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
 BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "bounding_box.liquid.html"
+ADJUST_BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "adjust_bounding_box.liquid.html"
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_LABEL_ATTRIBUTE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}")  # CreateLabelingJob's LabelAttributeName (botocore)
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+(?:::[A-Za-z]+)?)\}")
 
 
@@ -443,9 +445,11 @@ def set_approval(sagemaker: Any, sts: Any, arn: str, status: str, comment: str |
 # Ground Truth.
 
 # Ground Truth's built-in bounding-box Lambdas, PRE-BoundingBox (prepares each task) and ACS-BoundingBox
-# (consolidates the workers' boxes), live in one AWS-owned account per region. Source: the Amazon SageMaker
-# API Reference, HumanTaskConfig.PreHumanTaskLambdaArn and AnnotationConsolidationConfig.
-# AnnotationConsolidationLambdaArn (the same lists ship in botocore's service model; a test compares them).
+# (consolidates the workers' boxes), and those of its adjustment task, PRE-AdjustmentBoundingBox and
+# ACS-AdjustmentBoundingBox ("Bounding box adjustment"), live in one AWS-owned account per region, the same
+# for both. Source: the Amazon SageMaker API Reference, HumanTaskConfig.PreHumanTaskLambdaArn and
+# AnnotationConsolidationConfig.AnnotationConsolidationLambdaArn (the same lists ship in botocore's service
+# model; a test compares them for all four functions).
 GROUND_TRUTH_ACCOUNTS = {
     "us-east-1": "432418664414",
     "us-east-2": "266458841044",
@@ -462,12 +466,14 @@ GROUND_TRUTH_ACCOUNTS = {
 }
 
 
-def bounding_box_lambdas(region: str) -> tuple[str, str]:
-    """The region's (PRE-BoundingBox, ACS-BoundingBox) Lambda ARNs."""
+def bounding_box_lambdas(region: str, adjust: bool = False) -> tuple[str, str]:
+    """The region's (PRE-, ACS-) Lambda ARNs of the bounding-box task, or with `adjust` of its adjustment task."""
     account = GROUND_TRUTH_ACCOUNTS.get(region)
+    task = "AdjustmentBoundingBox" if adjust else "BoundingBox"
     if account is None:
-        raise usage_error(f"Ground Truth's bounding-box task is not available in {region}; use one of {', '.join(sorted(GROUND_TRUTH_ACCOUNTS))}")
-    return (f"arn:aws:lambda:{region}:{account}:function:PRE-BoundingBox", f"arn:aws:lambda:{region}:{account}:function:ACS-BoundingBox")
+        kind = "bounding-box adjustment" if adjust else "bounding-box"
+        raise usage_error(f"Ground Truth's {kind} task is not available in {region}; use one of {', '.join(sorted(GROUND_TRUTH_ACCOUNTS))}")
+    return (f"arn:aws:lambda:{region}:{account}:function:PRE-{task}", f"arn:aws:lambda:{region}:{account}:function:ACS-{task}")
 
 
 def label_categories(classes: list[str]) -> dict[str, Any]:
@@ -475,13 +481,22 @@ def label_categories(classes: list[str]) -> dict[str, Any]:
     return {"document-version": "2018-11-28", "labels": [{"label": name} for name in classes]}
 
 
-def render_task_template(labeling: LabelingConfig, classes: list[str], template: Path = BOUNDING_BOX_TEMPLATE) -> str:
-    """The worker task page: the repository's crowd-bounding-box template with the config's texts."""
+def render_task_template(labeling: LabelingConfig, classes: list[str], template: Path = BOUNDING_BOX_TEMPLATE, **names: str) -> str:
+    """The worker task page: the repository's crowd-bounding-box template with the config's texts (HTML-escaped)
+    and `names`, further placeholders inserted as they are (Liquid names: the caller checks them)."""
     return string.Template(template.read_text(encoding="utf-8")).substitute(
         title=html.escape(labeling.task_title),
         instructions=html.escape(labeling.instructions),
         classes=html.escape(", ".join(classes)),
+        **names,
     )
+
+
+def render_adjustment_template(labeling: LabelingConfig, classes: list[str], prior_attribute: str) -> str:
+    """The adjustment job's task page: crowd-bounding-box with the boxes under `prior_attribute` of each manifest
+    line as its initial value."""
+    check_label_attribute(prior_attribute, "the prior label attribute")
+    return render_task_template(labeling, classes, ADJUST_BOUNDING_BOX_TEMPLATE, prior_attribute=prior_attribute)
 
 
 def default_job_name(project: str, now: datetime | None = None) -> str:
@@ -508,9 +523,11 @@ def labeling_job_request(
     labeling: LabelingConfig,
     kms_key_id: str | None = None,
     tags: Mapping[str, str] | None = None,
+    adjust: bool = False,
 ) -> dict[str, Any]:
-    """CreateLabelingJob's arguments for a bounding-box job done by a private work team."""
-    pre, consolidation = bounding_box_lambdas(region)
+    """CreateLabelingJob's arguments for a bounding-box job done by a private work team; with `adjust`, a
+    bounding-box adjustment job (its Lambdas; the manifest and the task page carry the prior boxes)."""
+    pre, consolidation = bounding_box_lambdas(region, adjust)
     output: dict[str, Any] = {"S3OutputPath": output_path}
     if kms_key_id:
         output["KmsKeyId"] = kms_key_id
@@ -535,6 +552,104 @@ def labeling_job_request(
         },
         "Tags": [{"Key": key, "Value": value} for key, value in (tags or {}).items()],
     }
+
+
+# Bounding-box adjustment. Its input manifest holds a prior labelling of each image in Ground Truth's output
+# format: `<attribute>` ({"image_size", "annotations": [{"class_id", "left", "top", "width", "height"}]}) and
+# `<attribute>-metadata` ({"class-map", "type": "groundtruth/object-detection", ...}); `cardamage review` writes
+# the model's boxes so, under pipelines/review.py's ADJUSTMENT_ATTRIBUTE. The job must write its labels under
+# another LabelAttributeName, and its label categories must hold the prior job's labels ("Start a label
+# verification or adjustment job (API)", sms-data-verify-start-api, in the Amazon SageMaker Developer Guide).
+
+OBJECT_DETECTION = "groundtruth/object-detection"
+
+
+def check_label_attribute(name: str, what: str) -> str:
+    if not _LABEL_ATTRIBUTE.fullmatch(name):
+        raise usage_error(f"{what} {name!r} must be 1-127 letters, digits and hyphens (Ground Truth's LabelAttributeName)")
+    return name
+
+
+def class_map(classes: list[str]) -> dict[str, str]:
+    """A Ground Truth object-detection class-map: class_id (as text) -> class name, in data.classes order."""
+    return {str(index): name for index, name in enumerate(classes)}
+
+
+def manifest_lines(s3: Any, uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The JSON objects of the manifest at `uri`, read line by line, each with where it is (`<uri> line N`);
+    blank lines are skipped."""
+    location = parse_s3_uri(uri)
+    try:
+        body = s3.get_object(Bucket=location.bucket, Key=location.key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
+            raise ControlPlaneError(f"no manifest at {uri}: upload it first", exit_code=1) from None
+        raise
+    for number, raw in enumerate(body.iter_lines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{uri} line {number}"
+        try:
+            line = json.loads(raw)
+        except ValueError as exc:
+            detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise usage_error(f"{where} is not JSON ({detail}); a manifest has one JSON object per line") from None
+        if not isinstance(line, dict):
+            raise usage_error(f"{where} is not a JSON object; a manifest has one JSON object per line")
+        yield where, line
+
+
+def prior_attribute(line: Mapping[str, Any], where: str) -> str:
+    """The label attribute of the prior labelling on a manifest line: the one key with a `<key>-metadata`
+    object beside it."""
+    found = sorted(key for key in line if isinstance(line.get(f"{key}-metadata"), dict))
+    if len(found) != 1:
+        what = f"several: {', '.join(found)}" if found else "none"
+        raise usage_error(f"{where}: an adjustment manifest line needs one prior labelling (a key with a <key>-metadata object); found {what}")
+    return check_label_attribute(found[0], f"{where}: the prior label attribute")
+
+
+def check_prior_boxes(line: Mapping[str, Any], attribute: str, classes: list[str], where: str) -> None:
+    """That the line holds bounding boxes under `attribute` whose class-map is `classes` in order."""
+    labels, metadata = line.get(attribute), line.get(f"{attribute}-metadata")
+    if not isinstance(labels, dict) or not isinstance(labels.get("annotations"), list) or not isinstance(metadata, dict):
+        raise usage_error(
+            f"{where}: expected bounding boxes under {attribute!r} (an object with an annotations list) and {attribute}-metadata, "
+            "as on the manifest's first line: every line adjusts the same prior labelling"
+        )
+    if metadata.get("type") != OBJECT_DETECTION:
+        raise usage_error(f"{where}: {attribute}-metadata.type is {metadata.get('type')!r}, expected {OBJECT_DETECTION!r} (bounding boxes)")
+    expected = class_map(classes)
+    if metadata.get("class-map") != expected:
+        raise usage_error(
+            f"{where}: {attribute}-metadata.class-map is {json.dumps(metadata.get('class-map'))}, "
+            f"expected {json.dumps(expected)} (data.classes in pipeline.yaml, in order)"
+        )
+    for index, box in enumerate(labels["annotations"]):
+        class_id = box.get("class_id") if isinstance(box, dict) else None
+        if type(class_id) is not int or not 0 <= class_id < len(classes):
+            raise usage_error(f"{where}: {attribute}.annotations[{index}] has no class_id of the class-map (0 to {len(classes) - 1})")
+
+
+def adjustment_manifest_attribute(s3: Any, uri: str, classes: list[str]) -> str:
+    """The prior label attribute of the adjustment manifest at `uri`, found on its first line, once every line
+    is checked to hold bounding boxes under it for `classes`."""
+    attribute = None
+    for where, line in manifest_lines(s3, uri):
+        attribute = attribute or prior_attribute(line, where)
+        check_prior_boxes(line, attribute, classes, where)
+    if attribute is None:
+        raise usage_error(f"{uri} has no lines: an adjustment manifest has one line per image (`cardamage review` writes adjustment.manifest)")
+    return attribute
+
+
+def check_adjusted_attribute(label_attribute: str, prior: str, manifest_uri: str) -> None:
+    """Ground Truth refuses an adjustment job whose LabelAttributeName is the prior labelling's."""
+    if label_attribute == prior:
+        raise usage_error(
+            f"the adjusted labels need a label attribute other than {prior!r}, the prior labelling's in {manifest_uri}: "
+            "set data.label_attribute in pipeline.yaml to another name"
+        )
 
 
 def create_labeling_job(sagemaker: Any, s3: Any, request: Mapping[str, Any], uploads: Mapping[str, tuple[bytes, str]]) -> str:

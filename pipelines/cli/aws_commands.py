@@ -190,7 +190,19 @@ def _wait_for(sagemaker: Any, arn: str, timeout: float, poll: float) -> None:
 @command(Side.AWS, local_hint="Ground Truth is an AWS service")
 def label(
     cli: Invocation,
-    manifest: Annotated[str, typer.Option("--manifest", metavar="S3URI", help='The input manifest (one {"source-ref": "s3://..."} line per image).')],
+    manifest: Annotated[
+        str | None,
+        typer.Option("--manifest", metavar="S3URI", help='The input manifest of a new labelling (one {"source-ref": "s3://..."} line per image).'),
+    ] = None,
+    adjust: Annotated[
+        str | None,
+        typer.Option(
+            "--adjust",
+            metavar="S3URI",
+            help="Instead of --manifest: a manifest whose images carry boxes to correct, such as the adjustment.manifest "
+            "that `cardamage review` writes, uploaded to S3; starts a bounding-box adjustment job.",
+        ),
+    ] = None,
     workteam_arn: Annotated[
         str | None, typer.Option("--workteam-arn", metavar="ARN", help="The private work team (default: labeling.workteam_arn).")
     ] = None,
@@ -201,10 +213,19 @@ def label(
 ) -> None:
     """Create a Ground Truth bounding-box labelling job for the config's classes, done by a private work team.
 
+    With --manifest, workers draw every box. With --adjust, the job is a bounding-box adjustment job: workers
+    see each image with the boxes of a prior labelling and correct them (move, resize, relabel, delete, add).
+    `cardamage review` writes such a manifest, adjustment.manifest, with the model's boxes: upload it to S3, and
+    the batch's images/ under its images_prefix (review.json), first. Every line must carry that prior labelling
+    (an attribute with its -metadata) with a class-map of data.classes in order; the adjusted boxes are written
+    under data.label_attribute (default: the project name), which must differ from the prior attribute.
+
     The label categories and the task page are uploaded to the artifact bucket; the labels are written under
     labeling.output_prefix (default s3://<data bucket>/ground-truth/), where the new-data trigger listens."""
     from pipelines import aws
 
+    if (manifest is None) == (adjust is None):
+        fail("pass exactly one of --manifest S3URI (a new labelling) and --adjust S3URI (correct a prior labelling's boxes)", 2)
     config = cli.account_config
     classes = config.data.classes
     workteam = workteam_arn or config.labeling.workteam_arn
@@ -219,28 +240,44 @@ def label(
     ):
         if missing:
             fail(message, 2)
-    aws.parse_s3_uri(manifest)
+    manifest_uri = manifest or adjust
+    aws.parse_s3_uri(manifest_uri)
     session = cli.aws()
     name = aws.check_job_name(job_name or aws.default_job_name(config.project.name))
+    label_attribute = config.data.label_attribute or config.project.name
+    page_name, page = _task_page(session, config, classes, label_attribute, adjust)
     base = f"s3://{config.aws.artifact_bucket}/labeling/{name}/"
     uploads = {
         base + "label-categories.json": (json.dumps(aws.label_categories(classes), indent=2).encode(), "application/json"),
-        base + "bounding-box.liquid.html": (aws.render_task_template(config.labeling, classes).encode(), "text/html"),
+        base + page_name: (page.encode(), "text/html"),
     }
     request = aws.labeling_job_request(
         job_name=name,
-        label_attribute=config.data.label_attribute or config.project.name,
-        manifest_uri=manifest,
+        label_attribute=label_attribute,
+        manifest_uri=manifest_uri,
         output_path=output,
         categories_uri=base + "label-categories.json",
-        template_uri=base + "bounding-box.liquid.html",
+        template_uri=base + page_name,
         role_arn=role,
         workteam_arn=workteam,
         region=session.region,
         labeling=config.labeling,
         kms_key_id=config.aws.kms_key_id,
         tags={"cardamage:project": config.project.name},
+        adjust=adjust is not None,
     )
     arn = aws.create_labeling_job(session.client("sagemaker"), session.client("s3"), request, uploads)
     typer.echo(arn)
     typer.echo(f"the labels will be in {output.rstrip('/')}/{name}/manifests/output/output.manifest", err=True)
+
+
+def _task_page(session: Any, config: Config, classes: list[str], label_attribute: str, adjust: str | None) -> tuple[str, str]:
+    """The worker task page's file name and HTML: a new labelling's, or (with `adjust`, the manifest checked
+    first) an adjustment job's, showing the manifest's prior boxes."""
+    from pipelines import aws
+
+    if adjust is None:
+        return "bounding-box.liquid.html", aws.render_task_template(config.labeling, classes)
+    prior = aws.adjustment_manifest_attribute(session.client("s3"), adjust, classes)
+    aws.check_adjusted_attribute(label_attribute, prior, adjust)
+    return "adjust-bounding-box.liquid.html", aws.render_adjustment_template(config.labeling, classes, prior)

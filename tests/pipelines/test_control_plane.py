@@ -21,7 +21,7 @@ import pytest
 from botocore.validate import validate_parameters
 from typer.testing import CliRunner
 
-from pipelines import aws
+from pipelines import aws, review
 from pipelines.cli import app
 from pipelines.config import load_config, parse_config
 from tests.aws_fakes import ACCOUNT, REGION, ROLE, Stub, applied_update, client, isolate_aws, moto_server
@@ -681,6 +681,7 @@ def labeling_request(**changes):
 def test_the_labeling_request_is_valid_for_create_labeling_job():
     shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateLabelingJob").input_shape
     validate_parameters(labeling_request(), shape)  # raises ParamValidationError when it is not
+    validate_parameters(labeling_request(adjust=True), shape)
     broken = labeling_request()
     del broken["HumanTaskConfig"]["WorkteamArn"]
     with pytest.raises(Exception, match="WorkteamArn"):
@@ -695,11 +696,114 @@ def test_the_ground_truth_lambda_table_matches_the_api_reference():
     for shape, member, function in (
         ("HumanTaskConfig", "PreHumanTaskLambdaArn", "PRE-BoundingBox"),
         ("AnnotationConsolidationConfig", "AnnotationConsolidationLambdaArn", "ACS-BoundingBox"),
+        ("HumanTaskConfig", "PreHumanTaskLambdaArn", "PRE-AdjustmentBoundingBox"),
+        ("AnnotationConsolidationConfig", "AnnotationConsolidationLambdaArn", "ACS-AdjustmentBoundingBox"),
     ):
         documented = dict(
             re.findall(rf"arn:aws:lambda:([a-z0-9-]+):(\d{{12}}):function:{function}\b", model.shape_for(shape).members[member].documentation)
         )
-        assert documented == aws.GROUND_TRUTH_ACCOUNTS
+        assert documented == aws.GROUND_TRUTH_ACCOUNTS, function
+    for adjust in (False, True):  # the ARNs the requests carry are of those names
+        pre, consolidation = aws.bounding_box_lambdas(REGION, adjust)
+        assert pre.endswith(":function:PRE-AdjustmentBoundingBox" if adjust else ":function:PRE-BoundingBox")
+        assert consolidation.endswith(":function:ACS-AdjustmentBoundingBox" if adjust else ":function:ACS-BoundingBox")
+
+
+# label --adjust: a bounding-box adjustment job on `cardamage review`'s adjustment.manifest
+
+ADJUSTMENT_KEY = "review/20261201T100000Z/adjustment.manifest"
+
+
+def reviewed(name, *detections):
+    """A line of adjustment.manifest as `cardamage review` writes it (pipelines/review.py): the model's boxes."""
+    photo = review.Captured(f"captures.jsonl:{name}", name.encode(), "image/jpeg", tuple(detections), 640, 480, "2026-12-01T10:00:00Z")
+    url = f"s3://{DATA}/images/review/20261201T100000Z/{name}.jpg"
+    return review.adjustment_line(url, review.Scored(photo, 0.5, "ambiguous"), ["dent", "scratch"], "20261201T100000Z")
+
+
+def upload_manifest(env, *lines):
+    body = "".join(line if isinstance(line, str) else json.dumps(line) + "\n" for line in lines)
+    client("s3", env.url).put_object(Bucket=DATA, Key=ADJUSTMENT_KEY, Body=body.encode())
+    return f"s3://{DATA}/{ADJUSTMENT_KEY}"
+
+
+DENT = {"class": "dent", "score": 0.41, "box": {"xmin": 10, "ymin": 20, "xmax": 110, "ymax": 80}}
+SCRATCH = {"class": "scratch", "score": 0.55, "box": {"xmin": 200, "ymin": 100, "xmax": 260, "ymax": 130}}
+
+
+def test_label_adjust_creates_an_adjustment_job_showing_the_prior_boxes(env, config, stubs):
+    job = stubs(
+        "sagemaker", "CreateLabelingJob", lambda params: {"LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/adjust"}
+    )  # not in moto
+    s3_bucket(env, ARTIFACTS)
+    manifest = upload_manifest(env, reviewed("a", DENT, SCRATCH), "\n", reviewed("b"))  # a blank line is skipped
+    result = cli(env, config, "label", "--adjust", manifest, "--job-name", "car-damage-review-1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("labeling-job/adjust")
+
+    (request,) = job.calls  # validated by botocore against CreateLabelingJob's input shape
+    account = aws.GROUND_TRUTH_ACCOUNTS[REGION]
+    task = request["HumanTaskConfig"]
+    assert task["PreHumanTaskLambdaArn"] == f"arn:aws:lambda:{REGION}:{account}:function:PRE-AdjustmentBoundingBox"
+    assert (
+        task["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"]
+        == f"arn:aws:lambda:{REGION}:{account}:function:ACS-AdjustmentBoundingBox"
+    )
+    assert request["InputConfig"] == {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest}}}
+    assert request["LabelAttributeName"] == "car-damage" != review.ADJUSTMENT_ATTRIBUTE  # a new attribute for the adjusted boxes
+
+    s3 = client("s3", env.url)
+    categories = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=request["LabelCategoryConfigS3Uri"].split("/", 3)[3])["Body"].read())
+    assert categories["labels"] == [{"label": "dent"}, {"label": "scratch"}]  # the prior job's labels, as Ground Truth requires
+    assert task["UiConfig"]["UiTemplateS3Uri"] == f"s3://{ARTIFACTS}/labeling/car-damage-review-1/adjust-bounding-box.liquid.html"
+    template = s3.get_object(Bucket=ARTIFACTS, Key="labeling/car-damage-review-1/adjust-bounding-box.liquid.html")["Body"].read().decode()
+    assert "<crowd-bounding-box" in template and "initial-value=" in template and "${" not in template
+    assert "{% for box in task.input.manifestLine.review.annotations %}" in template
+    assert "{% assign label = task.input.manifestLine.review-metadata.class-map[class_id] %}" in template
+    assert "A dent is a deformation of a panel" in template and "Labels: dent, scratch." in template
+
+
+@pytest.mark.parametrize(
+    ("second", "fragments"),
+    [
+        (
+            {**reviewed("b"), "review-metadata": {**reviewed("b")["review-metadata"], "class-map": {"0": "scratch", "1": "dent"}}},
+            ["line 2: review-metadata.class-map is", 'expected {"0": "dent", "1": "scratch"}', "data.classes"],
+        ),
+        ({"source-ref": f"s3://{DATA}/images/c.jpg"}, ["line 2: expected bounding boxes under 'review'"]),
+        ({**reviewed("b"), "review": {"annotations": [{"class_id": 2, "left": 1, "top": 1, "width": 5, "height": 5}]}}, ["review.annotations[0]"]),
+        ("{not json\n", ["line 2 is not JSON"]),
+    ],
+)
+def test_label_adjust_checks_every_line_of_the_manifest(env, config, stubs, second, fragments):
+    job = stubs("sagemaker", "CreateLabelingJob", {"LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/x"})
+    manifest = upload_manifest(env, reviewed("a", DENT), second)
+    assert_one_line_error(cli(env, config, "label", "--adjust", manifest), 2, f"{manifest} line 2", *fragments)
+    assert job.calls == []
+
+
+def test_label_adjust_needs_a_manifest_with_one_prior_labelling(env, config, stubs):
+    job = stubs("sagemaker", "CreateLabelingJob", {"LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/x"})
+    plain = upload_manifest(env, {"source-ref": f"s3://{DATA}/images/a.jpg"})
+    assert_one_line_error(cli(env, config, "label", "--adjust", plain), 2, f"{plain} line 1", "one prior labelling", "found none")
+    assert_one_line_error(cli(env, config, "label", "--adjust", upload_manifest(env)), 2, "has no lines")
+    missing = f"s3://{DATA}/review/none/adjustment.manifest"
+    assert_one_line_error(cli(env, config, "label", "--adjust", missing), 1, f"no manifest at {missing}")
+    assert job.calls == []
+
+
+def test_label_adjust_needs_a_new_label_attribute(env, tmp_path, stubs):
+    job = stubs("sagemaker", "CreateLabelingJob", {"LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/x"})
+    same = tmp_path / "same.yaml"
+    same.write_text(CONFIG + f"data:\n  label_attribute: {review.ADJUSTMENT_ATTRIBUTE}\n")
+    manifest = upload_manifest(env, reviewed("a", DENT))
+    assert_one_line_error(cli(env, same, "label", "--adjust", manifest), 2, "other than 'review'", manifest, "data.label_attribute")
+    assert job.calls == []
+
+
+@pytest.mark.parametrize("options", [[], ["--manifest", f"s3://{DATA}/m", "--adjust", f"s3://{DATA}/{ADJUSTMENT_KEY}"]])
+def test_label_takes_exactly_one_of_manifest_and_adjust(env, config, options):
+    assert_one_line_error(cli(env, config, "label", *options), 2, "exactly one of --manifest", "--adjust")
 
 
 # The environment
