@@ -18,7 +18,7 @@ CDK := node_modules/.bin/cdk
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast lint lock bench synth clean help
+.PHONY: setup run test test-fast lint lock bench synth clean help labelstudio
 
 help:
 	@echo "make run    set up, then run the whole pipeline locally on the bundled sample (the main job)"
@@ -48,6 +48,17 @@ $(WHEELS_STAMP): $(STAMP) containers/inference/requirements.txt
 		--implementation cp --python-version $(SERVING_PYTHON) --platform manylinux_2_28_x86_64 \
 		-d $(SERVING_WHEELS) -r containers/inference/requirements.txt
 	touch $(WHEELS_STAMP)
+
+# A real Label Studio server for the review loop's integration test, in its own venv from its own hash-pinned
+# lock (requirements/labelstudio.txt): tests/pipelines/test_labelstudio_server.py runs this target itself.
+LABELSTUDIO_VENV := .venv-labelstudio
+LABELSTUDIO_STAMP := $(LABELSTUDIO_VENV)/.installed
+labelstudio: $(LABELSTUDIO_STAMP)
+$(LABELSTUDIO_STAMP): requirements/labelstudio.txt $(STAMP)
+	rm -rf $(LABELSTUDIO_VENV)
+	$(UV) venv --quiet --python $(PYTHON) $(LABELSTUDIO_VENV)
+	$(UV) pip install --quiet --python $(LABELSTUDIO_VENV)/bin/python --no-deps --require-hashes -r requirements/labelstudio.txt
+	touch $(LABELSTUDIO_STAMP)
 
 # node_modules is reinstalled when the npm lock changes: the CDK CLI at the version package-lock.json pins.
 $(NODE_STAMP): package.json package-lock.json
@@ -98,6 +109,8 @@ lock:
 	$(UV) pip compile containers/inference/requirements.in -c $(LOCK) --override requirements/overrides.txt \
 		--python-version $(SERVING_PYTHON) --python-platform x86_64-manylinux_2_28 --only-binary :all: --generate-hashes \
 		--no-header --no-annotate -o containers/inference/requirements.txt
+	$(UV) pip compile requirements/labelstudio.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+		--no-header -o requirements/labelstudio.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info node_modules cdk.out
+	rm -rf $(VENV) $(LABELSTUDIO_VENV) .pytest_cache .hypothesis build *.egg-info node_modules cdk.out

@@ -22,10 +22,13 @@ import hashlib
 import io
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from containers.common.pictures import pixel_box
+from containers.processing.prepare_data import IMAGES_LIST
+from steps.prepare_data import OUTPUT_FOLDER as PREPARED_FOLDER
 
 AMBIGUOUS = (0.2, 0.6)  # scores a detector is unsure of: neither background nor a confident box
 OVERLAP_IOU = 0.5
@@ -66,14 +69,72 @@ class Selection:
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (capture line, reason)
 
 
-def captured_photos(records: Iterable[tuple[str, int, Mapping]], since: str | None = None) -> tuple[list[Captured], list[tuple[str, str]]]:
-    """The answered photos of capture records `(file, line, record)`; the records that are not one (a JSON
-    request, an unreadable answer) are returned with the reason, not dropped silently. `since`: an ISO date
-    or time; older inferences are left out (not counted as unusable)."""
+def read_captures(s3: Any, destination: str) -> Iterator[tuple[str, int, str]]:
+    """Every line of the capture files under `destination` (s3://bucket/prefix/), oldest file first: (file URI,
+    line number, text). `s3` is a boto3 S3 client, or the local engine's stand-in for one (LocalS3Client)."""
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    for key in sorted(_keys(s3, bucket, prefix)):
+        if not key.endswith(".jsonl"):
+            continue
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                yield f"s3://{bucket}/{key}", number, line
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from (item["Key"] for item in page.get("Contents", []))
+
+
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    return key in _keys(s3, bucket, key)
+
+
+def labelled_hashes(s3: Any, artifact_bucket: str, pipeline_name: str) -> set[str]:
+    """Every photo a past execution prepared (trained or validated on), by content sha256: the images.jsonl
+    that PrepareData writes in each execution's prepared-data output, s3://<artifacts>/<pipeline>/<execution>/
+    prepared-data/ (steps/context.py, execution_uri). A cached PrepareData's output stays in the folder of the
+    execution that made it, so every labelled set is listed once."""
+    hashes: set[str] = set()
+    executions = s3.get_paginator("list_objects_v2").paginate(Bucket=artifact_bucket, Prefix=f"{pipeline_name}/", Delimiter="/")
+    for page in executions:
+        for folder in page.get("CommonPrefixes", []):
+            stem, suffix = IMAGES_LIST.rsplit(".", 1)  # images.jsonl, or images-<instance>.jsonl from several instances
+            for key in _keys(s3, artifact_bucket, f"{folder['Prefix']}{PREPARED_FOLDER}/{stem}"):
+                if key.endswith(f".{suffix}"):
+                    text = s3.get_object(Bucket=artifact_bucket, Key=key)["Body"].read().decode("utf-8")
+                    hashes.update(json.loads(line)["sha256"] for line in text.splitlines() if line.strip())
+    return hashes
+
+
+def batch_images_prefix(images_prefix: str, batch: str) -> str:
+    """Where a review batch's photos go: under the images prefix that executions read (ImagesS3Prefix), in
+    review/<batch>/, so the next execution finds them beside the photos already labelled."""
+    return f"{images_prefix.rstrip('/')}/review/{batch}/"
+
+
+def upload_images(s3: Any, folder, images_prefix: str) -> int:
+    """Put the batch's photos (OUT/images/) under its images prefix; how many."""
+    from pathlib import Path
+
+    bucket, _, prefix = images_prefix.removeprefix("s3://").partition("/")
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    for path in files:
+        content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
+        s3.put_object(Bucket=bucket, Key=prefix + path.relative_to(folder).as_posix(), Body=path.read_bytes(), ContentType=content_type)
+    return len(files)
+
+
+def captured_photos(records: Iterable[tuple[str, int, Mapping | str]], since: str | None = None) -> tuple[list[Captured], list[tuple[str, str]]]:
+    """The answered photos of capture records `(file, line, record or its JSON text)`; the records that are not
+    one (a JSON request, an unreadable answer) are returned with the reason, not dropped silently. `since`: an
+    ISO date or time; older inferences are left out (not counted as unusable)."""
     photos, unusable = [], []
-    for file, line, record in records:
+    for file, line, raw in records:
         where = f"{file}:{line}"
         try:
+            record = json.loads(raw) if isinstance(raw, str) else raw
             capture = record["captureData"]
             when = str((record.get("eventMetadata") or {}).get("inferenceTime", ""))
             if since and when and when < since:

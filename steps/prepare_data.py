@@ -9,6 +9,7 @@ from steps.parameters import Parameters
 
 NAME = "PrepareData"
 OUTPUT = "prepared"  # the output holding train/, validation/, label_map.pbtxt and the report
+OUTPUT_FOLDER = "prepared-data"  # its folder in the execution's (s3://<artifacts>/<pipeline>/<execution>/prepared-data/)
 INPUT_ROOT = "/opt/ml/processing/input"
 
 
@@ -52,7 +53,7 @@ def prepare_data_step(context: BuildContext, params: Parameters):
             ProcessingOutput(
                 output_name=OUTPUT,
                 s3_output=ProcessingS3Output(
-                    s3_uri=context.execution_uri("prepared-data"), local_path="/opt/ml/processing/output", s3_upload_mode="EndOfJob"
+                    s3_uri=context.execution_uri(OUTPUT_FOLDER), local_path="/opt/ml/processing/output", s3_upload_mode="EndOfJob"
                 ),
             )
         ],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,6 +102,18 @@ class Approval:
     deployment: DeployResult | None = None  # the deployment an approval started, where the backend does it at once
 
 
+@dataclass(frozen=True)
+class ReviewPlace:
+    """Where `cardamage review` (pipelines/review.py) reads and writes on one backend."""
+
+    s3: Any  # a boto3 S3 client, or the local engine's stand-in for one (LocalS3Client)
+    captures: str  # the production endpoint's data-capture prefix
+    artifact_bucket: str  # where executions write: their prepared data lists what is already labelled
+    images_prefix: str  # the images prefix executions read (ImagesS3Prefix); a batch goes under review/<batch>/
+    labels_prefix: str  # where label exports start the next execution (the new-data trigger's prefix)
+    model_version: str  # the package the endpoint serves, as "<group>/<version>", or "unknown"
+
+
 class Backend(Protocol):
     """What the commands that work on AWS and here ask of the place they run."""
 
@@ -127,6 +139,10 @@ class Backend(Protocol):
         """Deploy a package (default: the newest Approved one) to the endpoint approvals deploy to (the first
         release stage's), by the deployment rule (containers/deploy/deploy.py `decide`); `force` with a
         `reason` lets an older or worse one in."""
+        ...
+
+    def review_place(self) -> ReviewPlace:
+        """Where the endpoint's captures, the executions' prepared data, images and labels are."""
         ...
 
     def promote(

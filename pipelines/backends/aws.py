@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from containers.deploy import deploy as deployment
 from pipelines import aws, promote
-from pipelines.backends import Approval, Execution, Package, Step, mark_serving
+from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, mark_serving
 from pipelines.config import Config
 
 
@@ -110,6 +110,23 @@ class AwsBackend:
             )
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
+
+    def review_place(self) -> ReviewPlace:
+        """On AWS the images prefix is ImagesS3Prefix's default (s3://<data bucket>/images/ unless
+        pipeline.images_prefix says otherwise), what the new-data trigger's executions read."""
+        account = self.account
+        data, artifacts = account.aws.data_bucket, account.aws.artifact_bucket
+        if not data or not artifacts:
+            raise BackendError("the data and artifact buckets are unknown: deploy the stack, or set aws.data_bucket and aws.artifact_bucket", 2)
+        served = self._served()
+        return ReviewPlace(
+            s3=self.session.client("s3"),
+            captures=str(account.data_capture(artifacts)),
+            artifact_bucket=artifacts,
+            images_prefix=str(account.images_prefix(data)),
+            labels_prefix=str(account.labels_prefix(data)),
+            model_version=f"{served.group}/{served.version}" if served else "unknown",
+        )
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""

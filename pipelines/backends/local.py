@@ -11,7 +11,7 @@ from pathlib import Path
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployResult
 from pipelines import promote
-from pipelines.backends import Approval, BackendError, Execution, Package, Step, data_label, mark_serving
+from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, data_label, mark_serving
 from pipelines.config import Config
 from pipelines.local.console import relative
 from pipelines.local.runner import local_deployer
@@ -65,6 +65,26 @@ class LocalBackend:
                 raise BackendError(f"no Approved package in {group} (local): approve one with `cardamage approve --local VERSION`")
             package = approved[0]
         return self.deployer.deploy(package.arn, self.config.approval_endpoint, force=force, reason=reason)
+
+    def review_place(self) -> ReviewPlace:
+        """Here the images prefix is the latest run's ImagesS3Prefix (the sample's, unless --images-prefix named
+        another), so that `cardamage run --local` finds a review batch's photos beside the ones labelled before."""
+        from pipelines.local.runner import LOCAL_VALUES
+        from pipelines.local.storage import LocalS3Client
+
+        config = self.config
+        data, artifacts = LOCAL_VALUES["DataBucket"], LOCAL_VALUES["ArtifactBucket"]
+        latest = self.state.executions(1, config.pipeline_name)
+        images = json.loads(latest[0]["parameters"]).get("ImagesS3Prefix") if latest else None
+        served = self.deployer.record(config.endpoint_name)
+        return ReviewPlace(
+            s3=LocalS3Client(self.deployer.s3),
+            captures=str(config.data_capture(artifacts)),
+            artifact_bucket=artifacts,
+            images_prefix=images or str(config.images_prefix(data)),
+            labels_prefix=str(config.labels_prefix(data)),
+            model_version=f"{config.model_package_group}/{served.version}" if served else "unknown",
+        )
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""

@@ -1,13 +1,15 @@
 """`cardamage review`: a review batch of the photos the endpoint was least sure of (pipelines/review.py), with
-the model's boxes as pre-annotations for Label Studio and a Ground Truth adjustment manifest.
-
-Here it reads the local endpoint's data capture and the local executions' prepared data (what is already
-labelled); the AWS side (capture in S3, the batch under the data bucket's images/review/) and pushing to a
-Label Studio server come next (issue 13)."""
+the model's boxes as pre-annotations for Label Studio and a Ground Truth adjustment manifest; pushed to a
+Label Studio project, and its finished annotations pulled back under the labels prefix
+(pipelines/labelstudio.py). The same code on AWS and here: the backend says where things are."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,17 +17,25 @@ from typing import Annotated
 import typer
 
 from pipelines import review
-from pipelines.backends.local import LocalBackend
+from pipelines.backends import ReviewPlace
 from pipelines.cli.app import Invocation, Side, command, fail
-from pipelines.local.capture import read_captures
-from pipelines.local.runner import LOCAL_VALUES
-from steps.prepare_data import OUTPUT as PREPARED_OUTPUT
+from pipelines.local.runner import safe_name
+
+BATCH_FILES = ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
 
 
-@command(Side.LOCAL, "review")
+@command(Side.BOTH, "review")
 def review_command(
     cli: Invocation,
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help="The review batch's folder.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="OUT",
+            help="The review batch's folder, or an S3 URI to upload it to. With --pull-labelstudio: a copy of the export.",
+        ),
+    ] = None,
     count: Annotated[int, typer.Option("--count", "-n", metavar="N", min=1, help="How many photos to pick.")] = 20,
     strategy: Annotated[
         str,
@@ -35,54 +45,163 @@ def review_command(
     ] = "uncertain",
     since: Annotated[str | None, typer.Option("--since", metavar="DATE", help="Only photos answered on or after DATE (ISO 8601).")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="The random picks' seed.")] = 0,
+    push_labelstudio: Annotated[
+        str | None,
+        typer.Option("--push-labelstudio", metavar="URL", help="Then create or update the Label Studio project at URL and import the batch's tasks."),
+    ] = None,
+    pull_labelstudio: Annotated[
+        str | None,
+        typer.Option(
+            "--pull-labelstudio",
+            metavar="URL",
+            help="Instead of picking photos: export the project's finished annotations to the labels prefix, where they start the next execution.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token (or LABEL_STUDIO_API_KEY)."),
+    ] = None,
+    project: Annotated[str, typer.Option("--project", metavar="NAME", help="The Label Studio project's title.")] = "cardamage-review",
 ) -> None:
     """Pick the photos the endpoint was least sure of from its captured requests and answers, leaving out what is
     already labelled (by content) and near-duplicates, and write a review batch: tasks.json (Label Studio tasks
     with the model's boxes as predictions), labeling-config.xml, adjustment.manifest (Ground Truth), review.json
-    (why each photo was picked), images/ and contact-sheet.png."""
+    (why each photo was picked), images/ and contact-sheet.png. The photos also go under the images prefix
+    executions read, in review/<batch>/, where the tasks point.
+
+    With --push-labelstudio, the tasks go into a Label Studio project for a person to correct; with
+    --pull-labelstudio, that project's annotations come back as a Label Studio JSON export under the labels
+    prefix (labels/labelstudio-<project>-<hash>/), the next execution's input."""
     if strategy not in review.STRATEGIES:
         fail(f"--strategy must be one of {', '.join(review.STRATEGIES)} (got {strategy!r})", 2)
-    if since is not None:
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            fail(f"--since must be an ISO 8601 date or time such as 2026-11-30 or 2026-11-30T12:00:00Z (got {since!r})", 2)
-        # Capture times are UTC, written as 2026-12-01T10:00:00Z: compared as text in that form.
-        since = (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-    backend = LocalBackend(cli.config, cli.state_dir)
+    if push_labelstudio and pull_labelstudio:
+        fail("--push-labelstudio sends a new batch, --pull-labelstudio brings annotations back: one at a time", 2)
+    if (push_labelstudio or pull_labelstudio) and not token:
+        fail("Label Studio needs an access token: --token TOKEN or LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)", 2)
+    if not pull_labelstudio and output is None:
+        fail("--output OUT is needed: the folder (or S3 URI) the review batch is written to", 2)
+    since = _utc_since(since)
+    place = cli.backend().review_place()
+    if pull_labelstudio:
+        _pull(place, pull_labelstudio, token or "", project, output)
+        return
+    if output is not None and output.startswith("s3://"):
+        with tempfile.TemporaryDirectory() as folder:
+            _review(cli, place, Path(folder), output, count, strategy, since, seed, push_labelstudio, token, project)
+    else:
+        _review(cli, place, Path(output or "."), None, count, strategy, since, seed, push_labelstudio, token, project)
+
+
+def _utc_since(since: str | None) -> str | None:
+    if since is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        fail(f"--since must be an ISO 8601 date or time such as 2026-11-30 or 2026-11-30T12:00:00Z (got {since!r})", 2)
+    # Capture times are UTC, written as 2026-12-01T10:00:00Z: compared as text in that form.
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _review(
+    cli: Invocation, place: ReviewPlace, folder: Path, upload: str | None, count: int, strategy: str, since: str | None, seed: int,
+    push_url: str | None, token: str | None, project: str,
+) -> None:  # fmt: skip
     config = cli.config
-    destination = str(config.data_capture(LOCAL_VALUES["ArtifactBucket"]))
-    records = read_captures(backend.deployer.s3, destination)
-    photos, unusable = review.captured_photos(records, since=since)
-    labelled = labelled_hashes(backend)
+    photos, unusable = review.captured_photos(review.read_captures(place.s3, place.captures), since=since)
+    labelled = review.labelled_hashes(place.s3, place.artifact_bucket, config.pipeline_name)
     selection = review.select(photos, labelled, count, strategy, seed)
     selection.unusable[:0] = unusable
     batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    prefix = f"s3://{LOCAL_VALUES['DataBucket']}/images/review/{batch}/"
-    served = backend.deployer.record(config.endpoint_name)
-    model_version = f"{config.model_package_group}/{served.version}" if served else "unknown"
-    document = review.write_batch(output, selection, prefix, list(config.data.classes or []), model_version, batch)
+    prefix = review.batch_images_prefix(place.images_prefix, batch)
+    document = review.write_batch(folder, selection, prefix, list(config.data.classes or []), place.model_version, batch)
+    uploaded = review.upload_images(place.s3, folder / "images", prefix)
     typer.echo(
-        f"review batch {batch}: {len(document['images'])} photo(s) of {len(photos)} answered in {destination} "
+        f"review batch {batch}: {len(document['images'])} photo(s) of {len(photos)} answered in {place.captures} "
         f"({', '.join(f'{n} {why}' for why, n in selection.skipped.items()) or 'none left out'}; {len(selection.unusable)} unusable)"
     )
     for entry in document["images"]:
         typer.echo(f"  {entry['score']:.2f}  {entry['image']}  {entry['reason']}")
-    typer.echo(f"written to {output}: tasks.json, labeling-config.xml, adjustment.manifest, review.json, images/, contact-sheet.png")
+    for where, reason in selection.unusable[:5]:
+        typer.echo(f"  unusable: {where}: {reason}", err=True)
+    if len(selection.unusable) > 5:
+        typer.echo(f"  ... and {len(selection.unusable) - 5} more unusable capture line(s), listed in review.json", err=True)
+    typer.echo(f"{uploaded} photo(s) put under {prefix}, where the tasks point")
+    if upload is not None:
+        base = upload.rstrip("/") + "/"
+        bucket, _, key = base.removeprefix("s3://").partition("/")
+        for name in BATCH_FILES:
+            place.s3.put_object(Bucket=bucket, Key=key + name, Body=(folder / name).read_bytes())
+        typer.echo(f"written to {base}: {', '.join(BATCH_FILES)} (the photos are under {prefix})")
+    else:
+        typer.echo(f"written to {folder}: {', '.join(BATCH_FILES)}, images/")
+    if push_url:
+        _push(push_url, token or "", project, folder, batch)
 
 
-def labelled_hashes(backend: LocalBackend) -> set[str]:
-    """Every photo an execution here has trained or validated on, by content sha256 (PrepareData's images.jsonl)."""
-    hashes: set[str] = set()
-    for execution in backend.state.executions(limit=100000):
-        for step in backend.state.steps(execution["id"]):
-            if step["name"] != "PrepareData" or not step["properties"]:
-                continue
-            outputs = json.loads(step["properties"]).get("ProcessingOutputConfig", {}).get("Outputs", [])
-            for item in outputs:
-                if item.get("OutputName") != PREPARED_OUTPUT:
-                    continue
-                folder = backend.deployer.s3.path(item["S3Output"]["S3Uri"])
-                for listing in folder.glob("images*.jsonl"):
-                    hashes.update(json.loads(line)["sha256"] for line in listing.read_text().splitlines() if line.strip())
-    return hashes
+def _push(url: str, token: str, project: str, folder: Path, batch: str) -> None:
+    from pipelines import labelstudio
+
+    tasks = json.loads((folder / "tasks.json").read_text())
+    if not tasks:
+        typer.echo("nothing to push to Label Studio: the batch is empty")
+        return
+    with _reaching(url):
+        pushed = labelstudio.push(
+            labelstudio.connect(url, token), project, (folder / "labeling-config.xml").read_text(), tasks, f"cardamage review batches; latest {batch}"
+        )
+    typer.echo(
+        f"Label Studio project {pushed.title!r} (id {pushed.project}, {'created' if pushed.created else 'updated'}): "
+        f"{pushed.imported} task(s) imported with the model's boxes as predictions"
+        + (f"; {len(pushed.already)} already in the project, not imported again" if pushed.already else "")
+    )
+    typer.echo(f"  label them at {url.rstrip('/')}/projects/{pushed.project}/data")
+
+
+def _pull(place: ReviewPlace, url: str, token: str, project: str, output: str | None) -> None:
+    from pipelines import labelstudio
+
+    with _reaching(url):
+        pulled = labelstudio.pull(labelstudio.connect(url, token), project)
+    for problem in pulled.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if not pulled.tasks:
+        typer.echo(f"Label Studio project {project!r} (id {pulled.project}) has no annotated task yet: nothing pulled")
+        return
+    body = json.dumps(pulled.tasks, indent=1).encode()
+    name = f"labelstudio-{safe_name(project)}-{hashlib.sha256(body).hexdigest()[:12]}"
+    bucket, _, prefix = place.labels_prefix.removeprefix("s3://").partition("/")
+    key = f"{prefix}{name}/export.json"
+    summary = (
+        f"{len(pulled.tasks)} annotated task(s), {pulled.annotations} annotation(s)"
+        + (f", {pulled.cancelled} skipped by the annotator (not used)" if pulled.cancelled else "")
+        + (f", {len(pulled.problems)} problem(s) above (PrepareData reports what it cannot use)" if pulled.problems else "")
+    )
+    if review.object_exists(place.s3, bucket, key):
+        typer.echo(f"s3://{bucket}/{key} holds this export already ({summary}): nothing new to pull")
+    else:
+        place.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        typer.echo(f"pulled {summary} from project {project!r} (id {pulled.project}) to s3://{bucket}/{key}")
+        typer.echo(
+            "  the next execution trains on it with all other labelled data (on AWS the new-data trigger starts it; here: cardamage run --local)"
+        )
+    if output is not None:
+        target = Path(output) / "export.json" if Path(output).suffix != ".json" else Path(output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        typer.echo(f"  saved a copy to {target}")
+
+
+@contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Label Studio's connection errors (httpx's, under the SDK) and refusals as one line and exit status 1."""
+    import httpx
+
+    from pipelines.labelstudio import LabelStudioError
+
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach Label Studio at {url}: {exc}", 1)
+    except LabelStudioError as exc:
+        fail(str(exc), 1)

@@ -25,7 +25,6 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -106,13 +105,3 @@ class DataCapture:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(line) + "\n", encoding="utf-8")
         return uri
-
-
-def read_captures(s3: LocalS3, destination: str) -> Iterator[tuple[str, int, dict]]:
-    """Every capture record under `destination`: (file URI, line number, record), oldest file first."""
-    for relative, path in sorted(s3.objects(destination)):
-        if not relative.endswith(".jsonl"):
-            continue
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                yield f"{destination.rstrip('/')}/{relative}", number, json.loads(line)

@@ -96,7 +96,7 @@ def stage(inputs: Inputs, s3: LocalS3, config: Config) -> dict[str, str]:
     where = config.snapshot_prefixes(bucket)
     for source in labels:
         content = texts[source] if source in texts else _folder_digest(source).encode()
-        folder = f"s3://{bucket}/{where.labels}{_safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
+        folder = f"s3://{bucket}/{where.labels}{safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
         if source in texts:
             _write_if_changed(s3.path(folder + source.name), texts[source])
         else:
@@ -112,7 +112,7 @@ def _folder_digest(folder: Path) -> str:
     )
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:60] or "labels"

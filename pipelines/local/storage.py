@@ -88,17 +88,28 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 class LocalS3Client:
-    """The few S3 client calls a dataset snapshot makes (containers/trigger/snapshot.py), over the local S3:
-    the same snapshot code runs here as in the trigger function. The local S3 keeps no versions: each object's
+    """The few S3 client calls a dataset snapshot (containers/trigger/snapshot.py) and a review (pipelines/review.py)
+    make, over the local S3: the same code runs here as against S3. The local S3 keeps no versions: each object's
     version id is "null", as S3 reports for an unversioned object, and its time is its file's."""
 
     def __init__(self, s3: LocalS3):
         self.s3 = s3
 
     def get_paginator(self, operation: str) -> _Paginator:
-        if operation != "list_object_versions":
+        if operation not in ("list_object_versions", "list_objects_v2"):
             raise NotImplementedError(operation)
-        return _Paginator(self)
+        return _Paginator(self, operation)
+
+    def list_objects(self, bucket: str, prefix: str, delimiter: str = "") -> dict:
+        """ListObjectsV2's one page: Contents, and CommonPrefixes when a delimiter groups keys."""
+        contents, common = [], set()
+        for version in self.list_versions(bucket, prefix):
+            rest = version["Key"][len(prefix) :]
+            if delimiter and delimiter in rest:
+                common.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
+            else:
+                contents.append({key: version[key] for key in ("Key", "Size", "LastModified")})
+        return {"Contents": contents, "CommonPrefixes": [{"Prefix": p} for p in sorted(common)]}
 
     def list_versions(self, bucket: str, prefix: str) -> list[dict]:
         from datetime import UTC, datetime
@@ -128,8 +139,10 @@ class LocalS3Client:
 
 
 class _Paginator:
-    def __init__(self, client: LocalS3Client):
-        self.client = client
+    def __init__(self, client: LocalS3Client, operation: str):
+        self.client, self.operation = client, operation
 
-    def paginate(self, Bucket: str, Prefix: str = "") -> list[dict]:
+    def paginate(self, Bucket: str, Prefix: str = "", Delimiter: str = "") -> list[dict]:
+        if self.operation == "list_objects_v2":
+            return [self.client.list_objects(Bucket, Prefix, Delimiter)]
         return [{"Versions": self.client.list_versions(Bucket, Prefix)}]

@@ -20,21 +20,10 @@ from pipelines.local.capture import DataCapture, capture_line
 from pipelines.local.runner import LOCAL_VALUES
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
+from tests.review_support import answer, capture_answers, corners, detection
 from tests.support import ROOT, SAMPLE
 
 PHOTOS = sorted((SAMPLE / "images").rglob("*.jpg"))
-
-
-def detection(cls: str, score: float, box=(0.1, 0.1, 0.5, 0.5), size=(100, 100)) -> dict:
-    xmin, ymin, xmax, ymax = box
-    w, h = size
-    return {
-        "class": cls,
-        "class_id": 1 if cls == "dent" else 2,
-        "score": score,
-        "box": {"xmin": xmin * w, "ymin": ymin * h, "xmax": xmax * w, "ymax": ymax * h},
-        "box_normalized": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
-    }
 
 
 def photo(data: bytes, detections=(), source="capture.jsonl:1", size=(100, 100)) -> review.Captured:
@@ -64,11 +53,6 @@ def test_captured_records_that_are_not_answered_photos_are_reported_with_a_reaso
     assert [p.source for p in photos] == ["f:1"] and photos[0].width == 64 and photos[0].detections[0]["class"] == "dent"
     assert [where for where, _ in unusable] == ["f:2", "f:3"]
     assert "the request is application/json, not a photo" in unusable[0][1] and "not a captured photo and answer" in unusable[1][1]
-
-
-def answer(detections=None, size=(64, 48)) -> bytes:
-    found = [detection("dent", 0.4, size=size)] if detections is None else detections
-    return json.dumps({"predictions": [{"image": {"width": size[0], "height": size[1]}, "detections": found}]}).encode()
 
 
 def recompressed(data: bytes, quality: int) -> bytes:
@@ -130,22 +114,17 @@ def test_the_batch_files_speak_label_studio_and_ground_truth(tmp_path):
 def test_review_writes_a_batch_from_the_local_endpoints_captures(tmp_path):
     config = load_config(ROOT / "pipeline.yaml", profile="local")
     state_dir = tmp_path / "state"
+    capture_answers(config, state_dir, PHOTOS[:4])
     state, s3 = State(state_dir), LocalS3(state_dir / "s3")
-    capture = DataCapture(s3, str(config.data_capture(LOCAL_VALUES["ArtifactBucket"])), config.endpoint_name, 100)
-    for index, path in enumerate(PHOTOS[:4]):
-        with Image.open(path) as image:
-            size = image.size
-        found = [detection("dent", 0.3 + 0.1 * index, size=size), detection("scratch", 0.9, (0.6, 0.6, 0.9, 0.9), size)]
-        capture.record(path.read_bytes(), "image/jpeg", answer(found, size), "application/json")
-    capture.record(b'{"not": "a photo"}', "application/json", answer(), "application/json")
+    DataCapture(s3, str(config.data_capture(LOCAL_VALUES["ArtifactBucket"])), config.endpoint_name, 100).record(
+        b'{"not": "a photo"}', "application/json", answer(), "application/json"
+    )
     # An execution that prepared (and so labelled) the first photo.
     prepared = "s3://local-artifacts/car-damage-pipeline/e1/prepared-data"
     listing = s3.path(prepared) / "images.jsonl"
     listing.parent.mkdir(parents=True)
     listing.write_text(json.dumps({"key": "a.jpg", "sha256": hashlib.sha256(PHOTOS[0].read_bytes()).hexdigest(), "split": "train"}) + "\n")
     state.start_execution("e1", config.pipeline_name, {})
-    properties = {"ProcessingOutputConfig": {"Outputs": [{"OutputName": "prepared", "S3Output": {"S3Uri": prepared}}]}}
-    state.record_step("e1", "PrepareData", "Processing", "Succeeded", properties=properties)
 
     out = tmp_path / "batch"
     result = CliRunner().invoke(app, ["review", "--local", "--state-dir", str(state_dir), "--count", "2", "--output", str(out)])
@@ -187,10 +166,7 @@ def test_a_corrected_export_of_the_batch_is_what_prepare_data_trains_on(tmp_path
         added = {**first, "id": "new", "value": {**moved, "y": 60.0, "height": 20.0, "rectanglelabels": ["scratch"]}}
         task["id"], task["annotations"] = number, [{"id": number, "result": [{**first, "value": moved}, added]}]
         key = task["data"]["image"].removeprefix(document["images_prefix"])
-        expected[key] = sorted(
-            (label, round(v["x"] / 100, 4), round(v["y"] / 100, 4), round((v["x"] + v["width"]) / 100, 4), round((v["y"] + v["height"]) / 100, 4))
-            for label, v in ((1, moved), (2, added["value"]))
-        )
+        expected[key] = sorted((label, *corners(v)) for label, v in ((1, moved), (2, added["value"])))
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
 
@@ -211,7 +187,57 @@ def test_a_corrected_export_of_the_batch_is_what_prepare_data_trains_on(tmp_path
 def test_since_takes_iso_dates_and_refuses_anything_else(tmp_path, since, expected):
     state_dir = tmp_path / "state"
     State(state_dir)
-    result = CliRunner().invoke(app, ["review", "--state-dir", str(state_dir), "--output", str(tmp_path / "out"), "--since", since])
+    result = CliRunner().invoke(app, ["review", "--local", "--state-dir", str(state_dir), "--output", str(tmp_path / "out"), "--since", since])
     assert result.exit_code == expected, result.output
     if expected:
         assert "--since must be an ISO 8601 date or time" in result.output
+
+
+def test_on_aws_review_reads_s3_captures_and_puts_the_batch_under_the_data_buckets_images(tmp_path, monkeypatch):
+    """The same command on AWS (moto): captures under the artifact bucket's data-capture prefix, the labelled set
+    from the executions' prepared data, the photos under s3://<data>/images/review/<batch>/, the files at --output."""
+    from tests.aws_fakes import REGION, client, isolate_aws, moto_server
+
+    data, artifacts = "cardamage-data", "cardamage-artifacts"
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(f"project:\n  name: car-damage\naws:\n  region: {REGION}\n  data_bucket: {data}\n  artifact_bucket: {artifacts}\n")
+    config = load_config(config_file)
+    with moto_server() as server:
+        isolate_aws(monkeypatch, tmp_path)
+        s3 = client("s3", server.url)
+        for bucket in (data, artifacts):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        capture_prefix = config.data_capture(artifacts)
+        for index, path in enumerate(PHOTOS[:3]):
+            with Image.open(path) as image:
+                size = image.size
+            found = [detection("dent", 0.3 + 0.1 * index, size=size)]
+            line = capture_line(
+                path.read_bytes(),
+                "image/jpeg",
+                answer(found, size),
+                "application/json",
+                when=datetime(2026, 12, 1, 10, tzinfo=UTC),
+                event_id=str(index),
+            )
+            key = f"{capture_prefix.key}{config.endpoint_name}/AllTraffic/2026/12/01/10/00-0{index}-000-{index}.jsonl"
+            s3.put_object(Bucket=artifacts, Key=key, Body=json.dumps(line).encode() + b"\n")
+        listing = json.dumps({"key": "a.jpg", "sha256": hashlib.sha256(PHOTOS[0].read_bytes()).hexdigest(), "split": "train"})
+        s3.put_object(Bucket=artifacts, Key=f"{config.pipeline_name}/exec-1/prepared-data/images.jsonl", Body=listing.encode())
+
+        result = CliRunner().invoke(
+            app, ["review", "--config", str(config_file), "--endpoint-url", server.url, "--output", f"s3://{artifacts}/reviews/first/", "-n", "5"]
+        )
+        assert result.exit_code == 0, result.output
+        document = json.loads(s3.get_object(Bucket=artifacts, Key="reviews/first/review.json")["Body"].read())
+        assert document["images_prefix"].startswith(f"s3://{data}/images/review/") and document["skipped"] == {"already labelled": 1}
+        assert document["model_version"] == "unknown"  # no endpoint serves a package in this account
+        prefix = document["images_prefix"].removeprefix(f"s3://{data}/")
+        stored = {item["Key"].removeprefix(prefix) for item in s3.list_objects_v2(Bucket=data, Prefix=prefix)["Contents"]}
+        assert stored == {entry["image"] for entry in document["images"]} and len(stored) == 2
+        tasks = json.loads(s3.get_object(Bucket=artifacts, Key="reviews/first/tasks.json")["Body"].read())
+        assert sorted(task["data"]["image"] for task in tasks) == sorted(document["images_prefix"] + key for key in stored)
+        files = {item["Key"] for item in s3.list_objects_v2(Bucket=artifacts, Prefix="reviews/first/")["Contents"]}
+        assert files == {
+            f"reviews/first/{name}" for name in ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
+        }

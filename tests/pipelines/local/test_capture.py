@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 
 from pipelines.config import load_config
-from pipelines.local.capture import CaptureSettings, DataCapture, capture_line, read_captures
-from pipelines.local.storage import LocalS3
+from pipelines.local.capture import CaptureSettings, DataCapture, capture_line
+from pipelines.local.storage import LocalS3, LocalS3Client
+from pipelines.review import read_captures
 from tests.support import ROOT, jpeg_bytes
 
 DESTINATION = "s3://local-artifacts/data-capture/car-damage-endpoint/"
@@ -41,8 +42,8 @@ def test_files_follow_the_endpoint_variant_and_hour_layout(tmp_path):
     capture = DataCapture(s3, DESTINATION, "car-damage-endpoint", 100)
     uri = capture.record(jpeg_bytes(), "image/jpeg", b"{}", "application/json", "claim-1", when=WHEN)
     assert re.fullmatch(rf"{DESTINATION}car-damage-endpoint/AllTraffic/2026/12/01/18/05-09-123-[0-9a-f-]{{36}}\.jsonl", uri)
-    ((found, line, record),) = list(read_captures(s3, DESTINATION))
-    assert (found, line) == (uri, 1) and record["eventMetadata"]["inferenceId"] == "claim-1"
+    ((found, line, text),) = list(read_captures(LocalS3Client(s3), DESTINATION))
+    assert (found, line) == (uri, 1) and json.loads(text)["eventMetadata"]["inferenceId"] == "claim-1"
     assert json.loads(s3.path(uri).read_text())["eventVersion"] == "0"
 
 
@@ -53,7 +54,7 @@ def test_the_sampling_rate_holds_over_hundreds_of_requests(tmp_path, percent):
     requests = 400
     for _ in range(requests):
         capture.record(b"x", "image/jpeg", b"{}", "application/json")
-    captured = len(list(read_captures(s3, DESTINATION)))
+    captured = len(list(read_captures(LocalS3Client(s3), DESTINATION)))
     expected = requests * percent / 100
     spread = 4 * (requests * percent / 100 * (1 - percent / 100)) ** 0.5  # four standard deviations of a binomial
     assert expected - spread <= captured <= expected + spread, (percent, captured)

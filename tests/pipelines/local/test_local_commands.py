@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import load_config
-from pipelines.local.capture import read_captures
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
-from pipelines.local.storage import LocalS3
+from pipelines.local.storage import LocalS3, LocalS3Client
+from pipelines.review import read_captures
 from tests.fake_model import write_model_archive
 from tests.support import ROOT, SAMPLE
 
@@ -242,8 +242,9 @@ def test_the_sagemaker_runtime_client_invokes_the_local_endpoint_as_it_would_aws
 
     # The answered request was captured, as the deployment's data capture (100% in this profile) says.
     destination = str(config.data_capture("local-artifacts"))
-    (captured,) = list(read_captures(LocalS3(state_dir / "s3"), destination))
-    uri, _, record = captured
+    (captured,) = list(read_captures(LocalS3Client(LocalS3(state_dir / "s3")), destination))
+    uri, _, text = captured
+    record = json.loads(text)
     assert re.fullmatch(
         rf"{re.escape(destination)}{config.endpoint_name}/AllTraffic/\d{{4}}/\d\d/\d\d/\d\d/\d\d-\d\d-\d{{3}}-[0-9a-f-]{{36}}\.jsonl", uri
     )
