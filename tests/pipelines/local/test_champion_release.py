@@ -58,12 +58,13 @@ def fake_training(engine, classes: list[str]):
     return train
 
 
-def run_with_fake(config, state: Path, steps: int):
+def run_with_fake(config, state: Path, steps: int, inputs: runner.Inputs | None = None):
+    """A local run of the real definition with the fake detector in place of training (on the sample by default)."""
     lines: list[str] = []
     engine = runner.engine(state, Reporter(say=lines.append), config)
     engine.jobs["Training"] = fake_training(engine, list(config.data.classes))
     definition = runner.local_definition(config)
-    staged = runner.stage(runner.sample_inputs(config), engine.s3, config)
+    staged = runner.stage(inputs or runner.sample_inputs(config), engine.s3, config)
     result = engine.run(definition, config.pipeline_name, {**staged, "TrainingSteps": str(steps), "ChampionTolerance": "0.0"})
     return result, lines
 
