@@ -9,6 +9,7 @@ one); its mAP is measured by the real Evaluate, not assumed.
     run 1, steps 11: nothing is served                      -> registered, deployed (version 1)
     run 2, steps 13: better than the champion, version 1    -> registered, deployed over it (version 2)
     run 3, steps 11 (CLI): worse than version 2             -> the Fail step, exit 1, both mAPs named
+    run 4, as run 3 with MapThreshold 1.0, tolerance 1      -> the Fail step on the threshold alone
     `deploy --package 1 --force` without, then with, a reason -> refused, then deployed
 """
 
@@ -121,6 +122,18 @@ def test_a_worse_challenger_fails_the_gate_naming_both_maps(release):
     assert "(MapThreshold)" in message and "(ChampionTolerance)" in message
     assert message in result.output
     assert json.loads((state / "endpoints" / f"{config.endpoint_name}.json").read_text())["version"] == 2
+
+
+def test_a_threshold_no_model_reaches_ends_in_the_fail_step(release):
+    """The other half of the gate: the champion is waved through (ChampionTolerance 1) but MapThreshold 1.0 is
+    out of reach. Neither parameter is an input of Evaluate, so after the test above its job comes from cache."""
+    _, state, _, _ = release
+    failed = run_cli(state, "--param", f"TrainingSteps={WORSE}", "--param", "ChampionTolerance=1.0", "--param", "MapThreshold=1.0")
+    assert failed.returncode == 1 and failed.status == "Failed", failed.output[-3000:]
+    message = next(s["failure"] for s in failed.steps if s["name"] == "QualityBelowThreshold")
+    assert "must reach the threshold 1.0 (MapThreshold)" in message and "the challenger's mAP" in message
+    steps = {s["name"]: s["status"] for s in failed.steps}
+    assert steps["QualityBelowThreshold"] == "Failed" and steps["Register"] == "NotRun"
 
 
 def test_models_shows_each_packages_map_and_its_champions(release):

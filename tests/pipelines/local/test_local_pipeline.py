@@ -143,12 +143,3 @@ def test_a_second_run_is_served_from_cache(first_run):
         assert f"↺ {name} cached: unchanged since execution {first.execution}" in second.output
     assert {s["name"]: s["status"] for s in second.steps}["Register"] == "Succeeded"
     assert "champion (version 1) on the same records" in second.output and "level with the challenger by 0.000" in second.output
-
-
-def test_a_threshold_the_model_cannot_reach_ends_in_the_fail_step(first_run):
-    _, state, _, _ = first_run
-    failed = run_cli(state, "--param", "MapThreshold=1.0")
-    assert failed.returncode == 1 and failed.status == "Failed"
-    assert "must reach the threshold 1.0 (MapThreshold)" in failed.output and "the challenger's mAP" in failed.output
-    steps = {s["name"]: s["status"] for s in failed.steps}
-    assert steps["QualityBelowThreshold"] == "Failed" and steps["Register"] == "NotRun"
