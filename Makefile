@@ -54,7 +54,9 @@ $(WHEELS_STAMP): $(STAMP) containers/inference/requirements.txt
 LABELSTUDIO_VENV := .venv-labelstudio
 LABELSTUDIO_STAMP := $(LABELSTUDIO_VENV)/.installed
 labelstudio: $(LABELSTUDIO_STAMP)
-$(LABELSTUDIO_STAMP): requirements/labelstudio.txt $(STAMP)
+# (No prerequisite on the project's venv: the test runs this from inside it, which must never rebuild it.)
+$(LABELSTUDIO_STAMP): requirements/labelstudio.txt
+	@test -x $(UV) || { echo "run 'make setup' first (the Label Studio venv is installed with the pinned uv)"; exit 1; }
 	rm -rf $(LABELSTUDIO_VENV)
 	$(UV) venv --quiet --python $(PYTHON) $(LABELSTUDIO_VENV)
 	$(UV) pip install --quiet --python $(LABELSTUDIO_VENV)/bin/python --no-deps --require-hashes -r requirements/labelstudio.txt
