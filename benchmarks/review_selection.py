@@ -24,12 +24,14 @@ how many pool photos the seed model was unsure of at all, and wall times; the sa
 The seed model is one training: its own noise moves both gains (and their ratio) alike and is not in the ±; the
 paired difference (uncertain - random retrain of the same seed) does not depend on it.
 
-With the defaults this takes about 15-25 minutes on a 2-core CPU, and it measures little: EfficientDet trained
-from random weights for 40 steps at 256 px detects next to nothing, so the seed model answers with few or no
-boxes, most pool photos score 0 (the uncertain pick then falls back to capture order) and every mAP is close to
-0. The difference between the picks is then noise, and the script says so when the gain intervals overlap.
-A meaningful run fine-tunes the COCO checkpoint on a GPU (ml.p3.2xlarge scale; about 11 trainings of a few
-minutes each, not measured here):
+With the defaults this takes about 25 minutes on a 2-core CPU (26.4 measured: 5 trainings of about 5 minutes,
+most of it fixed cost: starting TensorFlow, tracing the first step, the 2-minute export), and it measures
+nothing: EfficientDet trained from random weights for 40 steps at 256 px still scores every box at the focal
+loss's prior (about 0.01), so the seed model answers no pool photo with a box over the endpoint's threshold,
+every pool photo scores 0 (the uncertain pick then falls back to capture order, an arbitrary pick too) and every
+mAP is about 0. The script says so: it prints a caveat when the gain intervals overlap and another when the
+seed model was unsure of no pool photo. A meaningful run fine-tunes the COCO checkpoint on a GPU (ml.p3.2xlarge
+scale; 11 trainings of 1500 steps, an estimated 1-2 hours, not measured):
 
     python benchmarks/review_selection.py --checkpoint efficientdet_d0_coco17_tpu-32.tar.gz \\
         --image-size 512 --batch-size 8 --steps 1500 --seed-images 100 --pool-images 600 \\
@@ -72,6 +74,11 @@ CAVEAT = (
     "the gain intervals (mean ± std over seeds) overlap: this run does not tell the picks apart. On a CPU, with a model "
     "trained from random weights for a few hundred steps, the difference is likely noise; run the GPU command of the "
     "module's docstring (pretrained checkpoint, larger sizes and steps, more seeds) for a meaningful answer."
+)
+
+NOTHING_UNSURE = (
+    "the seed model was unsure of no pool photo (no answer had detections in the ambiguous band or overlapping classes): "
+    "the uncertain pick fell back to capture order, so this run compared two arbitrary picks, not uncertainty with chance."
 )
 
 
@@ -310,7 +317,10 @@ def summarise(seed_model: Trained, uncertain: list[Trained], randoms: list[Train
 
 def print_table(result: dict) -> None:
     def figure(value: float | None, sign: bool = False) -> str:
-        return "n/a" if value is None or not math.isfinite(value) else f"{value:+.4f}" if sign else f"{value:.4f}"
+        if value is None or not math.isfinite(value):
+            return "n/a"
+        shape = ".4f" if value == 0 or abs(value) >= 1e-3 else ".1e"  # near-zero mAPs stay visible
+        return format(value, ("+" if sign else "") + shape)
 
     runs = result["settings"]["seeds"]
     print(f"\n{'':<28}{'mAP':>18}{'gain':>18}{'mAP@0.5':>18}{'gain':>18}")
@@ -342,6 +352,8 @@ def print_table(result: dict) -> None:
     )
     if result["mAP"]["intervals_overlap"] or runs < 2:
         print(f"caveat: {CAVEAT}")
+    if pool["unsure"] == 0:
+        print(f"caveat: {NOTHING_UNSURE}")
 
 
 # The benchmark.
