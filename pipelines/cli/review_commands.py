@@ -59,7 +59,9 @@ def review_command(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token (Account & Settings in Label Studio)."),
+        typer.Option(
+            "--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token (Account & Settings in Label Studio)."
+        ),
     ] = None,
     project: Annotated[str, typer.Option("--project", metavar="NAME", help="The Label Studio project's title.")] = "cardamage-review",
 ) -> None:
