@@ -50,9 +50,12 @@ $(WHEELS_STAMP): $(STAMP) containers/inference/requirements.txt
 	touch $(WHEELS_STAMP)
 
 # A real Label Studio server for the review loop's integration test, in its own venv from its own hash-pinned
-# lock (requirements/labelstudio.txt): tests/pipelines/test_labelstudio_server.py runs this target itself.
+# lock (requirements/labelstudio.txt), with an empty database already migrated (template/label_studio.sqlite3,
+# about 75 s of Django migrations, done once per lock instead of at every server start): the test copies it
+# into its temporary data folder. tests/pipelines/test_labelstudio_server.py runs this target itself too.
 LABELSTUDIO_VENV := .venv-labelstudio
 LABELSTUDIO_STAMP := $(LABELSTUDIO_VENV)/.installed
+LABELSTUDIO_TEMPLATE := $(abspath $(LABELSTUDIO_VENV))/template
 labelstudio: $(LABELSTUDIO_STAMP)
 # (No prerequisite on the project's venv: the test runs this from inside it, which must never rebuild it.)
 $(LABELSTUDIO_STAMP): requirements/labelstudio.txt
@@ -60,6 +63,10 @@ $(LABELSTUDIO_STAMP): requirements/labelstudio.txt
 	rm -rf $(LABELSTUDIO_VENV)
 	$(UV) venv --quiet --python $(PYTHON) $(LABELSTUDIO_VENV)
 	$(UV) pip install --quiet --python $(LABELSTUDIO_VENV)/bin/python --no-deps --require-hashes -r requirements/labelstudio.txt
+	mkdir -p $(LABELSTUDIO_TEMPLATE)
+	LABEL_STUDIO_BASE_DATA_DIR=$(LABELSTUDIO_TEMPLATE) LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \
+		$(LABELSTUDIO_VENV)/bin/python "$$($(LABELSTUDIO_VENV)/bin/python -c 'import label_studio, os; print(os.path.dirname(label_studio.__file__))')/manage.py" \
+		migrate --no-input > $(LABELSTUDIO_TEMPLATE)/migrate.log
 	touch $(LABELSTUDIO_STAMP)
 
 # node_modules is reinstalled when the npm lock changes: the CDK CLI at the version package-lock.json pins.
@@ -77,8 +84,8 @@ run: setup
 	$(BIN)/cardamage predict --local "$(IMAGE)" --state-dir $(STATE) --output $(STATE)/predictions/make-run.png \
 		--score-threshold 0 --max-detections 5
 
-test: setup lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+test: setup lint labelstudio
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 test-fast: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"

@@ -203,6 +203,7 @@ def test_on_aws_review_reads_s3_captures_and_puts_the_batch_under_the_data_bucke
     config_file.write_text(f"project:\n  name: car-damage\naws:\n  region: {REGION}\n  data_bucket: {data}\n  artifact_bucket: {artifacts}\n")
     config = load_config(config_file)
     with moto_server() as server:
+        server.reset()  # moto's backends live in the process: another test's server may have left buckets
         isolate_aws(monkeypatch, tmp_path)
         s3 = client("s3", server.url)
         for bucket in (data, artifacts):
