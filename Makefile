@@ -27,6 +27,7 @@ help:
 	@echo "make lock   re-resolve the lock from pyproject.toml (needs the network)"
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make synth  synthesize the AWS CDK app into cdk.out/ (offline, no AWS credentials, no Docker)"
+	@echo "make labelstudio  install the Label Studio server the review-loop test runs (part of make test)"
 
 setup: $(STAMP) $(NODE_STAMP) $(WHEELS_STAMP)
 
