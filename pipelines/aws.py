@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
 from containers.deploy.champion import recorded_champion
+from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from pipelines.backends import BackendError, Package, data_label
 from pipelines.config import Config, LabelingConfig
 from steps.context import PLACEHOLDERS
@@ -561,18 +562,11 @@ def labeling_job_request(
 # another LabelAttributeName, and its label categories must hold the prior job's labels ("Start a label
 # verification or adjustment job (API)", sms-data-verify-start-api, in the Amazon SageMaker Developer Guide).
 
-OBJECT_DETECTION = "groundtruth/object-detection"
-
 
 def check_label_attribute(name: str, what: str) -> str:
     if not _LABEL_ATTRIBUTE.fullmatch(name):
         raise usage_error(f"{what} {name!r} must be 1-127 letters, digits and hyphens (Ground Truth's LabelAttributeName)")
     return name
-
-
-def class_map(classes: list[str]) -> dict[str, str]:
-    """A Ground Truth object-detection class-map: class_id (as text) -> class name, in data.classes order."""
-    return {str(index): name for index, name in enumerate(classes)}
 
 
 def manifest_lines(s3: Any, uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -617,8 +611,8 @@ def check_prior_boxes(line: Mapping[str, Any], attribute: str, classes: list[str
             f"{where}: expected bounding boxes under {attribute!r} (an object with an annotations list) and {attribute}-metadata, "
             "as on the manifest's first line: every line adjusts the same prior labelling"
         )
-    if metadata.get("type") != OBJECT_DETECTION:
-        raise usage_error(f"{where}: {attribute}-metadata.type is {metadata.get('type')!r}, expected {OBJECT_DETECTION!r} (bounding boxes)")
+    if metadata.get("type") != OBJECT_DETECTION_TYPE:
+        raise usage_error(f"{where}: {attribute}-metadata.type is {metadata.get('type')!r}, expected {OBJECT_DETECTION_TYPE!r} (bounding boxes)")
     expected = class_map(classes)
     if metadata.get("class-map") != expected:
         raise usage_error(

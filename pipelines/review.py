@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from containers.common.pictures import pixel_box
+from containers.common.s3 import parse_s3_uri
+from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from containers.processing.prepare_data import IMAGES_LIST
 from steps.prepare_data import OUTPUT_FOLDER as PREPARED_FOLDER
 
@@ -72,7 +74,7 @@ class Selection:
 def read_captures(s3: Any, destination: str) -> Iterator[tuple[str, int, str]]:
     """Every line of the capture files under `destination` (s3://bucket/prefix/), oldest file first: (file URI,
     line number, text). `s3` is a boto3 S3 client, or the local engine's stand-in for one (LocalS3Client)."""
-    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    bucket, prefix = parse_s3_uri(destination)
     for key in sorted(_keys(s3, bucket, prefix)):
         if not key.endswith(".jsonl"):
             continue
@@ -97,10 +99,10 @@ def labelled_hashes(s3: Any, artifact_bucket: str, pipeline_name: str) -> set[st
     prepared-data/ (steps/context.py, execution_uri). A cached PrepareData's output stays in the folder of the
     execution that made it, so every labelled set is listed once."""
     hashes: set[str] = set()
+    stem, suffix = IMAGES_LIST.rsplit(".", 1)  # images.jsonl, or images-<instance>.jsonl from several instances
     executions = s3.get_paginator("list_objects_v2").paginate(Bucket=artifact_bucket, Prefix=f"{pipeline_name}/", Delimiter="/")
     for page in executions:
         for folder in page.get("CommonPrefixes", []):
-            stem, suffix = IMAGES_LIST.rsplit(".", 1)  # images.jsonl, or images-<instance>.jsonl from several instances
             for key in _keys(s3, artifact_bucket, f"{folder['Prefix']}{PREPARED_FOLDER}/{stem}"):
                 if key.endswith(f".{suffix}"):
                     text = s3.get_object(Bucket=artifact_bucket, Key=key)["Body"].read().decode("utf-8")
@@ -118,7 +120,7 @@ def upload_images(s3: Any, folder, images_prefix: str) -> int:
     """Put the batch's photos (OUT/images/) under its images prefix; how many."""
     from pathlib import Path
 
-    bucket, _, prefix = images_prefix.removeprefix("s3://").partition("/")
+    bucket, prefix = parse_s3_uri(images_prefix)
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     for path in files:
         content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
@@ -328,8 +330,8 @@ def adjustment_line(url: str, scored: Scored, classes: Sequence[str], batch: str
         ADJUSTMENT_ATTRIBUTE: {"image_size": [{"width": photo.width, "height": photo.height, "depth": 3}], "annotations": annotations},
         f"{ADJUSTMENT_ATTRIBUTE}-metadata": {
             "objects": confidences,
-            "class-map": {str(i): name for i, name in enumerate(classes)},
-            "type": "groundtruth/object-detection",
+            "class-map": class_map(classes),
+            "type": OBJECT_DETECTION_TYPE,
             "human-annotated": "no",
             "creation-date": photo.inference_time or "1970-01-01T00:00:00",
             "job-name": f"labeling-job/cardamage-review-{batch}",

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from containers.common.s3 import S3_URI_EXAMPLE, is_s3_uri, parse_s3_uri
 from pipelines import review
 from pipelines.backends import ReviewPlace
 from pipelines.cli.app import Invocation, Side, command, fail
@@ -82,6 +83,8 @@ def review_command(
         fail("Label Studio needs an access token: --token TOKEN or LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)", 2)
     if not pull_labelstudio and output is None:
         fail("--output OUT is needed: the folder (or S3 URI) the review batch is written to", 2)
+    if output is not None and output.startswith("s3://") and not is_s3_uri(output):
+        fail(f"--output {output!r} is not an S3 URI (expected {S3_URI_EXAMPLE}, the bucket named as S3 allows) nor a folder", 2)
     since = _utc_since(since)
     place = cli.backend().review_place()
     if pull_labelstudio:
@@ -130,10 +133,9 @@ def _review(
         typer.echo(f"  ... and {len(selection.unusable) - 5} more unusable capture line(s), listed in review.json", err=True)
     typer.echo(f"{uploaded} photo(s) put under {prefix}, where the tasks point")
     if upload is not None:
-        base = upload.rstrip("/") + "/"
-        bucket, _, key = base.removeprefix("s3://").partition("/")
+        base = parse_s3_uri(upload.rstrip("/") + "/")
         for name in BATCH_FILES:
-            place.s3.put_object(Bucket=bucket, Key=key + name, Body=(folder / name).read_bytes())
+            place.s3.put_object(Bucket=base.bucket, Key=base.key + name, Body=(folder / name).read_bytes())
         typer.echo(f"written to {base}: {', '.join(BATCH_FILES)} (the photos are under {prefix})")
     else:
         typer.echo(f"written to {folder}: {', '.join(BATCH_FILES)}, images/")
@@ -172,7 +174,7 @@ def _pull(place: ReviewPlace, url: str, token: str, project: str, output: str | 
         return
     body = json.dumps(pulled.tasks, indent=1).encode()
     name = f"labelstudio-{safe_name(project)}-{hashlib.sha256(body).hexdigest()[:12]}"
-    bucket, _, prefix = place.labels_prefix.removeprefix("s3://").partition("/")
+    bucket, prefix = parse_s3_uri(place.labels_prefix)
     key = f"{prefix}{name}/export.json"
     summary = (
         f"{len(pulled.tasks)} annotated task(s), {pulled.annotations} annotation(s)"

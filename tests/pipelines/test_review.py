@@ -242,3 +242,10 @@ def test_on_aws_review_reads_s3_captures_and_puts_the_batch_under_the_data_bucke
         assert files == {
             f"reviews/first/{name}" for name in ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
         }
+
+
+def test_an_output_that_is_not_an_s3_uri_is_refused_before_anything_is_read(tmp_path):
+    state_dir = tmp_path / "state"
+    State(state_dir)
+    result = CliRunner().invoke(app, ["review", "--local", "--state-dir", str(state_dir), "--output", "s3://Not_A_Bucket/batch/"])
+    assert result.exit_code == 2 and "--output 's3://Not_A_Bucket/batch/' is not an S3 URI" in result.output, result.output

@@ -11,7 +11,7 @@ after the labelling job, so it is found by its metadata's type rather than by na
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from containers.processing.labelling import (
@@ -33,6 +33,11 @@ from .base import Context, Item, Refusal
 FORMAT = "groundtruth"
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 BOX_FIELDS = ("left", "top", "width", "height")
+
+
+def class_map(classes: Sequence[str]) -> dict[str, str]:
+    """A bounding-box class-map for classes in label-map order: class_id (as text) -> class name."""
+    return {str(index): name for index, name in enumerate(classes)}
 
 
 def object_detection_attributes(record: dict) -> list[str]:
