@@ -5,6 +5,8 @@
          "region_attributes": {"damage": "dent"}}], "file_attributes": {}}}
 
 A project wraps that under `_via_img_metadata` and declares the attributes under `_via_attributes`. The
+same entries saved as a JSON list (`[{"filename": ..., "regions": ...}, ...]`, what code that loads an export
+with `list(json.load(f).values())` writes back) are read alike, each named by its index. The
 class is the value of a region attribute: `--via-attribute NAME`, else the only one the file uses. A
 `rect` is the box; a `polygon` counts as its enclosing box; other shapes (circle, ellipse, point,
 polyline) make the image unusable. `size` is the file's size in bytes, not its dimensions, so the image's
@@ -27,35 +29,40 @@ UNSUPPORTED = ("circle", "ellipse", "point", "polyline")
 def looks_like(document: object) -> bool:
     if isinstance(document, dict) and "_via_img_metadata" in document:
         return True
-    return (
-        isinstance(document, dict)
-        and bool(document)
-        and all(isinstance(v, dict) and "filename" in v and "regions" in v for v in list(document.values())[:10])
-    )
+    entries = list(document.values()) if isinstance(document, dict) else document if isinstance(document, list) else []
+    return bool(entries) and all(isinstance(v, dict) and "filename" in v and "regions" in v for v in entries[:10])
+
+
+def _entries(path: Path, document: object) -> list[tuple[str, object]]:
+    """(what names the entry, the entry) of each image: by key in the object forms, by position in a list."""
+    metadata = document.get("_via_img_metadata", document) if isinstance(document, dict) else document
+    if isinstance(metadata, dict):
+        return [(f"key {identifier}", entry) for identifier, entry in metadata.items()]
+    if isinstance(metadata, list):
+        return [(f"index {index}", entry) for index, entry in enumerate(metadata)]  # a JSON list counts from 0
+    raise InputError(f"{path}: not VIA JSON: expected an object or a list of images (or a project with '_via_img_metadata')")
 
 
 def read(path: Path, context: Context, document: object = None) -> Iterator[Item]:
     document = load_json(path) if document is None else document
-    metadata = document.get("_via_img_metadata", document) if isinstance(document, dict) else None
-    if not isinstance(metadata, dict):
-        raise InputError(f"{path}: not VIA JSON: expected an object of images (or a project with '_via_img_metadata')")
-    attribute = context.via_attribute or _only_attribute(path, document, metadata)
-    for position, (identifier, entry) in enumerate(metadata.items(), start=1):
+    entries = _entries(path, document)
+    attribute = context.via_attribute or _only_attribute(path, document, [entry for _, entry in entries])
+    for position, (identifier, entry) in enumerate(entries, start=1):
         filename = entry.get("filename") if isinstance(entry, dict) else None
-        source = Source(str(path), position, f"key {identifier}")
+        source = Source(str(path), position, identifier)
         try:
             yield _record(source, entry, attribute)
         except RecordError as exc:
             yield Refusal(source, str(exc) if filename is None else f"{exc} ({filename})")
 
 
-def _only_attribute(path: Path, document: object, metadata: dict) -> str:
+def _only_attribute(path: Path, document: object, entries: list[object]) -> str:
     attributes = document.get("_via_attributes") if isinstance(document, dict) else None
     declared = attributes.get("region") if isinstance(attributes, dict) else None
     names = {name for name in declared if isinstance(name, str)} if isinstance(declared, dict) else set()
     if not names:
-        for entry in metadata.values():
-            for region in entry.get("regions", []) if isinstance(entry, dict) and isinstance(entry.get("regions"), list) else []:
+        for entry in entries:
+            for region in _regions(entry.get("regions")) if isinstance(entry, dict) else []:
                 attributes = region.get("region_attributes") if isinstance(region, dict) else None
                 if isinstance(attributes, dict):
                     names.update(name for name in attributes if isinstance(name, str))
@@ -71,10 +78,9 @@ def _record(source: Source, entry: object, attribute: str) -> Record:
         raise RecordError(f"the image entry is not an object: {short(entry)}")
     key = relative_key(entry.get("filename"), "'filename'")
     regions = entry.get("regions")
-    if isinstance(regions, dict):  # VIA 1 kept regions in an object keyed "0", "1", ...
-        regions = list(regions.values())
-    if not isinstance(regions, list):
+    if not isinstance(regions, list | dict):
         raise RecordError(f"'regions' must be a list, got {short(regions)}")
+    regions = _regions(regions)
     boxes = []
     for index, region in enumerate(regions):
         where = f"region {index}"
@@ -98,6 +104,13 @@ def _record(source: Source, entry: object, attribute: str) -> Record:
         else:
             raise RecordError(f"{where}: unknown shape {short(kind)}")
     return Record(source=source, key=key, size=None, boxes=tuple(boxes), format=FORMAT)
+
+
+def _regions(regions: object) -> list:
+    """The regions of an entry: a list (VIA 2), or VIA 1's object keyed "0", "1", ..."""
+    if isinstance(regions, dict):
+        return list(regions.values())
+    return regions if isinstance(regions, list) else []
 
 
 def _class(attributes: object, attribute: str, where: str) -> str:

@@ -450,6 +450,24 @@ def test_via_polygons_become_boxes_and_other_shapes_are_refused(data, tmp_path):
     assert refused["record"] == "key b" and refused["reason"].startswith("region 0: no class in the region attribute 'damage'")
 
 
+def test_a_via_export_saved_as_a_list_goes_through_like_the_object_form(data, tmp_path):
+    """What code that loads an export with `list(json.load(f).values())` writes back; VIA 1's regions object too."""
+    labelled = images(data, 3)
+    as_object = json.loads(write_via(labelled, tmp_path / "object.json", project=False).read_text())
+    entries = list(as_object.values())
+    entries[1]["regions"] = dict(enumerate(entries[1]["regions"]))  # VIA 1: regions keyed "0", "1", ...
+    entries.append({"filename": "cars/missing.jpg", "size": 1, "regions": "none"})
+    as_list = tmp_path / "list.json"
+    as_list.write_text(json.dumps(entries))
+    assert formats.detect(as_list) == "via"
+    report = run(data, [as_list], tmp_path / "list")
+    object_report = run(data, [tmp_path / "object.json"], tmp_path / "object")
+    assert boxes_of(tmp_path / "list") == boxes_of(tmp_path / "object") == expected(labelled)
+    assert report["images_written"] == object_report["images_written"] == 3
+    (refused,) = report["quarantined"]
+    assert (refused["record"], refused["reason"]) == ("index 3", "'regions' must be a list, got \"none\" (cars/missing.jpg)")
+
+
 def test_via_with_several_attributes_needs_the_class_attribute_named(data, tmp_path):
     images(data, 1)
     region = {"shape_attributes": {"name": "rect", "x": 1, "y": 2, "width": 10, "height": 5}, "region_attributes": {"type": "dent", "note": "x"}}
