@@ -129,7 +129,11 @@ def prepare(options: Options) -> dict:
         sizes.add(w.image.boxes, w.image.width, w.image.height)
     report["box_stats"] = sizes.stats(_class_names(label_map))
     report["duplicate_content"] = _duplicates(written)
-    report["stratification"] = [{"class": name, "moved_to_validation": key} for name, key in split.moved]
+    report["stratification"] = [
+        {"class": name, "kept_in_train": key, "reason": f"every image of class {name!r} drew validation; training needs one"}
+        for name, key in split.kept_for_class
+    ]
+    report["stratification"] += [{"class": name, "moved_to_validation": key} for name, key in split.moved]
     if split.kept_in_train:
         report["stratification"].append({"kept_in_train": split.kept_in_train, "reason": "every image drew validation; training needs one"})
     report["warnings"] = _warnings(report)

@@ -5,11 +5,14 @@ An image's split comes from a hash of the seed and the image's content hash, so
 - identical images (the same bytes under several keys) always share a split;
 - several Processing instances, each holding a slice of the manifests, agree on every image they share
   without talking to each other.
-A hash split can leave a rare class out of validation on a small dataset, so one correction follows:
-for each class that has no validation image although at least two distinct images hold it, the image
-holding it with the smallest hash value moves to validation. The correction needs only the images of
-the slice; it is what makes the result "stratified enough" and it is reported. So is the other one: when
-every image of a (tiny) input drew validation, the one with the largest hash value stays in train.
+A hash split can leave a rare class out of training or out of validation on a small dataset, so
+corrections follow, each reported, each needing only the images of the slice:
+- a class whose every image drew validation keeps the one with the largest hash value in train (a class
+  held by one image trains on it, and is not measured: the report's warnings say so);
+- for each class that has no validation image although at least two distinct images hold it, the image
+  holding it with the smallest hash value moves to validation, never taking a class's last training image;
+  it is what makes the result "stratified enough";
+- when every image of a (tiny) input drew validation, the one with the largest hash value stays in train.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class SplitResult:
     assignment: dict[str, str]  # key -> split
     moved: tuple[tuple[str, str], ...]  # (class, key) moved to validation for stratification
     kept_in_train: str | None = None  # the key kept in train because every image of the input drew validation
+    kept_for_class: tuple[tuple[str, str], ...] = ()  # (class, key) kept in train: every image of the class drew validation
 
 
 def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitResult:
@@ -53,9 +57,16 @@ def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitRes
     validation = {sha for sha, v in value.items() if v < fraction}
 
     moved: list[tuple[str, str]] = []
+    kept: list[tuple[str, str]] = []
     keep: str | None = None
     if fraction > 0:
         all_classes = sorted(set().union(*groups.values())) if groups else []
+        for name in all_classes:
+            holders = [sha for sha, classes in groups.items() if name in classes]
+            if all(sha in validation for sha in holders):
+                stays = max(holders, key=lambda sha: (value[sha], sha))
+                validation.discard(stays)
+                kept.append((name, stays))
         for name in all_classes:
             holders = sorted((sha for sha, classes in groups.items() if name in classes), key=lambda sha: (value[sha], sha))
             if len(holders) < 2 or any(sha in validation for sha in holders):
@@ -75,7 +86,12 @@ def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitRes
     first_key = {}
     for item in sorted(items, key=lambda i: i.key):
         first_key.setdefault(item.sha256, item.key)
-    return SplitResult(assignment, tuple((name, first_key[sha]) for name, sha in moved), first_key[keep] if keep else None)
+    return SplitResult(
+        assignment,
+        tuple((name, first_key[sha]) for name, sha in moved),
+        first_key[keep] if keep else None,
+        tuple((name, first_key[sha]) for name, sha in kept),
+    )
 
 
 def _train_holders(groups: dict[str, set[str]], validation: set[str], name: str) -> int:

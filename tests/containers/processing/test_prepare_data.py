@@ -296,3 +296,21 @@ def test_failures_exit_non_zero_with_one_line_and_no_traceback(dataset, tmp_path
         main(["--manifest", str(manifest), "--images-prefix", PREFIX, "--validation-fraction", "1.5"])
     assert exit_info.value.code == 2
     assert "1.5 is not in [0, 1)" in capsys.readouterr().err
+
+
+def test_a_class_held_by_one_image_trains_on_it_and_the_report_says_so(dataset, tmp_path):
+    """Whatever the seed, the only dent image goes to train, and the report says why (and that dent is not measured)."""
+    lines = [dataset.labelled("cars/dent.jpg", boxes=[(0, 4, 8, 20, 16)])]
+    lines += [dataset.labelled(f"cars/{i}.jpg", boxes=[(1, 30, 2, 10, 10)]) for i in range(8)]
+    manifest = dataset.manifest("batch.manifest", lines)
+    drew_validation = 0
+    for seed in range(6):
+        report = run(dataset, [manifest], tmp_path / f"out-{seed}", seed=seed, validation_fraction=0.5, workers=1)
+        assert report["splits"]["train"]["images"]["dent"] == 1 and report["splits"]["validation"]["images"]["dent"] == 0, seed
+        assert "validation holds no image of class 'dent' (only 1 image(s) hold it)" in report["warnings"]
+        kept = [entry for entry in report["stratification"] if entry.get("class") == "dent"]
+        if kept:
+            drew_validation += 1
+            reason = "every image of class 'dent' drew validation; training needs one"
+            assert kept == [{"class": "dent", "kept_in_train": "cars/dent.jpg", "reason": reason}]
+    assert 0 < drew_validation < 6  # some seeds needed the rule, some did not

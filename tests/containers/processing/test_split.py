@@ -47,12 +47,13 @@ def test_instances_holding_slices_agree_with_the_whole(seed, cut):
     data = items(400, seed=seed % 1000)
     whole = assign_splits(data, 0.2, seed=seed).assignment
     first, second = assign_splits(data[:cut], 0.2, seed=seed), assign_splits(data[cut:], 0.2, seed=seed)
-    if not (first.moved or second.moved or first.kept_in_train or second.kept_in_train):  # corrections are slice-local, and reported
+    if not any(r.moved or r.kept_in_train or r.kept_for_class for r in (first, second)):  # corrections are slice-local, and reported
         assert {**first.assignment, **second.assignment} == whole
 
 
 def test_a_tiny_input_that_drew_only_validation_keeps_one_image_in_train_and_says_which():
-    data = items(3, seed=397)
+    # Background images (no boxes): with boxes, the class rule keeps one of each class in train first (below).
+    data = [Item(item.key, item.sha256, frozenset()) for item in items(3, seed=397)]
     seed = next(s for s in range(10_000) if all(split_value(s, item.sha256) < 0.2 for item in data))
     result = assign_splits(data, 0.2, seed=seed)
     assert sorted(result.assignment.values()) == [TRAIN, VALIDATION, VALIDATION]
@@ -71,12 +72,25 @@ def test_a_rare_class_gets_a_validation_image():
         assert scratch_splits == {TRAIN, VALIDATION}, seed
 
 
-def test_a_class_held_by_one_image_stays_in_train():
+def test_a_class_held_by_one_image_stays_in_train_and_is_reported():
     data = [Item("only", "a" * 64, frozenset({"dent"}))] + [Item(f"s{i}", f"{i:064x}", frozenset({"scratch"})) for i in range(20)]
+    drew_validation = [seed for seed in range(30) if split_value(seed, "a" * 64) < 0.5]
+    assert len(drew_validation) >= 10  # the seeds where the hash alone would leave dent no training image
     for seed in range(30):
         result = assign_splits(data, 0.5, seed=seed)
-        if split_value(seed, "a" * 64) >= 0.5:
-            assert result.assignment["only"] == TRAIN
+        assert result.assignment["only"] == TRAIN, seed
+        assert result.kept_for_class == ((("dent", "only"),) if seed in drew_validation else ()), seed
+        assert {result.assignment[item.key] for item in data[1:]} == {TRAIN, VALIDATION}, seed
+
+
+def test_a_class_whose_every_image_drew_validation_keeps_one_in_train():
+    dents = [f"{i:064x}" for i in range(5000) if split_value(3, f"{i:064x}") < 0.3][:3]
+    scratches = [Item(f"s{i}", hashlib.sha256(f"s{i}".encode()).hexdigest(), frozenset({"scratch"})) for i in range(30)]
+    data = [Item(f"d{i}", sha, frozenset({"dent"})) for i, sha in enumerate(dents)] + scratches
+    result = assign_splits(data, 0.3, seed=3)
+    stays = max(range(3), key=lambda i: (split_value(3, dents[i]), dents[i]))
+    assert [result.assignment[f"d{i}"] for i in range(3)] == [TRAIN if i == stays else VALIDATION for i in range(3)]
+    assert result.kept_for_class == (("dent", f"d{stays}"),)
 
 
 def test_a_move_never_takes_a_class_s_last_training_image():
