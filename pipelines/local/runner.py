@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from containers.common.s3 import is_s3_uri
+from containers.common.s3 import is_s3_uri, parse_s3_uri
 from pipelines.config import Config
 from pipelines.definition import render_definition
 from pipelines.local.capture import CaptureSettings
@@ -94,16 +94,80 @@ def stage(inputs: Inputs, s3: LocalS3, config: Config) -> dict[str, str]:
         texts = dict(zip(files, rewritten, strict=True))
     bucket = LOCAL_VALUES["DataBucket"]
     where = config.snapshot_prefixes(bucket)
+    folders = {}
     for source in labels:
         content = texts[source] if source in texts else _folder_digest(source).encode()
-        folder = f"s3://{bucket}/{where.labels}{safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
+        folders[source] = f"s3://{bucket}/{where.labels}{safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
+    staged = StagedImages(s3)
+    images_root = staged.root_with(images_prefix, [folders[source] for source in labels])  # before anything is written
+    for source, folder in folders.items():
         if source in texts:
             _write_if_changed(s3.path(folder + source.name), texts[source])
         else:
             for path in sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 _write_if_changed(s3.path(folder + path.relative_to(source).as_posix()), path.read_bytes())
+    staged.record(images_prefix, folders.values())
     document = snapshot.take(LocalS3Client(s3), where)
-    return {"InputManifestUri": document["inputs_uri"], "ImagesS3Prefix": images_prefix}
+    return {"InputManifestUri": document["inputs_uri"], "ImagesS3Prefix": images_root}
+
+
+class StagedImages:
+    """Which images prefix each labels folder staged here reads (`<state>/staged-images.json`), so that a run
+    reads the images of every labelled input it trains on: ImagesS3Prefix is their common root.
+
+    A run trains on every labelled input staged so far (a snapshot, as on AWS), but a Processing input is one S3
+    prefix. Labels staged with `--images-prefix s3://b/x/` and a review batch's export with `s3://b/x/review/<batch>/`
+    are read through `s3://b/x/`; prefixes in two buckets have no common root, and the run stops before any job,
+    naming the earlier prefix. Labels folders deleted since (to start over) no longer count."""
+
+    def __init__(self, s3: LocalS3):
+        self.s3 = s3
+        self.file = s3.root.parent / "staged-images.json"
+
+    def _recorded(self) -> dict[str, str]:
+        try:
+            recorded = json.loads(self.file.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise DefinitionProblem(f"{self.file}: not JSON ({exc}); delete it, with {self.s3.root}/local-data/labels/, to start over") from None
+        return {folder: prefix for folder, prefix in recorded.items() if self.s3.path(folder).is_dir()}
+
+    def root_with(self, images_prefix: str, folders: list[str]) -> str:
+        """The common root of `images_prefix` and the prefixes of the labels staged before (not `folders`, this run's)."""
+        earlier = {folder: prefix for folder, prefix in self._recorded().items() if folder not in folders}
+        root = images_prefix
+        for folder, prefix in sorted(earlier.items()):
+            common = _common_prefix(root, prefix)
+            if common is None:
+                labels = folder.rsplit("/", 2)[-2]  # <name>-<hash>
+                raise DefinitionProblem(
+                    f"--images-prefix {images_prefix} is in another bucket than the images of the labels already staged in "
+                    f"{self.s3.root.parent} (labels/{labels}/ reads {prefix}); a run trains on every labelled "
+                    f"input staged, through one images prefix. Give this data a state folder of its own (--state-dir DIR), or "
+                    f"put its images beside the others (--images-prefix {prefix}<folder>/), or delete "
+                    f"{self.s3.root}/local-data/labels/ to start over"
+                )
+            root = common
+        return root
+
+    def record(self, images_prefix: str, folders) -> None:
+        recorded = self._recorded() | dict.fromkeys(folders, images_prefix)
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+
+
+def _common_prefix(first: str, second: str) -> str | None:
+    """The longest folder (ending in "/") that holds both S3 prefixes; None when they are in two buckets."""
+    a, b = parse_s3_uri(first), parse_s3_uri(second)
+    if a.bucket != b.bucket:
+        return None
+    shared = []
+    for x, y in zip(a.key.split("/")[:-1], b.key.split("/")[:-1], strict=False):  # the folders, not a key's last part
+        if x != y:
+            break
+        shared.append(f"{x}/")
+    return f"s3://{a.bucket}/{''.join(shared)}"
 
 
 def _folder_digest(folder: Path) -> str:

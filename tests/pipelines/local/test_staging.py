@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+
+import pytest
 
 from containers.processing.prepare_data import Options, prepare
 from pipelines.config import load_config
@@ -80,3 +83,69 @@ def test_prepare_data_runs_here_on_two_instances_that_share_the_images_and_agree
     assert sum(r["records_read"] for r in reports) == 49 and sum(len(r["merged"]) for r in reports) == 1
     records = all_records(output)
     assert len(records) == 48 == sum(r["images_written"] for r in reports)
+
+
+def test_a_run_reads_the_images_of_every_labelled_input_staged_and_stops_early_when_no_prefix_holds_them(tmp_path):
+    """A first run with --images-prefix s3://bkt/x/, then a review batch's export whose images are under
+    s3://bkt/x/review/<batch>/ (review.json's images_prefix): the second run trains on both, so it reads the images
+    through their common root; none is quarantined for its prefix. A prefix in another bucket has no common root:
+    the run stops before any job, exit 2, naming the earlier prefix and what works."""
+    from pipelines.local.expressions import DefinitionProblem
+    from tests.label_files import write_groundtruth, write_labelstudio
+
+    config = load_config(ROOT / "pipeline.yaml", profile="local")
+    state = tmp_path / "state"
+    s3 = LocalS3(state / "s3")
+    sample = sample_inputs(config)
+    first = from_manifest(sample.manifests[0], SAMPLE_PREFIX)
+    batch_1 = write_groundtruth(first, tmp_path / "batch-1.manifest", "s3://bkt/x/", ["dent", "scratch"])
+    assert stage(Inputs([batch_1], sample.images, "s3://bkt/x/"), s3, config)["ImagesS3Prefix"] == "s3://bkt/x/"
+
+    reviewed = from_manifest(sample.manifests[1], SAMPLE_PREFIX)[:4]
+    batch_images = tmp_path / "review-batch" / "images"
+    for image in reviewed:
+        (batch_images / image.key).parent.mkdir(parents=True, exist_ok=True)
+        (batch_images / image.key).write_bytes((sample.images / image.key).read_bytes())
+    export = write_labelstudio(reviewed, tmp_path / "export.json", "s3://bkt/x/review/20261207-1/")
+    second = stage(Inputs([export], batch_images, "s3://bkt/x/review/20261207-1/"), s3, config)
+    assert second["ImagesS3Prefix"] == "s3://bkt/x/"
+    options = Options(
+        [s3.path(second["InputManifestUri"])],
+        s3.path(second["ImagesS3Prefix"]),
+        second["ImagesS3Prefix"],
+        tmp_path / "prepared",
+        classes=["dent", "scratch"],
+        workers=1,
+        max_invalid_fraction=0.0,
+    )
+    report = prepare(options)
+    assert report["quarantined"] == [] and report["records_read"] == len(first) + 4
+    assert report["images_written"] == len({image.key for image in first}) + 4
+
+    other = write_groundtruth(reviewed, tmp_path / "elsewhere.manifest", "s3://other-bkt/y/", ["dent", "scratch"])
+    (labels,) = [p.name for p in s3.path("s3://local-data/labels/").iterdir() if p.name.startswith("batch-1-")]
+    wanted = (
+        rf"--images-prefix s3://other-bkt/y/ is in another bucket than the images of the labels already staged in {state} "
+        rf"\(labels/{labels}/ reads s3://bkt/x/\); a run trains on every labelled input staged, through one images prefix\. "
+        r"Give this data a state folder of its own \(--state-dir DIR\), or put its images beside the others \(--images-prefix s3://bkt/x/<folder>/\)"
+    )
+    with pytest.raises(DefinitionProblem, match=wanted):
+        stage(Inputs([other], sample.images, "s3://other-bkt/y/"), s3, config)
+    assert not any(p.name.startswith("elsewhere-") for p in s3.path("s3://local-data/labels/").iterdir())  # nothing staged
+
+    # The command line: exit 2, before any job or execution record.
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.local.state import State
+
+    result = CliRunner().invoke(
+        app,
+        ["run", "--state-dir", str(state), "--manifest", str(other), "--images", str(sample.images), "--images-prefix", "s3://other-bkt/y/"],
+    )
+    assert result.exit_code == 2 and "is in another bucket than the images of the labels already staged" in result.output
+    assert State(state).executions(5) == []
+
+    # Started over (the labels deleted), the other bucket's prefix is the only one.
+    shutil.rmtree(s3.path("s3://local-data/labels/"))
+    assert stage(Inputs([other], sample.images, "s3://other-bkt/y/"), s3, config)["ImagesS3Prefix"] == "s3://other-bkt/y/"
