@@ -4,9 +4,10 @@
     commands.py        on AWS or here (--local): executions, models, approve, reject, deploy; and config
     aws_commands.py    the AWS pipeline: definition (offline), upsert, start, wait, label
     local_commands.py  this machine: run, serve, predict, tensorboard, prepare-data
-    data_commands.py   labels in: import-labels (offline), and the label options prepare-data shares
+    data_commands.py   labels in: import-labels (offline)
     batch_commands.py  on AWS or here (--local): batch-predict
     review_commands.py here: review (the endpoint's hard cases, as a review batch)
+    options.py         the options two or more commands take, declared once, and option() for the others
     output.py          tables, moments and durations
 
 Every command takes `--config FILE` (default `./pipeline.yaml`) and `--profile NAME`.

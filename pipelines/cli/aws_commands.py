@@ -11,28 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from pipelines.cli.app import Invocation, Side, command, fail, pairs
+from pipelines.cli.options import ImagesPrefixOption, ParamOption, PollOption, RoleOption, TimeoutOption, ValuesOption, option
 from pipelines.cli.output import when
 from pipelines.config import Config
-from steps.context import PLACEHOLDERS
 
-ValuesOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--value", metavar="NAME=VALUE", help=f"An account value for the definition (repeatable); NAME is one of {', '.join(PLACEHOLDERS)}."
-    ),
-]
-RoleOption = Annotated[
-    str | None, typer.Option("--role-arn", metavar="ARN", help="The IAM role SageMaker uses (default: aws.role_arn in the config).")
-]
-ParamOption = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", metavar="NAME=VALUE", help="A pipeline parameter for this execution (repeatable), e.g. TrainingSteps=500."),
-]
 ExecutionOption = Annotated[
     str | None, typer.Option("--execution", "-e", metavar="ID", help="An execution ARN, or its id (the ARN's last part). Default: the newest.")
 ]
-TimeoutOption = Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0, help="Give up waiting after this long (exit status 124).")]
-PollOption = Annotated[float, typer.Option("--poll", metavar="SECONDS", min=0.01, help="Time between two status checks.")]
 
 
 def _with_region(config: Config, region: str | None) -> Config:
@@ -54,11 +39,9 @@ def _render(config: Config, values: dict[str, str]) -> str:
 @command(Side.OFFLINE)
 def definition(
     cli: Invocation,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", metavar="FILE", dir_okay=False, help="Write the JSON here instead of stdout.")
-    ] = None,
+    output: option(Path | None, "--output", "-o", metavar="FILE", dir_okay=False, help="Write the JSON here instead of stdout.") = None,
     value: ValuesOption = None,
-    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="The region the definition names (else ${AWS::Region}).")] = None,
+    region: option(str | None, "--region", metavar="REGION", help="The region the definition names (else ${AWS::Region}).") = None,
 ) -> None:
     """Render the pipeline definition JSON, offline (no AWS call, no credentials).
 
@@ -101,18 +84,10 @@ def upsert(cli: Invocation, role_arn: RoleOption = None, value: ValuesOption = N
 @command(Side.AWS, local_hint="on this machine, `cardamage run` starts an execution and waits for it")
 def start(
     cli: Invocation,
-    manifest: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--manifest",
-            metavar="S3URI",
-            help="Labels to train on, in any format (repeatable; a URI ending in / stands for the objects under it). Default: all "
-            "labelled data (every export under labels/ and every Ground Truth output manifest). Either way a dataset snapshot is taken.",
-        ),
-    ] = None,
-    images_prefix: Annotated[str | None, typer.Option("--images-prefix", metavar="S3URI", help="The images' S3 prefix (ImagesS3Prefix).")] = None,
+    manifest: option(list[str] | None, "--manifest", metavar="S3URI", help="Labels to train on (repeatable; a URI ending in / is a prefix).") = None,
+    images_prefix: ImagesPrefixOption = None,
     param: ParamOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the execution to end; exit 0 only if it succeeded.")] = False,
+    wait: option(bool, "--wait", help="Wait for the execution to end; exit 0 only if it succeeded.") = False,
     timeout: TimeoutOption = 12 * 3600.0,
     poll: PollOption = 30.0,
 ) -> None:
@@ -190,25 +165,10 @@ def _wait_for(sagemaker: Any, arn: str, timeout: float, poll: float) -> None:
 @command(Side.AWS, local_hint="Ground Truth is an AWS service")
 def label(
     cli: Invocation,
-    manifest: Annotated[
-        str | None,
-        typer.Option("--manifest", metavar="S3URI", help='The input manifest of a new labelling (one {"source-ref": "s3://..."} line per image).'),
-    ] = None,
-    adjust: Annotated[
-        str | None,
-        typer.Option(
-            "--adjust",
-            metavar="S3URI",
-            help="Instead of --manifest: a manifest whose images carry boxes to correct, such as the adjustment.manifest "
-            "that `cardamage review` writes, uploaded to S3; starts a bounding-box adjustment job.",
-        ),
-    ] = None,
-    workteam_arn: Annotated[
-        str | None, typer.Option("--workteam-arn", metavar="ARN", help="The private work team (default: labeling.workteam_arn).")
-    ] = None,
-    job_name: Annotated[
-        str | None, typer.Option("--job-name", metavar="NAME", help="The labelling job's name (default: <project>-<UTC time>).")
-    ] = None,
+    manifest: option(str | None, "--manifest", metavar="S3URI", help='A new labelling\'s manifest: {"source-ref": "s3://..."} lines.') = None,
+    adjust: option(str | None, "--adjust", metavar="S3URI", help="Instead: a manifest of boxes to correct (review's adjustment.manifest).") = None,
+    workteam_arn: option(str | None, "--workteam-arn", metavar="ARN", help="The private work team (default: labeling.workteam_arn).") = None,
+    job_name: option(str | None, "--job-name", metavar="NAME", help="The labelling job's name (default: <project>-<UTC time>).") = None,
     role_arn: RoleOption = None,
 ) -> None:
     """Create a Ground Truth bounding-box labelling job for the config's classes, done by a private work team.

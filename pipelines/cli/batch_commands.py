@@ -8,34 +8,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from containers.common.s3 import is_s3_uri
 from pipelines.cli.app import Invocation, Side, command, fail
-from pipelines.cli.local_commands import MaxDetectionsOption, ModelOption, ScoreThresholdOption, _model_for, _quiet_tensorflow, custom_attributes
+from pipelines.cli.local_commands import _model_for, _quiet_tensorflow, custom_attributes
+from pipelines.cli.options import MaxDetectionsOption, ModelOption, ScoreThresholdOption, option
 from pipelines.cli.output import console
 
 
 @command(Side.BOTH, "batch-predict")
 def batch_predict(
     cli: Invocation,
-    source: Annotated[
-        str, typer.Option("--input", "-i", metavar="PHOTOS", help="The photos: a folder here, an S3 prefix (s3://bucket/prefix/) on AWS.")
-    ],
-    output: Annotated[
-        str, typer.Option("--output", "-o", metavar="OUT", help="Where the answers and summary.csv go: a folder here, an S3 prefix on AWS.")
-    ],
+    source: option(str, "--input", "-i", metavar="PHOTOS", help="The photos: a folder here, an S3 prefix (s3://bucket/prefix/) on AWS."),
+    output: option(str, "--output", "-o", metavar="OUT", help="Where the answers and summary.csv go: a folder here, an S3 prefix on AWS."),
     model: ModelOption = None,
     score_threshold: ScoreThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
-    pictures: Annotated[bool, typer.Option("--pictures", help="Also draw each photo's boxes (<name>.png; here only).")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=1, help="Photos in flight here (default: every core).")] = None,
-    instance_type: Annotated[
-        str | None, typer.Option("--instance-type", metavar="TYPE", help="The transform job's instances (default: deployment.instance_type).")
-    ] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="On AWS: start the job and return (default: wait, then write summary.csv).")] = False,
+    pictures: option(bool, "--pictures", help="Also draw each photo's boxes (<name>.png; here only).") = False,
+    workers: option(int | None, "--workers", metavar="N", min=1, help="Photos in flight here (default: every core).") = None,
+    instance_type: option(str | None, "--instance-type", metavar="TYPE", help="The transform job's instance type (default: deployment's).") = None,
+    no_wait: option(bool, "--no-wait", help="On AWS: start the job and return (default: wait, then write summary.csv).") = False,
 ) -> None:
     """Predict a folder (or S3 prefix) of photos in one go: `<name>.json` per photo and summary.csv (boxes per
     class, top score, damaged-area share per class; an `error` for each file the handler refused).

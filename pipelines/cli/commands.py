@@ -13,6 +13,7 @@ import yaml
 from pipelines import promote as promote_checks
 from pipelines.backends import Execution
 from pipelines.cli.app import Invocation, Side, command, fail
+from pipelines.cli.options import ForceOption, ReasonOption, option
 from pipelines.cli.output import console, table, took, when
 
 PackageArgument = Annotated[str, typer.Argument(metavar="PACKAGE", help="The model package: its version number in the group, or its ARN.")]
@@ -22,7 +23,7 @@ CommentOption = Annotated[
 
 
 @command(Side.OFFLINE, "config")
-def show_config(cli: Invocation, as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False) -> None:
+def show_config(cli: Invocation, as_json: option(bool, "--json", help="Print JSON instead of YAML.") = False) -> None:
     """Validate the configuration (every profile) and print it, or a profile of it, with every default filled in."""
     resolved = cli.config.model_dump(mode="json")
     typer.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False).rstrip())
@@ -31,10 +32,8 @@ def show_config(cli: Invocation, as_json: Annotated[bool, typer.Option("--json",
 @command(Side.BOTH)
 def executions(
     cli: Invocation,
-    execution: Annotated[
-        str | None, typer.Option("--execution", "-e", metavar="ID", help="Show this execution (its id, ARN or a unique start of its id).")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many executions to list, newest first.")] = 10,
+    execution: option(str | None, "--execution", "-e", metavar="ID", help="Show this execution (its id, ARN or a unique start of its id).") = None,
+    limit: option(int, "--limit", "-n", metavar="N", min=1, help="How many executions to list, newest first.") = 10,
 ) -> None:
     """List the pipeline's executions, or show one with its parameters and steps (--execution)."""
     backend = cli.backend()
@@ -73,9 +72,7 @@ def _print_execution(execution: Execution) -> None:
 
 
 @command(Side.BOTH)
-def models(
-    cli: Invocation, limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.")] = 20
-) -> None:
+def models(cli: Invocation, limit: option(int, "--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.") = 20) -> None:
     """The model packages of the group: version, approval status, creation time, mAP, the champion it was judged
     against at registration (the served package's mAP on the same validation records, and its version), which
     one the endpoint serves, and the data each was trained on (its dataset snapshot)."""
@@ -111,9 +108,7 @@ def approve(
     cli: Invocation,
     package: PackageArgument,
     comment: CommentOption = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Also deploy it when it is older, or has a lower mAP, than the served one; -m gives the reason.")
-    ] = False,
+    force: option(bool, "--force", help="Also deploy it when it is older, or has a lower mAP, than the served one; -m gives the reason.") = False,
 ) -> None:
     """Approve a model package; records your identity and the comment. Approval deploys it: on AWS through the
     approval rule, here at once, by the deployment rule (never over a newer or better package). With --force
@@ -150,13 +145,6 @@ def _set_approval(cli: Invocation, package: str, status: str, comment: str | Non
         )
 
 
-# deploy and promote: forcing past the deployment rule, always with a reason.
-ForceOption = Annotated[
-    bool, typer.Option("--force", help="Deploy an older version, or one with a lower mAP, than the endpoint serves (a rollback); needs --reason.")
-]
-ReasonOption = Annotated[str | None, typer.Option("--reason", "-m", metavar="WHY", help="Why --force: recorded in the endpoint's tags.")]
-
-
 def _check_forced(force: bool, reason: str | None) -> None:
     if force and not (reason or "").strip():
         fail("--force needs --reason WHY: it is recorded with the endpoint", 2)
@@ -165,9 +153,7 @@ def _check_forced(force: bool, reason: str | None) -> None:
 @command(Side.BOTH)
 def deploy(
     cli: Invocation,
-    package: Annotated[
-        str | None, typer.Option("--package", metavar="PACKAGE", help="The package's version or ARN (default: the newest Approved one).")
-    ] = None,
+    package: option(str | None, "--package", metavar="PACKAGE", help="The package's version or ARN (default: the newest Approved one).") = None,
     force: ForceOption = False,
     reason: ReasonOption = None,
 ) -> None:
@@ -182,19 +168,10 @@ def deploy(
 @command(Side.BOTH)
 def promote(
     cli: Invocation,
-    package: Annotated[
-        str | None, typer.Option("--package", metavar="PACKAGE", help="The package to promote (default: the one the stage serves; it must be).")
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option("--from", metavar="STAGE", help="The stage to promote from (default: the first of deployment.stages).")
-    ] = None,
-    images: Annotated[
-        Path | None,
-        typer.Option("--images", metavar="DIR", help="Smoke-test photos (default: the first of the package's validation records)."),
-    ] = None,
-    count: Annotated[
-        int, typer.Option("--count", "-n", metavar="N", min=1, help="How many photos to send to the stage.")
-    ] = promote_checks.SMOKE_IMAGES,
+    package: option(str | None, "--package", metavar="PACKAGE", help="The package to promote (default: what the stage serves; it must).") = None,
+    source: option(str | None, "--from", metavar="STAGE", help="The stage to promote from (default: the first of deployment.stages).") = None,
+    images: option(Path | None, "--images", metavar="DIR", help="Smoke-test photos (default: the first of the package's validation records).") = None,
+    count: option(int, "--count", "-n", metavar="N", min=1, help="How many photos to send to the stage.") = promote_checks.SMOKE_IMAGES,
     force: ForceOption = False,
     reason: ReasonOption = None,
 ) -> None:

@@ -9,25 +9,8 @@ import typer
 
 from containers.processing.formats import AUTO, FORMATS
 from pipelines.cli.app import Invocation, Side, command, fail, pairs
+from pipelines.cli.options import ClassMapOption, ImagesOption, LabelFormatOption, RequiredImagesPrefixOption, option
 from pipelines.cli.output import console, table
-
-LabelFormatOption = Annotated[
-    str | None,
-    typer.Option(
-        "--format",
-        "--label-format",
-        metavar="FORMAT",
-        help=f"The labels' format: {', '.join((AUTO, *FORMATS))} (default: data.label_format, auto: told from each input's content).",
-    ),
-]
-ClassMapOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--class-map",
-        metavar="SOURCE=CLASS",
-        help="A class name of the labels onto one of data.classes (repeatable; added to data.class_map; case and spaces do not count).",
-    ),
-]
 
 
 def label_choices(cli: Invocation, label_format: str | None, class_map: list[str] | None) -> tuple[str, dict[str, str]]:
@@ -43,19 +26,15 @@ def label_choices(cli: Invocation, label_format: str | None, class_map: list[str
 def import_labels_command(
     cli: Invocation,
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Label files or folders, in any format PrepareData reads.")],
-    images_prefix: Annotated[str, typer.Option("--images-prefix", metavar="S3URI", help="The S3 prefix the images' keys are under.")],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", dir_okay=False, help="The manifest to write.")],
+    images_prefix: RequiredImagesPrefixOption,
+    output: option(Path, "--output", "-o", metavar="FILE", dir_okay=False, help="The manifest to write."),
     label_format: LabelFormatOption = None,
     class_map: ClassMapOption = None,
-    images: Annotated[
-        Path | None,
-        typer.Option(
-            "--images", metavar="DIR", file_okay=False, help="The images (keys relative to it): checks sizes; YOLO and VIA need it for theirs."
-        ),
-    ] = None,
+    images: ImagesOption = None,
 ) -> None:
     """Write a Ground Truth augmented manifest from labels in any format: to inspect them, or as the input of a
-    Ground Truth adjustment job. Same readers and rules as PrepareData; the refusals go to FILE.report.json."""
+    Ground Truth adjustment job. Same readers and rules as PrepareData; the refusals go to FILE.report.json.
+    With --images, each labelling is checked against its image's size (YOLO and VIA record none: they need it)."""
     from containers.common.s3 import is_s3_uri
     from containers.processing.import_labels import ImportOptions, import_labels
     from containers.processing.labelling import InputError

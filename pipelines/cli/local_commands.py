@@ -25,24 +25,22 @@ import containers
 from pipelines.backends import BackendError
 from pipelines.backends.local import LocalBackend
 from pipelines.cli.app import Invocation, Side, command, fail, pairs
-from pipelines.cli.aws_commands import ParamOption
-from pipelines.cli.data_commands import ClassMapOption, LabelFormatOption, label_choices
+from pipelines.cli.data_commands import label_choices
+from pipelines.cli.options import (
+    ClassMapOption,
+    ImagesOption,
+    ImagesPrefixOption,
+    LabelFormatOption,
+    LabelsOption,
+    MaxDetectionsOption,
+    ModelOption,
+    ParamOption,
+    ScoreThresholdOption,
+    option,
+)
 from pipelines.cli.output import console, duration, table
 
 PREPARE_DATA = Path(containers.__file__).resolve().parent / "processing" / "prepare_data.py"
-ImagesOption = Annotated[
-    Path | None,
-    typer.Option("--images", metavar="DIR", file_okay=False, help="The local folder that stands for --images-prefix (when source-refs are S3 URIs)."),
-]
-ImagesPrefixOption = Annotated[
-    str | None, typer.Option("--images-prefix", metavar="S3URI", help="The S3 prefix the manifests' source-refs start with.")
-]
-ModelOption = Annotated[str | None, typer.Option("--model", metavar="PACKAGE", help="Use this package (version or ARN) instead of the deployed one.")]
-ScoreThresholdOption = Annotated[
-    float | None,
-    typer.Option("--score-threshold", metavar="SCORE", min=0.0, max=1.0, help="Drop detections below this score (default: the endpoint's)."),
-]
-MaxDetectionsOption = Annotated[int | None, typer.Option("--max-detections", metavar="N", min=1, help="At most this many detections.")]
 
 
 def custom_attributes(score_threshold: float | None, max_detections: int | None) -> str | None:
@@ -60,30 +58,21 @@ def _quiet_tensorflow() -> None:
 @command(Side.LOCAL)
 def run(
     cli: Invocation,
-    manifest: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--manifest",
-            "-m",
-            metavar="LABELS",
-            help="Labels in any format PrepareData reads, a file or a folder (repeatable). Default: the bundled sample. Like a triggered "
-            "execution, the run trains on every labelled input staged in this state folder so far.",
-        ),
-    ] = None,
+    manifest: LabelsOption = None,
     images: ImagesOption = None,
     images_prefix: ImagesPrefixOption = None,
     param: ParamOption = None,
-    definition_file: Annotated[
-        Path | None,
-        typer.Option("--definition", metavar="FILE", dir_okay=False, help="Run this definition JSON instead of rendering one from the config."),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every line the jobs print (TensorFlow's too).")] = False,
+    definition_file: option(Path | None, "--definition", metavar="FILE", dir_okay=False, help="Run this definition JSON instead.") = None,
+    verbose: option(bool, "--verbose", "-v", help="Show every line the jobs print (TensorFlow's too).") = False,
 ) -> None:
     """Run the whole pipeline on this machine: the definition the CDK app deploys, step by step.
 
     Exit status 0 when it succeeds; 1, with the Fail step's message or the failed step's error and log, when it
     does not; 2 for a wrong invocation; 130 when stopped by Ctrl-C. Steps whose inputs did not change since a
-    successful run are cached. Parameters (--param) are checked as `cardamage start` checks them."""
+    successful run are cached. Parameters (--param) are checked as `cardamage start` checks them.
+
+    Like a triggered execution, the run trains on every labelled input staged in this state folder so far, and
+    reads their images through the common root of their images prefixes (prefixes in two buckets: exit 2)."""
     from pipelines.local.console import Progress, execution_outputs, relative, summary_rows
     from pipelines.local.engine import ExecutionFailed
     from pipelines.local.expressions import DefinitionProblem
@@ -134,7 +123,7 @@ def _model_for(cli: Invocation, reference: str | None) -> tuple[LocalBackend, st
 @command(Side.LOCAL)
 def serve(
     cli: Invocation,
-    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="The port on 127.0.0.1 (0: any free one).")] = 8080,
+    port: option(int, "--port", metavar="PORT", min=0, max=65535, help="The port on 127.0.0.1 (0: any free one).") = 8080,
     model: ModelOption = None,
 ) -> None:
     """Serve the local endpoint in the foreground on 127.0.0.1: SageMaker's container contract (GET /ping, POST
@@ -181,16 +170,8 @@ def serve(
 def predict(
     cli: Invocation,
     images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", dir_okay=False, help="JPEG or PNG photos.")],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="OUT",
-            help="Where to save the pictures: a .png for one image, else a folder (default <state-dir>/predictions/ here, ./predictions/ on AWS).",
-        ),
-    ] = None,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="NAME", help="The endpoint to call (default: the config's).")] = None,
+    output: option(Path | None, "--output", "-o", metavar="OUT", help="The pictures: a .png for one photo, else a folder.") = None,
+    endpoint: option(str | None, "--endpoint", metavar="NAME", help="The endpoint to call (default: the config's).") = None,
     model: ModelOption = None,
     score_threshold: ScoreThresholdOption = None,
     max_detections: MaxDetectionsOption = None,
@@ -200,7 +181,7 @@ def predict(
     With --local, the local endpoint's model through the endpoint's handler. Otherwise InvokeEndpoint on the
     AWS endpoint, with the photo as the binary body and the threshold in the custom attributes;
     --endpoint-url points it at any runtime-compatible URL, such as `cardamage serve`. Several photos are sent
-    concurrently."""
+    concurrently. The pictures go to --output: default <state-dir>/predictions/ here, ./predictions/ on AWS."""
     missing = [str(image) for image in images if not image.is_file()]
     if missing:
         fail(f"no such image file: {', '.join(missing)}", 2)
@@ -336,9 +317,7 @@ def _show_detections(out, image: Path, picture: Path, reply: dict, served: str) 
 
 
 @command(Side.LOCAL)
-def tensorboard(
-    cli: Invocation, port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="The port on 127.0.0.1.")] = 6006
-) -> None:
+def tensorboard(cli: Invocation, port: option(int, "--port", metavar="PORT", min=1, max=65535, help="The port on 127.0.0.1.") = 6006) -> None:
     """Open TensorBoard on the event files of the local training runs (foreground; Ctrl-C stops).
 
     On AWS the event files are in S3 under each execution's `tensorboard/` prefix (TensorBoardOutputConfig)."""
@@ -367,29 +346,13 @@ def _run_name(state_dir: Path, folder: Path) -> str:
 @command(Side.LOCAL)
 def prepare_data(
     cli: Invocation,
-    manifest: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--manifest",
-            "-m",
-            metavar="LABELS",
-            help="Labels in any format PrepareData reads (a Ground Truth manifest, a COCO / Label Studio / VIA JSON, VOC or CVAT XML, a YOLO "
-            "folder), or a folder of them (repeatable). Default: the bundled sample.",
-        ),
-    ] = None,
+    manifest: LabelsOption = None,
+    output: option(Path | None, "--output", metavar="DIR", file_okay=False, help="The outputs' folder (default: <state-dir>/prepared-data).") = None,
     images: ImagesOption = None,
     images_prefix: ImagesPrefixOption = None,
     label_format: LabelFormatOption = None,
     class_map: ClassMapOption = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output", metavar="DIR", file_okay=False, help="Where the TFRecords, label map and report go (default <state-dir>/prepared-data)."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", min=1, help="Worker processes (default: data.processing.workers, else one per core).")
-    ] = None,
+    workers: option(int | None, "--workers", metavar="N", min=1, help="Worker processes (default: data.processing.workers, or one per core).") = None,
 ) -> None:
     """Prepare training data here: the PrepareData program on labels (default: the bundled sample).
 

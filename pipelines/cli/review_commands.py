@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -20,6 +19,7 @@ from containers.common.s3 import S3_URI_EXAMPLE, is_s3_uri, parse_s3_uri
 from pipelines import review
 from pipelines.backends import ReviewPlace
 from pipelines.cli.app import Invocation, Side, command, fail
+from pipelines.cli.options import option
 from pipelines.local.runner import safe_name
 
 BATCH_FILES = ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
@@ -28,43 +28,15 @@ BATCH_FILES = ("tasks.json", "labeling-config.xml", "adjustment.manifest", "revi
 @command(Side.BOTH, "review")
 def review_command(
     cli: Invocation,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="OUT",
-            help="The review batch's folder, or an S3 URI to upload it to. With --pull-labelstudio: a copy of the export.",
-        ),
-    ] = None,
-    count: Annotated[int, typer.Option("--count", "-n", metavar="N", min=1, help="How many photos to pick.")] = 20,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy", metavar="STRATEGY", help=f"uncertain (the least sure first), random, or mixed ({review.MIXED_RANDOM_SHARE:.0%} at random)."
-        ),
-    ] = "uncertain",
-    since: Annotated[str | None, typer.Option("--since", metavar="DATE", help="Only photos answered on or after DATE (ISO 8601).")] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="The random picks' seed.")] = 0,
-    push_labelstudio: Annotated[
-        str | None,
-        typer.Option("--push-labelstudio", metavar="URL", help="Then create or update the Label Studio project at URL and import the batch's tasks."),
-    ] = None,
-    pull_labelstudio: Annotated[
-        str | None,
-        typer.Option(
-            "--pull-labelstudio",
-            metavar="URL",
-            help="Instead of picking photos: export the project's finished annotations to the labels prefix, where they start the next execution.",
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token (Account & Settings in Label Studio)."
-        ),
-    ] = None,
-    project: Annotated[str, typer.Option("--project", metavar="NAME", help="The Label Studio project's title.")] = "cardamage-review",
+    output: option(str | None, "--output", "-o", metavar="OUT", help="The batch's folder or S3 URI (or a pulled export's copy).") = None,
+    count: option(int, "--count", "-n", metavar="N", min=1, help="How many photos to pick.") = 20,
+    strategy: option(str, "--strategy", metavar="STRATEGY", help=f"uncertain, random, mixed ({review.MIXED_RANDOM_SHARE:.0%} random).") = "uncertain",
+    since: option(str | None, "--since", metavar="DATE", help="Only photos answered on or after DATE (ISO 8601).") = None,
+    seed: option(int, "--seed", metavar="N", help="The random picks' seed.") = 0,
+    push_labelstudio: option(str | None, "--push-labelstudio", metavar="URL", help="Then import the tasks into this Label Studio.") = None,
+    pull_labelstudio: option(str | None, "--pull-labelstudio", metavar="URL", help="Instead: pull the project's annotations.") = None,
+    token: option(str | None, "--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token.") = None,
+    project: option(str, "--project", metavar="NAME", help="The Label Studio project's title.") = "cardamage-review",
 ) -> None:
     """Pick the photos the endpoint was least sure of from its captured requests and answers, leaving out what is
     already labelled (by content) and near-duplicates, and write a review batch: tasks.json (Label Studio tasks
@@ -74,7 +46,8 @@ def review_command(
 
     With --push-labelstudio, the tasks go into a Label Studio project for a person to correct; with
     --pull-labelstudio, that project's annotations come back as a Label Studio JSON export under the labels
-    prefix (labels/labelstudio-<project>-<hash>/), the next execution's input."""
+    prefix (labels/labelstudio-<project>-<hash>/), the next execution's input. The token is Label Studio's access
+    token (Account & Settings), given with --token or LABEL_STUDIO_API_KEY."""
     if strategy not in review.STRATEGIES:
         fail(f"--strategy must be one of {', '.join(review.STRATEGIES)} (got {strategy!r})", 2)
     if push_labelstudio and pull_labelstudio:
