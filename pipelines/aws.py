@@ -676,9 +676,11 @@ def transform_job_request(
 ) -> dict[str, Any]:
     """CreateTransformJob's arguments: each object under `input_uri` is one request with the photo as the body
     (application/x-image: the handler reads JPEG and PNG under it), answered as `<name>.out` under
-    `output_uri`. One record at a time (a photo is never split), up to the 6 MB a real-time request takes.
-    With a KMS key, the output and (unless the instances have NVMe instance storage, where SageMaker refuses
-    one) the instances' volumes are encrypted with it."""
+    `output_uri`. One record at a time (a photo is never split), up to MaxPayloadInMB 6: the API's default,
+    and the 6 MiB a real-time request takes (CreateTransformJob in botocore's sagemaker model: at most 100, and
+    MaxConcurrentTransforms x MaxPayloadInMB at most 100; InvokeEndpoint's body at most 6,291,456 bytes in its
+    sagemaker-runtime model). With a KMS key, the output and (unless the instances have NVMe instance storage,
+    where SageMaker refuses one) the instances' volumes are encrypted with it."""
     output: dict[str, Any] = {"S3OutputPath": output_uri, "Accept": "application/json", "AssembleWith": "None"}
     resources: dict[str, Any] = {"InstanceType": instance_type, "InstanceCount": instance_count}
     if kms_key_id:

@@ -12,7 +12,7 @@ its request types, so a batch that Label Studio would refuse, or an export Prepa
 reported with the task and the reason, not found out later.
 
 Label Studio shows a task's `s3://` image once the project has an S3 source storage that covers it (Label
-Studio docs, "Cloud storage": Amazon S3, with "Use pre-signed URLs"); README "Closing the loop" says how.
+Studio docs, "Cloud storage": Amazon S3, with "Use pre-signed URLs"); docs/review-loop.md, "Label Studio", says how.
 """
 
 from __future__ import annotations

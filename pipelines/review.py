@@ -1,7 +1,7 @@
 """`cardamage review`: the photos the endpoint was least sure of, picked from its captured data, for a person to
 correct in Label Studio (or a Ground Truth adjustment job), so that the next execution trains on them.
 
-How unsure the model was of a photo is measured from its own answer (README, "Closing the loop"):
+How unsure the model was of a photo is measured from its own answer (docs/review-loop.md, "How unsure"):
 
     uncertainty = max(ambiguous share, class disagreement)
     ambiguous share    = the share of its detections whose score lies in the ambiguous band [0.2, 0.6)

@@ -34,8 +34,11 @@ Inside the serving container (this file loaded by path, as the container loads i
 the handlers raise falcon's HTTPError of that status instead, with the same body: SageMaker's TF Serving
 container 2.20 passes a falcon.HTTPError through with its own status (earlier containers answer every handler
 exception with 500 and `{"error": str(exc)}`, and str() is then the same JSON line, so the status survives
-in the message). The 2.20 behaviour is from ../shared notes on aws/deep-learning-containers' python_service.py,
-medium confidence; the 2.19 one is read in that file.
+in the message). Both are read in aws/deep-learning-containers' python_service.py: 2.20's
+`_handle_invocation_post` has `except falcon.HTTPError: raise` before the generic 500, added by #6243 (the 2.20
+inference images). In 2.20 the container also raises a falcon HTTPError itself when TF Serving answers non-200,
+so there `output_handler` only sees successful answers; its non-200 branch serves 2.19 and the local endpoint.
+The runtime API answers the client ModelError (424) with OriginalStatusCode (botocore's sagemaker-runtime model).
 
 Answer: `{"predictions": [{"image": {"width", "height"}, "detections": [{"class", "class_id", "score",
 "box", "box_normalized"}, ...]}, ...]}`, one entry per image in request order, detections best first, boxes

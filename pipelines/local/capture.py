@@ -15,7 +15,8 @@ in `<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl`. 
 types the deployment names (CaptureContentTypeHeader.JsonContentTypes: application/json) are kept as text,
 every other body base64-encoded, as the deployment function configures the real endpoint
 (containers/deploy/deploy.py). Requests are sampled at the deployment's percentage. Refused requests (the
-model's 4xx/5xx) are not captured here; whether SageMaker captures them is not stated in its documentation.
+model's 4xx/5xx) are not captured here; whether SageMaker captures them is still not stated in its documentation
+(checked again in 2026), and the record above has no field for the answer's status.
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
 MAX_BODY = 64 * 1024 * 1024
-# The runtime refuses a real-time request over 6 MB before the container sees it (AWS's answer on re:Post,
-# "ModelError ... 413", citing the SageMaker quotas; not found in the API reference itself): checked on the
-# runtime route only.
+# InvokeEndpoint's body is at most 6,291,456 bytes, 6 MiB (botocore's sagemaker-runtime service model:
+# BodyBlob's max), so the runtime refuses a larger request before the container sees it: checked on the runtime
+# route only. Which error the runtime answers then is not in the model (a re:Post answer reports a 413).
 RUNTIME_MAX_BODY = 6 * 1024 * 1024
 RUNTIME_PATH = re.compile(r"/endpoints/([^/]+)/invocations")
 

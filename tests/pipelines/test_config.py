@@ -28,9 +28,9 @@ def test_the_repository_configuration_loads_with_every_profile_and_names_files_t
 
 
 def readme_defaults() -> list[tuple[str, object]]:
-    """(dotted key, default) of the README's configuration table, where the default is a literal value:
-    the `data.shards` row with `4`, and rows that name several keys (`a.b` / `c` / `d`) with as many values."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """(dotted key, default) of the configuration table (docs/configuration.md), where the default is a literal
+    value: the `data.shards` row with `4`, and rows that name several keys (`a.b` / `c` / `d`) with as many values."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     found = []
     for keys, values in re.findall(r"^\| (`[a-z_.]+`(?: / `[a-z_]+`)*) \| (`[^|]*`(?: / `[^|]*`)*) \|", section, re.M):

@@ -1,4 +1,4 @@
-"""The review loop, end to end on this machine (README, "Closing the loop"), with the real definition, PrepareData,
+"""The review loop, end to end on this machine (docs/review-loop.md, "The whole loop on this machine"), with the real definition, PrepareData,
 Evaluate, registry, endpoint and data capture, and the fast fake detector of test_champion_release in place of
 training:
 
