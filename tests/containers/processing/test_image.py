@@ -6,7 +6,12 @@ from __future__ import annotations
 import re
 
 from steps.common import CONTAINER_ROOT
-from tests.containers.training.test_image import assert_hash_checked_installs_and_existing_copies, pins
+from tests.containers.training.test_image import (
+    assert_covers_its_requirements_in,
+    assert_hash_checked_installs_and_existing_copies,
+    assert_pinned_as_in_the_lock,
+    pins,
+)
 from tests.support import ROOT
 
 DOCKERFILE = ROOT / "containers" / "processing" / "Dockerfile"
@@ -15,25 +20,13 @@ LOCK = ROOT / "requirements" / "lock.txt"
 
 
 def test_every_package_of_the_image_is_pinned_as_in_the_lock():
-    lock, image = pins(LOCK), pins(REQUIREMENTS)
-    assert image, "the image installs nothing?"
-    for name, (version, hashes) in image.items():
-        assert name in lock, f"{name} is in the image but not in the lock"
-        assert version == lock[name][0], f"{name}: image {version}, lock {lock[name][0]}"
-        assert hashes and hashes <= lock[name][1], f"{name}: hashes differ from the lock's"
+    assert_pinned_as_in_the_lock(REQUIREMENTS)
 
 
 def test_the_image_covers_what_preparation_and_evaluation_import_and_leaves_tensorflow_to_the_base():
-    wanted = [
-        line.strip()
-        for line in (ROOT / "containers" / "processing" / "requirements.in").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    image = pins(REQUIREMENTS)
-    assert all(name.lower() in image for name in wanted)
+    image = assert_covers_its_requirements_in(REQUIREMENTS)
     # PrepareData's own needs beyond the training image's, and Evaluate's.
     assert {"simplejpeg", "google-crc32c", "tqdm", "pycocotools", "tf-object-detection-api", "matplotlib"} <= set(image)
-    assert "tensorflow" not in image and "tensorflow-cpu" not in image
 
 
 def test_the_base_image_is_tensorflow_cpu_at_the_lock_s_version():

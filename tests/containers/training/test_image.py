@@ -38,24 +38,34 @@ def assert_hash_checked_installs_and_existing_copies(dockerfile) -> str:
     return text
 
 
-def test_every_package_of_the_image_is_pinned_as_in_the_lock():
-    lock, image = pins(LOCK), pins(REQUIREMENTS)
+def assert_pinned_as_in_the_lock(requirements) -> dict[str, tuple[str, set[str]]]:
+    """Every package of an image's requirements is the lock's version with the lock's hashes; returns its pins."""
+    lock, image = pins(LOCK), pins(requirements)
     assert image, "the image installs nothing?"
     for name, (version, hashes) in image.items():
         assert name in lock, f"{name} is in the image but not in the lock"
         assert version == lock[name][0], f"{name}: image {version}, lock {lock[name][0]}"
         assert hashes and hashes <= lock[name][1], f"{name}: hashes differ from the lock's"
+    return image
+
+
+def assert_covers_its_requirements_in(requirements) -> dict[str, tuple[str, set[str]]]:
+    """The compiled requirements hold every package of the requirements.in beside them, and no TensorFlow (the
+    base image's); returns its pins."""
+    lines = (requirements.parent / "requirements.in").read_text().splitlines()
+    wanted = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    image = pins(requirements)
+    assert wanted and all(name.lower() in image for name in wanted)
+    assert "tensorflow" not in image and "tensorflow-cpu" not in image
+    return image
+
+
+def test_every_package_of_the_image_is_pinned_as_in_the_lock():
+    assert_pinned_as_in_the_lock(REQUIREMENTS)
 
 
 def test_the_image_covers_what_training_needs_and_leaves_tensorflow_to_the_base():
-    wanted = [
-        line.strip()
-        for line in (ROOT / "containers" / "training" / "requirements.in").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    image = pins(REQUIREMENTS)
-    assert all(name.lower() in image for name in wanted)
-    assert "tensorflow" not in image and "tensorflow-cpu" not in image
+    assert_covers_its_requirements_in(REQUIREMENTS)
 
 
 def test_the_base_image_is_tensorflow_gpu_at_the_lock_s_version():
