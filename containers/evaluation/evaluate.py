@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from containers.common.arguments import fraction, non_negative, positive
+from containers.common.program import exit_status
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
 from containers.evaluation.model import SAVED_MODEL, Detections, Detector, ModelSource, archive_of, locate_model, read_metadata
@@ -341,19 +342,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        report = evaluate(options)
-    except EvaluationError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"evaluate: error: {exc.filename or options.output}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("evaluate: interrupted", file=sys.stderr)
-        return 130
-    _print_summary(options, report)
-    return 0
+    return exit_status("evaluate", lambda: _print_summary(options, evaluate(options)), EvaluationError, OSError)
 
 
 def _print_summary(options: Options, report: dict) -> None:

@@ -83,16 +83,11 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Box:
-    """One labelled box in pixels of the image as the annotator saw it, already clipped to it."""
+class Box(RawBox):
+    """One labelled box in pixels of the image as the annotator saw it, already clipped to it, with the id of
+    its class in the label map (the raw box it came from, resolved)."""
 
-    label: int  # label-map id, from 1
-    name: str
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
-    flags: frozenset[str] = frozenset()
+    label: int = field(kw_only=True)  # label-map id, from 1
 
     @property
     def width(self) -> float:
@@ -339,7 +334,7 @@ def resolve(
                 f"(left {_number(x0)}, top {_number(y0)}, width {_number(x1 - x0)}, height {_number(y1 - y0)})"
             )
         clipped += (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
-        boxes.append(Box(label_map.id_of(name, record.source), name, cx0, cy0, cx1, cy1, raw.flags))
+        boxes.append(Box(name, cx0, cy0, cx1, cy1, raw.flags, label=label_map.id_of(name, record.source)))
     return LabelledImage(
         source=record.source,
         order=order,

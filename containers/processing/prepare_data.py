@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from containers.common.arguments import fraction, mapping_pair, non_negative, positive
+from containers.common.program import exit_status
 from containers.processing import formats
 from containers.processing.formats import Context, Input, Refusal
 from containers.processing.images import ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
@@ -611,17 +612,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        options = parse_args(argv)
-        report = prepare(options)
-    except PreparationError as exc:
-        print(f"prepare_data: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("prepare_data: interrupted", file=sys.stderr)
-        return 130
-    _print_summary(options, report)
-    return 0
+    options = parse_args(argv)
+    return exit_status("prepare_data", lambda: _print_summary(options, prepare(options)), PreparationError)
 
 
 def _print_summary(options: Options, report: dict) -> None:

@@ -14,19 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from containers.processing.labelling import (
-    InputError,
-    RawBox,
-    Record,
-    RecordError,
-    Source,
-    image_key,
-    image_size,
-    is_int,
-    number,
-    short,
-    utc_date,
-)
+from containers.processing.labelling import InputError, RawBox, Record, RecordError, Source, image_key, image_size, is_int, number, short, utc_date
 
 from .base import Context, Item, Refusal
 

@@ -37,7 +37,7 @@ def test_a_class_colour_is_fixed_by_its_id_and_the_palette_repeats():
 BOX = (40, 100, 160, 180)
 LEFT_EDGE = (140, 41)  # row, column
 DRAWERS = {
-    "data report": lambda data, label: report.draw_boxes(data, [Box(label, "dent", *BOX)], 200, 200),
+    "data report": lambda data, label: report.draw_boxes(data, [Box("dent", *BOX, label=label)], 200, 200),
     "evaluation": lambda data, label: evaluation_pictures.draw(data, [evaluation_pictures.Drawn(*BOX, "dent 0.90", label)], 200, 200),
     "endpoint detections": lambda data, label: draw_detections(data, [detection("dent", label, 0.9, BOX)]),
 }

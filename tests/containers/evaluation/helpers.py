@@ -19,7 +19,7 @@ ELSEWHERE = (0.6, 0.65, 0.95, 0.95)  # overlaps neither
 def box(label: int, name: str, corners: Sequence[float]) -> Box:
     """A box in pixels of a WIDTH x HEIGHT image from normalised corners."""
     xmin, ymin, xmax, ymax = corners
-    return Box(label, name, xmin * WIDTH, ymin * HEIGHT, xmax * WIDTH, ymax * HEIGHT)
+    return Box(name, xmin * WIDTH, ymin * HEIGHT, xmax * WIDTH, ymax * HEIGHT, label=label)
 
 
 def detection(label: int, score: float, corners: Sequence[float]) -> tuple[int, float, float, float, float, float]:

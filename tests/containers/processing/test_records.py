@@ -57,7 +57,7 @@ def test_any_example_serializes_exactly_as_tensorflow_does(features):
     st.text(min_size=1, max_size=30),
 )
 def test_an_od_api_example_matches_tensorflow(raw_boxes, key):
-    boxes = [Box(label, f"class-{label}", x, y, x + w, y + h) for label, x, y, w, h in raw_boxes]
+    boxes = [Box(f"class-{label}", x, y, x + w, y + h, label=label) for label, x, y, w, h in raw_boxes]
     ours = build_example(encoded=b"\xff\xd8 image", key=key, width=80, height=60, boxes=boxes)
     parsed = tf.train.Example.FromString(ours)
     assert parsed.SerializeToString(deterministic=True) == ours
