@@ -51,18 +51,9 @@ SAMPLE = ROOT / "data" / "sample"
 
 def build_models(work: Path, size: int) -> tuple[Path, Path]:
     """Train one step, then export the encoded-image model and the image_tensor model of that checkpoint."""
-    from containers.processing.prepare_data import Options, prepare
+    from training_step_time import prepare_sample  # this folder, beside this script
 
-    prepared = work / "prepared"
-    prepare(
-        Options(
-            manifests=sorted((SAMPLE / "manifests").glob("*.manifest")),
-            images=SAMPLE / "images",
-            images_prefix="s3://example-bucket/car-damage/",
-            output=prepared,
-            classes=["dent", "scratch"],
-        )
-    )
+    prepared = prepare_sample(work)
     hp = parse_hyperparameters({"image_size": str(size), "batch_size": "1", "num_steps": "1"})
     paths = Paths(prepared / "train", prepared / "validation", prepared / "label_map.pbtxt", None, work / "model", work / "ckpt", work / "tb")
     classes = write_pipeline_config(hp, paths)

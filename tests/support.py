@@ -129,3 +129,15 @@ def records(output: Path, split: str) -> list[dict]:
 
 def all_records(output: Path) -> dict[str, dict]:
     return {record["key"]: record | {"split": split} for split in ("train", "validation") for record in records(output, split)}
+
+
+def json_containers(value):
+    """Every object and list in a JSON document, outermost first: where a fuzz test changes or drops a field."""
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from json_containers(child)
+    elif isinstance(value, list):
+        yield value
+        for child in value:
+            yield from json_containers(child)

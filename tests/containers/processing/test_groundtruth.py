@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from containers.processing.formats.base import Context
 from containers.processing.formats.groundtruth import object_detection_attributes, parse_line
 from containers.processing.labelling import Classes, LabelMap, LineError, ManifestError, Source, image_key, newest_first, resolve
-from tests.support import PREFIX, Dataset
+from tests.support import PREFIX, Dataset, json_containers
 
 SOURCE = Source("m.manifest", 3)
 
@@ -213,7 +213,7 @@ def _mutations(base: dict):
     def apply(path_and_value):
         line = json.loads(json.dumps(base))
         (key, value), drop = path_and_value
-        for container in _containers(line):
+        for container in json_containers(line):
             if key in container:
                 if drop:
                     del container[key]
@@ -223,16 +223,6 @@ def _mutations(base: dict):
         return line
 
     return st.tuples(st.tuples(keys, json_values), st.booleans()).map(apply)
-
-
-def _containers(value):
-    if isinstance(value, dict):
-        yield value
-        for child in value.values():
-            yield from _containers(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _containers(child)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
