@@ -7,10 +7,10 @@ import re
 
 from steps.common import CONTAINER_ROOT
 from tests.containers.training.test_image import (
+    assert_base_is_tensorflow_at_the_lock_s_version,
     assert_covers_its_requirements_in,
     assert_hash_checked_installs_and_existing_copies,
     assert_pinned_as_in_the_lock,
-    pins,
 )
 from tests.support import ROOT
 
@@ -30,9 +30,7 @@ def test_the_image_covers_what_preparation_and_evaluation_import_and_leaves_tens
 
 
 def test_the_base_image_is_tensorflow_cpu_at_the_lock_s_version():
-    base = re.search(r"^FROM tensorflow/tensorflow:([0-9.]+)\s*$", DOCKERFILE.read_text(), re.MULTILINE)
-    assert base, "the processing image must start FROM tensorflow/tensorflow:<version> (the CPU build)"
-    assert base.group(1) == pins(LOCK)["tensorflow-cpu"][0]
+    assert_base_is_tensorflow_at_the_lock_s_version(DOCKERFILE, "")
 
 
 def test_the_dockerfile_installs_only_hash_checked_files_and_puts_the_programs_where_the_steps_run_them():

@@ -68,10 +68,15 @@ def test_the_image_covers_what_training_needs_and_leaves_tensorflow_to_the_base(
     assert_covers_its_requirements_in(REQUIREMENTS)
 
 
-def test_the_base_image_is_tensorflow_gpu_at_the_lock_s_version():
-    base = re.search(r"^FROM tensorflow/tensorflow:([0-9.]+)-gpu\s*$", DOCKERFILE.read_text(), re.MULTILINE)
-    assert base, "the training image must start FROM tensorflow/tensorflow:<version>-gpu"
+def assert_base_is_tensorflow_at_the_lock_s_version(dockerfile, build: str) -> None:
+    """The image starts FROM tensorflow/tensorflow at the lock's TensorFlow version, of `build` ("": CPU, "-gpu")."""
+    base = re.search(rf"^FROM tensorflow/tensorflow:([0-9.]+){build}\s*$", dockerfile.read_text(), re.MULTILINE)
+    assert base, f"{dockerfile} must start FROM tensorflow/tensorflow:<version>{build}"
     assert base.group(1) == pins(LOCK)["tensorflow-cpu"][0]
+
+
+def test_the_base_image_is_tensorflow_gpu_at_the_lock_s_version():
+    assert_base_is_tensorflow_at_the_lock_s_version(DOCKERFILE, "-gpu")
 
 
 def test_the_dockerfile_installs_only_hash_checked_files_and_clones_nothing():
