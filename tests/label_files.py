@@ -166,18 +166,8 @@ def write_cvat(images: list[Labelled], path: Path, classes: list[str] | None = N
     for index, image in enumerate(images):
         element = ET.SubElement(root, "image", id=str(index), name=image.key, width=str(image.width), height=str(image.height))
         for n, x0, y0, x1, y1 in image.boxes:
-            ET.SubElement(
-                element,
-                "box",
-                label=n,
-                source="manual",
-                occluded="0",
-                xtl=f"{x0:.2f}",
-                ytl=f"{y0:.2f}",
-                xbr=f"{x1:.2f}",
-                ybr=f"{y1:.2f}",
-                z_order="0",
-            )
+            corners = {"xtl": f"{x0:.2f}", "ytl": f"{y0:.2f}", "xbr": f"{x1:.2f}", "ybr": f"{y1:.2f}"}
+            ET.SubElement(element, "box", {"label": n, "source": "manual", "occluded": "0", **corners, "z_order": "0"})
     ET.ElementTree(root).write(path)
     return path
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import io
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
-from containers.deploy.deploy import Candidate, DeploySettings, decide, deploy_package
+from containers.deploy.deploy import Candidate, DeployResult, DeploySettings, decide, deploy_package
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
@@ -25,32 +25,38 @@ GROUP, OTHER, ENDPOINT = "car-damage-models", "other-models", "car-damage-endpoi
 class Case:
     name: str
     registered: tuple[tuple[str, str, float | None], ...]  # (group, status, mAP) of versions 1, 2, ... in order
-    served: int | None  # the version deployed first (by the rule, unforced), or none
-    offered: int  # the version offered (1-based index into `registered`)
+    served: int | None  # the package deployed first (1-based index into `registered`; by the rule, unforced), or none
+    offered: int  # the package offered (1-based index into `registered`)
     force: bool = False
     reason: str = ""
     deployed: bool = False  # what both deployers must do
-    because: str = ""  # a fragment of the reason both must give
+    because: str = ""  # the rule's reason both must give
+    served_by: str = GROUP  # the group of the deployer that deployed the served package
 
 
 A, P, R = "Approved", "PendingManualApproval", "Rejected"
 CASES = [
-    Case("first package", ((GROUP, A, 0.3),), None, 1, deployed=True, because="nothing is served yet"),
-    Case("newer and better", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 1, 2, deployed=True, because="replaces the served version 1"),
-    Case("newer, mAP unknown", ((GROUP, A, 0.3), (GROUP, A, None)), 1, 2, deployed=True, because="replaces the served version 1"),
-    Case("the served one again", ((GROUP, A, 0.3),), 1, 1, because="already serves version 1"),
-    Case("the served one, forced", ((GROUP, A, 0.3),), 1, 1, force=True, reason="again", because="already serves version 1"),
-    Case("older", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 2, 1, because="version 1 is older than the served version 2"),
-    Case("older, forced without reason", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 2, 1, force=True, because="forcing it needs a reason"),
+    Case("first package", ((GROUP, A, 0.3),), None, 1, deployed=True, because="nothing is served yet: version 1 is deployed"),
+    Case("newer and better", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 1, 2, deployed=True, because="version 2 replaces the served version 1"),
+    Case("newer, mAP unknown", ((GROUP, A, 0.3), (GROUP, A, None)), 1, 2, deployed=True, because="version 2 replaces the served version 1"),
+    Case("the served one again", ((GROUP, A, 0.3),), 1, 1, because="the endpoint already serves version 1"),
+    Case("the served one, forced", ((GROUP, A, 0.3),), 1, 1, force=True, reason="again", because="the endpoint already serves version 1"),
+    Case("older", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 2, 1,
+         because="version 1 is older than the served version 2 (force it with a reason to roll back)"),
+    Case("older, forced without reason", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 2, 1, force=True,
+         because="version 1 is older than the served version 2: forcing it needs a reason"),
     Case("older, forced with reason", ((GROUP, A, 0.3), (GROUP, A, 0.4)), 2, 1, force=True, reason="v2 misses scratches", deployed=True,
-         because="reason: v2 misses scratches"),
-    Case("newer but worse", ((GROUP, A, 0.4), (GROUP, A, 0.3)), 1, 2, because="mAP 0.3000 is below the served version 1's 0.4000"),
+         because="forced: version 1 is older than the served version 2; reason: v2 misses scratches"),
+    Case("newer but worse", ((GROUP, A, 0.4), (GROUP, A, 0.3)), 1, 2,
+         because="version 2's mAP 0.3000 is below the served version 1's 0.4000 (force it with a reason to roll back)"),
     Case("newer but worse, forced", ((GROUP, A, 0.4), (GROUP, A, 0.3)), 1, 2, force=True, reason="needs the new class", deployed=True,
-         because="forced: version 2's mAP"),
+         because="forced: version 2's mAP 0.3000 is below the served version 1's 0.4000; reason: needs the new class"),
     Case("pending", ((GROUP, A, 0.3), (GROUP, P, 0.5)), 1, 2, because="version 2 is PendingManualApproval, not Approved"),
     Case("rejected, forced", ((GROUP, A, 0.3), (GROUP, R, 0.5)), 1, 2, force=True, reason="please", because="version 2 is Rejected, not Approved"),
     Case("another group", ((GROUP, A, 0.3), (OTHER, A, 0.9)), 1, 2, force=True, reason="please",
          because=f"the package belongs to group {OTHER!r}; this endpoint serves group {GROUP!r}"),
+    Case("the endpoint serves another group's", ((OTHER, A, 0.9), (GROUP, A, 0.3)), 1, 2, served_by=OTHER, deployed=True,
+         because=f"the endpoint serves a package of group {OTHER!r}: version 1 of {GROUP!r} replaces it"),
 ]  # fmt: skip
 
 
@@ -71,7 +77,7 @@ def server():
         yield running
 
 
-def on_aws(server, case: Case, monkeypatch, tmp_path) -> tuple[bool, str]:
+def on_aws(server, case: Case, monkeypatch, tmp_path) -> DeployResult:
     server.reset()
     isolate_aws(monkeypatch, tmp_path)
     sagemaker, autoscaling = client("sagemaker", server.url), client("application-autoscaling", server.url)
@@ -83,12 +89,12 @@ def on_aws(server, case: Case, monkeypatch, tmp_path) -> tuple[bool, str]:
     arns = [register(sagemaker, status, group, map_value) for group, status, map_value in case.registered]
     settings = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group=GROUP, data_capture_percent=0)
     if case.served is not None:
-        assert deploy_package(sagemaker, autoscaling, settings, arns[case.served - 1]).status == "created"
-    result = deploy_package(sagemaker, autoscaling, settings, arns[case.offered - 1], force=case.force, reason=case.reason)
-    return result.status != "skipped", result.reason
+        first = replace(settings, model_package_group=case.served_by)
+        assert deploy_package(sagemaker, autoscaling, first, arns[case.served - 1]).status == "created"
+    return deploy_package(sagemaker, autoscaling, settings, arns[case.offered - 1], force=case.force, reason=case.reason)
 
 
-def here(case: Case, tmp_path) -> tuple[bool, str]:
+def here(case: Case, tmp_path) -> DeployResult:
     state_dir = tmp_path / "local"
     state, s3 = State(state_dir), LocalS3(state_dir / "s3")
     archive = tmp_path / "model.tar.gz"
@@ -98,19 +104,27 @@ def here(case: Case, tmp_path) -> tuple[bool, str]:
         state.register(group, status, "s3://local-artifacts/model.tar.gz", None, None, map_value, {}, None)
         for group, status, map_value in case.registered
     ]
-    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP)
     if case.served is not None:
-        assert deployer.deploy(packages[case.served - 1].arn, ENDPOINT).status == "created"
-    result = deployer.deploy(packages[case.offered - 1].arn, ENDPOINT, force=case.force, reason=case.reason)
-    return result.status != "skipped", result.reason
+        first = LocalDeployer(state, s3, state_dir / "endpoints", group=case.served_by)
+        assert first.deploy(packages[case.served - 1].arn, ENDPOINT).status == "created"
+    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP)
+    return deployer.deploy(packages[case.offered - 1].arn, ENDPOINT, force=case.force, reason=case.reason)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_both_deployers_decide_every_case_alike(server, case, monkeypatch, tmp_path):
-    aws_deployed, aws_reason = on_aws(server, case, monkeypatch, tmp_path)
-    local_deployed, local_reason = here(case, tmp_path)
-    assert aws_deployed == local_deployed == case.deployed, (aws_reason, local_reason)
-    assert case.because in aws_reason and case.because in local_reason, (aws_reason, local_reason)
+    aws, local = on_aws(server, case, monkeypatch, tmp_path), here(case, tmp_path)
+    assert (aws.status != "skipped", local.status != "skipped") == (case.deployed, case.deployed), (aws.reason, local.reason)
+    group = case.registered[case.offered - 1][0]
+    version = [registered[0] for registered in case.registered[: case.offered]].count(group)  # versions count per group
+    assert aws.model_package_version == local.model_package_version == version
+    if case.deployed:  # each deployer then says how the deployment went, after the rule's reason
+        assert (aws.reason, local.reason) == (
+            f"{case.because}; version {version} of {GROUP} is in service",
+            f"{case.because}; version {version} is in service",
+        )
+    else:
+        assert (aws.reason, local.reason) == (case.because, case.because)
 
 
 def test_the_rule_is_pure_and_its_answers_say_why():
@@ -118,4 +132,7 @@ def test_the_rule_is_pure_and_its_answers_say_why():
     older = Candidate("arn:v1", GROUP, 1, "Approved", 0.5)
     assert decide(older, served, group=GROUP).up_to_date  # older: the endpoint is ahead, nothing to do
     assert not decide(Candidate("arn:v3", GROUP, 3, "Approved", 0.3), served, group=GROUP).up_to_date  # worse: a refusal, not "up to date"
-    assert decide(older, served, group=GROUP, force=True, force_reason="  ").reason.endswith("forcing it needs a reason")
+    assert (
+        decide(older, served, group=GROUP, force=True, force_reason="  ").reason
+        == "version 1 is older than the served version 2: forcing it needs a reason"
+    )

@@ -418,9 +418,13 @@ def candidate(package: Mapping[str, Any]) -> Candidate:
     )
 
 
-def _served_candidate(sagemaker: Any, served: ServedPackage | None) -> Candidate | None:
+def _served_candidate(sagemaker: Any, served: ServedPackage | None, group: str) -> Candidate | None:
+    """The served package as the rule reads it. One of another group is not described: the rule compares
+    nothing across groups, and the function's role may read only its own group's packages."""
     if served is None:
         return None
+    if served.group and served.group != group:
+        return Candidate(served.arn, served.group, served.version)
     try:
         return candidate(sagemaker.describe_model_package(ModelPackageName=served.arn))
     except ClientError as exc:
@@ -434,7 +438,7 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
     offered = candidate(package)
     arn, group, version = offered.arn, offered.group, offered.version
     endpoint = describe_endpoint(sagemaker, settings.endpoint_name) if offered.group == settings.model_package_group else None
-    served = _served_candidate(sagemaker, served_package(sagemaker, endpoint)) if endpoint else None
+    served = _served_candidate(sagemaker, served_package(sagemaker, endpoint), settings.model_package_group) if endpoint else None
     decision = decide(offered, served, group=settings.model_package_group, force=force, force_reason=reason)
     if not decision.deploy:
         LOG.info("skipped %s: %s", arn, decision.reason)
@@ -838,7 +842,9 @@ def _direct_request(event: Mapping[str, Any], settings: DeploySettings) -> Reque
 # the deployment" (API_AutoRollbackConfig), and the endpoint stays on its previous endpoint config, so an endpoint
 # back in service whose own tags (set when the update was asked for) name another package than its current
 # config's tags was rolled back. The "SageMaker Endpoint State Change" events that start this are the ones
-# the autoscaling rule already receives (IN_SERVICE), and FAILED.
+# the autoscaling rule already receives (IN_SERVICE), and FAILED. Still not documented by AWS (checked again in
+# 2026): no page shows a rollback's events, nor says an IN_SERVICE event follows one. Reports in the Terraform
+# AWS provider's issues (#39099, 2024; #48997, 2026) say the endpoint returns to InService on its previous config.
 
 
 def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any], config_tags: Mapping[str, str]) -> str:
@@ -861,11 +867,15 @@ def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str,
 
 
 def failed_update(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str, Any]) -> str:
-    """The notice for an endpoint that failed (to be created or updated)."""
-    asked = _tags(sagemaker, endpoint["EndpointArn"]) if endpoint.get("EndpointArn") else {}
+    """The notice for an endpoint that failed (to be created or updated); `endpoint` is {} when it was
+    deleted before the event arrived, and its reason went with it."""
+    again = "Deploy a package again (`cardamage deploy`) once the cause is fixed."
+    if not endpoint:
+        return f"Endpoint {settings.endpoint_name} failed and has been deleted since, so SageMaker's reason cannot be read. {again}"
+    asked = _tags(sagemaker, endpoint["EndpointArn"])
     version = f" with version {asked[TAG_VERSION]} ({asked.get(TAG_ARN, '')})" if TAG_VERSION in asked else ""
-    reason = endpoint.get("FailureReason") or "no reason given"
-    return f"Endpoint {settings.endpoint_name} failed{version}: {reason}. Deploy a package again (`cardamage deploy`) once the cause is fixed."
+    reason = (endpoint.get("FailureReason") or "no reason given").rstrip(". ")  # a reason may end with its own full stop
+    return f"Endpoint {settings.endpoint_name} failed{version}: {reason}. {again}"
 
 
 def report(settings: DeploySettings, notice: str) -> str:

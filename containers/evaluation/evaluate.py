@@ -59,6 +59,9 @@ class ChampionOptions:
 
 @dataclass(frozen=True)
 class Options:
+    """One evaluation: the model, the validation records and the output folder (the job's channels), and how
+    it runs and draws (the command line's options, same names)."""
+
     model: Path
     validation: Path
     output: Path
@@ -328,16 +331,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.champion_version and args.champion is None:
         parser.error("--champion-version needs --champion, the champion's model")
-    return Options(
-        model=args.model,
-        validation=args.validation,
-        output=args.output,
-        batch_size=args.batch_size,
-        pictures=args.pictures,
-        picture_score_threshold=args.picture_score_threshold,
-        progress=sys.stderr.isatty() and not args.no_progress,
-        champion=ChampionOptions(args.champion, args.champion_version, args.champion_package) if args.champion_version else None,
-    )
+    champion = ChampionOptions(args.champion, args.champion_version, args.champion_package) if args.champion_version else None
+    progress = sys.stderr.isatty() and not args.no_progress
+    return Options(args.model, args.validation, args.output, args.batch_size, args.pictures, args.picture_score_threshold, progress, champion)
 
 
 def main(argv: list[str] | None = None) -> int:

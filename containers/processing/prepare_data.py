@@ -178,15 +178,8 @@ class Run:
     hashes: dict[str, str] = field(default_factory=dict)
 
     def context(self) -> Context:
-        options = self.options
-        return Context(
-            images_prefix=options.images_prefix,
-            images=options.images,
-            label_attribute=options.label_attribute,
-            via_attribute=options.via_attribute,
-            classes=self.classes,
-            label_map=self.label_map,
-        )
+        options = self.options  # the readers' context, in its fields' order
+        return Context(options.images_prefix, options.images, options.label_attribute, options.via_attribute, self.classes, self.label_map)
 
     def report(self, *, status: str) -> dict:
         options, ledger = self.options, self.ledger

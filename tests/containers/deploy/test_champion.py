@@ -13,8 +13,8 @@ from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
 from steps.find_champion import OUTPUTS
-from tests.aws_fakes import ROLE, applied_update, client, isolate_aws, stub_operation
-from tests.containers.deploy.test_deploy import ENDPOINT, GROUP, register
+from tests.aws_fakes import ROLE, applied_update, client, deleted_package, isolate_aws, packaged_function, stub_operation
+from tests.containers.deploy.test_deploy import ENDPOINT, GROUP, TAGS_OF, register
 from tests.test_deploy_rule import model_archive
 
 CHALLENGER = "s3://artifacts/pipeline/execution/Train/output/model.tar.gz"
@@ -75,36 +75,34 @@ def test_the_function_and_the_local_deployer_find_the_same_champion(aws, tmp_pat
         assert found.found == bool(version) and found.version == version
         if version:
             assert found.package_arn.endswith(f"/{version}") and found.recorded_map == maps[version - 1]
-            assert found.model_data_url == "s3://artifacts/model.tar.gz" and f"serves version {version}" in found.reason
+            assert found.model_data_url == "s3://artifacts/model.tar.gz"
+            assert found.reason == f"endpoint {ENDPOINT} serves version {version} of {GROUP}"
         else:
             # Evaluate's champion input must name objects that exist: the challenger's own model.
             assert (found.model_data_url, found.package_arn) == (CHALLENGER, champion.NONE)
-            assert "nothing is served" in found.reason
+            assert found.reason == f"there is no endpoint {ENDPOINT}: nothing is served"
     if version:
         assert on_aws.package_arn == arns[version - 1]
 
 
-class _Deleted:
-    """The SageMaker client, except that the served package has been deleted (moto cannot delete one)."""
-
-    def __init__(self, sagemaker):
-        self.sagemaker = sagemaker
-
-    def __getattr__(self, name):
-        return getattr(self.sagemaker, name)
-
-    def describe_model_package(self, **kwargs):
-        from botocore.exceptions import ClientError
-
-        error = {"Error": {"Code": "ValidationException", "Message": f"Model package {kwargs['ModelPackageName']} does not exist."}}
-        raise ClientError(error, "DescribeModelPackage")
-
-
 def test_a_served_package_that_was_deleted_is_no_champion(aws):
     sagemaker, _ = aws
-    deployed_on_aws(aws, [0.3], [1])
-    found = champion.find_champion(_Deleted(sagemaker), ENDPOINT, CHALLENGER)
-    assert not found.found and "was deleted" in found.reason and found.model_data_url == CHALLENGER
+    (served,) = deployed_on_aws(aws, [0.3], [1])
+    stub_operation(sagemaker.meta.events, "sagemaker", "DescribeModelPackage", deleted_package(served))  # moto cannot delete one
+    found = champion.find_champion(sagemaker, ENDPOINT, CHALLENGER)
+    assert found == champion.Champion(False, f"endpoint {ENDPOINT} serves version 1, whose package was deleted", CHALLENGER)
+
+
+def test_an_endpoint_config_without_our_tags_is_read_by_the_endpoints_tags(aws):
+    """A config without the project's tags (made by hand, or before configs were tagged): the endpoint's own
+    tags name the champion."""
+    sagemaker, _ = aws
+    (served,) = deployed_on_aws(aws, [0.3], [1])
+    config_name = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    config_arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+    sagemaker.delete_tags(ResourceArn=config_arn, TagKeys=list(TAGS_OF.values()))
+    found = champion.find_champion(sagemaker, ENDPOINT, CHALLENGER)
+    assert found == champion.Champion(True, f"endpoint {ENDPOINT} serves version 1 of {GROUP}", "s3://artifacts/model.tar.gz", served, 1, GROUP, 0.3)
 
 
 def test_an_endpoint_this_project_did_not_deploy_has_no_champion(aws):
@@ -116,7 +114,9 @@ def test_an_endpoint_this_project_did_not_deploy_has_no_champion(aws):
     )
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="theirs")
     found = champion.find_champion(sagemaker, ENDPOINT, CHALLENGER)
-    assert not found.found and "no cardamage:model-package-arn tag" in found.reason
+    assert found == champion.Champion(
+        False, f"endpoint {ENDPOINT} serves no package of this project (no cardamage:model-package-arn tag)", CHALLENGER
+    )
 
 
 def test_the_handler_answers_the_outputs_the_step_declares(aws):
@@ -129,15 +129,42 @@ def test_the_handler_answers_the_outputs_the_step_declares(aws):
     assert json.loads(json.dumps(answer)) == answer
 
 
+def test_the_function_runs_from_its_packaged_code_alone(aws, tmp_path):
+    """As Lambda runs it: champion.handler imported from the code the CDK app packages, without the project's
+    tree on sys.path, so champion.py finds deploy.py beside it (its import fallback)."""
+    import sys
+
+    from tests.support import ROOT
+
+    (served,) = deployed_on_aws(aws, [0.25], [1])
+    function = packaged_function("champion.handler")
+
+    answer, modules = function.invoke({"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER}, {}, tmp_path)
+
+    assert answer == {
+        "found": True,
+        "reason": f"endpoint {ENDPOINT} serves version 1 of {GROUP}",
+        "model_data_url": "s3://artifacts/model.tar.gz",
+        "package_arn": served,
+        "version": "1",
+        "recorded_map": "0.250000",
+    }
+    packaged = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
+    assert packaged == {"champion": str(function.code / "champion.py"), "deploy": str(function.code / "deploy.py")}
+    project = [file for file in modules.values() if file.startswith(str(ROOT)) and not file.startswith(sys.prefix)]
+    assert project == []
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ([], "must be a JSON object"),
-        ({"challenger_model_url": CHALLENGER}, "endpoint_name must be"),
-        ({"endpoint_name": "bad name!", "challenger_model_url": CHALLENGER}, "endpoint_name must be"),
-        ({"endpoint_name": ENDPOINT}, "challenger_model_url must be"),
+        ([], "the event must be a JSON object, not list"),
+        ({"challenger_model_url": CHALLENGER}, "endpoint_name must be an endpoint name (got None)"),
+        ({"endpoint_name": "bad name!", "challenger_model_url": CHALLENGER}, "endpoint_name must be an endpoint name (got 'bad name!')"),
+        ({"endpoint_name": ENDPOINT}, "challenger_model_url must be the challenger's model.tar.gz S3 URI (got None)"),
     ],
 )
 def test_a_malformed_event_is_refused_naming_the_field(event, message):
-    with pytest.raises(DeployError, match=message):
+    with pytest.raises(DeployError) as caught:
         champion.parse_event(event)
+    assert str(caught.value) == message

@@ -1,7 +1,8 @@
 """The deployment code (containers/deploy/deploy.py) against moto in server mode.
 
 moto does not implement UpdateEndpoint: the update tests stub that one operation (tests/aws_fakes.py) and
-check the request SageMaker would have received; every other call goes to moto.
+check the request SageMaker would have received; every other call goes to moto. Where moto keeps less than
+SageMaker (an endpoint's FailureReason, a deleted package) the test adds it to moto's answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ import pytest
 from containers.deploy import deploy
 from containers.deploy.deploy import DeployError, DeploySettings, SettingsError, deploy_package, handler
 from pipelines.config import load_config
-from tests.aws_fakes import ACCOUNT, REGION, ROLE, client, isolate_aws, moto_server, stub_operation
+from tests.aws_fakes import (
+    ACCOUNT,
+    REGION,
+    ROLE,
+    applied_update,
+    client,
+    default_session,
+    deleted_package,
+    described_endpoint,
+    isolate_aws,
+    moto_server,
+    packaged_function,
+    stub_operation,
+)
 from tests.support import ROOT
 
 GROUP = "car-damage-models"
@@ -71,6 +85,15 @@ def endpoint_tags(sagemaker) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
 
 
+TAGS_OF = {"arn": "cardamage:model-package-arn", "version": "cardamage:model-package-version", "group": "cardamage:model-package-group"}
+
+
+def served_tags(arn: str, version: int, forced_because: str | None = None) -> dict[str, str]:
+    """The tags naming a package of GROUP as served (and why it was forced in, when it was)."""
+    tags = {TAGS_OF["arn"]: arn, TAGS_OF["version"]: str(version), TAGS_OF["group"]: GROUP}
+    return tags | ({"cardamage:forced-because": forced_because} if forced_because else {})
+
+
 def stub_update(sagemaker):
     """moto has no UpdateEndpoint: answer it here and keep the request."""
     return stub_operation(
@@ -120,7 +143,7 @@ def test_autoscaling_tracks_invocations_per_instance(aws):
         sagemaker, autoscaling, settings(initial_instance_count=2, max_instance_count=5, invocations_per_instance=70), register(sagemaker)
     )
 
-    assert result.autoscaling.startswith("2 to 5 instances")
+    assert result.autoscaling == "2 to 5 instances, target 70 invocations per instance per minute"
     (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert (target["ResourceId"], target["ScalableDimension"], target["MinCapacity"], target["MaxCapacity"]) == (
         RESOURCE_ID,
@@ -144,6 +167,7 @@ def test_a_newer_approved_version_updates_the_endpoint(aws):
     result = deploy_package(sagemaker, autoscaling, settings(), second_arn)
 
     assert (result.status, result.model_package_version) == ("updated", 2)
+    assert result.reason == f"version 2 replaces the served version 1; version 2 of {GROUP} is in service"  # moto: in service at once
     assert result.model_name != first.model_name and result.endpoint_config_name != first.endpoint_config_name
     assert sagemaker.describe_model(ModelName=result.model_name)["PrimaryContainer"]["ModelPackageName"] == second_arn
     (call,) = update.calls
@@ -218,6 +242,8 @@ def test_an_older_approved_version_never_replaces_a_newer_one_unless_forced(aws,
 
     if force:
         assert result.status == "updated" and len(update.calls) == 1
+        forced_in = "forced: version 1 is older than the served version 2; reason: v2 misses scratches"
+        assert result.reason == f"{forced_in}; version 1 of {GROUP} is in service"
         assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "1"
         assert endpoint_tags(sagemaker)["cardamage:forced-because"] == "v2 misses scratches"
         newest = register(sagemaker)
@@ -225,7 +251,7 @@ def test_an_older_approved_version_never_replaces_a_newer_one_unless_forced(aws,
         assert "cardamage:forced-because" not in endpoint_tags(sagemaker)  # the reason no longer holds
     else:
         assert result.status == "skipped" and result.up_to_date
-        assert "version 1 is older than the served version 2" in result.reason
+        assert result.reason == "version 1 is older than the served version 2 (force it with a reason to roll back)"
         assert update.calls == [] and sagemaker.list_models()["Models"] == models_before
         assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
 
@@ -237,9 +263,9 @@ def test_the_same_version_again_changes_nothing(aws):
     update = stub_update(sagemaker)
 
     result = deploy_package(sagemaker, autoscaling, settings(), arn)
-    assert (result.status, result.up_to_date) == ("skipped", True)
+    assert (result.status, result.up_to_date, result.reason) == ("skipped", True, "the endpoint already serves version 1")
     forced = deploy_package(sagemaker, autoscaling, settings(), arn, force=True, reason="again")  # nothing would change
-    assert forced.status == "skipped" and forced.up_to_date and "already serves version 1" in forced.reason
+    assert (forced.status, forced.up_to_date, forced.reason) == ("skipped", True, "the endpoint already serves version 1")
     assert update.calls == []
 
 
@@ -249,7 +275,7 @@ def test_a_package_that_is_not_approved_is_skipped_and_nothing_is_created(aws, s
     result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker, status=status), force=True)
 
     assert result.status == "skipped" and not result.up_to_date
-    assert f"is {status}, not Approved" in result.reason
+    assert result.reason == f"version 1 is {status}, not Approved"
     assert sagemaker.list_models()["Models"] == [] and sagemaker.list_endpoints()["Endpoints"] == []
 
 
@@ -257,27 +283,85 @@ def test_a_package_of_another_group_is_skipped(aws):
     sagemaker, autoscaling = aws
     sagemaker.create_model_package_group(ModelPackageGroupName="other-models")
     result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker, group="other-models"))
-    assert result.status == "skipped" and "'other-models'" in result.reason
+    assert result.status == "skipped"
+    assert result.reason == f"the package belongs to group 'other-models'; this endpoint serves group '{GROUP}'"
     assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_an_endpoint_serving_another_groups_package_gets_ours_without_reading_that_package(aws):
+    """The rule compares nothing across groups, and the function's role may describe only its own group's
+    packages (infra/deployment.py, ReadPackagesOfTheGroup): the served package of another group is not read."""
+    sagemaker, autoscaling = aws
+    sagemaker.create_model_package_group(ModelPackageGroupName="other-models")
+    theirs = register(sagemaker, group="other-models", recorded_map=0.9)
+    assert deploy_package(sagemaker, autoscaling, settings(model_package_group="other-models"), theirs).status == "created"
+    ours = register(sagemaker, recorded_map=0.3)
+    described = stub_operation(sagemaker.meta.events, "sagemaker", "DescribeModelPackage", lambda params: None)  # moto answers
+    update = stub_update(sagemaker)
+
+    result = deploy_package(sagemaker, autoscaling, settings(), ours)
+
+    assert (result.status, result.reason) == (
+        "updated",
+        f"the endpoint serves a package of group 'other-models': version 1 of '{GROUP}' replaces it; version 1 of {GROUP} is in service",
+    )
+    assert [call["ModelPackageName"] for call in described.calls] == [ours]
+    assert len(update.calls) == 1
+    assert endpoint_tags(sagemaker) == served_tags(ours, 1)
+
+
+def test_a_served_package_deleted_since_is_judged_by_its_version_alone(aws):
+    """Its recorded mAP went with it: a newer package replaces it even with a lower mAP."""
+    sagemaker, autoscaling = aws
+    served = register(sagemaker, recorded_map=0.5)
+    deploy_package(sagemaker, autoscaling, settings(), served)
+    newer_but_worse = register(sagemaker, recorded_map=0.3)
+    update = stub_update(sagemaker)
+    refused = deploy_package(sagemaker, autoscaling, settings(), newer_but_worse)
+    assert refused.reason == "version 2's mAP 0.3000 is below the served version 1's 0.5000 (force it with a reason to roll back)"
+
+    stub_operation(sagemaker.meta.events, "sagemaker", "DescribeModelPackage", deleted_package(served))
+    result = deploy_package(sagemaker, autoscaling, settings(), newer_but_worse)
+
+    assert (result.status, result.reason) == ("updated", f"version 2 replaces the served version 1; version 2 of {GROUP} is in service")
+    assert len(update.calls) == 1
 
 
 def test_an_unknown_package_is_an_error(aws):
     sagemaker, autoscaling = aws
-    with pytest.raises(DeployError, match="no model package"):
-        deploy_package(sagemaker, autoscaling, settings(), f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/9")
+    unknown = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/9"
+    with pytest.raises(DeployError, match=f"^no model package {re.escape(unknown)}$"):
+        deploy_package(sagemaker, autoscaling, settings(), unknown)
 
 
-@pytest.mark.parametrize(("status", "message"), [("Updating", "deploy again when it is InService"), ("Failed", "delete it and deploy again")])
-def test_a_busy_or_failed_endpoint_is_left_alone(aws, status, message):
+# A FailureReason as SageMaker words them (an example; moto keeps none).
+HEALTH_CHECK = "The primary container for production variant AllTraffic did not pass the ping health check. Please check CloudWatch logs."
+
+
+@pytest.mark.parametrize(
+    ("described", "message"),
+    [
+        ({"EndpointStatus": "Updating"}, f"endpoint {ENDPOINT} is Updating: nothing changed; deploy again when it is InService"),
+        (
+            {"EndpointStatus": "Failed"},
+            f"endpoint {ENDPOINT} is Failed (no reason given): SageMaker only allows deleting it; delete it and deploy again",
+        ),
+        (
+            {"EndpointStatus": "Failed", "FailureReason": HEALTH_CHECK},
+            f"endpoint {ENDPOINT} is Failed ({HEALTH_CHECK}): SageMaker only allows deleting it; delete it and deploy again",
+        ),
+    ],
+    ids=["updating", "failed", "failed with a reason"],
+)
+def test_a_busy_or_failed_endpoint_is_left_alone(aws, server, described, message):
     sagemaker, autoscaling = aws
     deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
-    real = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    described = {key: real[key] for key in ("EndpointName", "EndpointArn", "EndpointConfigName", "CreationTime", "LastModifiedTime")}
-    stub_operation(sagemaker.meta.events, "sagemaker", "DescribeEndpoint", {**described, "EndpointStatus": status})
+    stub_operation(sagemaker.meta.events, "sagemaker", "DescribeEndpoint", described_endpoint(server.url, **described))
     update = stub_update(sagemaker)
 
-    with pytest.raises(DeployError, match=message):
+    with pytest.raises(DeployError) as caught:
         deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
+    assert str(caught.value) == message
     assert update.calls == []
 
 
@@ -301,7 +385,7 @@ def test_an_endpoint_created_meanwhile_by_another_invocation_is_checked_again(aw
         {"Error": {"Code": "ValidationException", "Message": f'Cannot create already existing endpoint "{ENDPOINT}".'}},
     )
     result = deploy_package(sagemaker, autoscaling, settings(), arn)
-    assert (result.status, result.up_to_date) == ("skipped", True)
+    assert (result.status, result.up_to_date, result.reason) == ("skipped", True, "the endpoint already serves version 1")
 
 
 def test_autoscaling_refused_while_the_endpoint_is_created_is_reported_not_raised(aws):
@@ -314,7 +398,9 @@ def test_autoscaling_refused_while_the_endpoint_is_created_is_reported_not_raise
     )
     result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker))
     assert result.status == "created"
-    assert result.autoscaling.startswith("not configured now (ValidationException: Endpoint is not in service)")
+    assert result.autoscaling == (
+        "not configured now (ValidationException: Endpoint is not in service); the endpoint's IN_SERVICE event configures it"
+    )
 
 
 def test_endpoint_config_without_data_capture_and_without_kms_on_instance_storage():
@@ -392,12 +478,19 @@ def test_the_handler_deploys_on_an_approval_event(lambda_environment):
     answer = handler(package_event(arn), None)
 
     assert json.loads(json.dumps(answer)) == answer and all(isinstance(v, str) for v in answer.values())
-    assert {key: answer[key] for key in ("status", "endpoint_name", "model_package_arn")} == {
+    assert answer == {
         "status": "created",
         "endpoint_name": ENDPOINT,
         "model_package_arn": arn,
+        "reason": f"nothing is served yet: version 1 is deployed; version 1 of {GROUP} is in service",
+        "model_package_version": "1",
+        "model_name": answer["model_name"],  # deterministic, but a hash: checked below through SageMaker
+        "endpoint_config_name": answer["endpoint_config_name"],
+        "endpoint_status": "InService",
+        "autoscaling": "1 to 3 instances, target 50 invocations per instance per minute",
+        "up_to_date": "False",
     }
-    assert "reason" in answer
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == answer["endpoint_config_name"]
     config = sagemaker.describe_endpoint_config(EndpointConfigName=answer["endpoint_config_name"])
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large" and "KmsKeyId" not in config
     assert config["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
@@ -409,23 +502,25 @@ def test_the_handler_takes_the_deploy_steps_direct_input(lambda_environment):
     sagemaker, _ = lambda_environment
     arn = register(sagemaker)
     assert handler({"model_package_arn": arn, "endpoint_name": ENDPOINT}, None)["status"] == "created"
-    with pytest.raises(DeployError, match="check ENDPOINT_NAME"):
+    with pytest.raises(DeployError) as caught:
         handler({"model_package_arn": arn, "endpoint_name": "another-endpoint"}, None)
+    assert str(caught.value) == f"this function deploys to endpoint '{ENDPOINT}', the request names 'another-endpoint': check ENDPOINT_NAME"
 
 
 @pytest.mark.parametrize(
     ("status", "group", "reason"),
     [
-        ("Rejected", GROUP, "is Rejected, not Approved"),
-        ("PendingManualApproval", GROUP, "not Approved"),
-        ("Approved", "other-models", "other-models"),
+        ("Rejected", GROUP, "the package is Rejected, not Approved"),
+        ("PendingManualApproval", GROUP, "the package is PendingManualApproval, not Approved"),
+        ("", GROUP, "the package is without an approval status, not Approved"),
+        ("Approved", "other-models", f"the package belongs to group 'other-models'; this endpoint serves group '{GROUP}'"),
     ],
 )
 def test_the_handler_ignores_other_events_without_changing_anything(lambda_environment, status, group, reason):
     sagemaker, _ = lambda_environment
     arn = register(sagemaker)
     answer = handler(package_event(arn, status=status, group=group), None)
-    assert answer["status"] == "skipped" and reason in answer["reason"] and answer["model_package_arn"] == arn
+    assert (answer["status"], answer["reason"], answer["model_package_arn"]) == ("skipped", reason, arn)
     assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_models()["Models"] == []
 
 
@@ -434,7 +529,7 @@ def test_the_handler_skips_an_approved_event_for_an_older_version(lambda_environ
     old, new = register(sagemaker), register(sagemaker)
     assert handler(package_event(new), None)["status"] == "created"
     answer = handler(package_event(old), None)
-    assert answer["status"] == "skipped" and "version 1 is older than the served version 2" in answer["reason"]
+    assert (answer["status"], answer["reason"]) == ("skipped", "version 1 is older than the served version 2 (force it with a reason to roll back)")
     assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
 
 
@@ -445,12 +540,24 @@ def test_the_endpoint_in_service_event_configures_autoscaling(lambda_environment
     autoscaling.deregister_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=RESOURCE_ID, ScalableDimension="sagemaker:variant:DesiredInstanceCount"
     )  # as if SageMaker had refused it while the endpoint was being created
-    endpoint_event = {"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
-    assert handler({**endpoint_event, "detail": {"EndpointName": "other", "EndpointStatus": "IN_SERVICE"}}, None)["status"] == "skipped"
+    endpoint_event = endpoint_state(ENDPOINT, "IN_SERVICE")
+    other = handler(endpoint_state("other", "IN_SERVICE"), None)
+    assert (other["status"], other["reason"]) == ("skipped", f"the event is about endpoint 'other', not '{ENDPOINT}'")
+    creating = handler(endpoint_state(ENDPOINT, "CREATING"), None)
+    assert (creating["status"], creating["reason"]) == (
+        "skipped",
+        f"endpoint {ENDPOINT} is CREATING; autoscaling is configured when it is in service",
+    )
     answer = handler(endpoint_event, None)
     assert (answer["status"], answer["model_package_arn"], answer["model_package_version"]) == ("autoscaled", arn, "1")
+    assert answer["reason"] == "the endpoint is in service: autoscaling configured"
     (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+
+
+def endpoint_state(name: str, status: str) -> dict:
+    """A "SageMaker Endpoint State Change" event (its detail as the rule matches it: EndpointName, EndpointStatus)."""
+    return {"detail-type": "SageMaker Endpoint State Change", "source": "aws.sagemaker", "detail": {"EndpointName": name, "EndpointStatus": status}}
 
 
 def topic_messages(server, monkeypatch) -> tuple[str, callable]:
@@ -481,24 +588,177 @@ def test_a_rolled_back_update_is_reported_once_and_the_tags_say_what_is_served(l
     second = register(sagemaker)
     assert deploy_package(sagemaker, autoscaling, settings(), second, force=False).status == "updated"
     assert endpoint_tags(sagemaker)["cardamage:model-package-version"] == "2"
-    in_service = {"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
+    in_service = endpoint_state(ENDPOINT, "IN_SERVICE")
     answer = handler(in_service, None)
     assert answer["status"] == "autoscaled" and answer["model_package_version"] == "1"
-    assert f"rolled back the update to version 2 ({second})" in answer["reason"] and "serves version 1" in answer["reason"]
-    (message,) = read()
-    assert message.startswith(f"Endpoint {ENDPOINT} rolled back the update to version 2") and "An alarm watching the update went off" in message
+    notice = (
+        f"Endpoint {ENDPOINT} rolled back the update to version 2 ({second}): it serves version 1 ({first}) again. "
+        "An alarm watching the update went off (none configured); `cardamage models` shows what is served."
+    )
+    assert answer["reason"] == f"the endpoint is in service: autoscaling configured; {notice}"
+    assert read() == [notice]
     assert endpoint_tags(sagemaker)["cardamage:model-package-arn"] == first  # the tags say what is served again
-    assert "rolled back" not in handler(in_service, None)["reason"] and read() == []  # SageMaker may repeat an event
+    assert handler(in_service, None)["reason"] == "the endpoint is in service: autoscaling configured"  # SageMaker may repeat an event
+    assert read() == []
 
 
 def test_a_failed_endpoint_is_reported_with_its_reason(lambda_environment, server, monkeypatch):
     sagemaker, _ = lambda_environment
     _, read = topic_messages(server, monkeypatch)
+    arn = register(sagemaker)
+    handler(package_event(arn), None)
+    answer = handler(endpoint_state(ENDPOINT, "FAILED"), None)
+    notice = (
+        f"Endpoint {ENDPOINT} failed with version 1 ({arn}): no reason given. Deploy a package again (`cardamage deploy`) once the cause is fixed."
+    )
+    assert (answer["status"], answer["reason"], answer["endpoint_status"]) == ("reported", notice, "InService")  # moto keeps no Failed state
+    assert read() == [notice]
+
+
+def updates(url: str, *applied: bool):
+    """UpdateEndpoint answers in turn: True applies the update in moto (it lands), False leaves the endpoint
+    on its config (SageMaker rolled it back)."""
+    landed, turns = applied_update(url), iter(applied)
+    return lambda params: landed(params) if next(turns) else {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"}
+
+
+@pytest.mark.parametrize("forced", ["served", "rolled back"])
+def test_a_rollback_restores_the_forced_reason_of_what_is_served_and_only_that(lambda_environment, server, monkeypatch, forced):
+    """The endpoint's tags are set back to the served config's: a reason forced in with the served package
+    comes back, one given for the update that was rolled back goes."""
+    sagemaker, autoscaling = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
+    v1, v2 = register(sagemaker), register(sagemaker)
+    deploy_package(sagemaker, autoscaling, settings(), v2)
+    if forced == "served":  # v1 forced in (it lands), then an update to v3 is rolled back
+        stub_operation(sagemaker.meta.events, "sagemaker", "UpdateEndpoint", updates(server.url, True, False))
+        assert deploy_package(sagemaker, autoscaling, settings(), v1, force=True, reason="v2 misses scratches").status == "updated"
+        asked, back = (register(sagemaker), 3), (v1, 1)
+        assert deploy_package(sagemaker, autoscaling, settings(), asked[0]).status == "updated"
+        expected = served_tags(v1, 1, "v2 misses scratches")
+    else:  # v1 forced in, and that update is rolled back
+        stub_operation(sagemaker.meta.events, "sagemaker", "UpdateEndpoint", updates(server.url, False))
+        assert deploy_package(sagemaker, autoscaling, settings(), v1, force=True, reason="v2 misses scratches").status == "updated"
+        asked, back = (v1, 1), (v2, 2)
+        expected = served_tags(v2, 2)
+
+    answer = handler(endpoint_state(ENDPOINT, "IN_SERVICE"), None)
+
+    notice = (
+        f"Endpoint {ENDPOINT} rolled back the update to version {asked[1]} ({asked[0]}): it serves version {back[1]} ({back[0]}) again. "
+        "An alarm watching the update went off (none configured); `cardamage models` shows what is served."
+    )
+    assert (answer["model_package_arn"], answer["reason"]) == (back[0], f"the endpoint is in service: autoscaling configured; {notice}")
+    assert read() == [notice]
+    assert endpoint_tags(sagemaker) == expected
+
+
+def test_an_endpoint_config_without_our_tags_is_read_by_the_endpoints_tags(lambda_environment):
+    """A config without the project's tags (made by hand, or before configs were tagged): the endpoint's
+    tags say what it serves, and no rollback can be told, so none is reported."""
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker)
+    config_name = handler(package_event(arn), None)["endpoint_config_name"]
+    config_arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+    sagemaker.delete_tags(ResourceArn=config_arn, TagKeys=list(TAGS_OF.values()))
+    assert sagemaker.list_tags(ResourceArn=config_arn)["Tags"] == []
+
+    answer = handler(endpoint_state(ENDPOINT, "IN_SERVICE"), None)
+    assert (answer["model_package_arn"], answer["model_package_version"], answer["reason"]) == (
+        arn,
+        "1",
+        "the endpoint is in service: autoscaling configured",
+    )
+    again = handler(package_event(arn), None)
+    assert (again["status"], again["reason"]) == ("skipped", "the endpoint already serves version 1")
+
+
+def test_a_failed_event_for_an_endpoint_deleted_since_is_reported(lambda_environment, server, monkeypatch):
+    sagemaker, _ = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
     handler(package_event(register(sagemaker)), None)
-    answer = handler({"detail-type": "SageMaker Endpoint State Change", "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "FAILED"}}, None)
-    assert answer["status"] == "reported" and answer["reason"].startswith(f"Endpoint {ENDPOINT} failed with version 1")
-    (message,) = read()
-    assert message == answer["reason"] and "cardamage deploy" in message
+    sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+
+    answer = handler(endpoint_state(ENDPOINT, "FAILED"), None)
+
+    notice = (
+        f"Endpoint {ENDPOINT} failed and has been deleted since, so SageMaker's reason cannot be read. "
+        "Deploy a package again (`cardamage deploy`) once the cause is fixed."
+    )
+    assert answer == {
+        "status": "reported",
+        "endpoint_name": ENDPOINT,
+        "model_package_arn": "",
+        "reason": notice,
+        "model_package_version": "",
+        "model_name": "",
+        "endpoint_config_name": "",
+        "endpoint_status": "",
+        "autoscaling": "",
+        "up_to_date": "False",
+    }
+    assert read() == [notice]
+
+
+def test_sagemakers_failure_reason_is_passed_to_the_failure_notice(lambda_environment, server, monkeypatch):
+    sagemaker, _ = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
+    arn = register(sagemaker)
+    handler(package_event(arn), None)
+    # moto keeps no FailureReason: the function's own DescribeEndpoint answer gets one.
+    failed = described_endpoint(server.url, EndpointStatus="Failed", FailureReason=HEALTH_CHECK)
+    stub_operation(default_session(monkeypatch).events, "sagemaker", "DescribeEndpoint", failed)
+
+    answer = handler(endpoint_state(ENDPOINT, "FAILED"), None)
+
+    notice = (
+        f"Endpoint {ENDPOINT} failed with version 1 ({arn}): The primary container for production variant AllTraffic did not pass "
+        "the ping health check. Please check CloudWatch logs. Deploy a package again (`cardamage deploy`) once the cause is fixed."
+    )
+    assert (answer["status"], answer["reason"], answer["endpoint_status"]) == ("reported", notice, "Failed")
+    assert read() == [notice]
+
+
+def test_sagemakers_failure_reason_is_passed_to_the_rollback_notice(lambda_environment, server, monkeypatch):
+    sagemaker, autoscaling = lambda_environment
+    _, read = topic_messages(server, monkeypatch)
+    monkeypatch.setenv("ROLLBACK_ALARMS", ",".join(deploy.rollback_alarm_names(ENDPOINT)))
+    first = register(sagemaker)
+    handler(package_event(first), None)
+    stub_update(sagemaker)  # accepted, then rolled back: the endpoint stays on version 1's config
+    second = register(sagemaker)
+    deploy_package(sagemaker, autoscaling, settings(), second)
+    why = f"Alarm {ENDPOINT}-5xx-errors went into ALARM during the deployment"  # an example; moto keeps no FailureReason
+    stub_operation(default_session(monkeypatch).events, "sagemaker", "DescribeEndpoint", described_endpoint(server.url, FailureReason=why))
+
+    answer = handler(endpoint_state(ENDPOINT, "IN_SERVICE"), None)
+
+    notice = (
+        f"Endpoint {ENDPOINT} rolled back the update to version 2 ({second}) ({why}): it serves version 1 ({first}) again. "
+        f"An alarm watching the update went off ({ENDPOINT}-5xx-errors,{ENDPOINT}-model-latency,{ENDPOINT}-4xx-share); "
+        "`cardamage models` shows what is served."
+    )
+    assert answer["reason"] == f"the endpoint is in service: autoscaling configured; {notice}"
+    assert read() == [notice]
+
+
+def test_the_function_runs_from_its_packaged_code_alone(lambda_environment, tmp_path):
+    """As Lambda runs it: deploy.handler imported from the code the CDK app packages, without the project's
+    tree on sys.path (tests/aws_fakes.py, PackagedFunction), deploying through moto."""
+    import sys
+
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker)
+    function = packaged_function("deploy.handler")
+
+    answer, modules = function.invoke(package_event(arn), {}, tmp_path)
+
+    assert (answer["status"], answer["model_package_arn"], answer["model_package_version"]) == ("created", arn, "1")
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == answer["endpoint_config_name"]
+    packaged = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
+    assert packaged == {"deploy": str(function.code / "deploy.py")}
+    project = [file for file in modules.values() if file.startswith(str(ROOT)) and not file.startswith(sys.prefix)]
+    assert project == []
 
 
 def test_a_later_stages_endpoint_events_are_handled_with_its_own_settings(lambda_environment, monkeypatch):
@@ -517,7 +777,7 @@ def test_a_later_stages_endpoint_events_are_handled_with_its_own_settings(lambda
     (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert target["ResourceId"] == resource
     other = handler({**event, "detail": {"EndpointName": "someone-elses", "EndpointStatus": "IN_SERVICE"}}, None)
-    assert other["status"] == "skipped" and production in other["reason"]
+    assert (other["status"], other["reason"]) == ("skipped", f"the event is about endpoint 'someone-elses', not '{ENDPOINT}' or '{production}'")
 
 
 def test_settings_for_another_stage_take_its_alarms_and_capture_prefix():
@@ -527,14 +787,32 @@ def test_settings_for_another_stage_take_its_alarms_and_capture_prefix():
     assert production.rollback_alarms == ",".join(deploy.rollback_alarm_names("prod-endpoint"))
     assert production.data_capture_s3_uri == f"s3://artifacts-{ACCOUNT}/data-capture/prod-endpoint/"
     assert staging.for_endpoint(ENDPOINT) is staging
-    with pytest.raises(deploy.SettingsError, match="later_stage_endpoints"):
+    with pytest.raises(deploy.SettingsError) as caught:
         settings(later_stage_endpoints="ok-name,bad name!")
+    assert str(caught.value) == (
+        "later_stage_endpoints: must be endpoint names (1-63 letters, digits and hyphens), comma-separated (got 'ok-name,bad name!')"
+    )
 
 
-@pytest.mark.parametrize("event", [{}, {"detail-type": "Something Else", "detail": {}}, {"model_package_arn": "not-an-arn"}, ["a list"]])
-def test_the_handler_refuses_an_unrecognised_event(lambda_environment, event):
-    with pytest.raises(DeployError):
+UNRECOGNISED = (
+    "unrecognised event: expected a 'SageMaker Model Package State Change' or 'SageMaker Endpoint State Change' event, or {'model_package_arn': ...}"
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({}, UNRECOGNISED),
+        ({"detail-type": "Something Else", "detail": {}}, UNRECOGNISED),
+        ({"model_package_arn": "not-an-arn"}, "model_package_arn must be a model package ARN (got 'not-an-arn')"),
+        ({"model_package_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/1", "reason": 3}, "reason must be text (got int)"),
+        (["a list"], "the event must be a JSON object, not list"),
+    ],
+)
+def test_the_handler_refuses_an_unrecognised_event(lambda_environment, event, message):
+    with pytest.raises(DeployError) as caught:
         handler(event, None)
+    assert str(caught.value) == message
 
 
 # Settings.
@@ -550,24 +828,31 @@ def test_settings_from_the_environment():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"ENDPOINT_NAME": ""}, "environment variable ENDPOINT_NAME is not set"),
-        ({"ROLE_ARN": None}, "environment variable ROLE_ARN is not set"),
-        ({"ROLE_ARN": "my-role"}, "environment variable ROLE_ARN: must be an IAM role ARN"),
+        ({"ENDPOINT_NAME": ""}, "environment variable ENDPOINT_NAME is not set (the endpoint to create or update)"),
+        ({"ROLE_ARN": None}, "environment variable ROLE_ARN is not set (the role the endpoint's model runs as)"),
+        ({"ROLE_ARN": "my-role"}, "environment variable ROLE_ARN: must be an IAM role ARN (arn:aws:iam::<account>:role/<name>) (got 'my-role')"),
         ({"INITIAL_INSTANCE_COUNT": "two"}, "environment variable INITIAL_INSTANCE_COUNT must be an integer (got 'two')"),
-        ({"MAX_INSTANCE_COUNT": "0"}, "environment variable MAX_INSTANCE_COUNT: must be an integer of at least 1"),
-        ({"INITIAL_INSTANCE_COUNT": "4"}, "environment variable MAX_INSTANCE_COUNT: must be at least initial_instance_count (4)"),
-        ({"DATA_CAPTURE_S3_URI": ""}, "environment variable DATA_CAPTURE_S3_URI: must be an S3 URI"),
-        ({"DATA_CAPTURE_PERCENT": "150"}, "environment variable DATA_CAPTURE_PERCENT: must be an integer from 0 to 100"),
-        ({"SCORE_THRESHOLD": "high"}, "environment variable SCORE_THRESHOLD must be a number"),
-        ({"INSTANCE_TYPE": "m5.xlarge"}, "environment variable INSTANCE_TYPE: must be a SageMaker instance type"),
-        ({"ENDPOINT_NAME": "bad_name"}, "environment variable ENDPOINT_NAME: must be 1-63 letters"),
+        ({"MAX_INSTANCE_COUNT": "0"}, "environment variable MAX_INSTANCE_COUNT: must be an integer of at least 1 (got 0)"),
+        ({"INITIAL_INSTANCE_COUNT": "4"}, "environment variable MAX_INSTANCE_COUNT: must be at least initial_instance_count (4) (got 3)"),
+        (
+            {"DATA_CAPTURE_S3_URI": ""},
+            "environment variable DATA_CAPTURE_S3_URI: must be an S3 URI such as s3://bucket/data-capture/ "
+            "when data_capture_percent is above 0 (got None)",
+        ),
+        ({"DATA_CAPTURE_PERCENT": "150"}, "environment variable DATA_CAPTURE_PERCENT: must be an integer from 0 to 100 (got 150)"),
+        ({"SCORE_THRESHOLD": "high"}, "environment variable SCORE_THRESHOLD must be a number (got 'high')"),
+        (
+            {"INSTANCE_TYPE": "m5.xlarge"},
+            "environment variable INSTANCE_TYPE: must be a SageMaker instance type such as ml.m5.xlarge (got 'm5.xlarge')",
+        ),
+        ({"ENDPOINT_NAME": "bad_name"}, "environment variable ENDPOINT_NAME: must be 1-63 letters, digits and hyphens (got 'bad_name')"),
     ],
 )
 def test_settings_errors_name_the_variable(changes, message):
     environ = {k: v for k, v in {**ENVIRONMENT, **changes}.items() if v is not None}
     with pytest.raises(SettingsError) as caught:
         DeploySettings.from_environment(environ)
-    assert str(caught.value).startswith(message)
+    assert str(caught.value) == message
 
 
 def test_settings_from_pipeline_yaml():
@@ -575,8 +860,11 @@ def test_settings_from_pipeline_yaml():
     loaded = DeploySettings.from_config(config, role_arn=ROLE, data_capture_s3_uri=CAPTURE, kms_key_id=None)
     assert (loaded.endpoint_name, loaded.model_package_group) == (config.endpoint_name, config.model_package_group)
     assert (loaded.instance_type, loaded.max_instance_count, loaded.data_capture_percent) == ("ml.m5.xlarge", 2, 100)
-    with pytest.raises(SettingsError, match="data_capture_s3_uri"):
+    with pytest.raises(SettingsError) as caught:
         DeploySettings.from_config(config, role_arn=ROLE)
+    assert str(caught.value) == (
+        "data_capture_s3_uri: must be an S3 URI such as s3://bucket/data-capture/ when data_capture_percent is above 0 (got None)"
+    )
 
 
 def test_the_lambda_module_imports_only_the_standard_library_and_boto3():

@@ -13,7 +13,8 @@ import pytest
 from containers.processing import formats
 from containers.trigger import snapshot, trigger
 from containers.trigger.trigger import TriggerError, handle, handler
-from tests.aws_fakes import REGION, ROLE, client, isolate_aws, moto_server
+from tests.aws_fakes import REGION, ROLE, client, isolate_aws, moto_server, packaged_function
+from tests.support import ROOT
 
 PIPELINE = "car-damage-pipeline"
 EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
@@ -53,28 +54,41 @@ ENVIRONMENT = {
 PREFIXES = snapshot.Prefixes("data-bucket", "labels/", "ground-truth/", "snapshots/")
 
 
+NOT_LABELLED = (
+    "is not a labelled input (a Ground Truth output manifest under s3://data-bucket/ground-truth/, or a file under s3://data-bucket/labels/)"
+)
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({"detail-type": "Object Deleted", "detail": {}}, "expected an S3 'Object Created' event"),
-        ({**s3_event(), "detail": {"bucket": {"name": "b"}}}, "no detail.bucket.name or detail.object.key"),
-        (s3_event(key="ground-truth/job/annotations/worker-response/1.json"), "is not a labelled input"),
-        (s3_event(key="labels/.hidden/x.json"), "is not a labelled input"),
-        (s3_event(bucket="other-bucket"), "is not a labelled input"),
-        ("not an event", "expected an S3"),
+        ({"detail-type": "Object Deleted", "detail": {}}, "expected an S3 'Object Created' event, got 'Object Deleted'"),
+        ({**s3_event(), "detail": {"bucket": {"name": "b"}}}, "the event has no detail.bucket.name or detail.object.key"),
+        (
+            s3_event(key="ground-truth/job/annotations/worker-response/1.json"),
+            f"s3://data-bucket/ground-truth/job/annotations/worker-response/1.json {NOT_LABELLED}",
+        ),
+        (s3_event(key="labels/.hidden/x.json"), f"s3://data-bucket/labels/.hidden/x.json {NOT_LABELLED}"),
+        (s3_event(bucket="other-bucket"), f"s3://other-bucket/{KEY} {NOT_LABELLED}"),
+        ("not an event", "expected an S3 'Object Created' event, got 'str'"),
     ],
 )
 def test_other_events_are_refused_with_a_reason(event, message):
-    with pytest.raises(TriggerError, match=message):
+    with pytest.raises(TriggerError) as caught:
         handle(event, ENVIRONMENT, s3=None, sagemaker=None)
+    assert str(caught.value) == message
 
 
 def test_without_its_environment_the_handler_says_which_variables(monkeypatch):
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIPELINE_NAME", PIPELINE)
-    with pytest.raises(TriggerError, match="DATA_BUCKET, LABELS_PREFIX, LABELING_BUCKET, LABELING_PREFIX, SNAPSHOTS_PREFIX not set"):
+    with pytest.raises(TriggerError) as caught:
         handler(s3_event())
+    assert str(caught.value) == (
+        "environment variable(s) DATA_BUCKET, LABELS_PREFIX, LABELING_BUCKET, LABELING_PREFIX, SNAPSHOTS_PREFIX not set "
+        "(the pipeline and where labels are)"
+    )
 
 
 def test_what_counts_as_a_labelled_input():
@@ -144,10 +158,12 @@ def test_an_upload_of_each_kind_starts_one_execution_on_a_snapshot_of_all_labell
             upload(s3, key, body)
     last_key = kinds[newest][-1][0]
 
-    skipped = handler(s3_event(key=kinds[order[0]][0][0]))  # an older upload's event: the newest one starts
-    assert "is newer and starts the execution" in skipped["skipped"]
+    older_key = kinds[order[0]][0][0]
+    skipped = handler(s3_event(key=older_key))  # an older upload's event: the newest one starts
+    assert skipped == {"skipped": f"s3://data-bucket/{older_key}: s3://data-bucket/{last_key} is newer and starts the execution"}
     answer = handler(s3_event(key=last_key))
     (execution,) = executions(sagemaker)
+    assert (answer["pipeline_execution_arn"], answer["inputs"]) == (execution["PipelineExecutionArn"], 4)
     # A second delivery sees the same labelled data: the same snapshot and the same idempotency token, which
     # makes SageMaker start no second execution (API reference, StartPipelineExecution, ClientRequestToken;
     # moto does not model that, so the requests are compared).
@@ -194,6 +210,26 @@ def test_cardamage_start_without_manifest_takes_the_same_snapshot_with_named_obj
     s3.delete_object(Bucket="data-bucket", Key="labels/a/coco.json")
     with pytest.raises(ValueError, match=r"no labelled input .* nothing to train on"):
         snapshot.take(s3, PREFIXES)
+
+
+def test_the_function_runs_from_its_packaged_code_alone(aws, tmp_path):
+    """As Lambda runs it: trigger.handler imported from the code the CDK app packages, without the project's
+    tree on sys.path, so trigger.py finds snapshot.py beside it (its import fallback); it starts an execution in moto."""
+    import sys
+
+    s3, sagemaker = aws
+    upload(s3, "labels/2026-11-roboflow/coco.json", COCO)
+    function = packaged_function("trigger.handler")
+
+    answer, modules = function.invoke(s3_event(key="labels/2026-11-roboflow/coco.json"), {}, tmp_path)
+
+    (execution,) = executions(sagemaker)
+    assert (answer["pipeline_execution_arn"], answer["inputs"]) == (execution["PipelineExecutionArn"], 1)
+    assert answer["input_manifest_uri"].startswith("s3://data-bucket/snapshots/") and answer["input_manifest_uri"].endswith("/inputs/")
+    packaged = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
+    assert packaged == {"trigger": str(function.code / "trigger.py"), "snapshot": str(function.code / "snapshot.py")}
+    project = [file for file in modules.values() if file.startswith(str(ROOT)) and not file.startswith(sys.prefix)]
+    assert project == []
 
 
 def test_the_lambda_module_imports_only_the_standard_library_and_boto3():
