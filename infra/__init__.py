@@ -7,6 +7,8 @@ pipeline.py    the model package group and the SageMaker Pipeline with the rende
 deployment.py  the deployment function and its rules (approval, endpoint in service)
 triggers.py    the new-manifest trigger (S3 -> EventBridge -> function -> pipeline)
 monitoring.py  the SNS topic, failure and approval notices, endpoint alarms
+people.py      the approvers' and operators' policies (the CLI's identities)
+rules.py       the EventBridge rules' one shape
 stack.py       the workflow stack that holds them, and the stage CI/CD deploys
 cicd.py        the self-mutating CodePipeline
 nag.py         cdk-nag's AwsSolutions checks and the acknowledged findings

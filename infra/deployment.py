@@ -15,16 +15,17 @@ it only reads which package the endpoint serves.
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration
-from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from containers.deploy import deploy
 from infra.arns import arn, sagemaker_arn
 from infra.functions import small_function
-from infra.storage import Storage
+from infra.rules import event_rule
+from infra.storage import Storage, grants_for_aws_resources
 from pipelines.config import Config
 
 
@@ -50,116 +51,29 @@ class Deployment(Construct):
         role = self.function.role
         assert role is not None
 
-        group, endpoints = config.model_package_group, list(config.stage_endpoints.values())
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadPackagesOfTheGroup",
-                actions=["sagemaker:DescribeModelPackage"],
-                resources=[sagemaker_arn(self, "model-package", f"{group}/*")],
-            )
-        )
-        # Models and endpoint configs are named <group>-v<version>-<hash> (deploy.resource_name).
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CreateModelsAndEndpointConfigs",
-                actions=[
-                    "sagemaker:CreateModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                resources=[sagemaker_arn(self, "model", f"{group}-v*"), sagemaker_arn(self, "endpoint-config", f"{group}-v*")],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CreateAndUpdateTheEndpoint",
-                actions=[
-                    "sagemaker:CreateEndpoint",
-                    "sagemaker:UpdateEndpoint",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:ListTags",
-                    "sagemaker:AddTags",
-                    "sagemaker:DeleteTags",  # an earlier forced deployment's reason, once it no longer holds
-                    "sagemaker:UpdateEndpointWeightsAndCapacities",  # registering the variant with Application Auto Scaling
-                ],
-                resources=[sagemaker_arn(self, "endpoint", endpoint) for endpoint in endpoints],  # every stage's: it handles their state events
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassTheExecutionRoleToSageMakerOnly",
-                actions=["iam:PassRole"],
-                resources=[execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        # The endpoint config names the key for the endpoint's volumes and captured data: SageMaker checks the caller may use it.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="EncryptEndpointWithTheKey",
-                actions=["kms:CreateGrant", "kms:DescribeKey"],
-                resources=[storage.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ScaleTheEndpoint",
-                actions=[
-                    "application-autoscaling:RegisterScalableTarget",
-                    "application-autoscaling:DeregisterScalableTarget",
-                    "application-autoscaling:PutScalingPolicy",
-                    "application-autoscaling:DeleteScalingPolicy",
-                    "application-autoscaling:DescribeScalableTargets",
-                    "application-autoscaling:DescribeScalingPolicies",
-                ],
-                resources=["*"],  # Application Auto Scaling's actions here take no resource ARN
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="TargetTrackingAlarms",
-                actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
-                resources=[arn(self, "cloudwatch", "alarm", "TargetTracking-endpoint/*", colon=True)],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="AutoScalingServiceLinkedRole",
-                actions=["iam:CreateServiceLinkedRole"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
-                ],
-                conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
-            )
-        )
+        for statement in deployment_statements(self, config, key=storage.key, execution_role_arn=execution_role.role_arn):
+            role.add_to_principal_policy(statement)
+        endpoints = list(config.stage_endpoints.values())
 
         self.champion_function, self.champion_log_group = champion_function(self, config)
 
         target = targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(6))
-        self.approval_rule = events.Rule(
+        self.approval_rule = event_rule(
             self,
             "OnApproval",
             description=f"Deploy packages of {config.model_package_group} approved in the Model Registry",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[deploy.PACKAGE_EVENT],
-                detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
-            ),
+            source="aws.sagemaker",
+            detail_type=deploy.PACKAGE_EVENT,
+            detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
             targets=[target],
         )
-        self.in_service_rule = events.Rule(
+        self.in_service_rule = event_rule(
             self,
             "OnEndpointInService",
             description=f"Configure autoscaling of {', '.join(endpoints)} once in service; report a rollback or a failure",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[deploy.ENDPOINT_EVENT],
-                detail={"EndpointName": endpoints, "EndpointStatus": ["IN_SERVICE", "FAILED"]},
-            ),
+            source="aws.sagemaker",
+            detail_type=deploy.ENDPOINT_EVENT,
+            detail={"EndpointName": endpoints, "EndpointStatus": ["IN_SERVICE", "FAILED"]},
             targets=[target],
         )
 
@@ -167,6 +81,78 @@ class Deployment(Construct):
         """A rolled-back or failed update is published to `topic` (encrypted: publishing may use its key)."""
         self.function.add_environment(deploy.ENVIRONMENT["notification_topic_arn"], topic.topic_arn)
         topic.grant_publish(self.function)
+
+
+def deployment_statements(scope: Construct, config: Config, *, key: kms.IKey, execution_role_arn: str) -> list[iam.PolicyStatement]:
+    """What the deployment code (containers/deploy/deploy.py deploy_package, configure_autoscaling, rolled_back)
+    needs on the project's endpoints: the deployment function's role, and people who run `cardamage deploy`."""
+    group, endpoints = config.model_package_group, list(config.stage_endpoints.values())
+    return [
+        iam.PolicyStatement(
+            sid="ReadPackagesOfTheGroup",
+            actions=["sagemaker:DescribeModelPackage"],
+            resources=[sagemaker_arn(scope, "model-package", f"{group}/*")],
+        ),
+        # Models and endpoint configs are named <group>-v<version>-<hash> (deploy.resource_name).
+        iam.PolicyStatement(
+            sid="CreateModelsAndEndpointConfigs",
+            actions=[
+                "sagemaker:CreateModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            resources=[sagemaker_arn(scope, "model", f"{group}-v*"), sagemaker_arn(scope, "endpoint-config", f"{group}-v*")],
+        ),
+        iam.PolicyStatement(
+            sid="CreateAndUpdateTheEndpoint",
+            actions=[
+                "sagemaker:CreateEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:ListTags",
+                "sagemaker:AddTags",
+                "sagemaker:DeleteTags",  # an earlier forced deployment's reason, once it no longer holds
+                "sagemaker:UpdateEndpointWeightsAndCapacities",  # registering the variant with Application Auto Scaling
+            ],
+            resources=[sagemaker_arn(scope, "endpoint", endpoint) for endpoint in endpoints],  # every stage's: it handles their state events
+        ),
+        iam.PolicyStatement(
+            sid="PassTheExecutionRoleToSageMakerOnly",
+            actions=["iam:PassRole"],
+            resources=[execution_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        # The endpoint config names the key for the endpoint's volumes and captured data: SageMaker checks the caller may use it.
+        grants_for_aws_resources("EncryptEndpointWithTheKey", key),
+        iam.PolicyStatement(
+            sid="ScaleTheEndpoint",
+            actions=[
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+            ],
+            resources=["*"],  # Application Auto Scaling's actions here take no resource ARN
+        ),
+        iam.PolicyStatement(
+            sid="TargetTrackingAlarms",
+            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            resources=[arn(scope, "cloudwatch", "alarm", "TargetTracking-endpoint/*", colon=True)],
+        ),
+        iam.PolicyStatement(
+            sid="AutoScalingServiceLinkedRole",
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+            ],
+            conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+    ]
 
 
 def champion_function(scope: Construct, config: Config):

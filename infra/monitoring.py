@@ -16,6 +16,7 @@ from constructs import Construct
 
 from containers.deploy import deploy
 from containers.deploy.deploy import VARIANT
+from infra.rules import event_rule
 from pipelines.config import Config
 
 EXECUTION_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
@@ -31,15 +32,13 @@ class Monitoring(Construct):
         def notice(text: str, paths: dict[str, str]) -> events.RuleTargetInput:
             return events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
 
-        self.failure_rule = events.Rule(
+        self.failure_rule = event_rule(
             self,
             "OnExecutionFailed",
             description=f"Tell the team when an execution of {config.pipeline_name} fails",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[EXECUTION_EVENT],
-                detail={"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed"]},
-            ),
+            source="aws.sagemaker",
+            detail_type=EXECUTION_EVENT,
+            detail={"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed"]},
             targets=[
                 targets.SnsTopic(
                     self.topic,
@@ -50,15 +49,13 @@ class Monitoring(Construct):
                 )
             ],
         )
-        self.approval_rule = events.Rule(
+        self.approval_rule = event_rule(
             self,
             "OnPackageWaiting",
             description=f"Tell approvers when a package of {config.model_package_group} waits for approval",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Model Package State Change"],
-                detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["PendingManualApproval"]},
-            ),
+            source="aws.sagemaker",
+            detail_type=deploy.PACKAGE_EVENT,
+            detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["PendingManualApproval"]},
             targets=[
                 targets.SnsTopic(
                     self.topic,

@@ -12,7 +12,9 @@ from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.people import BATCH, LABELING_FILES, REVIEW
 from infra.roles import input_prefixes
+from infra.storage import DATA_CAPTURE
 from pipelines.config import Config
 
 
@@ -103,12 +105,10 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/labeling/*]", "The task page and label categories cardamage label uploads per job"),
         (f"AwsSolutions-IAM5[Resource::{labels}]", "Ground Truth writes <prefix>/<job>/manifests, annotations and activelearning files"),
         (f"AwsSolutions-IAM5[Resource::{labeling_logs}:log-stream:*]", "Ground Truth names a log stream per labelling job"),
+        ("AwsSolutions-IAM5[Resource::*]", "cloudwatch:PutMetricData has no resource type; Ground Truth publishes the workers' metrics with it"),
     )
-    deploy = stack.deployment.function
-    acknowledge(
-        deploy.role,
+    deploying = [
         ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
-        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key"),
         (
             f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]",
             "Any version of our group may be approved and is described before deploying",
@@ -122,6 +122,11 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
             f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='cloudwatch', resource='alarm:TargetTracking-endpoint/*')}]",
             "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
         ),
+    ]
+    acknowledge(
+        stack.deployment.function.role,
+        *deploying,
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key"),
     )
     acknowledge(
         stack.deployment.champion_function.role,
@@ -141,11 +146,53 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         ),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{snapshots_prefix}*]", "Each snapshot is written under snapshots/<id>/, named when taken"),
     )
+    _acknowledge_people(stack, config, reads, deploying)
     acknowledge(
         stack,
         (
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
             "CDK's own handler that turns on the data bucket's EventBridge notifications at deploy time; it only writes its logs",
+        ),
+    )
+
+
+def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str]], deploying: list[tuple[str, str]]) -> None:
+    """The approvers' and operators' policies (infra.people): the same name patterns as the roles whose work they
+    watch or do by hand."""
+    people, storage = stack.people, stack.storage
+    artifacts = _arn_of(storage.artifacts)
+    group, pipeline = config.model_package_group.lower(), config.pipeline_name.lower()
+
+    def sagemaker(resource: str) -> str:
+        return REGIONAL.format(service="sagemaker", resource=resource)
+
+    def wildcard(resource: str) -> str:
+        return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+    reading = [
+        (wildcard(sagemaker(f"pipeline/{pipeline}/execution/*")), "Execution ids are chosen by SageMaker when each execution starts"),
+        (wildcard(sagemaker(f"model-package/{group}/*")), "Every version of our group is listed, described and may be approved"),
+        (wildcard(sagemaker(f"endpoint-config/{group}-v*")), "The served endpoint config is named <group>-v<version>-<hash> per version"),
+        (wildcard("*"), "sagemaker:ListModelPackages has no resource type (the group is a request parameter)"),
+        (wildcard(f"{artifacts}/{config.pipeline_name}/*"), "Evaluation reports are under <pipeline>/<execution id>/evaluation/"),
+    ]
+    acknowledge(people.approver, *reading)
+    batch_jobs = sagemaker(f"transform-job/{config.project.name}-batch-*")
+    acknowledge(
+        people.operator,
+        *reading,
+        *deploying,
+        *((rule, f"{reason}; operators also write review photos, pulled labels and snapshots there") for rule, reason in reads),
+        (
+            wildcard(REGIONAL.format(service="cloudformation", resource=f"stack/{config.stack_name}/*")),
+            "A stack ARN ends in its id, unknown before deploying; the CLI reads its outputs by name",
+        ),
+        (wildcard(batch_jobs), "cardamage batch-predict names each job <project>-batch-v<version>-<UTC time>"),
+        (wildcard(sagemaker("labeling-job/*")), "cardamage label takes any job name a person gives it (--job-name)"),
+        (wildcard(f"{artifacts}/{DATA_CAPTURE}/*"), "cardamage review reads the captures under data-capture/<endpoint>/<date>/"),
+        *(
+            (wildcard(f"{artifacts}/{prefix}*"), f"Written per run under {prefix} by cardamage {command}")
+            for prefix, command in ((LABELING_FILES, "label"), (BATCH, "batch-predict"), (REVIEW, "review --upload"))
         ),
     )
 

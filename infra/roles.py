@@ -17,7 +17,7 @@ from constructs import Construct
 
 from containers.common.s3 import S3Location, parse_s3_uri
 from infra.arns import arn, sagemaker_arn
-from infra.storage import DATA_CAPTURE, Storage
+from infra.storage import DATA_CAPTURE, Storage, grants_for_aws_resources
 from pipelines.config import Config
 
 
@@ -86,14 +86,7 @@ class Roles(Construct):
             )
         )
         storage.key.grant_encrypt_decrypt(self.execution)
-        self.execution.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptJobVolumes",
-                actions=["kms:CreateGrant", "kms:DescribeKey"],
-                resources=[storage.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            )
-        )
+        self.execution.add_to_policy(grants_for_aws_resources("EncryptJobVolumes", storage.key))
         log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/*", colon=True)
         self.execution.add_to_policy(
             iam.PolicyStatement(
@@ -157,14 +150,7 @@ class Roles(Construct):
         )
         storage.key.grant_decrypt(self.pipeline)
         # The jobs it creates name the key for their volumes and outputs: SageMaker checks the caller may use it.
-        self.pipeline.add_to_policy(
-            iam.PolicyStatement(
-                sid="JobsEncryptWithTheKey",
-                actions=["kms:CreateGrant", "kms:DescribeKey"],
-                resources=[storage.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            )
-        )
+        self.pipeline.add_to_policy(grants_for_aws_resources("JobsEncryptWithTheKey", storage.key))
 
         self.labeling = self._labeling_role(config, storage)
 
@@ -187,12 +173,18 @@ class Roles(Construct):
                 resources=[data.arn_for_objects("images/*"), data.arn_for_objects("manifests/*"), artifacts.arn_for_objects("labeling/*")],
             )
         )
+        # Ground Truth's execution role needs GetObject, PutObject and AbortMultipartUpload on its buckets, and
+        # CloudWatch for worker metrics ("Use IAM Managed Policies with Ground Truth", sms-security-permissions-get-started;
+        # "Create a SageMaker Execution Role for a Ground Truth Labeling Job", sms-security-permission-execution-role).
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteLabels",
-                actions=["s3:GetObject", "s3:PutObject"],
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[f"arn:{Aws.PARTITION}:s3:::{output_bucket}/{output_prefix}*"],
             )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(sid="PublishLabelingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"])  # has no resource type
         )
         storage.key.grant_encrypt_decrypt(role)
         log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/LabelingJobs", colon=True)

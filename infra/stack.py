@@ -9,6 +9,7 @@ from infra import nag
 from infra.deployment import Deployment
 from infra.images import Images
 from infra.monitoring import Monitoring
+from infra.people import People
 from infra.pipeline import Pipeline
 from infra.roles import Roles
 from infra.storage import Storage
@@ -19,7 +20,7 @@ from steps.context import PLACEHOLDERS
 
 class WorkflowStack(Stack):
     """Storage and key, roles, images, the model package group and the SageMaker Pipeline, the new-manifest
-    trigger, deployment on approval, and notifications. `definition` is the rendered pipeline definition
+    trigger, deployment on approval, notifications, and the policies for approvers and operators. `definition` is the rendered pipeline definition
     (infra.pipeline.render_for_cdk); rendering takes seconds, so callers render once and pass it in."""
 
     def __init__(self, scope: Construct, id: str, *, config: Config, definition: str, **kwargs) -> None:
@@ -46,6 +47,7 @@ class WorkflowStack(Stack):
         self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.storage.key, pipeline_arn=self.pipeline.pipeline_arn)
         self.deployment.report_to(self.monitoring.topic)
+        self.people = People(self, "People", config=config, storage=self.storage, roles=self.roles, pipeline_arn=self.pipeline.pipeline_arn)
         nag.acknowledge_workflow(self, config)
         # What pipeline.yaml's `aws` section takes, for the CLI against this stack's resources.
         for name, (field, _) in PLACEHOLDERS.items():
@@ -53,6 +55,8 @@ class WorkflowStack(Stack):
         CfnOutput(self, "LabelingRoleArn", value=self.roles.labeling.role_arn, description="cardamage label --role-arn")
         CfnOutput(self, "PipelineName", value=config.pipeline_name)
         CfnOutput(self, "NotificationTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "ApproverPolicyArn", value=self.people.approver.managed_policy_arn, description="attach to approvers (infra/people.py)")
+        CfnOutput(self, "OperatorPolicyArn", value=self.people.operator.managed_policy_arn, description="attach to operators (infra/people.py)")
 
 
 class WorkflowStage(Stage):

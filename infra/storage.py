@@ -14,6 +14,14 @@ from pipelines.config import DATA_CAPTURE_PREFIX, Config
 DATA_CAPTURE = DATA_CAPTURE_PREFIX
 
 
+def grants_for_aws_resources(sid: str, key: kms.IKey) -> iam.PolicyStatement:
+    """CreateGrant and DescribeKey on the key, for grants that AWS services make for the resources they encrypt
+    with it (job and endpoint volumes: kms:GrantIsForAWSResource), and no others."""
+    return iam.PolicyStatement(
+        sid=sid, actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    )
+
+
 class Storage(Construct):
     """One key encrypts every bucket, job volume and output, the SNS topic and captured data. Buckets are kept
     when the stack is deleted (RETAIN): labelled data and registered models outlive the infrastructure."""

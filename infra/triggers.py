@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.functions import small_function
+from infra.rules import event_rule
 from infra.storage import Storage
 from pipelines.config import Config
 
@@ -79,12 +80,12 @@ class NewLabelsTrigger(Construct):
             self.ground_truth_rule = self._rule("OnNewGroundTruthManifest", labeling_bucket, ground_truth_keys, config)
 
     def _rule(self, id: str, bucket: str, keys: list[dict], config: Config) -> events.Rule:
-        return events.Rule(
+        return event_rule(
             self,
             id,
             description=f"Start {config.pipeline_name} on all labelled data when labels land in s3://{bucket}",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"], detail_type=["Object Created"], detail={"bucket": {"name": [bucket]}, "object": {"key": keys}}
-            ),
+            source="aws.s3",
+            detail_type="Object Created",
+            detail={"bucket": {"name": [bucket]}, "object": {"key": keys}},
             targets=[targets.LambdaFunction(self.function, retry_attempts=4, max_event_age=Duration.hours(2))],
         )

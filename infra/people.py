@@ -1,0 +1,153 @@
+"""Customer-managed policies for the people who run the CLI against the stack, scoped to this project's resources.
+
+- ApproverPolicy: what `cardamage approve` (without --force), `reject`, `models` and `executions` call: read the
+  pipeline's executions, the group's packages and their evaluation reports, which package each endpoint serves,
+  and set a package's approval status.
+- OperatorPolicy: what `start`, `wait`, `executions`, `models`, `deploy`, `promote`, `review`, `label`,
+  `batch-predict` and `predict` call: the reads above, starting executions on dataset snapshots, the deployment
+  code's own calls (infra.deployment.deployment_statements: `cardamage deploy` runs the function's code), calling
+  the endpoints, Batch Transform and Ground Truth jobs, and the data and artifact prefixes those commands read
+  and write. `approve --force` deploys too, so it needs both. Not `upsert`: the stack owns the pipeline.
+
+The stack outputs both ARNs; attach them to the approvers' and operators' own roles or groups.
+tests/infra/test_role_calls.py holds each to the calls its commands make.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.arns import arn, sagemaker_arn
+from infra.deployment import deployment_statements
+from infra.roles import Roles, input_prefixes
+from infra.storage import DATA_CAPTURE, Storage
+from pipelines.config import Config
+
+LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
+BATCH = "batch/"  # where `cardamage batch-predict` answers go in the artifacts bucket (and its summary.csv)
+REVIEW = "review/"  # where `cardamage review --upload` puts a review batch in the artifacts bucket
+
+
+def reading_statements(scope: Construct, config: Config, storage: Storage, pipeline_arn: str) -> list[iam.PolicyStatement]:
+    """What `executions` and `models` read: the pipeline and its executions, the group's packages with their
+    evaluation reports, and which package each release stage's endpoint serves (its config's tags)."""
+    group = config.model_package_group
+    return [
+        iam.PolicyStatement(
+            sid="ReadThePipeline", actions=["sagemaker:DescribePipeline", "sagemaker:ListPipelineExecutions"], resources=[pipeline_arn]
+        ),
+        iam.PolicyStatement(
+            sid="ReadItsExecutions",
+            actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps", "sagemaker:ListPipelineParametersForExecution"],
+            resources=[f"{pipeline_arn}/execution/*"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadTheGroup", actions=["sagemaker:DescribeModelPackageGroup"], resources=[sagemaker_arn(scope, "model-package-group", group)]
+        ),
+        iam.PolicyStatement(
+            sid="ReadThePackages", actions=["sagemaker:DescribeModelPackage"], resources=[sagemaker_arn(scope, "model-package", f"{group}/*")]
+        ),
+        iam.PolicyStatement(sid="ListThePackages", actions=["sagemaker:ListModelPackages"], resources=["*"]),  # has no resource type
+        iam.PolicyStatement(
+            sid="ReadWhatIsServed",
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
+            resources=[
+                *(sagemaker_arn(scope, "endpoint", endpoint) for endpoint in config.stage_endpoints.values()),
+                sagemaker_arn(scope, "endpoint-config", f"{group}-v*"),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="ReadEvaluationReports", actions=["s3:GetObject"], resources=[storage.artifacts.arn_for_objects(f"{config.pipeline_name}/*")]
+        ),
+        iam.PolicyStatement(sid="DecryptWithTheKey", actions=["kms:Decrypt"], resources=[storage.key.key_arn]),
+    ]
+
+
+class People(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, roles: Roles, pipeline_arn: str) -> None:
+        super().__init__(scope, id)
+        name = config.project.name
+        self.approver = iam.ManagedPolicy(
+            self,
+            "Approver",
+            description=f"{name}: approve or reject model packages, list packages and executions (cardamage approve, reject, models, executions)",
+            statements=[
+                *reading_statements(self, config, storage, pipeline_arn),
+                iam.PolicyStatement(
+                    sid="SetApprovalStatus",
+                    actions=["sagemaker:UpdateModelPackage"],
+                    resources=[sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")],
+                ),
+            ],
+        )
+        self.operator = iam.ManagedPolicy(
+            self,
+            "Operator",
+            description=f"{name}: start executions, deploy and promote, label, review, batch-predict and predict (cardamage)",
+            statements=[
+                *reading_statements(self, config, storage, pipeline_arn),
+                iam.PolicyStatement(sid="StartExecutions", actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn]),
+                iam.PolicyStatement(
+                    sid="ReadTheStackOutputs",  # the CLI's account values (pipelines/aws.py with_stack_values)
+                    actions=["cloudformation:DescribeStacks"],
+                    resources=[arn(self, "cloudformation", "stack", f"{config.stack_name}/*")],
+                ),
+                *deployment_statements(self, config, key=storage.key, execution_role_arn=roles.execution.role_arn),
+                iam.PolicyStatement(
+                    sid="CallTheEndpoints",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=[sagemaker_arn(self, "endpoint", endpoint) for endpoint in config.stage_endpoints.values()],
+                ),
+                iam.PolicyStatement(
+                    sid="BatchTransform",  # jobs are named <project>-batch-v<version>-<UTC time>
+                    actions=["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:AddTags"],
+                    resources=[sagemaker_arn(self, "transform-job", f"{name}-batch-*")],
+                ),
+                iam.PolicyStatement(
+                    sid="LabelingJobs",  # any name `cardamage label --job-name` takes
+                    actions=["sagemaker:CreateLabelingJob", "sagemaker:AddTags"],
+                    resources=[sagemaker_arn(self, "labeling-job", "*")],
+                ),
+                iam.PolicyStatement(
+                    sid="PassTheLabelingRoleToSageMakerOnly",
+                    actions=["iam:PassRole"],
+                    resources=[roles.labeling.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                ),
+                *self._data_statements(config, storage),
+            ],
+        )
+
+    def _data_statements(self, config: Config, storage: Storage) -> list[iam.PolicyStatement]:
+        """The prefixes the commands read (labelled data, execution outputs, captured requests, batch answers)
+        and write (snapshots, review batches and pulled labels, Ground Truth's task files, batch summaries)."""
+        data, artifacts = storage.data, storage.artifacts
+        reads = [f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*" for bucket, prefix in input_prefixes(config, data.bucket_name)]
+        bucket = data.bucket_name
+        writes = [
+            f"arn:{Aws.PARTITION}:s3:::{location.bucket}/{location.key}*"
+            for location in (config.images_prefix(bucket), config.labels_prefix(bucket), config.snapshots_prefix(bucket))
+        ]
+        return [
+            iam.PolicyStatement(
+                sid="ListTheBuckets", actions=["s3:ListBucket", "s3:ListBucketVersions"], resources=[data.bucket_arn, artifacts.bucket_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ReadData",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[
+                    *reads,
+                    artifacts.arn_for_objects(f"{config.pipeline_name}/*"),
+                    artifacts.arn_for_objects(f"{DATA_CAPTURE}/*"),
+                    artifacts.arn_for_objects(f"{BATCH}*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="WriteData",
+                actions=["s3:PutObject"],
+                resources=[*writes, *(artifacts.arn_for_objects(f"{prefix}*") for prefix in (LABELING_FILES, BATCH, REVIEW))],
+            ),
+            iam.PolicyStatement(sid="EncryptWithTheKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]),
+        ]

@@ -1,0 +1,408 @@
+"""Every role and people's policy the stacks create allows what runs under it calls, and what AWS documents it
+does with the role's credentials; an allowed action that nothing needs is an UnusedGrant warning in pytest's
+warnings summary, so least privilege is checked by reading the output. The checker is tests/infra/calls.py.
+
+What runs under each: the jobs' and endpoint's programs (the execution role), the pipeline definition's steps
+(the pipeline role), Ground Truth (the labelling role), each function's handler in its own folder, the CLI
+commands of approvers and operators, and the CI/CD projects' buildspec commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra.calls import (
+    Call,
+    Need,
+    Program,
+    allowed_actions,
+    check_role,
+    implied,
+    logical_id,
+    policy_statements,
+    python_files,
+    resources_of,
+    role_statements,
+)
+from tests.support import ROOT
+
+# Where AWS documents what it does with a role's credentials, or what a caller needs besides the call itself.
+SAGEMAKER_ROLES = "How to use SageMaker AI execution roles, https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html"
+PIPELINES_ACCESS = "SageMaker Pipelines Access Management, https://docs.aws.amazon.com/sagemaker/latest/dg/build-and-manage-access.html"
+PIPELINES_MANAGED = (
+    "AWS Managed Policies for SageMaker Pipelines (Lambda steps invoke their functions), "
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/security-iam-awsmanpol-pipelines.html"
+)
+GROUND_TRUTH_ROLE = (
+    "Create a SageMaker Execution Role for a Ground Truth Labeling Job, "
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/sms-security-permission-execution-role.html"
+)
+GROUND_TRUTH_POLICIES = (
+    "Use IAM Managed Policies with Ground Truth (AmazonSageMakerGroundTruthExecution), "
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/sms-security-permissions-get-started.html"
+)
+LAMBDA_LOGS = (
+    "AWS managed policy AWSLambdaBasicExecutionRole (a function writes its logs), "
+    "https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaBasicExecutionRole.html"
+)
+S3_KMS = (
+    "Using server-side encryption with AWS KMS keys (SSE-KMS): uploading needs kms:GenerateDataKey, reading kms:Decrypt, "
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html"
+)
+SNS_KMS = "Amazon SNS key management: publishers to an encrypted topic, https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"
+AUTOSCALING = "Auto scaling prerequisites: Permissions, https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-prerequisites.html"
+CODEBUILD_ROLE = (
+    "Allow CodeBuild to interact with other AWS services (the service role), "
+    "https://docs.aws.amazon.com/codebuild/latest/userguide/setting-up-service-role.html"
+)
+CODEPIPELINE_ROLE = "Manage the CodePipeline service role, https://docs.aws.amazon.com/codepipeline/latest/userguide/how-to-custom-role.html"
+CODESTAR_ACTION = (
+    "CodeStarSourceConnection action reference: service role permissions, "
+    "https://docs.aws.amazon.com/codepipeline/latest/userguide/action-reference-CodestarConnectionSource.html"
+)
+CDK_BOOTSTRAP = (
+    "AWS CDK bootstrapping: the CLI and cdk-assets assume the bootstrap's deploy and publishing roles, "
+    "https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html"
+)
+CDK_PIPELINES = "aws-cdk-lib pipelines CodePipeline.selfMutateAction: the statements CDK Pipelines gives `cdk deploy` (not AWS documentation)"
+
+
+def needs(source: str, why: str, *actions: str) -> tuple[Need, ...]:
+    return tuple(Need(action, source, why) for action in actions)
+
+
+# What a call or a need brings with it: pattern of the action -> further needs.
+IMPLIED = {
+    "s3:GetObject*": needs(S3_KMS, "reading objects the project's key encrypts", "kms:Decrypt"),
+    "s3:PutObject": needs(S3_KMS, "writing objects the project's key encrypts", "kms:GenerateDataKey"),
+    "sns:Publish": needs(SNS_KMS, "publishing to the topic the project's key encrypts", "kms:GenerateDataKey", "kms:Decrypt"),
+    "application-autoscaling:RegisterScalableTarget": needs(
+        AUTOSCALING,
+        "scaling a SageMaker endpoint variant",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:UpdateEndpointWeightsAndCapacities",
+        "iam:CreateServiceLinkedRole",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:DeleteAlarms",
+    ),
+    **{
+        f"sagemaker:{api}": needs(SAGEMAKER_ROLES, f"passing a role in {api} (Passing Roles)", "iam:PassRole")
+        for api in ("CreateModel", "CreateLabelingJob", "CreateProcessingJob", "CreateTrainingJob")
+    },
+}
+
+# The execution role: what SageMaker does with it for Processing and Training jobs and for models (the endpoint,
+# Batch Transform), with the project's key on the inputs, outputs and volumes (the same page, each API's section).
+EXECUTION = (
+    *needs(
+        SAGEMAKER_ROLES,
+        "jobs and models (CreateProcessingJob, CreateTrainingJob, CreateModel: Execution Role Permissions)",
+        "cloudwatch:PutMetricData",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:CreateLogGroup",
+        "logs:DescribeLogStreams",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+    ),
+    *needs(SAGEMAKER_ROLES, "SSE-KMS inputs, a KMS key for outputs and for volumes", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"),
+    *needs(SAGEMAKER_ROLES, "uploading outputs (Add Additional Amazon S3 Permissions)", "s3:AbortMultipartUpload"),
+)
+GROUND_TRUTH = (
+    *needs(GROUND_TRUTH_ROLE, "reading the input data and writing the labels", "s3:GetObject", "s3:PutObject"),
+    *needs(GROUND_TRUTH_POLICIES, "the labelling job's uploads", "s3:AbortMultipartUpload"),
+    *needs(
+        GROUND_TRUTH_ROLE,
+        "worker metrics and job status in CloudWatch (the actions AmazonSageMakerGroundTruthExecution grants for it)",
+        "cloudwatch:PutMetricData",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
+    ),
+)
+FUNCTION = needs(LAMBDA_LOGS, "the function's log lines", "logs:CreateLogStream", "logs:PutLogEvents")
+# A pipeline step type -> what SageMaker Pipelines calls with the pipeline's role to run it. Condition steps need
+# nothing themselves (their JsonGet reads, below); a Fail step only ends the execution.
+STEP_NEEDS = {
+    "Processing": needs(PIPELINES_ACCESS, "a Processing step (Create, Describe)", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"),
+    "Training": needs(PIPELINES_ACCESS, "a Training step (Create, Describe)", "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"),
+    "RegisterModel": needs(PIPELINES_ACCESS, "a Register step (Create, Describe)", "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"),
+    "Lambda": needs(PIPELINES_MANAGED, "a Lambda step", "lambda:InvokeFunction"),
+    "Condition": (),
+    "Fail": (),
+}
+
+# The programs in the jobs and the endpoint (they run as the execution role), the functions' folders, the CLI.
+JOB_PROGRAMS = ("containers/processing", "containers/training", "containers/evaluation", "containers/inference", "containers/common")
+CLI_FILES = (
+    "pipelines/aws.py",
+    "pipelines/backends/__init__.py",
+    "pipelines/backends/aws.py",
+    "pipelines/review.py",
+    "pipelines/promote.py",
+    "pipelines/batch.py",
+    "pipelines/cli/app.py",
+    "pipelines/cli/commands.py",
+    "pipelines/cli/aws_commands.py",
+    "pipelines/cli/review_commands.py",
+    "pipelines/cli/batch_commands.py",
+    "pipelines/cli/local_commands.py",
+)
+CLI = "pipelines/cli/"
+# Approvers: `approve` without --force and `reject` (both _set_approval), `models`, `executions`.
+APPROVER = (f"{CLI}commands.py:_set_approval", f"{CLI}commands.py:models", f"{CLI}commands.py:executions")
+# Operators: the other commands on AWS, and the reads they need to choose what to deploy (not `upsert`: the stack
+# owns the pipeline). `approve --force` deploys, so it needs both policies.
+OPERATOR = (
+    f"{CLI}aws_commands.py:start",
+    f"{CLI}aws_commands.py:wait",
+    f"{CLI}aws_commands.py:label",
+    f"{CLI}commands.py:executions",
+    f"{CLI}commands.py:models",
+    f"{CLI}commands.py:deploy",
+    f"{CLI}commands.py:promote",
+    f"{CLI}review_commands.py:review_command",
+    f"{CLI}batch_commands.py:batch_predict",
+    f"{CLI}local_commands.py:predict",
+)
+
+# Each role or policy of the workflow stack (a fragment of its logical id) and who works as it.
+WORKFLOW_ROLES = {
+    "RolesSageMakerExecution": "SageMaker, for the jobs and the endpoint",
+    "RolesPipeline": "SageMaker Pipelines, for the steps",
+    "RolesLabeling": "Ground Truth",
+    "DeploymentDeployFunctionRole": "the deployment function",
+    "DeploymentChampionFunctionRole": "the champion function",
+    "TriggerTriggerFunctionRole": "the trigger function",
+    "BucketNotificationsHandler": "CDK's own handler that turns on the data bucket's EventBridge notifications",
+}
+PEOPLE = {"PeopleApprover": APPROVER, "PeopleOperator": OPERATOR}
+
+
+def _check(role: str, template: dict, calls: list[Call], own: tuple[Need, ...] = (), rules: dict = IMPLIED) -> list[str]:
+    allowed = allowed_actions(role_statements(template, logical_id(template, "AWS::IAM::Role", role)))
+    required = [*(a for call in calls for a in call.actions), *(need.action for need in own)]
+    return check_role(role, allowed, calls, [*own, *implied(required, rules)])
+
+
+def test_every_role_and_people_policy_of_the_workflow_stack_has_a_role_test(workflow_template):
+    """A new role or policy fails here until it has a test below."""
+    for kind, known in (("AWS::IAM::Role", WORKFLOW_ROLES), ("AWS::IAM::ManagedPolicy", PEOPLE)):
+        for name in resources_of(workflow_template, kind):
+            covering = [fragment for fragment in known if fragment in name]
+            assert len(covering) == 1, f"{kind} {name} has {len(covering)} role tests: add it to this module"
+        for fragment in known:
+            logical_id(workflow_template, kind, fragment)  # each test's role exists
+
+
+def test_the_stage_ci_cd_deploys_has_the_workflow_stack_s_roles_and_policies(workflow_template, cicd):
+    """The CI/CD stage deploys the same workflow stack, so the workflow stack's role tests hold for it."""
+    stage = cicd.template_json(cicd.stack.stage.stack)
+    for kind in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        assert sorted(resources_of(stage, kind)) == sorted(resources_of(workflow_template, kind)), kind
+
+
+def test_the_execution_role_allows_what_sagemaker_does_for_the_jobs_and_models_and_what_their_programs_call(workflow_template):
+    """No job or endpoint program calls AWS today: SageMaker moves their data. Should one start (a boto3 client
+    in any of their files), its calls are held to the role like a function's."""
+    program = Program(python_files(*JOB_PROGRAMS))
+    calls = program.calls(*(module.relative for module in program.modules.values()))
+    _check("RolesSageMakerExecution", workflow_template, calls, EXECUTION)
+
+
+def pipeline_steps(steps: list[dict]) -> Iterator[dict]:
+    for step in steps:
+        yield step
+        arguments = step.get("Arguments") or {}
+        if step["Type"] == "Condition":
+            yield from pipeline_steps([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
+
+
+def pipeline_needs(definition: str) -> tuple[Need, ...]:
+    """What SageMaker Pipelines does with the pipeline's role for this definition's steps."""
+    document = json.loads(definition)
+    found: list[Need] = []
+    for step in pipeline_steps(document["Steps"]):
+        if step["Type"] not in STEP_NEEDS:
+            raise AssertionError(f"step {step['Name']} is a {step['Type']} step: add what it needs to STEP_NEEDS, with its source")
+        found += STEP_NEEDS[step["Type"]]
+        if "RoleArn" in (step.get("Arguments") or {}):
+            found += needs(PIPELINES_ACCESS, f"passing its role to step {step['Name']}'s job", "iam:PassRole")
+    if '"Std:JsonGet"' in definition:
+        found += needs(PIPELINES_ACCESS, "JsonGet reading a property file (the quality gate's evaluation.json)", "s3:GetObject")
+    return tuple(found)
+
+
+def test_the_pipeline_role_allows_what_sagemaker_pipelines_does_for_each_step_of_the_definition(workflow_template, definition):
+    own = pipeline_needs(definition)
+    assert {need.action for need in own} >= {"sagemaker:CreateTrainingJob", "lambda:InvokeFunction", "s3:GetObject", "iam:PassRole"}
+    _check("RolesPipeline", workflow_template, [], own)
+
+
+def test_the_labelling_role_allows_what_ground_truth_does_with_it(workflow_template):
+    _check("RolesLabeling", workflow_template, [], GROUND_TRUTH)
+
+
+@pytest.mark.parametrize("role", ["DeploymentDeployFunctionRole", "DeploymentChampionFunctionRole", "TriggerTriggerFunctionRole"])
+def test_each_function_s_role_allows_every_call_its_handler_makes(workflow_template, role):
+    """The handler is the template's (Handler "deploy.handler": deploy.py's `handler`), followed through the
+    function's own folder (its code asset), helpers of sibling modules included."""
+    template = workflow_template
+    role_id = logical_id(template, "AWS::IAM::Role", role)
+    (function,) = [f for f in resources_of(template, "AWS::Lambda::Function").values() if f["Properties"]["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}]
+    module, handler = function["Properties"]["Handler"].rsplit(".", 1)
+    folder = {"DeploymentDeployFunctionRole": "deploy", "DeploymentChampionFunctionRole": "deploy", "TriggerTriggerFunctionRole": "trigger"}[role]
+    calls = Program(python_files(f"containers/{folder}")).calls(f"containers/{folder}/{module}.py:{handler}")
+    assert calls, f"{function['Properties']['Handler']} makes no AWS call?"
+    _check(role, template, calls, FUNCTION)
+    if role == "DeploymentChampionFunctionRole":  # it only reads what is served
+        assert {call.method.split("_")[0] for call in calls} <= {"describe", "list"}
+
+
+def test_cdk_s_bucket_notifications_handler_is_cdk_s_and_only_sets_the_data_bucket_s_notifications(workflow_template):
+    """CDK's own function (turning on EventBridge notifications at deploy time): not our code, so only its grants are checked."""
+    role = logical_id(workflow_template, "AWS::IAM::Role", "BucketNotificationsHandler")
+    assert allowed_actions(role_statements(workflow_template, role)) == {
+        "s3:PutBucketNotification",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+@pytest.mark.parametrize("policy", sorted(PEOPLE))
+def test_each_people_policy_allows_every_call_of_its_commands(workflow_template, policy):
+    program = Program([ROOT / path for path in CLI_FILES] + python_files("containers/deploy", "containers/trigger"))
+    calls = program.calls(*PEOPLE[policy])
+    allowed = allowed_actions(policy_statements(workflow_template, logical_id(workflow_template, "AWS::IAM::ManagedPolicy", policy)))
+    required = [a for call in calls for a in call.actions]
+    check_role(policy, allowed, calls, implied(required, IMPLIED))
+    if policy == "PeopleApprover":  # approvers change nothing but approval statuses
+        changes = {a for a in allowed if re.match(r"sagemaker:(Create|Update|Delete|Start|Stop|Add)", a)}
+        assert changes == {"sagemaker:UpdateModelPackage"}, changes
+
+
+def test_the_stack_outputs_the_people_policies(workflow_template):
+    outputs = workflow_template["Outputs"]
+    for output, policy in (("ApproverPolicyArn", "PeopleApprover"), ("OperatorPolicyArn", "PeopleOperator")):
+        assert outputs[output]["Value"] == {"Ref": logical_id(workflow_template, "AWS::IAM::ManagedPolicy", policy)}
+
+
+# The CI/CD stack: CDK Pipelines makes its roles. What its buildspecs run, and the AWS actions each command needs.
+COMMANDS = {
+    r"python3\.11 --version|node --version": (),
+    r"make test|make synth": (),  # offline: the tests use moto, the synth needs no credentials (README, make synth)
+    r"npm install -g (aws-cdk|cdk-assets)@\S+": (),  # the npm registry, not AWS
+    r"cdk -a \S+ deploy \S+ .*": (
+        *needs(CDK_BOOTSTRAP, "`cdk deploy` of the pipeline's own stack (self-mutation)", "sts:AssumeRole"),
+        *needs(CDK_PIPELINES, "`cdk deploy` reading stacks and the bootstrap bucket", "cloudformation:DescribeStacks", "s3:ListBucket"),
+    ),
+    r"cdk-assets --path .* publish .*": needs(CDK_BOOTSTRAP, "publishing an asset through the bootstrap's publishing role", "sts:AssumeRole"),
+}
+BUILD = needs(
+    CODEBUILD_ROLE,
+    "a CodeBuild project's logs and its input artifact",
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetBucketAcl",
+    "s3:GetBucketLocation",
+)
+BUILD_OUTPUT = needs(CODEBUILD_ROLE, "a CodeBuild project's output artifact (Synth's cdk.out)", "s3:PutObject")
+# Each role of the CI/CD stack: (what works as it, its needs besides its project's commands, the project whose
+# buildspec runs as it, if any).
+CICD_ROLES = {
+    "PipelineRole": (
+        "CodePipeline",
+        needs(CODEPIPELINE_ROLE, "the artifact store and each action's own role", "s3:GetObject", "s3:PutObject", "sts:AssumeRole"),
+        None,
+    ),
+    "CodePipelineActionRole": (
+        "the source action",
+        (
+            *needs(CODESTAR_ACTION, "the connection and the source artifact", "codestar-connections:UseConnection", "s3:PutObject"),
+            *needs("aws-cdk-lib CodeStarConnectionsSourceAction (not AWS documentation)", "the artifact's ACL", "s3:PutObjectAcl"),
+        ),
+        None,
+    ),
+    "CodeBuildActionRole": (
+        "CodePipeline's CodeBuild actions",
+        needs(CODEPIPELINE_ROLE, "CodeBuild actions", "codebuild:BatchGetBuilds", "codebuild:StartBuild"),
+        None,
+    ),
+    "SynthCdkBuildProjectRole": ("the Synth project: make test, make synth", (*BUILD, *BUILD_OUTPUT), "SynthCdkBuildProject"),
+    "SelfMutationRole": ("the self-mutation project: cdk deploy of the pipeline", BUILD, "SelfMutation"),
+    "AssetsDockerRole": ("the Docker image assets' project: cdk-assets publish", BUILD, "AssetsDockerAsset"),
+    "AssetsFileRole": ("the file assets' project: cdk-assets publish", BUILD, "AssetsFileAsset"),
+}
+# What a CodeBuild role may touch at all: its logs and reports, the pipeline's artifacts, the bootstrap roles,
+# and CloudFormation's stack descriptions.
+BUILD_SERVICES = {"logs", "codebuild", "s3", "sts", "cloudformation"}
+
+
+def buildspec_commands(cicd, project: dict) -> list[str]:
+    spec = project["Properties"]["Source"]["BuildSpec"]
+    text = spec if spec.lstrip().startswith("{") else (Path(cicd.outdir) / spec).read_text()
+    import yaml
+
+    document = yaml.safe_load(text)
+    return [command for phase in document["phases"].values() for command in phase.get("commands", [])]
+
+
+def command_needs(command: str) -> tuple[Need, ...]:
+    for pattern, found in COMMANDS.items():
+        if re.fullmatch(pattern, command):
+            return found
+    raise AssertionError(f"the buildspec command {command!r} is not in COMMANDS: say what AWS calls it makes")
+
+
+def test_every_role_of_the_ci_cd_stack_has_a_role_test(cicd):
+    template = cicd.template_json()
+    for name in resources_of(template, "AWS::IAM::Role"):
+        covering = [fragment for fragment in CICD_ROLES if fragment in name]
+        assert len(covering) == 1, f"{name} has {len(covering)} role tests: add it to CICD_ROLES"
+    assert not resources_of(template, "AWS::IAM::ManagedPolicy")
+
+
+@pytest.mark.parametrize("role", sorted(CICD_ROLES))
+def test_each_ci_cd_role_allows_what_its_service_and_its_project_s_commands_need(cicd, role):
+    template = cicd.template_json()
+    _, own, project = CICD_ROLES[role]
+    if project:
+        body = template["Resources"][logical_id(template, "AWS::CodeBuild::Project", project)]
+        assert body["Properties"]["ServiceRole"] == {"Fn::GetAtt": [logical_id(template, "AWS::IAM::Role", role), "Arn"]}
+        own = (*own, *(need for command in buildspec_commands(cicd, body) for need in command_needs(command)))
+    _check(role, template, [], own, rules={})  # the pipeline's artifact bucket is SSE-S3 (cross_account_keys=False): no KMS
+
+
+def test_the_ci_cd_build_roles_reach_no_further_than_their_logs_artifacts_and_the_cdk_bootstrap_roles(cicd):
+    """What the warnings cannot show: a CodeBuild role touches no service beyond BUILD_SERVICES, and assumes only
+    the CDK bootstrap's roles (by name, or by the bootstrap's aws-cdk:bootstrap-role tag)."""
+    template = cicd.template_json()
+    account, region = cicd.stack.account, cicd.stack.region
+    for role, (_, _, project) in CICD_ROLES.items():
+        if not project:
+            continue
+        statements = role_statements(template, logical_id(template, "AWS::IAM::Role", role))
+        assert {action.split(":")[0] for action in allowed_actions(statements)} <= BUILD_SERVICES, role
+        for statement in statements:
+            if "sts:AssumeRole" not in json.dumps(statement["Action"]):
+                continue
+            resource = json.dumps(statement["Resource"])
+            by_name = re.search(rf"role/cdk-[a-z0-9]+-(deploy|file-publishing|image-publishing)-role-{account}-{region}", resource)
+            by_tag = statement.get("Condition", {}).get("ForAnyValue:StringEquals", {}).get("iam:ResourceTag/aws-cdk:bootstrap-role")
+            assert by_name or (by_tag and set(by_tag) <= {"deploy", "file-publishing", "image-publishing"}), (role, statement)
