@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from containers.deploy.deploy import DeployResult
+    from pipelines.config import Config
     from pipelines.promote import Promotion
 
 
@@ -112,6 +113,14 @@ class ReviewPlace:
     images_prefix: str  # the images prefix executions read (ImagesS3Prefix); a batch goes under review/<batch>/
     labels_prefix: str  # where label exports start the next execution (the new-data trigger's prefix)
     model_version: str  # the package the endpoint serves, as "<group>/<version>", or "unknown"
+
+    @classmethod
+    def of(cls, config: Config, s3: Any, *, data: str, artifacts: str, images_prefix: str | None, served: tuple[str, int] | None) -> ReviewPlace:
+        """The configuration's places in these buckets; `images_prefix` None: ImagesS3Prefix's default. `served` is
+        the (group, version) the endpoint serves, if any."""
+        images = images_prefix or str(config.images_prefix(data))
+        version = f"{served[0]}/{served[1]}" if served else "unknown"
+        return cls(s3, str(config.data_capture(artifacts)), artifacts, images, str(config.labels_prefix(data)), version)
 
 
 class Backend(Protocol):

@@ -119,14 +119,8 @@ class AwsBackend:
         if not data or not artifacts:
             raise BackendError("the data and artifact buckets are unknown: deploy the stack, or set aws.data_bucket and aws.artifact_bucket", 2)
         served = self._served()
-        return ReviewPlace(
-            s3=self.session.client("s3"),
-            captures=str(account.data_capture(artifacts)),
-            artifact_bucket=artifacts,
-            images_prefix=str(account.images_prefix(data)),
-            labels_prefix=str(account.labels_prefix(data)),
-            model_version=f"{served.group}/{served.version}" if served else "unknown",
-        )
+        version = (served.group, served.version) if served else None
+        return ReviewPlace.of(account, self.session.client("s3"), data=data, artifacts=artifacts, images_prefix=None, served=version)
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""

@@ -77,14 +77,8 @@ class LocalBackend:
         latest = self.state.executions(1, config.pipeline_name)
         images = json.loads(latest[0]["parameters"]).get("ImagesS3Prefix") if latest else None
         served = self.deployer.record(config.endpoint_name)
-        return ReviewPlace(
-            s3=LocalS3Client(self.deployer.s3),
-            captures=str(config.data_capture(artifacts)),
-            artifact_bucket=artifacts,
-            images_prefix=images or str(config.images_prefix(data)),
-            labels_prefix=str(config.labels_prefix(data)),
-            model_version=f"{config.model_package_group}/{served.version}" if served else "unknown",
-        )
+        version = (config.model_package_group, served.version) if served else None
+        return ReviewPlace.of(config, LocalS3Client(self.deployer.s3), data=data, artifacts=artifacts, images_prefix=images, served=version)
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
