@@ -105,6 +105,7 @@ def deployment_statements(scope: Construct, config: Config, *, key: kms.IKey, ex
             ],
             resources=[sagemaker_arn(scope, "model", f"{group}-v*"), sagemaker_arn(scope, "endpoint-config", f"{group}-v*")],
         ),
+        read_endpoint_configs(scope),
         iam.PolicyStatement(
             sid="CreateAndUpdateTheEndpoint",
             actions=[
@@ -155,6 +156,17 @@ def deployment_statements(scope: Construct, config: Config, *, key: kms.IKey, ex
     ]
 
 
+def read_endpoint_configs(scope: Construct) -> iam.PolicyStatement:
+    """Reading which package an endpoint serves reads its current endpoint config's tags (deploy.served_package),
+    and that config may have been made by another project or by hand (another name than <group>-v*): only
+    whether this project made it, and for which package, is read."""
+    return iam.PolicyStatement(
+        sid="ReadTheServedEndpointConfig",
+        actions=["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
+        resources=[sagemaker_arn(scope, "endpoint-config", "*")],
+    )
+
+
 def champion_function(scope: Construct, config: Config):
     """The FindChampion step's function: its role may only read the endpoint, its configs and the packages."""
     function, log_group = small_function(
@@ -171,12 +183,9 @@ def champion_function(scope: Construct, config: Config):
     role.add_to_principal_policy(
         iam.PolicyStatement(
             sid="ReadTheServedPackage",
-            actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"],
-            resources=[
-                sagemaker_arn(scope, "endpoint", endpoint),
-                sagemaker_arn(scope, "endpoint-config", f"{group}-v*"),
-                sagemaker_arn(scope, "model-package", f"{group}/*"),
-            ],
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"],
+            resources=[sagemaker_arn(scope, "endpoint", endpoint), sagemaker_arn(scope, "model-package", f"{group}/*")],
         )
     )
+    role.add_to_principal_policy(read_endpoint_configs(scope))
     return function, log_group

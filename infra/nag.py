@@ -122,6 +122,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
             f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='cloudwatch', resource='alarm:TargetTracking-endpoint/*')}]",
             "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
         ),
+        SERVED_CONFIG,
     ]
     acknowledge(
         stack.deployment.function.role,
@@ -131,7 +132,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     acknowledge(
         stack.deployment.champion_function.role,
         (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "The served package may be any version of our group"),
-        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'endpoint-config/{group}-v*')}]", "The endpoint's config is named <group>-v<version>-<hash>"),
+        SERVED_CONFIG,
     )
     trigger = stack.trigger.function
     labels_prefix, snapshots_prefix = config.labels_prefix(data.bucket_name).key, config.snapshots_prefix(data.bucket_name).key
@@ -154,6 +155,13 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
             "CDK's own handler that turns on the data bucket's EventBridge notifications at deploy time; it only writes its logs",
         ),
     )
+
+
+# deploy.served_package reads the tags of whatever config the endpoint is on (infra.deployment.read_endpoint_configs).
+SERVED_CONFIG = (
+    f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource='endpoint-config/*')}]",
+    "Only reads (describe, tags): the endpoint's current config may be another project's or hand-made, and its tags say whether it is ours",
+)
 
 
 def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str]], deploying: list[tuple[str, str]]) -> None:

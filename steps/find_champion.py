@@ -19,7 +19,11 @@ def find_champion_step(context: BuildContext, train):
     return LambdaStep(
         name=NAME,
         lambda_func=Lambda(function_arn=context.placeholder("ChampionFunctionArn"), session=context.session),
-        inputs={"endpoint_name": context.config.endpoint_name, "challenger_model_url": train.properties.ModelArtifacts.S3ModelArtifacts},
+        inputs={
+            "endpoint_name": context.config.endpoint_name,
+            "model_package_group": context.config.model_package_group,
+            "challenger_model_url": train.properties.ModelArtifacts.S3ModelArtifacts,
+        },
         outputs=[LambdaOutput(output_name=name, output_type=LambdaOutputTypeEnum[kind]) for name, kind in OUTPUTS.items()],
         description="The package the endpoint serves now: the champion the challenger is compared with",
     )

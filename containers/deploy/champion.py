@@ -98,14 +98,21 @@ def of_package(package: Mapping[str, Any], endpoint_name: str, challenger_model_
     return served(endpoint_name, offered, url)
 
 
-def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str) -> Champion:
-    """The package `endpoint_name` serves now, or why there is none to compare with."""
+def another_group(endpoint_name: str, version: int, group: str, challenger_model_url: str) -> Champion:
+    return none(f"endpoint {endpoint_name} serves version {version} of another group, {group}: no champion of ours", challenger_model_url)
+
+
+def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str, group: str | None = None) -> Champion:
+    """The package `endpoint_name` serves now, or why there is none to compare with. With `group`, a package of
+    another group is none (the deployment rule deploys over it; the function may not read it)."""
     endpoint = deploy.describe_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
         return nothing_served(endpoint_name, challenger_model_url)
     tagged = deploy.served_package(sagemaker, endpoint)
     if tagged is None:
         return none(f"endpoint {endpoint_name} serves no package of this project (no {deploy.TAG_ARN} tag)", challenger_model_url)
+    if group and tagged.group and tagged.group != group:
+        return another_group(endpoint_name, tagged.version, tagged.group, challenger_model_url)
     try:
         package = sagemaker.describe_model_package(ModelPackageName=tagged.arn)
     except ClientError as exc:
@@ -115,8 +122,9 @@ def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str)
     return of_package(package, endpoint_name, challenger_model_url)
 
 
-def parse_event(event: Any) -> tuple[str, str]:
-    """(endpoint name, challenger model URL) of the step's input `{"endpoint_name", "challenger_model_url"}`."""
+def parse_event(event: Any) -> tuple[str, str, str | None]:
+    """(endpoint name, challenger model URL, group) of the step's input `{"endpoint_name", "challenger_model_url",
+    "model_package_group"}` (a definition rendered before the group was passed has none)."""
     if not isinstance(event, Mapping):
         raise deploy.DeployError(f"the event must be a JSON object, not {type(event).__name__}")
     endpoint, challenger = event.get("endpoint_name"), event.get("challenger_model_url")
@@ -124,14 +132,17 @@ def parse_event(event: Any) -> tuple[str, str]:
         raise deploy.DeployError(f"endpoint_name must be an endpoint name (got {endpoint!r})")
     if not isinstance(challenger, str) or not challenger.startswith("s3://"):
         raise deploy.DeployError(f"challenger_model_url must be the challenger's model.tar.gz S3 URI (got {challenger!r})")
-    return endpoint, challenger
+    group = event.get("model_package_group")
+    if group is not None and not (isinstance(group, str) and deploy._NAME.match(group)):
+        raise deploy.DeployError(f"model_package_group must be a model package group's name (got {group!r})")
+    return endpoint, challenger, group
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda entry point; raises (the step fails) only when SageMaker cannot be read."""
     import boto3
 
-    endpoint, challenger = parse_event(event)
-    answer = find_champion(boto3.client("sagemaker"), endpoint, challenger).outputs()
+    endpoint, challenger, group = parse_event(event)
+    answer = find_champion(boto3.client("sagemaker"), endpoint, challenger, group).outputs()
     print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
     return answer

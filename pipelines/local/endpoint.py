@@ -107,11 +107,13 @@ class LocalDeployer:
             endpoint_status="InService",
         )
 
-    def champion(self, endpoint_name: str, challenger_model_url: str) -> Champion:
+    def champion(self, endpoint_name: str, challenger_model_url: str, group: str | None = None) -> Champion:
         """The package the local endpoint serves, as the FindChampion function finds it on AWS."""
         record = self.record(endpoint_name)
         if record is None:
             return champion.nothing_served(endpoint_name, challenger_model_url)
+        if group and record.group != group:
+            return champion.another_group(endpoint_name, record.version, record.group, challenger_model_url)
         package = self.state.package(record.package_arn)
         if package is None:
             return champion.deleted(endpoint_name, record.version, challenger_model_url)

@@ -257,7 +257,7 @@ def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | N
         if function == DEPLOY_FUNCTION:
             return deployer.deploy(event["model_package_arn"], event["endpoint_name"]).as_dict()
         if function == CHAMPION_FUNCTION:
-            return deployer.champion(event["endpoint_name"], event["challenger_model_url"]).outputs()
+            return deployer.champion(event["endpoint_name"], event["challenger_model_url"], event.get("model_package_group")).outputs()
         raise DefinitionProblem(
             f"the Lambda function {function!r} is neither the deployment function ({DEPLOY_FUNCTION}) nor the champion function "
             f"({CHAMPION_FUNCTION}); only these run locally"

@@ -124,6 +124,7 @@ def test_the_champion_is_found_after_training_and_scored_by_evaluate(definition)
     assert champion["FunctionArn"] == "${ChampionFunctionArn}"
     assert champion["Arguments"] == {
         "endpoint_name": "car-damage-endpoint",
+        "model_package_group": "car-damage-models",
         "challenger_model_url": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"},
     }
     assert {o["OutputName"]: o["OutputType"] for o in champion["OutputParameters"]} == FIND_CHAMPION_OUTPUTS
@@ -158,7 +159,17 @@ def test_the_fail_message_names_both_maps_the_threshold_and_the_tolerance(defini
     message = step(definition, "QualityBelowThreshold")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     assert evaluation("metrics.mAP.value") in message and evaluation("champion.text") in message
     assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message
-    assert any("mAP" in part for part in message if isinstance(part, str)) and any("threshold" in part for part in message if isinstance(part, str))
+    # Each figure after the words that say what it is.
+    assert message == [
+        "Not registered: the challenger's mAP ",
+        evaluation("metrics.mAP.value"),
+        " must reach the threshold ",
+        {"Get": "Parameters.MapThreshold"},
+        " (MapThreshold) and fall at most ",
+        {"Get": "Parameters.ChampionTolerance"},
+        " (ChampionTolerance) below the champion's mAP, ",
+        evaluation("champion.text"),
+    ]
 
 
 def test_parameters_and_their_defaults_come_from_pipeline_yaml(definition):
@@ -183,11 +194,19 @@ def test_prepare_data_gives_every_instance_all_the_labels_and_images(definition)
     assert app["ContainerArguments"][app["ContainerArguments"].index("--classes") + 1] == "dent,scratch"
 
 
-def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition):
+def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition, config):
     arguments = step(definition, "Train")["Arguments"]
     assert arguments["EnableManagedSpotTraining"] is True
     assert arguments["StoppingCondition"] == {"MaxRuntimeInSeconds": 240 * 60, "MaxWaitTimeInSeconds": 480 * 60}
-    assert arguments["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints" and arguments["CheckpointConfig"]["S3Uri"]
+    assert arguments["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    # Under the prepared data, named by the static settings' hash and the parameters: a restarted job finds its own.
+    checkpoints = arguments["CheckpointConfig"]["S3Uri"]["Std:Join"]
+    prepared = {"Get": "Steps.PrepareData.ProcessingOutputConfig.Outputs['prepared'].S3Output.S3Uri"}
+    under, *named = checkpoints["Values"]
+    assert checkpoints["On"] == "-"
+    assert named == [{"Get": f"Parameters.{name}"} for name in ("ModelVariant", "ImageSize", "BatchSize", "TrainingSteps")]
+    assert under["Std:Join"]["On"] == "/" and under["Std:Join"]["Values"][:2] == [prepared, "checkpoints"]
+    assert re.fullmatch(r"[0-9a-f]{12}", under["Std:Join"]["Values"][2]) and len(under["Std:Join"]["Values"]) == 3
     assert arguments["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
     assert arguments["ResourceConfig"]["InstanceCount"] == 1
     assert arguments["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
@@ -195,8 +214,15 @@ def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition):
     assert arguments["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
     channels = {c["ChannelName"] for c in arguments["InputDataConfig"]}
     assert channels == {"train", "validation", "label_map"}
-    hyperparameters = arguments["HyperParameters"]
-    assert set(hyperparameters) >= {"model", "num_steps", "batch_size", "image_size", "checkpoint_every"}
+    # Each from its own parameter (as text, as SageMaker passes hyperparameters), the rest from pipeline.yaml.
+    assert arguments["HyperParameters"] == {
+        "model": {"Get": "Parameters.ModelVariant"},
+        "num_steps": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.TrainingSteps"}]}},
+        "batch_size": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.BatchSize"}]}},
+        "image_size": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ImageSize"}]}},
+        "checkpoint_every": str(config.training.checkpoint_every),
+        "log_every": "10",
+    }
     # Debugger's hook does not support this TF version and loop; no profiler either (see steps/train.py).
     assert not {"ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig", "DebugRuleConfigurations"} & set(arguments)
 
@@ -222,7 +248,9 @@ def test_registration_carries_metrics_content_types_and_the_approval_parameter(d
     assert arguments["ModelPackageGroupName"] == "car-damage-models"
     assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
-    assert statistics["ContentType"] == "application/json" and "Steps.Evaluate" in references(statistics["S3Uri"])
+    assert statistics["ContentType"] == "application/json"
+    evaluation_output = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    assert statistics["S3Uri"] == {"Std:Join": {"On": "/", "Values": [evaluation_output, "evaluation.json"]}}
     spec = arguments["InferenceSpecification"]
     assert spec["SupportedContentTypes"] == ["image/jpeg", "image/png", "application/x-image", "application/json"]
     assert spec["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.xlarge", "ml.g4dn.xlarge"]
@@ -290,7 +318,7 @@ def test_unset_account_values_are_placeholders_and_given_ones_are_filled(text, c
         render_definition(config, {"Bucket": "x"})
 
 
-def test_rendering_makes_no_network_call_and_needs_no_credentials(monkeypatch, tmp_path, config):
+def test_rendering_makes_no_network_call_and_needs_no_credentials(monkeypatch, tmp_path, config, text):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "empty").write_text("")
@@ -304,7 +332,7 @@ def test_rendering_makes_no_network_call_and_needs_no_credentials(monkeypatch, t
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: refuse(None, address))
-    assert json.loads(render_definition(config))["Steps"]
+    assert render_definition(config) == text  # the same definition as with this machine's environment
     assert attempts == []
 
 

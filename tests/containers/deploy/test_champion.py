@@ -119,6 +119,32 @@ def test_an_endpoint_this_project_did_not_deploy_has_no_champion(aws):
     )
 
 
+def test_another_groups_package_served_is_no_champion_and_is_not_read(aws, tmp_path):
+    """The deployment rule deploys over another group's package, so it is nothing to beat; the function may not
+    read that group's packages, so it does not ask (on AWS that would be AccessDenied)."""
+    sagemaker, autoscaling = aws
+    sagemaker.create_model_package_group(ModelPackageGroupName="other-models")
+    theirs = register(sagemaker, group="other-models", recorded_map=0.9)
+    other = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group="other-models", data_capture_percent=0)
+    assert deploy_package(sagemaker, autoscaling, other, theirs).status == "created"
+    asked = []
+    sagemaker.meta.events.register("before-call.sagemaker.DescribeModelPackage", lambda params, **_: asked.append(params))
+    expected = champion.Champion(False, f"endpoint {ENDPOINT} serves version 1 of another group, other-models: no champion of ours", CHALLENGER)
+    assert champion.find_champion(sagemaker, ENDPOINT, CHALLENGER, GROUP) == expected
+    assert asked == []
+    assert champion.find_champion(sagemaker, ENDPOINT, CHALLENGER).group == "other-models"  # without the group (older definitions)
+
+    state_dir = tmp_path / "local"
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(model_archive())
+    s3.put_file(archive, "s3://artifacts/model.tar.gz")
+    package = state.register("other-models", "Approved", "s3://artifacts/model.tar.gz", None, None, 0.9, {}, None)
+    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group="other-models")
+    assert deployer.deploy(package.arn, ENDPOINT).status == "created"
+    assert deployer.champion(ENDPOINT, CHALLENGER, GROUP) == expected
+
+
 def test_the_handler_answers_the_outputs_the_step_declares(aws):
     deployed_on_aws(aws, [0.25], [1])
     answer = champion.handler({"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER})
@@ -162,6 +188,10 @@ def test_the_function_runs_from_its_packaged_code_alone(aws, tmp_path):
         ({"challenger_model_url": CHALLENGER}, "endpoint_name must be an endpoint name (got None)"),
         ({"endpoint_name": "bad name!", "challenger_model_url": CHALLENGER}, "endpoint_name must be an endpoint name (got 'bad name!')"),
         ({"endpoint_name": ENDPOINT}, "challenger_model_url must be the challenger's model.tar.gz S3 URI (got None)"),
+        (
+            {"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER, "model_package_group": 3},
+            "model_package_group must be a model package group's name (got 3)",
+        ),
     ],
 )
 def test_a_malformed_event_is_refused_naming_the_field(event, message):
