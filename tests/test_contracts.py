@@ -68,20 +68,20 @@ def test_the_deployment_function_gives_the_model_the_handler_s_serving_environme
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "missing"),
     [
-        {"Code": "ResourceNotFound", "Message": "x"},
-        {"Code": "ResourceNotFoundException", "Message": "x"},
-        {"Code": "ValidationException", "Message": "Could not find model package with name x"},
-        {"Code": "ValidationException", "Message": "Pipeline x does not exist"},
-        {"Code": "ValidationException", "Message": "Endpoint x not found."},
-        {"Code": "ValidationException", "Message": "Invalid value for ModelPackageName"},
-        {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+        ({"Code": "ResourceNotFound", "Message": "x"}, True),
+        ({"Code": "ResourceNotFoundException", "Message": "x"}, True),
+        ({"Code": "ValidationException", "Message": "Could not find model package with name x"}, True),
+        ({"Code": "ValidationException", "Message": "Pipeline x does not exist"}, True),
+        ({"Code": "ValidationException", "Message": "Endpoint x not found."}, True),
+        ({"Code": "ValidationException", "Message": "Invalid value for ModelPackageName"}, False),
+        ({"Code": "ThrottlingException", "Message": "Rate exceeded"}, False),
     ],
 )
-def test_the_control_plane_and_the_deployment_function_agree_on_not_found(error):
+def test_the_control_plane_and_the_deployment_function_agree_on_not_found(error, missing):
     exc = ClientError({"Error": error}, "Describe")
-    assert aws.is_not_found(exc) == deploy.is_not_found(exc)
+    assert aws.is_not_found(exc) == deploy.is_not_found(exc) == missing
 
 
 def test_the_trigger_starts_the_pipeline_with_a_parameter_it_declares(declared):

@@ -4,6 +4,7 @@ broke that silently with pytest-xdist 3.8 (both workers trained the model); this
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -29,5 +30,6 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path):
     command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert re.search(r"^18 passed\b", result.stdout.splitlines()[-1]), result.stdout[-2000:]  # every test of both files ran
     workers = {(tmp_path / f"worker-{i}").read_text() for i in range(6)}
-    assert len(workers) == 1, workers
+    assert len(workers) == 1 and workers <= {"gw0", "gw1"}, workers

@@ -78,7 +78,9 @@ def test_the_endpoint_answers_an_image_with_named_boxes_inside_it(trained_model,
     picture = save_detections_picture(data, detections, tmp_path / "prediction.png")
     assert Image.open(picture).size == (width, height)
     status, body, _ = endpoint.invoke(data[: len(data) // 2], "image/jpeg")
-    assert status == 400 and "error" in json.loads(body)
+    refusal = json.loads(body)  # the handler's refusal of a cut-off photo, not the model's failure on it
+    assert status == 400 and set(refusal) == {"error", "status"} and refusal["status"] == 400, refusal
+    assert refusal["error"].startswith("the image is truncated or corrupt ("), refusal
 
 
 def test_the_artifact_carries_the_handler_the_repository_has(trained_model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import pytest
 from typer.testing import CliRunner
@@ -103,7 +104,8 @@ def test_both_sided_commands_choose_the_local_backend_with_local(tmp_path):
 
 def test_version():
     result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.output.startswith("cardamage ")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert result.exit_code == 0 and result.output == f"cardamage {declared}\n", result.output
 
 
 def test_config_prints_the_resolved_configuration_and_a_profile(monkeypatch):

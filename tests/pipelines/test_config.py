@@ -122,7 +122,13 @@ def test_an_unknown_key_is_named_with_the_keys_that_exist():
 
 def test_every_problem_is_reported_at_once():
     message = problems("data:\n  shards: -1\n  seed: 3\ntraining:\n  image_size: 100\n")
-    assert "data.shards" in message and "data.seed: unknown key" in message and "training.image_size" in message
+    first, shards, seed, size = message.splitlines()  # one line per problem, each with its own line number
+    assert (first, shards, size) == (
+        "invalid configuration:",
+        "  pipeline.yaml:2: data.shards: must be at least 1 (got -1)",
+        "  pipeline.yaml:5: training.image_size: must be at least 256 (got 100)",
+    )
+    assert seed.startswith("  pipeline.yaml:3: data.seed: unknown key (expected one of: ")
 
 
 def test_broken_yaml_and_a_missing_file_are_clear(tmp_path):

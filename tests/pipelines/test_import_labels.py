@@ -47,7 +47,8 @@ def test_a_manifest_from_coco_and_label_studio_trains_on_what_they_hold(tmp_path
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "5 image(s) written" in result.stdout and "1 quarantined, 1 merged" in result.stdout
+    summary = f"5 image(s) written to {output} from 7 record(s): 1 quarantined, 1 merged (report: {output}.report.json)"
+    assert result.stdout.splitlines()[-1] == summary
     assert "task id 2): annotation 20 result 0 is rotated by 45 degrees" in result.stderr
     report = json.loads((tmp_path / "out" / "imported.manifest.report.json").read_text())
     assert [entry["format"] for entry in report["inputs"]] == ["coco", "labelstudio"]

@@ -45,7 +45,7 @@ def test_tasks_that_do_not_fit_the_config_are_named_with_the_reason(batch):
     assert len(problems) == 3, problems
     assert problems[0].startswith(f"task 1 ({tasks[0]['data']['image']}): Region 0") and "valid labels: ['dent', 'scratch']" in problems[0]
     assert problems[1].startswith("task 2 (no image): its data lacks what the labelling config shows (image)")
-    assert problems[2].startswith("task 3 (") and "score" in problems[2]
+    assert problems[2].startswith(f"task 3 ({tasks[1]['data']['image']}): ") and "score" in problems[2] and "'very'" in problems[2], problems[2]
     # A batch for other classes than the project's config: every prediction is refused, before anything is sent.
     other = review.labeling_config(["rust", "glass"])
     assert len(labelstudio.task_problems(tasks, other)) == 4

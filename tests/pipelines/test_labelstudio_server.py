@@ -134,7 +134,12 @@ def test_a_batch_goes_through_label_studio_and_comes_back_as_the_corrected_boxes
     # The same photos again: the project holds them, so nothing is imported twice.
     again = runner.invoke(app, ["review", *local, "--output", str(tmp_path / "again"), *push])
     assert again.exit_code == 0, again.output
-    assert "0 task(s) imported" in again.output or "nothing to push" in again.output
+    imported_again = (
+        f"Label Studio project 'cars' (id {project.id}, updated): 0 task(s) imported with the model's boxes as predictions; "
+        "3 already in the project, not imported again"
+    )
+    assert imported_again in again.output.splitlines(), again.output
+    assert len(list(ls.tasks.list(project=project.id))) == 3  # no task twice
 
     pulled = runner.invoke(app, ["review", *local, *pull, "--output", str(tmp_path / "pulled")])
     assert pulled.exit_code == 0, pulled.output
@@ -158,7 +163,10 @@ def test_a_batch_goes_through_label_studio_and_comes_back_as_the_corrected_boxes
 
     # Pulled again with nothing new: the labels prefix is not written twice (which would start another execution).
     repeat = runner.invoke(app, ["review", *local, *pull])
-    assert repeat.exit_code == 0 and "holds this export already" in repeat.output, repeat.output
+    labels = str(config.labels_prefix("local-data"))
+    unchanged = f"{labels}{staged[0]} holds this export already (3 annotated task(s), 3 annotation(s)): nothing new to pull"
+    assert repeat.exit_code == 0 and repeat.output.splitlines() == [unchanged], repeat.output
+    assert [name for name, _ in LocalS3(state_dir / "s3").objects(labels)] == [staged[0]]
 
 
 def test_label_studio_refusals_are_one_line_with_the_reason(label_studio, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from datetime import UTC, datetime
 from xml.etree import ElementTree
 
@@ -141,7 +142,11 @@ def test_review_writes_a_batch_from_the_local_endpoints_captures(tmp_path):
     assert len((out / "adjustment.manifest").read_text().splitlines()) == 2
     assert (out / "contact-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert ElementTree.fromstring((out / "labeling-config.xml").read_text()).tag == "View"
-    assert "review batch" in result.output and "1 already labelled" in result.output
+    # Four photos answered (the JSON request is no photo): two picked, one labelled already, one unusable line.
+    header = result.stdout.splitlines()[0]
+    captures = re.escape(str(config.data_capture(LOCAL_VALUES["ArtifactBucket"])))
+    counts = r"2 photo\(s\) of 4 answered"
+    assert re.fullmatch(rf"review batch \d{{8}}T\d{{6}}Z: {counts} in {captures} \(1 already labelled; 1 unusable\)", header), header
 
 
 def test_a_corrected_export_of_the_batch_is_what_prepare_data_trains_on(tmp_path):

@@ -152,7 +152,11 @@ def test_garbage_never_raises(endpoint):
         for content_type in ("image/jpeg", "application/json", "application/x-image", "", "image/jpeg; charset=utf-8"):
             status, reply, _ = endpoint.invoke(body, content_type)
             assert status in (200, 400, 413, 415), (body[:20], content_type, reply)
-            assert "error" in json.loads(reply) or status == 200
+            document = json.loads(reply)
+            if status == 200:  # a photo after all: one prediction, with its size
+                assert set(document) == {"predictions"} and set(document["predictions"][0]) == {"image", "detections"}, document
+            else:  # a refusal: the message and the status it came with, nothing else
+                assert set(document) == {"error", "status"} and document["status"] == status and document["error"], document
 
 
 def test_a_model_server_failure_is_502(endpoint, monkeypatch):
@@ -178,12 +182,16 @@ def test_tf_serving_emulation_speaks_row_format(endpoint):
     assert set(predictions[0]) == {"detection_boxes", "detection_scores", "detection_classes", "num_detections"}
     assert np.asarray(predictions[0]["detection_boxes"]).shape == (100, 4)
     assert predictions[1]["num_detections"] == len(DETECTIONS)
-    assert endpoint.serve_predict("not json")[0] == 400
-    assert endpoint.serve_predict('{"instances": [42]}')[0] == 400
-    assert endpoint.serve_predict('{"instances": []}')[0] == 400
+    for request, message in (
+        ("not json", "malformed predict request: Expecting value"),
+        ('{"instances": [42]}', 'malformed predict request: an instance of a string input must be {"b64": ...}, not int'),
+        ('{"instances": []}', "no instances in the predict request"),
+    ):
+        status, reply = endpoint.serve_predict(request)
+        assert status == 400 and json.loads(reply)["error"].startswith(message), reply
     status, reply = endpoint.serve_predict(json.dumps({"instances": [{"b64": b64(b"not an image")}]}))
     assert status == 400
-    assert json.loads(reply)["error"]  # TensorFlow's decode error, as TF Serving reports it
+    assert "Unknown image file format" in json.loads(reply)["error"]  # TensorFlow's decode error, as TF Serving reports it
 
 
 def test_predict_image(endpoint):

@@ -151,7 +151,7 @@ def test_identical_images_under_two_keys_share_a_split_and_are_reported(dataset,
     assert all(written[f"first/{i}.jpg"]["split"] == written[f"copy/{i}.jpg"]["split"] for i in range(30))
     assert {w["split"] for w in written.values()} == {"train", "validation"}
     assert len(report["duplicate_content"]) == 30
-    assert any("repeat the content" in warning for warning in report["warnings"])
+    assert "30 image(s) repeat the content of another key (kept, in the same split)" in report["warnings"]
 
 
 def test_over_the_error_budget_the_job_fails_after_writing_its_report(dataset, tmp_path):
@@ -159,10 +159,10 @@ def test_over_the_error_budget_the_job_fails_after_writing_its_report(dataset, t
     manifest = dataset.manifest("m.manifest", lines)
     with pytest.raises(
         PreparationError, match=r"2 of 10 records \(20\.0%\) were quarantined, over the error budget of 10\.0%.*image file not found \(2\)"
-    ):
+    ) as failure:
         run(dataset, [manifest], tmp_path / "out", max_invalid_fraction=0.1)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["status"] == "failed" and "error budget" in report["error"]
+    assert report["status"] == "failed" and report["error"] == str(failure.value)
     assert len(report["quarantined"]) == 2
     assert not list((tmp_path / "out").glob("train/*.tfrecord"))
 
@@ -194,6 +194,7 @@ def test_several_instances_write_apart_and_agree_with_one(dataset, tmp_path):
         reports.append(report)
     assert (shared_output / "report-algo-1.json").is_file() and (shared_output / "report-algo-2.json").is_file()
     assert all(0 < r["images_written"] < 40 for r in reports)  # each did a share
+    assert sum(r["images_written"] for r in reports) == 40  # and no image was written by both
     assert sum(r["records_read"] for r in reports) == single["records_read"] == 40 + 14
     assert sum(len(r["merged"]) for r in reports) == len(single["merged"]) == 14
     combined = all_records(shared_output)
@@ -222,8 +223,13 @@ def test_the_report_has_box_statistics_and_pictures(dataset, tmp_path):
     assert report["box_stats"]["dent"]["count"] == 10
     assert report["box_stats"]["dent"]["width_px"]["min"] == 10 and report["box_stats"]["dent"]["width_px"]["max"] == 19
     assert report["box_stats"]["scratch"]["small_under_32px"] == 0
+    splits = report["splits"]
+    assert splits["train"]["images_total"] + splits["validation"]["images_total"] == 10
     for split in ("train", "validation"):
-        assert set(report["splits"][split]) >= {"images", "boxes", "images_total", "boxes_total", "shards"}
+        images = splits[split]["images_total"]  # every image holds one dent and one scratch
+        assert splits[split]["images"] == splits[split]["boxes"] == {"dent": images, "scratch": images}
+        assert (splits[split]["boxes_total"], splits[split]["images_without_boxes"]) == (2 * images, 0)
+        assert splits[split]["shards"] == sorted(f"{split}/{p.name}" for p in (tmp_path / "out" / split).glob("*.tfrecord"))
     from PIL import Image
 
     for name in report["pictures"].values():
@@ -232,9 +238,11 @@ def test_the_report_has_box_statistics_and_pictures(dataset, tmp_path):
     # Every image written, by its content: what `cardamage review` counts as already labelled.
     listed = [json.loads(line) for line in (tmp_path / "out" / report["images_list"]).read_text().splitlines()]
     assert sorted(entry["key"] for entry in listed) == sorted(f"a/{i}.jpg" for i in range(10))
-    assert {entry["split"] for entry in listed} <= {"train", "validation"} and all(len(entry["sha256"]) == 64 for entry in listed)
-    image = dataset.images / "a" / "3.jpg"
-    assert next(e for e in listed if e["key"] == "a/3.jpg")["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    written = all_records(tmp_path / "out")
+    assert {entry["key"]: entry["split"] for entry in listed} == {key: record["split"] for key, record in written.items()}
+    assert {entry["key"]: entry["sha256"] for entry in listed} == {
+        f"a/{i}.jpg": hashlib.sha256((dataset.images / "a" / f"{i}.jpg").read_bytes()).hexdigest() for i in range(10)
+    }
 
 
 def test_the_program_runs_as_a_script_with_the_documented_interface(dataset, tmp_path):
@@ -264,7 +272,11 @@ def test_the_program_runs_as_a_script_with_the_documented_interface(dataset, tmp
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert "6 images written" in result.stdout
+    splits = json.loads((tmp_path / "out" / "report.json").read_text())["splits"]
+    train, validation = splits["train"]["images_total"], splits["validation"]["images_total"]
+    assert train + validation == 6
+    summary = f"6 images written (train {train}, validation {validation}), 0 quarantined, 0 merged"
+    assert result.stdout.splitlines()[0] == f"prepare_data: 6 records read from 1 input(s) (1 groundtruth): {summary}"
     assert (tmp_path / "out" / "label_map.pbtxt").read_text().count("item {") == 2
     assert (tmp_path / "out" / "train" / "train-00000-of-00001.tfrecord").is_file()
 

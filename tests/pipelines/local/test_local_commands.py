@@ -69,7 +69,9 @@ def test_models_lists_versions_status_and_map(state_dir):
 def test_approve_records_who_and_why_and_deploys_like_the_approval_rule(state_dir):
     result = cli("approve", "1", "--local", "--state-dir", str(state_dir), "-m", "good enough for the demo")
     assert result.exit_code == 0, result.output
-    assert "PendingManualApproval -> Approved" in result.output and "created" in result.output
+    approval, deployment = result.output.splitlines()
+    assert approval.startswith("version 1: PendingManualApproval -> Approved (") and approval.endswith("@local: good enough for the demo)")
+    assert deployment.startswith("endpoint car-damage-endpoint: created (")
     package = State(state_dir).package("1", load_config(CONFIG, profile="local").model_package_group)
     assert package.status == "Approved" and package.approval_description.endswith("@local: good enough for the demo")
     assert deployed_version(state_dir) == 1
@@ -77,7 +79,9 @@ def test_approve_records_who_and_why_and_deploys_like_the_approval_rule(state_di
     assert cli("approve", "2", "--local", "--state-dir", str(state_dir)).exit_code == 0
     assert deployed_version(state_dir) == 2
     older = cli("approve", "1", "--local", "--state-dir", str(state_dir))  # an older version never replaces a newer one
-    assert older.exit_code == 0 and "skipped" in older.output and deployed_version(state_dir) == 2
+    assert older.exit_code == 0 and deployed_version(state_dir) == 2
+    skipped = "endpoint car-damage-endpoint: skipped (version 1 is older than the served version 2"
+    assert older.output.splitlines()[1].startswith(skipped), older.output
     models = cli("models", "--local", "--state-dir", str(state_dir)).output
     assert re.search(r"^2\s+Approved.*serving", models, re.M)
 
@@ -106,12 +110,13 @@ def test_predict_prints_the_detections_and_saves_a_picture(state_dir, tmp_path):
     picture = tmp_path / "out" / "prediction.png"
     result = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--output", str(picture))
     assert result.exit_code == 0, result.output
-    assert "2 detection(s)" in result.output and re.search(r"^dent\s+0\.900", result.output, re.M)
+    assert result.output.startswith(f"2 detection(s) in {IMAGE} by endpoint car-damage-endpoint (")
+    assert re.search(r"^dent\s+0\.900", result.output, re.M)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fewer = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--score-threshold", "0.7", "--output", str(picture))
-    assert "1 detection(s)" in fewer.output
+    assert fewer.exit_code == 0 and fewer.output.startswith(f"1 detection(s) in {IMAGE} by "), fewer.output
     pinned = cli("predict", str(IMAGE), "--local", "--state-dir", str(state_dir), "--model", "1", "--output", str(picture))
-    assert pinned.exit_code == 0 and "by package 1" in pinned.output
+    assert pinned.exit_code == 0 and pinned.output.startswith(f"2 detection(s) in {IMAGE} by package 1\n"), pinned.output
     missing = cli("predict", str(tmp_path / "no.jpg"), "--local", "--state-dir", str(state_dir))
     assert missing.exit_code == 2 and "no such image file" in missing.output
 
@@ -231,7 +236,11 @@ def test_the_sagemaker_runtime_client_invokes_the_local_endpoint_as_it_would_aws
             runtime.invoke_endpoint(EndpointName=config.endpoint_name, Body=b"not an image", ContentType="image/jpeg")
         error = refused.value.response
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 424 and error["Error"]["Code"] == "ModelError"
-        assert error["OriginalStatusCode"] == 400 and "error" in json.loads(error["OriginalMessage"])
+        assert error["OriginalStatusCode"] == 400
+        assert json.loads(error["OriginalMessage"]) == {
+            "error": "the image is not an image that can be read (no image format recognised); send JPEG or PNG bytes",
+            "status": 400,
+        }
         assert error["Error"]["Message"].startswith("Received client error (400) from primary with message")
 
         with pytest.raises(runtime.exceptions.ValidationError) as unknown:
@@ -295,7 +304,8 @@ def test_predict_calls_any_runtime_compatible_url_and_draws_as_locally(state_dir
         assert several.exit_code == 1  # one image was refused: said, and the others still drawn
         assert f"{broken}: the endpoint answered 400" in several.stderr
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([f"{IMAGE.stem}.png", f"{second.stem}.png"])
-        assert cli("predict", str(IMAGE), "--endpoint-url", url, "--model", "1").exit_code == 2  # --model is the local engine's
+        local_only = cli("predict", str(IMAGE), "--endpoint-url", url, "--model", "1")  # --model is the local engine's
+        assert local_only.exit_code == 2 and "--model picks a local package; an AWS endpoint serves what is deployed" in local_only.output
     finally:
         server.shutdown()
 
@@ -315,7 +325,7 @@ def test_batch_predict_answers_every_photo_and_reports_every_refusal(state_dir, 
     out = tmp_path / "answers"
     result = cli("batch-predict", "--local", "--state-dir", str(state_dir), "--input", str(photos), "--output", str(out), "--pictures")
     assert result.exit_code == 0, result.output
-    assert "3 file(s): 2 answered, 1 refused" in result.stdout and "refused notes.txt: 400: " in result.stdout
+    assert re.search(r"^3 file\(s\): 2 answered, 1 refused; model ", result.stdout, re.M) and "refused notes.txt: 400: " in result.stdout
     answer = json.loads((out / "sub" / "b.jpg.json").read_text())
     assert answer["image"] == "sub/b.jpg" and [d["class"] for d in answer["detections"]] == ["dent", "scratch"]
     assert (out / "a.jpg.png").read_bytes()[:4] == b"\x89PNG" and not (out / "notes.txt.json").exists()
@@ -332,7 +342,8 @@ def test_approving_an_older_package_deploys_it_only_with_force_and_a_reason(stat
     assert cli("approve", "2", "--local", "--state-dir", str(state_dir)).exit_code == 0
     plain = cli("approve", "1", "--local", "--state-dir", str(state_dir))
     assert plain.exit_code == 0 and "skipped (version 1 is older than the served version 2" in plain.output
-    assert cli("approve", "1", "--force", "--local", "--state-dir", str(state_dir)).exit_code == 2  # no reason given
+    unexplained = cli("approve", "1", "--force", "--local", "--state-dir", str(state_dir))
+    assert unexplained.exit_code == 2 and "--force needs a reason: -m WHY" in unexplained.output
     forced = cli("approve", "1", "--force", "-m", "v2 misses scratches", "--local", "--state-dir", str(state_dir))
     assert forced.exit_code == 0, forced.output
     assert "updated (forced: version 1 is older than the served version 2; reason: v2 misses scratches" in forced.output

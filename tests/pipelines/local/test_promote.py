@@ -68,7 +68,8 @@ def test_an_approval_deploys_to_staging_and_promote_smoke_tests_it_before_produc
     promoted = cli(config_file, state_dir, "promote")
     assert promoted.exit_code == 0, promoted.output
     assert "smoke test of version 1 on staging (car-damage-endpoint-staging): 3 photo(s)" in promoted.output
-    assert promoted.output.count("ok  car-") == 3 and "2 detection(s)" in promoted.output
+    answers = [line for line in promoted.output.splitlines() if line.startswith("  ok  ")]
+    assert len(answers) == 3 and all(re.fullmatch(r"  ok  car-\S+: 2 detection\(s\)", line) for line in answers), answers
     assert "created endpoint car-damage-endpoint with version 1" in promoted.output
     assert served(config, state_dir) == {"staging": 1, "production": 1}
     models = cli(config_file, state_dir, "models").output
@@ -94,7 +95,9 @@ def test_a_wrong_answer_in_the_smoke_test_stops_the_promotion(staged, tmp_path):
     (photos / "b-not-a-photo.jpg").write_bytes(b"not an image at all")
     refused = cli(config_file, state_dir, "promote", "--images", str(photos))
     assert refused.exit_code == 1, refused.output
-    assert "ok  a-car.jpg" in refused.output and "BAD b-not-a-photo.jpg: HTTP 4" in refused.output
+    assert "  ok  a-car.jpg: 2 detection(s)" in refused.output.splitlines()
+    unreadable = {"error": "the image is not an image that can be read (no image format recognised); send JPEG or PNG bytes", "status": 400}
+    assert f"  BAD b-not-a-photo.jpg: HTTP 400: {json.dumps(unreadable)}" in refused.output.splitlines(), refused.output
     assert "not promoted to production (car-damage-endpoint): 1 answer(s) failed the smoke test" in refused.output
     assert served(config, state_dir) == {"staging": 1, "production": None}
 

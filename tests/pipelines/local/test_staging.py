@@ -3,6 +3,7 @@ labelled data there, taken by the trigger function's own code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,13 @@ from tests.support import ROOT, SAMPLE_PREFIX
 
 def snapshot(s3: LocalS3, inputs_uri: str) -> dict:
     return json.loads(s3.path(inputs_uri.removesuffix("inputs/") + "snapshot.json").read_text())
+
+
+def prepare_staged(s3: LocalS3, staged: dict[str, str], output, **options) -> dict:
+    """PrepareData on what a run would read: the snapshot's inputs and the images under ImagesS3Prefix; no record may
+    be quarantined."""
+    images, labels = staged["ImagesS3Prefix"], s3.path(staged["InputManifestUri"])
+    return prepare(Options([labels], s3.path(images), images, output, classes=["dent", "scratch"], workers=1, max_invalid_fraction=0.0, **options))
 
 
 def test_runs_train_on_every_labelled_input_staged_and_an_unchanged_input_keeps_its_snapshot(tmp_path):
@@ -41,20 +49,13 @@ def test_runs_train_on_every_labelled_input_staged_and_an_unchanged_input_keeps_
     assert second["InputManifestUri"] != first["InputManifestUri"]
     document = snapshot(s3, second["InputManifestUri"])
     assert [entry["key"].rsplit("/", 1)[-1] for entry in document["inputs"]][-1] == "batch-3.coco.json"
-    assert len(document["inputs"]) == 3 and all(len(entry["sha256"]) == 64 for entry in document["inputs"])
+    # Each input listed with the hash of its content, as staged (the sample's manifests, then the export).
+    assert [entry["sha256"] for entry in document["inputs"]] == [
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in (*sample.manifests, export)
+    ]
 
     # What PrepareData sees there: every input, the COCO export's labelling winning for its five images.
-    options = Options(
-        [s3.path(second["InputManifestUri"])],
-        s3.path(second["ImagesS3Prefix"]),
-        second["ImagesS3Prefix"],
-        tmp_path / "prepared",
-        classes=["dent", "scratch"],
-        class_map={"rayure": "scratch"},
-        workers=1,
-        max_invalid_fraction=0.0,
-    )
-    report = prepare(options)
+    report = prepare_staged(s3, second, tmp_path / "prepared", class_map={"rayure": "scratch"})
     assert sorted(entry["format"] for entry in report["inputs"]) == ["coco", "groundtruth", "groundtruth"]
     assert report["records_read"] == 49 + 5 and len(report["merged"]) == 1 + 5
     by_coco = [entry for entry in report["merged"] if os.path.basename(entry["kept"]["manifest"]) == "batch-3.coco.json"]
@@ -109,16 +110,7 @@ def test_a_run_reads_the_images_of_every_labelled_input_staged_and_stops_early_w
     export = write_labelstudio(reviewed, tmp_path / "export.json", "s3://bkt/x/review/20261207-1/")
     second = stage(Inputs([export], batch_images, "s3://bkt/x/review/20261207-1/"), s3, config)
     assert second["ImagesS3Prefix"] == "s3://bkt/x/"
-    options = Options(
-        [s3.path(second["InputManifestUri"])],
-        s3.path(second["ImagesS3Prefix"]),
-        second["ImagesS3Prefix"],
-        tmp_path / "prepared",
-        classes=["dent", "scratch"],
-        workers=1,
-        max_invalid_fraction=0.0,
-    )
-    report = prepare(options)
+    report = prepare_staged(s3, second, tmp_path / "prepared")
     assert report["quarantined"] == [] and report["records_read"] == len(first) + 4
     assert report["images_written"] == len({image.key for image in first}) + 4
 
