@@ -23,6 +23,7 @@ from pipelines.local.storage import LocalS3
 # A job line worth showing: the programs' own prefixes, their progress, and errors from anywhere.
 SHOWN = re.compile(
     r"^\s*(?:prepare_data|train|evaluate)(?::|\s+step=)|Traceback|(?:^|\s)(?:error|Error|Exception)[:\s]|restored \d+ checkpoint|^instance "
+    r"|^stopping the job "
 )
 _STEP_EVENT = re.compile(r"^(▶|✔|↺|✖) (\S+)(?: (.*))?$")
 STYLES = {"▶": "bold cyan", "✔": "bold green", "↺": "bold blue", "✖": "bold red"}

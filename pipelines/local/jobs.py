@@ -7,6 +7,7 @@ folder, checkpoints kept between attempts as the checkpoint S3 prefix keeps them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,9 +15,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from containers.inference import libraries
 from pipelines.local.expressions import DefinitionProblem
@@ -82,40 +85,91 @@ class Sandbox:
         return str(self.local(value)) if value.startswith(OPT_ML) else value
 
 
-def run_program(command: list[str], env: dict[str, str], log: Path, echo: Callable[[str], None]) -> None:
+# How a job is stopped on Ctrl-C: each signal to its process group in turn, and how long it may take to end.
+# A Processing program gets Ctrl-C's own SIGINT first.
+INTERRUPT = ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 5))
+# A training job is stopped as StopTrainingJob stops one: "SageMaker sends the algorithm the SIGTERM signal, which
+# delays job termination for 120 seconds" (StopTrainingJob, SageMaker API Reference); train.py saves a checkpoint.
+TERMINATE = ((signal.SIGTERM, 120), (signal.SIGKILL, 5))
+
+
+def run_program(
+    command: list[str], env: dict[str, str], log: Path, echo: Callable[[str], None], stop: Sequence[tuple[int, float]] = INTERRUPT
+) -> None:
     """Run a program, its output streamed to `echo` and to `log`; raises JobFailed with its last error line.
-    Ctrl-C stops the program (and its children) before the KeyboardInterrupt goes on."""
+    Ctrl-C stops the program and its children (signals `stop`) before the KeyboardInterrupt goes on; what the
+    program says while it stops still reaches the log."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    last_error, last_line = "", ""
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, bufsize=1)
+        output = _Output(process.stdout, out, echo)
+        output.start()
         try:
-            for line in process.stdout:
-                out.write(line)
-                out.flush()
-                text = line.rstrip()
-                if text:
-                    echo(text)
-                    last_line = text
-                    if re.search(r"(^|\s)error:|Error:|Exception:", text):
-                        last_error = text
             process.wait()
+            output.join()
         except KeyboardInterrupt:
-            _stop(process)
+            first, grace = stop[0]
+            echo(f"stopping the job ({signal.Signals(first).name}, up to {grace:.0f} s; Ctrl-C again kills it now)")
+            try:
+                _stop(process, stop)
+            finally:
+                output.join(timeout=5)
             raise
+    if output.problem is not None:
+        raise output.problem
     if process.returncode != 0:
-        raise JobFailed(last_error or last_line or f"exit status {process.returncode}", log)
+        raise JobFailed(output.last_error or output.last_line or f"exit status {process.returncode}", log)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=wait)
-            return
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            if process.poll() is not None:
-                return
+class _Output(threading.Thread):
+    """Copies a program's output to its log and to `echo` as it comes, in a thread of its own: the pipe is
+    read while the program is being stopped too, so it never fills and blocks it."""
+
+    def __init__(self, stream: IO[str], log: IO[str], echo: Callable[[str], None]):
+        super().__init__(daemon=True)
+        self.stream, self.log, self.echo = stream, log, echo
+        self.last_error, self.last_line = "", ""
+        self.problem: Exception | None = None  # what `echo` raised: raised again by the caller, once the program ends
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.log.write(line)
+            self.log.flush()
+            text = line.rstrip()
+            if text:
+                if self.problem is None:
+                    try:
+                        self.echo(text)
+                    except Exception as exc:
+                        self.problem = exc
+                self.last_line = text
+                if re.search(r"(^|\s)error:|Error:|Exception:", text):
+                    self.last_error = text
+
+
+def _stop(process: subprocess.Popen, signals: Sequence[tuple[int, float]]) -> None:
+    """Signal the program's process group until the program ends, then kill what it leaves in its group (its
+    children may ignore the signal it obeyed). A second Ctrl-C kills the group at once."""
+    try:
+        for sig, wait in signals:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        _kill_group(process)
+        raise
+    _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 # Where `make setup` downloads the handler's wheels (hash-checked) on this machine, for training exports;
@@ -182,7 +236,8 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     checkpoint = arguments.get("CheckpointConfig")
     checkpoints = sandbox.local(checkpoint.get("LocalPath", "/opt/ml/checkpoints") if checkpoint else "/opt/ml/checkpoints")
-    # What an earlier attempt left in the checkpoint prefix comes back, as for a restarted spot job.
+    # What an earlier job left in the checkpoint prefix comes back: "Existing checkpoints in S3 are written to the
+    # SageMaker container at the start of the job" ("Use checkpoints in Amazon SageMaker"), a restarted spot job's too.
     if checkpoint and (restored := s3.download(checkpoint["S3Uri"], checkpoints)):
         echo(f"restored {restored} checkpoint file(s) from {checkpoint['S3Uri']}")
     model_dir, tensorboard, failure = (
@@ -204,13 +259,14 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
     paths += ["--tensorboard-dir", str(tensorboard), "--failure-file", str(failure)]
     log = work / "training.log"
     try:
-        run_program(command + paths, env, log, echo)
+        run_program(command + paths, env, log, echo, stop=TERMINATE)
     except JobFailed as exc:
-        reason = failure.read_text().strip() if failure.is_file() else str(exc)
-        raise JobFailed(reason, log) from None
+        raise JobFailed(failure_reason(failure) or str(exc), log) from None
     finally:
+        # Kept whatever the job's end, as SageMaker keeps the checkpoint folder in sync with S3 (deletions too):
+        # "Use checkpoints in Amazon SageMaker", SageMaker Developer Guide.
         if checkpoint and checkpoints.is_dir():
-            s3.upload(checkpoints, checkpoint["S3Uri"])
+            s3.upload(checkpoints, checkpoint["S3Uri"], mirror=True)
         tensorboard_config = arguments.get("TensorBoardOutputConfig")
         if tensorboard_config and tensorboard.is_dir():
             s3.upload(tensorboard, tensorboard_config["S3OutputPath"])
@@ -230,6 +286,15 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
         "ModelArtifacts": {"S3ModelArtifacts": artifact},
         "FinalMetricDataList": metrics,
     }
+
+
+def failure_reason(failure: Path) -> str:
+    """What a failed training job wrote to /opt/ml/output/failure: "SageMaker returns the first 1024 characters
+    from this file as FailureReason" ("How Amazon SageMaker Processes Training Output", SageMaker Developer Guide)."""
+    try:
+        return failure.read_text(errors="replace")[:1024].strip()
+    except FileNotFoundError:
+        return ""
 
 
 def final_metrics(definitions: list[dict], log: str) -> list[dict]:

@@ -53,14 +53,19 @@ class LocalS3:
             _link_or_copy(source, destination / relative)
         return len(objects)
 
-    def upload(self, source: Path, uri: str) -> int:
-        """Copy every file under the folder `source` to the prefix `uri`; returns how many."""
+    def upload(self, source: Path, uri: str, *, mirror: bool = False) -> int:
+        """Copy every file under the folder `source` to the prefix `uri` (with `mirror`, also delete the objects
+        under it that `source` no longer has); returns how many were copied."""
         target = self.path(uri)
-        count = 0
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            _link_or_copy(path, target / path.relative_to(source))
-            count += 1
-        return count
+        files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+        if mirror and target.is_dir():
+            kept = set(files)
+            for path in sorted(p for p in target.rglob("*") if p.is_file()):
+                if path.relative_to(target) not in kept:
+                    path.unlink()
+        for relative in files:
+            _link_or_copy(source / relative, target / relative)
+        return len(files)
 
     def put_file(self, source: Path, uri: str) -> None:
         _link_or_copy(source, self.path(uri))
