@@ -117,6 +117,9 @@ def run_program(
             raise
     if output.problem is not None:
         raise output.problem
+    if process.returncode < 0:  # killed: its last line is not why it ended (a reclaimed spot instance, the OOM killer)
+        after = f"; its last error line: {output.last_error}" if output.last_error else ""
+        raise JobFailed(f"the program was killed by {signal.Signals(-process.returncode).name}{after}", log)
     if process.returncode != 0:
         raise JobFailed(output.last_error or output.last_line or f"exit status {process.returncode}", log)
 

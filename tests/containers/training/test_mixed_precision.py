@@ -11,7 +11,7 @@ import pytest
 from containers.training.hyperparameters import parse_hyperparameters
 from containers.training.train import Paths, mixed_precision_wanted, train, write_pipeline_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]  # one heavy TensorFlow group: not beside the pipeline run
 
 
 def test_auto_uses_mixed_precision_only_on_gpus():

@@ -185,6 +185,20 @@ def test_a_failing_echo_is_raised_once_the_program_ends_and_the_log_is_whole(tmp
     assert (tmp_path / "job.log").read_text() == "0\n1\n2\n"
 
 
+def test_a_program_killed_by_a_signal_says_so_not_its_last_line(tmp_path):
+    """As a reclaimed spot instance or the OOM killer ends a job: its last line is not why it ended."""
+    from pipelines.local.jobs import JobFailed
+
+    code = "import os, signal; print('train step=1/10 loss=2.0'); print('error: a note'); os.kill(os.getpid(), signal.SIGKILL)"
+    with pytest.raises(JobFailed) as failed:
+        run_program([sys.executable, "-c", code], dict(os.environ), tmp_path / "job.log", lambda line: None)
+    assert str(failed.value) == "the program was killed by SIGKILL; its last error line: error: a note"
+    with pytest.raises(JobFailed) as failed:
+        terminated = "import os, signal; print('step'); os.kill(os.getpid(), signal.SIGTERM)"
+        run_program([sys.executable, "-c", terminated], dict(os.environ), tmp_path / "2.log", lambda line: None)
+    assert str(failed.value) == "the program was killed by SIGTERM"
+
+
 def alive(pid: int) -> bool:
     """Whether the process runs (a zombie, ended but not yet reaped by its parent, does not)."""
     try:

@@ -1,63 +1,30 @@
 """The whole pipeline on the bundled sample with the local profile: the definition the CDK app deploys, run
-here end to end through the CLI (`cardamage run --local`, `predict --local`). Both branches of the quality
-gate, the registry entry with its metrics, the local endpoint answering /invocations with detections for a
-real image, and a second run served from cache."""
+here end to end through the CLI (`cardamage run --local`, `predict --local`), its training interrupted once and
+resumed (tests/trained_pipeline.py). Every step, the registry entry with its metrics, the local endpoint answering
+/invocations with named boxes for a real image, and a later run served from cache."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 
 import pytest
+from PIL import Image
 
-from pipelines.config import load_config
+from containers.common.pictures import save_detections_picture
 from pipelines.local.endpoint import EndpointServer, LocalDeployer
-from tests.support import ROOT, SAMPLE
+from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
+from tests.support import SAMPLE
+from tests.trained_pipeline import cardamage, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-pipeline")]
-
-
-def cardamage(*arguments, timeout=900):
-    """The CLI as a user runs it (a subprocess, in the repository)."""
-    command = [sys.executable, "-m", "pipelines.cli", *arguments]
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]
 
 
-@dataclass(frozen=True)
-class Run:
-    execution: str
-    status: str
-    steps: list
-    output: str
-    returncode: int
-
-
-def run_cli(state, *arguments) -> Run:
-    process = cardamage("run", "--state-dir", str(state), *arguments)
-    from pipelines.local.state import State
-
-    newest = State(state).executions(1)[0]
-    return Run(newest["id"], newest["status"], State(state).steps(newest["id"]), process.stdout + process.stderr, process.returncode)
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    state = tmp_path_factory.mktemp("local") / ".cardamage"
-    config = load_config(ROOT / "pipeline.yaml", profile="local")
-    result = run_cli(state)
-    assert result.returncode == 0, result.output[-4000:]
-    return config, state, result, result.output.splitlines()
-
-
-def test_the_pipeline_succeeds_through_every_step(first_run):
-    _, _, result, lines = first_run
+def test_the_pipeline_succeeds_through_every_step(trained_pipeline):
+    result, lines = trained_pipeline.first, trained_pipeline.first.output.splitlines()
     assert result.status == "Succeeded"
     statuses = {s["name"]: s["status"] for s in result.steps}
     assert statuses == {
@@ -79,21 +46,27 @@ def test_the_pipeline_succeeds_through_every_step(first_run):
         assert any(line.strip().startswith(label) for line in lines), label
 
 
-def test_the_registry_holds_the_package_with_its_metrics(first_run):
-    config, state, result, _ = first_run
-    from pipelines.local.state import State
+def test_the_interrupted_run_failed_at_training_and_says_where_its_log_is(trained_pipeline):
+    interrupted = trained_pipeline.interrupted
+    statuses = {s["name"]: s["status"] for s in interrupted.steps}
+    assert (statuses["PrepareData"], statuses["Train"]) == ("Succeeded", "Failed") and "Register" not in statuses
+    log = interrupted.step("Train")["log"]
+    assert interrupted.step("Train")["failure"] == "the program was killed by SIGKILL"  # not its last progress line
+    error = f"error: execution {interrupted.execution} failed: Train failed: the program was killed by SIGKILL; log: {log}"
+    assert interrupted.output.rstrip().splitlines()[-1] == error
 
+
+def test_the_registry_holds_the_package_with_its_metrics(trained_pipeline):
+    config, state, result = trained_pipeline.config, trained_pipeline.state, trained_pipeline.first
     (package,) = State(state).packages(config.model_package_group)
     assert package.status == "Approved" and package.execution == result.execution
-    assert package.map is not None and 0.0 <= package.map <= 1.0
+    evaluation = json.loads((trained_pipeline.evaluation / "evaluation.json").read_text())
+    assert package.map == pytest.approx(evaluation["metrics"]["mAP"]["value"])
     assert package.metrics_uri.endswith("/evaluation.json")
 
 
-def test_the_endpoint_answers_invocations_with_detections(first_run):
-    config, state, _, _ = first_run
-    from pipelines.local.state import State
-    from pipelines.local.storage import LocalS3
-
+def test_the_endpoint_answers_invocations_with_named_boxes_inside_the_image(trained_pipeline, tmp_path):
+    config, state = trained_pipeline.config, trained_pipeline.state
     deployer = LocalDeployer(State(state), LocalS3(state / "s3"), state / "endpoints")
     assert deployer.record(config.endpoint_name).version == 1
     server = EndpointServer(deployer, config.endpoint_name, port=0)
@@ -102,44 +75,60 @@ def test_the_endpoint_answers_invocations_with_detections(first_run):
     try:
         base = f"http://127.0.0.1:{server.port}"
         assert urllib.request.urlopen(f"{base}/ping", timeout=120).status == 200
-        image = sorted((SAMPLE / "images").rglob("*.jpg"))[0].read_bytes()
+        image_path = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
+        data = image_path.read_bytes()
         request = urllib.request.Request(
             f"{base}/invocations",
-            data=image,
-            headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0;max_detections=3"},
+            data=data,
+            headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0;max_detections=5"},
         )
-        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
-        detections = answer["predictions"][0]["detections"]
-        assert len(detections) == 3 and all(d["class"] in ("dent", "scratch") for d in detections)
-        bad = urllib.request.Request(f"{base}/invocations", data=b"not an image", headers={"Content-Type": "image/jpeg"})
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(bad, timeout=60)
-        assert info.value.code == 400 and "error" in json.loads(info.value.read())
+        (prediction,) = json.loads(urllib.request.urlopen(request, timeout=120).read())["predictions"]
+        width, height = Image.open(image_path).size
+        assert prediction["image"] == {"width": width, "height": height}
+        detections = prediction["detections"]
+        assert len(detections) == 5
+        assert [d["score"] for d in detections] == sorted((d["score"] for d in detections), reverse=True)
+        for detection in detections:
+            assert detection["class"] in {"dent", "scratch"} and detection["class_id"] in {1, 2}
+            box, normal = detection["box"], detection["box_normalized"]
+            assert 0 <= box["xmin"] <= box["xmax"] <= width and 0 <= box["ymin"] <= box["ymax"] <= height
+            assert 0 <= normal["xmin"] <= normal["xmax"] <= 1
+        assert Image.open(save_detections_picture(data, detections, tmp_path / "prediction.png")).size == (width, height)
+        refusals = {b"not an image": "the image is not an image that can be read (", data[: len(data) // 2]: "the image is truncated or corrupt ("}
+        for body, start in refusals.items():
+            refused = urllib.request.Request(f"{base}/invocations", data=body, headers={"Content-Type": "image/jpeg"})
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(refused, timeout=60)
+            refusal = json.loads(info.value.read())  # the handler's refusal, not the model's failure on it
+            assert info.value.code == 400 and set(refusal) == {"error", "status"} and refusal["status"] == 400, refusal
+            assert refusal["error"].startswith(start), refusal
     finally:
         server.shutdown()
 
 
-def test_predict_draws_the_endpoints_detections(first_run, tmp_path):
-    _, state, _, _ = first_run
+def test_predict_draws_the_endpoints_detections(trained_pipeline, tmp_path):
     image = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
     picture = tmp_path / "prediction.png"
-    result = cardamage("predict", str(image), "--local", "--state-dir", str(state), "--output", str(picture), "--score-threshold", "0")
+    state = str(trained_pipeline.state)
+    result = cardamage("predict", str(image), "--local", "--state-dir", state, "--output", str(picture), "--score-threshold", "0")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "detection(s)" in result.stdout and picture.read_bytes()[:4] == b"\x89PNG"
+    assert f"by endpoint {trained_pipeline.config.endpoint_name}" in result.stdout and picture.read_bytes()[:4] == b"\x89PNG"
+    with Image.open(picture) as drawn:
+        assert drawn.size == Image.open(image).size
 
 
-def test_a_second_run_is_served_from_cache(first_run):
-    """Nothing changed: data preparation and training come from the first run's cache and do not start (no work
-    folder, no log). Evaluate runs again: the endpoint now serves the first run's model, the champion it scores
-    beside the challenger. Registration and deployment run again. What caching saves is measured by
-    benchmarks/local_pipeline_cache.py."""
-    _, state, first, _ = first_run
-    second = run_cli(state)
-    assert second.returncode == 0, second.output[-3000:]
-    cached = {s["name"]: s["cached_from"] for s in second.steps if s["cached_from"]}
-    assert cached == {"PrepareData": first.execution, "Train": first.execution}
-    for name in cached:
-        assert not (state / "runs" / second.execution / name).exists(), name
-        assert f"↺ {name} cached: unchanged since execution {first.execution}" in second.output
-    assert {s["name"]: s["status"] for s in second.steps}["Register"] == "Succeeded"
-    assert "champion (version 1) on the same records" in second.output and "level with the challenger by 0.000" in second.output
+def test_a_later_run_is_served_from_cache(trained_pipeline):
+    """Nothing changed: data preparation and training come from the cache (PrepareData from the interrupted
+    run, Train from the first that succeeded) and do not start (no work folder, no log). Evaluate runs again: the
+    endpoint now serves the first run's model, the champion it scores beside the challenger. Registration and
+    deployment run again. What caching saves is measured by benchmarks/local_pipeline_cache.py."""
+    state, interrupted, first = trained_pipeline.state, trained_pipeline.interrupted, trained_pipeline.first
+    later = run_cli(state)
+    assert later.returncode == 0, later.output[-3000:]
+    cached = {s["name"]: s["cached_from"] for s in later.steps if s["cached_from"]}
+    assert cached == {"PrepareData": interrupted.execution, "Train": first.execution}
+    for name, source in cached.items():
+        assert not (state / "runs" / later.execution / name).exists(), name
+        assert f"↺ {name} cached: unchanged since execution {source}" in later.output
+    assert {s["name"]: s["status"] for s in later.steps}["Register"] == "Succeeded"
+    assert "champion (version 1) on the same records" in later.output and "level with the challenger by 0.000" in later.output
