@@ -67,6 +67,22 @@ class MotoServer:
         self._server.stop()
 
 
+class TickingS3Clock:
+    """moto's S3 clock one second later at each object it dates (moto's server runs in this process, in a
+    thread): S3 dates uploads to the second, so uploads whose order matters are a second apart without the
+    test waiting for the wall clock. `monkeypatch.setattr("moto.s3.models.utcnow", TickingS3Clock())`."""
+
+    def __init__(self) -> None:
+        import datetime
+        import itertools
+
+        start = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)  # moto's utcnow is naive UTC
+        self._moments = (start + datetime.timedelta(seconds=n) for n in itertools.count())
+
+    def __call__(self):
+        return next(self._moments)
+
+
 @contextmanager
 def moto_server() -> Iterator[MotoServer]:
     server = MotoServer()

@@ -67,7 +67,7 @@ def label_studio(tmp_path_factory) -> str:
             if server.poll() is not None or time.monotonic() > deadline:
                 tail = (data / "server.log").read_text(errors="replace")[-3000:]
                 pytest.fail(f"Label Studio did not start (exit {server.poll()}):\n{tail}")
-            time.sleep(2)
+            time.sleep(0.5)  # polling its health check
         yield url
     finally:
         server.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from containers.processing import formats
 from containers.trigger import snapshot, trigger
 from containers.trigger.trigger import TriggerError, handle, handler
-from tests.aws_fakes import REGION, ROLE, client, isolate_aws, moto_server, packaged_function
+from tests.aws_fakes import REGION, ROLE, TickingS3Clock, client, isolate_aws, moto_server, packaged_function
 from tests.support import ROOT
 
 PIPELINE = "car-damage-pipeline"
@@ -104,14 +103,14 @@ COCO = json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "heig
 
 
 def upload(s3, key: str, body: str) -> None:
-    s3.put_object(Bucket="data-bucket", Key=key, Body=body.encode())
-    time.sleep(1.05)  # S3 (and moto) date uploads to the second; the newest upload is what starts an execution
+    s3.put_object(Bucket="data-bucket", Key=key, Body=body.encode())  # a second after the one before (the aws fixture's clock)
 
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
     with moto_server() as server:
         isolate_aws(monkeypatch, tmp_path)
+        monkeypatch.setattr("moto.s3.models.utcnow", TickingS3Clock())  # the newest upload is what starts an execution
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # boto3 inside the handler reaches moto
         for name, value in ENVIRONMENT.items():
             monkeypatch.setenv(name, value)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 
 import pytest
 
@@ -43,7 +42,9 @@ def test_runs_train_on_every_labelled_input_staged_and_an_unchanged_input_keeps_
     labelled = from_manifest(sample.manifests[0], SAMPLE_PREFIX)[:5]
     for image in labelled:
         image.boxes = [("Rayure", 1, 1, 30, 30)]
-    time.sleep(1.1)  # S3 dates uploads to the second, and the newest upload is last in the snapshot
+    # S3 dates uploads to the second, and the newest upload is last in the snapshot: the sample was staged earlier.
+    for staged in s3.path("s3://local-data/labels/").rglob("*"):
+        os.utime(staged, (staged.stat().st_mtime - 60, staged.stat().st_mtime - 60))
     export = write_coco(labelled, tmp_path / "batch-3.coco.json")
     second = stage(Inputs([export], sample.images, sample.images_prefix), s3, config)
     assert second["InputManifestUri"] != first["InputManifestUri"]
