@@ -23,10 +23,10 @@ from infra.arns import arn, sagemaker_arn
 from infra.deployment import deployment_statements
 from infra.roles import Roles, input_prefixes
 from infra.storage import DATA_CAPTURE, Storage
-from pipelines.config import Config
+from pipelines.config import BATCH_PREFIX, Config
 
 LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
-BATCH = "batch/"  # where `cardamage batch-predict` answers go in the artifacts bucket (and its summary.csv)
+BATCH = BATCH_PREFIX  # batch-predict's photos in the data bucket, its answers and summary.csv in the artifacts bucket
 REVIEW = "review/"  # where `cardamage review --upload` puts a review batch in the artifacts bucket
 
 
@@ -128,7 +128,12 @@ class People(Construct):
         bucket = data.bucket_name
         writes = [
             f"arn:{Aws.PARTITION}:s3:::{location.bucket}/{location.key}*"
-            for location in (config.images_prefix(bucket), config.labels_prefix(bucket), config.snapshots_prefix(bucket))
+            for location in (
+                config.images_prefix(bucket),
+                config.labels_prefix(bucket),
+                config.snapshots_prefix(bucket),
+                config.batch_prefixes(bucket, artifacts.bucket_name)[0],  # the photos batch-predict reads, which operators upload
+            )
         ]
         return [
             iam.PolicyStatement(

@@ -77,6 +77,21 @@ class Roles(Construct):
         self.execution.add_to_policy(
             iam.PolicyStatement(sid="WriteCapturedData", actions=["s3:PutObject"], resources=[artifacts.arn_for_objects(f"{DATA_CAPTURE}/*")])
         )
+        # cardamage batch-predict's transform jobs run as this role: photos in, answers out (Config.batch_prefixes).
+        batch_in, batch_out = config.batch_prefixes(data.bucket_name, artifacts.bucket_name)
+        photos, answers = data.arn_for_objects(f"{batch_in.key}*"), artifacts.arn_for_objects(f"{batch_out.key}*")
+        self.execution.add_to_policy(iam.PolicyStatement(sid="ReadBatchPhotos", actions=["s3:GetObject"], resources=[photos]))
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListBatchPhotos",
+                actions=["s3:ListBucket"],
+                resources=[data.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{batch_in.key}*"]}},
+            )
+        )
+        self.execution.add_to_policy(
+            iam.PolicyStatement(sid="WriteBatchAnswers", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[answers])
+        )
         self.execution.add_to_policy(
             iam.PolicyStatement(
                 sid="ListExecutionOutputs",

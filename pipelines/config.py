@@ -281,6 +281,7 @@ class AlarmsConfig(_Section):
 
 
 DATA_CAPTURE_PREFIX = "data-capture"  # of the artifacts bucket; its objects expire (infrastructure.data_capture_expiration_days)
+BATCH_PREFIX = "batch/"  # batch-predict on AWS: photos under it in the data bucket, answers in the artifacts bucket
 
 
 class InfrastructureConfig(_Section):
@@ -376,6 +377,12 @@ class Config(_Section):
         """Where an endpoint (by default production's) captures requests and answers (DataCaptureConfig.DestinationS3Uri);
         SageMaker adds `<endpoint>/<variant>/yyyy/mm/dd/hh/` below it. The review loop reads it."""
         return S3Location(artifact_bucket, f"{DATA_CAPTURE_PREFIX}/{endpoint or self.endpoint_name}/")
+
+    def batch_prefixes(self, data_bucket: str, artifact_bucket: str) -> tuple[S3Location, S3Location]:
+        """Where `cardamage batch-predict` on AWS reads photos (`s3://<data>/batch/<name>/`) and writes answers
+        (`s3://<artifacts>/batch/<name>/`): the only prefixes the stack's SageMaker role, which the transform job
+        runs as, may read and write for it (infra/roles.py grants them from here)."""
+        return S3Location(data_bucket, BATCH_PREFIX), S3Location(artifact_bucket, BATCH_PREFIX)
 
     def snapshots_prefix(self, data_bucket: str) -> S3Location:
         """Where dataset snapshots go: `<id>/snapshot.json` and `<id>/inputs/`, what an execution trains on."""

@@ -179,6 +179,14 @@ class AwsBackend:
         config = self.account
         if not config.aws.role_arn:
             raise aws.usage_error("batch-predict needs the role the job's model runs as: set aws.role_arn in pipeline.yaml (or deploy the stack)")
+        if not self.config.aws.role_arn and config.aws.data_bucket and config.aws.artifact_bucket:  # the stack's role: its grants
+            reads, writes = config.batch_prefixes(config.aws.data_bucket, config.aws.artifact_bucket)
+            if not (input_uri.startswith(str(reads)) and output_uri.startswith(str(writes))):
+                raise aws.usage_error(
+                    f"the transform job runs as the stack's SageMaker role, which reads photos under {reads} and writes answers under "
+                    f"{writes} only: upload the photos to {reads}<name>/, then --input {reads}<name>/ --output {writes}<name>/ "
+                    "(or set aws.role_arn to a role of your own that reads and writes where you want)"
+                )
         try:
             values = deployment.config_values(config, role_arn=config.aws.role_arn, kms_key_id=config.aws.kms_key_id)
             settings = deployment.DeploySettings(**{**values, "data_capture_percent": 0})  # a job, not the endpoint: nothing to capture

@@ -923,6 +923,30 @@ def test_the_cli_reads_unset_account_values_from_the_stack_and_pipeline_yaml_win
     assert (filled.aws.role_arn, filled.aws.data_bucket, filled.aws.kms_key_id) == (stack_role, DATA, "alias/mine")  # the file's value wins
 
 
+def test_batch_predict_with_the_stacks_role_reads_and_writes_only_its_batch_prefixes(env, registry, tmp_path):
+    """The transform job runs as the stack's SageMaker role, which may read photos under s3://<data>/batch/ and write
+    answers under s3://<artifacts>/batch/ only (infra/roles.py): elsewhere the job would fail with AccessDenied
+    after starting, so the command refuses first. A role of the team's own (aws.role_arn) is not held to them."""
+    stack_role = f"arn:aws:iam::{ACCOUNT}:role/car-damage-SageMakerExecution"
+    deploy_stack(env, {"SageMakerRoleArn": stack_role, "ArtifactBucket": ARTIFACTS, "KmsKeyId": "alias/from-stack", "DataBucket": DATA})
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("project:\n  name: car-damage\n")
+    refused = cli(env, bare, "batch-predict", "--input", f"s3://{DATA}/claims/", "--output", f"s3://{ARTIFACTS}/batch/out/")
+    wanted = (
+        f"the transform job runs as the stack's SageMaker role, which reads photos under s3://{DATA}/batch/ and writes answers under "
+        f"s3://{ARTIFACTS}/batch/ only: upload the photos to s3://{DATA}/batch/<name>/, then --input s3://{DATA}/batch/<name>/ "
+        f"--output s3://{ARTIFACTS}/batch/<name>/ (or set aws.role_arn to a role of your own that reads and writes where you want)"
+    )
+    assert_one_line_error(refused, 2, wanted)
+    sagemaker = client("sagemaker", env.url)
+    assert sagemaker.list_transform_jobs()["TransformJobSummaries"] == [] and sagemaker.list_models()["Models"] == []
+    started = cli(env, bare, "batch-predict", "--input", f"s3://{DATA}/batch/claims/", "--output", f"s3://{ARTIFACTS}/batch/claims/", "--no-wait")
+    assert started.exit_code == 0, started.output
+    (job,) = sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    model = sagemaker.describe_transform_job(TransformJobName=job["TransformJobName"])["ModelName"]
+    assert sagemaker.describe_model(ModelName=model)["ExecutionRoleArn"] == stack_role
+
+
 def test_without_the_stack_the_command_says_what_to_set(env, tmp_path):
     bare = tmp_path / "bare.yaml"
     bare.write_text("project:\n  name: elsewhere\n")
