@@ -859,10 +859,11 @@ def rolled_back(sagemaker: Any, settings: DeploySettings, endpoint: Mapping[str,
     if TAG_FORCED not in config:
         sagemaker.delete_tags(ResourceArn=endpoint["EndpointArn"], TagKeys=[TAG_FORCED])
     why = f" ({endpoint['FailureReason']})" if endpoint.get("FailureReason") else ""
+    # Without rollback alarms no alarm can have gone off: the update itself did not complete.
+    cause = f"An alarm watching the update went off ({settings.rollback_alarms})" if settings.rollback_alarms else "The update did not complete"
     return (
         f"Endpoint {settings.endpoint_name} rolled back the update to version {asked.get(TAG_VERSION, '?')} ({asked[TAG_ARN]}){why}: "
-        f"it serves version {config.get(TAG_VERSION, '?')} ({config[TAG_ARN]}) again. An alarm watching the update went off "
-        f"({settings.rollback_alarms or 'none configured'}); `cardamage models` shows what is served."
+        f"it serves version {config.get(TAG_VERSION, '?')} ({config[TAG_ARN]}) again. {cause}; `cardamage models` shows what is served."
     )
 
 

@@ -593,7 +593,7 @@ def test_a_rolled_back_update_is_reported_once_and_the_tags_say_what_is_served(l
     assert answer["status"] == "autoscaled" and answer["model_package_version"] == "1"
     notice = (
         f"Endpoint {ENDPOINT} rolled back the update to version 2 ({second}): it serves version 1 ({first}) again. "
-        "An alarm watching the update went off (none configured); `cardamage models` shows what is served."
+        "The update did not complete; `cardamage models` shows what is served."
     )
     assert answer["reason"] == f"the endpoint is in service: autoscaling configured; {notice}"
     assert read() == [notice]
@@ -646,7 +646,7 @@ def test_a_rollback_restores_the_forced_reason_of_what_is_served_and_only_that(l
 
     notice = (
         f"Endpoint {ENDPOINT} rolled back the update to version {asked[1]} ({asked[0]}): it serves version {back[1]} ({back[0]}) again. "
-        "An alarm watching the update went off (none configured); `cardamage models` shows what is served."
+        "The update did not complete; `cardamage models` shows what is served."
     )
     assert (answer["model_package_arn"], answer["reason"]) == (back[0], f"the endpoint is in service: autoscaling configured; {notice}")
     assert read() == [notice]
