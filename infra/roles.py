@@ -11,6 +11,8 @@ Least privilege, statement by statement, with no managed policy (no AmazonSageMa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -36,6 +38,13 @@ def input_prefixes(config: Config, data_bucket: str) -> list[S3Location]:
     return locations
 
 
+def list_under(sid: str, bucket_arn: str, prefixes: Iterable[str]) -> iam.PolicyStatement:
+    """ListBucket on a bucket for the keys under `prefixes` only."""
+    return iam.PolicyStatement(
+        sid=sid, actions=["s3:ListBucket"], resources=[bucket_arn], conditions={"StringLike": {"s3:prefix": sorted({f"{p}*" for p in prefixes})}}
+    )
+
+
 class Roles(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage) -> None:
         super().__init__(scope, id)
@@ -58,14 +67,7 @@ class Roles(Construct):
             )
         )
         for index, (bucket, prefixes) in enumerate(by_bucket.items()):
-            self.execution.add_to_policy(
-                iam.PolicyStatement(
-                    sid=f"ListLabelledData{index}",
-                    actions=["s3:ListBucket"],
-                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
-                    conditions={"StringLike": {"s3:prefix": sorted({f"{p}*" for p in prefixes})}},
-                )
-            )
+            self.execution.add_to_policy(list_under(f"ListLabelledData{index}", f"arn:{Aws.PARTITION}:s3:::{bucket}", prefixes))
         pipeline_prefix = f"{config.pipeline_name}/"
         self.execution.add_to_policy(
             iam.PolicyStatement(
@@ -81,25 +83,11 @@ class Roles(Construct):
         batch_in, batch_out = config.batch_prefixes(data.bucket_name, artifacts.bucket_name)
         photos, answers = data.arn_for_objects(f"{batch_in.key}*"), artifacts.arn_for_objects(f"{batch_out.key}*")
         self.execution.add_to_policy(iam.PolicyStatement(sid="ReadBatchPhotos", actions=["s3:GetObject"], resources=[photos]))
-        self.execution.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListBatchPhotos",
-                actions=["s3:ListBucket"],
-                resources=[data.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{batch_in.key}*"]}},
-            )
-        )
+        self.execution.add_to_policy(list_under("ListBatchPhotos", data.bucket_arn, [batch_in.key]))
         self.execution.add_to_policy(
             iam.PolicyStatement(sid="WriteBatchAnswers", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[answers])
         )
-        self.execution.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListExecutionOutputs",
-                actions=["s3:ListBucket"],
-                resources=[artifacts.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{pipeline_prefix}*"]}},
-            )
-        )
+        self.execution.add_to_policy(list_under("ListExecutionOutputs", artifacts.bucket_arn, [pipeline_prefix]))
         storage.key.grant_encrypt_decrypt(self.execution)
         self.execution.add_to_policy(grants_for_aws_resources("EncryptJobVolumes", storage.key))
         log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/*", colon=True)
