@@ -51,3 +51,22 @@ def trained_pipeline(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("trained-pipeline")
     return train_pipeline(work / ".cardamage", work)
+
+
+@pytest.fixture(scope="session")
+def served_model(trained_pipeline):
+    """The trained pipeline's registered model (version 1) served on 127.0.0.1 through the endpoint's handler, as
+    `cardamage serve --model 1` serves it; loaded once for every test that sends it photos."""
+    import threading
+
+    from pipelines.local.endpoint import EndpointServer, LocalDeployer
+    from pipelines.local.state import State
+    from pipelines.local.storage import LocalS3
+
+    state, config = trained_pipeline.state, trained_pipeline.config
+    package = next(package for package in State(state).packages(config.model_package_group) if package.version == 1)
+    deployer = LocalDeployer(State(state), LocalS3(state / "s3"), state / "endpoints")
+    server = EndpointServer(deployer, config.endpoint_name, port=0, package_arn=package.arn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()

@@ -1,12 +1,16 @@
 """The one trained model of the test session: the whole local pipeline on the bundled sample, run through the CLI
 as a user runs it, with a spot interruption on the way.
 
-The first run's training job is killed (SIGKILL: no warning, no chance to save) as soon as its first checkpoint
-is on disk, as a reclaimed spot instance stops one; that execution fails. The second run finds PrepareData in the
-step cache, and its training job resumes from the checkpoint the engine kept in the checkpoint prefix (as
-SageMaker keeps it in S3), trains to the configured step, exports, and the rest of the pipeline evaluates,
-registers and deploys the model. The end-to-end tests of training, evaluation, inference and the local pipeline
-all read this run: one model, trained once.
+The first run trains in mixed precision (float16, as `mixed_precision: auto` chooses on a GPU with tensor cores;
+forced here on the CPU), logging every step and checkpointing after two; its training job is killed (SIGKILL: no
+warning, no chance to save) as soon as that checkpoint is on disk, as a reclaimed spot instance stops one, and
+the execution fails. The second run, `cardamage run` as a user types it, finds PrepareData in the step cache,
+and its training job resumes from the checkpoint the engine kept in the checkpoint prefix (as SageMaker keeps it
+in S3) in float32 (as on an instance without tensor cores: the checkpoint prefix does not depend on the instance
+type), trains to the configured step, exports, and the rest of the pipeline evaluates, registers and deploys the
+model. The end-to-end tests of training, mixed precision, evaluation, inference and the local pipeline all read
+this run: one model, trained once. The first run and later ones take the definition the second renders, as a file
+(`--definition`), which saves rendering it each time.
 
 Tests that use it carry `pytest.mark.xdist_group("trained-model")` so that, with `pytest -n 2 --dist loadgroup`,
 they run in one worker, and the pipeline runs once.
@@ -54,7 +58,8 @@ class Run:
 class TrainedPipeline:
     config: Config
     state: Path
-    interrupted: Run  # the run whose training job was killed
+    interrupted: Run  # the run whose training job (mixed precision) was killed
+    definition: Path  # the definition `cardamage run` renders here, for later runs
     first: Run  # the first run that succeeded: its training resumed from the interrupted one's checkpoint
     killed_after: str  # the checkpoint on disk when the job was killed (ckpt-N)
     model_dir: Path  # the first run's model.tar.gz, extracted
@@ -90,9 +95,22 @@ def _recorded(state: Path, process: subprocess.CompletedProcess) -> Run:
     return Run(newest["id"], newest["status"], State(state).steps(newest["id"]), process.stdout + process.stderr, process.returncode)
 
 
+# The interrupted run's training: float16 forced on the CPU, every step logged, a checkpoint after two steps.
+INTERRUPTED_HYPERPARAMETERS = {"mixed_precision": "true", "log_every": "1", "checkpoint_every": "2"}
+
+
 def train_pipeline(state: Path, work: Path) -> TrainedPipeline:
+    from pipelines.local.runner import local_definition
+
     config = load_config(ROOT / "pipeline.yaml", profile="local")
-    interrupted, killed_after = _interrupted_run(state.resolve())
+    definition = local_definition(config)
+    rendered = work / "definition.json"
+    rendered.write_text(json.dumps(definition))
+    train = next(step for step in definition["Steps"] if step["Name"] == "Train")
+    train["Arguments"]["HyperParameters"].update(INTERRUPTED_HYPERPARAMETERS)  # the checkpoint prefix stays the same
+    mixed = work / "interrupted-definition.json"
+    mixed.write_text(json.dumps(definition))
+    interrupted, killed_after = _interrupted_run(state.resolve(), mixed)
     first = run_cli(state)
     assert first.returncode == 0, first.output[-4000:]
     s3 = LocalS3(state / "s3")
@@ -105,6 +123,7 @@ def train_pipeline(state: Path, work: Path) -> TrainedPipeline:
         config=config,
         state=state,
         interrupted=interrupted,
+        definition=rendered,
         first=first,
         killed_after=killed_after,
         model_dir=model_dir,
@@ -123,11 +142,12 @@ def _output_folder(s3: LocalS3, processing: dict) -> Path:
     return s3.path(output["S3Output"]["S3Uri"])
 
 
-def _interrupted_run(state: Path) -> tuple[Run, str]:
+def _interrupted_run(state: Path, definition: Path) -> tuple[Run, str]:
     """A run whose training job is killed once its first checkpoint is on disk: a checkpoint counts once
     TensorFlow's state file names it (written, atomically, after the index and data files)."""
     with open(state.parent / "interrupted-run.log", "w+") as output:
-        run = subprocess.Popen(_command(["run", "--state-dir", str(state)]), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True, env=_env())
+        command = _command(["run", "--state-dir", str(state), "--definition", str(definition)])
+        run = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True, env=_env())
         killed_after = None
         deadline = time.monotonic() + 900
         while killed_after is None and run.poll() is None and time.monotonic() < deadline:

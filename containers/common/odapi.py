@@ -8,13 +8,16 @@ shared/notes/tensorflow-object-detection.md):
 - `inputs.py` imports `tf.compat.v1.estimator`, gone since TF 2.16 (only its ModeKeys are used);
 - `model_builder` imports `tensorflow_io` for DeepMAC, which we neither use nor install.
 `TF_USE_LEGACY_KERAS=1` must be set before TensorFlow is imported: the OD API is written for Keras 2.
+`without_keras_traces()` makes the SavedModel export three times faster (below).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
+from collections.abc import Iterator
 
 _PATCHED = False
 
@@ -62,3 +65,22 @@ def patch() -> None:
         except ImportError:
             sys.modules["tensorflow_io"] = types.ModuleType("tensorflow_io")
     _PATCHED = True
+
+
+@contextlib.contextmanager
+def without_keras_traces() -> Iterator[bool]:
+    """A `tf.saved_model.save` of the exporter's module without tf-keras's trace of every layer's call function.
+
+    The module holds the OD API's Keras model, and tf-keras serializes each of its layers for Keras's own loader
+    (`tf.keras.models.load_model`), tracing their calls again; TF Serving, the endpoint and Evaluate read only the
+    signatures. Measured here on the trained D0: the save takes 9 s instead of 26 s, loading it 3 s instead of 9 s,
+    and the SavedModel is 28 MB instead of 35 MB, with the same detections. The switch is tf-keras's own
+    (`save_traces`, what `model.save(save_traces=False)` sets), reached through its private module; should a
+    tf-keras release move it, the save traces as before (yields False) rather than fail."""
+    try:
+        from tf_keras.src.saving.legacy.saved_model import utils as keras_saved_model
+    except ImportError:
+        yield False
+        return
+    with keras_saved_model.keras_option_scope(save_traces=False, in_tf_saved_model_scope=True):
+        yield True

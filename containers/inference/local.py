@@ -77,6 +77,11 @@ class LocalEndpoint:
             raise ValueError(f"{saved_model}: the {SIGNATURE!r} signature takes {len(inputs)} inputs; an image detector takes one")
         self._input = inputs[0]
 
+    @property
+    def signature(self):
+        """The loaded `serving_default` signature: what TF Serving calls (encoded images in, detections out)."""
+        return self._signature
+
     def invoke(self, body: bytes, content_type: str, custom_attributes: str | None = None, accept: str = JSON) -> tuple[int, bytes, str]:
         """One endpoint request -> (HTTP status, body, content type), as InvokeEndpoint would answer it."""
         data = bytes(body or b"")

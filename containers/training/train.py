@@ -347,7 +347,8 @@ def export(hp: Hyperparameters, paths: Paths, classes: dict[int, str], final_ste
     version = paths.model_dir / "1"
     shutil.rmtree(version, ignore_errors=True)
     paths.model_dir.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(module, str(version), signatures={"serving_default": serve.get_concrete_function(), "all_outputs": all_outputs})
+    with odapi.without_keras_traces():  # the signatures are what is served
+        tf.saved_model.save(module, str(version), signatures={"serving_default": serve.get_concrete_function(), "all_outputs": all_outputs})
     code = paths.model_dir / "code"
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()

@@ -78,10 +78,11 @@ def test_the_artifact_describes_itself(trained_pipeline):
     assert "num_classes: 2" in text and "min_dimension: 256" in text and f"total_steps: {trained_pipeline.steps}" in text
 
 
-def test_the_saved_model_detects_on_encoded_images(trained_pipeline):
+def test_the_saved_model_detects_on_encoded_images(trained_pipeline, served_model):
+    """The exported SavedModel's serving signature as TF Serving calls it (loaded once, by the local endpoint)."""
     import tensorflow as tf
 
-    detect = tf.saved_model.load(str(trained_pipeline.model_dir / "1")).signatures["serving_default"]
+    detect = served_model.endpoint().signature
     images = sorted((trained_pipeline.sample_images).rglob("*.jpg"))[:2]
     out = detect(input_tensor=tf.constant([p.read_bytes() for p in images]))
     assert out["detection_boxes"].shape == (2, 100, 4)

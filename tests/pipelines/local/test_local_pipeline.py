@@ -6,7 +6,6 @@ resumed (tests/trained_pipeline.py). Every step, the registry entry with its met
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
@@ -14,11 +13,9 @@ import pytest
 from PIL import Image
 
 from containers.common.pictures import save_detections_picture
-from pipelines.local.endpoint import EndpointServer, LocalDeployer
 from pipelines.local.state import State
-from pipelines.local.storage import LocalS3
 from tests.support import SAMPLE
-from tests.trained_pipeline import cardamage, run_cli
+from tests.trained_pipeline import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-model")]
 
@@ -58,63 +55,63 @@ def test_the_interrupted_run_failed_at_training_and_says_where_its_log_is(traine
 
 def test_the_registry_holds_the_package_with_its_metrics(trained_pipeline):
     config, state, result = trained_pipeline.config, trained_pipeline.state, trained_pipeline.first
-    (package,) = State(state).packages(config.model_package_group)
-    assert package.status == "Approved" and package.execution == result.execution
+    (package,) = [package for package in State(state).packages(config.model_package_group) if package.execution == result.execution]
+    assert (package.status, package.version) == ("Approved", 1)
+    deploy = trained_pipeline.first.properties("Deploy")
+    assert (deploy["status"], deploy["model_package_arn"]) == ("created", package.arn)  # the endpoint's first deployment
     evaluation = json.loads((trained_pipeline.evaluation / "evaluation.json").read_text())
     assert package.map == pytest.approx(evaluation["metrics"]["mAP"]["value"])
     assert package.metrics_uri.endswith("/evaluation.json")
 
 
-def test_the_endpoint_answers_invocations_with_named_boxes_inside_the_image(trained_pipeline, tmp_path):
-    config, state = trained_pipeline.config, trained_pipeline.state
-    deployer = LocalDeployer(State(state), LocalS3(state / "s3"), state / "endpoints")
-    assert deployer.record(config.endpoint_name).version == 1
-    server = EndpointServer(deployer, config.endpoint_name, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.port}"
-        assert urllib.request.urlopen(f"{base}/ping", timeout=120).status == 200
-        image_path = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
-        data = image_path.read_bytes()
-        request = urllib.request.Request(
-            f"{base}/invocations",
-            data=data,
-            headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0;max_detections=5"},
-        )
-        (prediction,) = json.loads(urllib.request.urlopen(request, timeout=120).read())["predictions"]
-        width, height = Image.open(image_path).size
-        assert prediction["image"] == {"width": width, "height": height}
-        detections = prediction["detections"]
-        assert len(detections) == 5
-        assert [d["score"] for d in detections] == sorted((d["score"] for d in detections), reverse=True)
-        for detection in detections:
-            assert detection["class"] in {"dent", "scratch"} and detection["class_id"] in {1, 2}
-            box, normal = detection["box"], detection["box_normalized"]
-            assert 0 <= box["xmin"] <= box["xmax"] <= width and 0 <= box["ymin"] <= box["ymax"] <= height
-            assert 0 <= normal["xmin"] <= normal["xmax"] <= 1
-        assert Image.open(save_detections_picture(data, detections, tmp_path / "prediction.png")).size == (width, height)
-        refusals = {b"not an image": "the image is not an image that can be read (", data[: len(data) // 2]: "the image is truncated or corrupt ("}
-        for body, start in refusals.items():
-            refused = urllib.request.Request(f"{base}/invocations", data=body, headers={"Content-Type": "image/jpeg"})
-            with pytest.raises(urllib.error.HTTPError) as info:
-                urllib.request.urlopen(refused, timeout=60)
-            refusal = json.loads(info.value.read())  # the handler's refusal, not the model's failure on it
-            assert info.value.code == 400 and set(refusal) == {"error", "status"} and refusal["status"] == 400, refusal
-            assert refusal["error"].startswith(start), refusal
-    finally:
-        server.shutdown()
+def test_the_endpoint_answers_invocations_with_named_boxes_inside_the_image(trained_pipeline, served_model, tmp_path):
+    state, server = trained_pipeline.state, served_model
+    assert State(state).package(server.pinned).execution == trained_pipeline.first.execution  # version 1, the first run's
+    base = f"http://127.0.0.1:{server.port}"
+    assert urllib.request.urlopen(f"{base}/ping", timeout=120).status == 200
+    image_path = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
+    data = image_path.read_bytes()
+    request = urllib.request.Request(
+        f"{base}/invocations",
+        data=data,
+        headers={"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "score_threshold=0;max_detections=5"},
+    )
+    (prediction,) = json.loads(urllib.request.urlopen(request, timeout=120).read())["predictions"]
+    width, height = Image.open(image_path).size
+    assert prediction["image"] == {"width": width, "height": height}
+    detections = prediction["detections"]
+    assert len(detections) == 5
+    assert [d["score"] for d in detections] == sorted((d["score"] for d in detections), reverse=True)
+    for detection in detections:
+        assert detection["class"] in {"dent", "scratch"} and detection["class_id"] in {1, 2}
+        box, normal = detection["box"], detection["box_normalized"]
+        assert 0 <= box["xmin"] <= box["xmax"] <= width and 0 <= box["ymin"] <= box["ymax"] <= height
+        assert 0 <= normal["xmin"] <= normal["xmax"] <= 1
+    assert Image.open(save_detections_picture(data, detections, tmp_path / "prediction.png")).size == (width, height)
+    refusals = {b"not an image": "the image is not an image that can be read (", data[: len(data) // 2]: "the image is truncated or corrupt ("}
+    for body, start in refusals.items():
+        refused = urllib.request.Request(f"{base}/invocations", data=body, headers={"Content-Type": "image/jpeg"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(refused, timeout=60)
+        refusal = json.loads(info.value.read())  # the handler's refusal, not the model's failure on it
+        assert info.value.code == 400 and set(refusal) == {"error", "status"} and refusal["status"] == 400, refusal
+        assert refusal["error"].startswith(start), refusal
 
 
 def test_predict_draws_the_endpoints_detections(trained_pipeline, tmp_path):
+    """`cardamage predict --local`, as `make run` calls it (in this process: the CLI's own start is another test's)."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
     image = sorted((SAMPLE / "images").rglob("*.jpg"))[0]
-    picture = tmp_path / "prediction.png"
-    state = str(trained_pipeline.state)
-    result = cardamage("predict", str(image), "--local", "--state-dir", state, "--output", str(picture), "--score-threshold", "0")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"by endpoint {trained_pipeline.config.endpoint_name}" in result.stdout and picture.read_bytes()[:4] == b"\x89PNG"
+    picture, state = tmp_path / "prediction.png", str(trained_pipeline.state)
+    arguments = ["predict", str(image), "--local", "--state-dir", state, "--output", str(picture), "--score-threshold", "0", "--max-detections", "3"]
+    result = CliRunner().invoke(app, [*arguments, "--config", str(trained_pipeline.config.source)])
+    assert result.exit_code == 0, result.output
+    assert f"3 detection(s) in {image} by endpoint {trained_pipeline.config.endpoint_name}" in result.stdout
     with Image.open(picture) as drawn:
-        assert drawn.size == Image.open(image).size
+        assert drawn.format == "PNG" and drawn.size == Image.open(image).size
 
 
 def test_a_later_run_is_served_from_cache(trained_pipeline):
@@ -123,7 +120,7 @@ def test_a_later_run_is_served_from_cache(trained_pipeline):
     endpoint now serves the first run's model, the champion it scores beside the challenger. Registration and
     deployment run again. What caching saves is measured by benchmarks/local_pipeline_cache.py."""
     state, interrupted, first = trained_pipeline.state, trained_pipeline.interrupted, trained_pipeline.first
-    later = run_cli(state)
+    later = run_cli(state, "--definition", str(trained_pipeline.definition))
     assert later.returncode == 0, later.output[-3000:]
     cached = {s["name"]: s["cached_from"] for s in later.steps if s["cached_from"]}
     assert cached == {"PrepareData": interrupted.execution, "Train": first.execution}
