@@ -28,8 +28,8 @@ from pipelines.local import runner
 from pipelines.local.engine import Reporter
 from pipelines.local.state import State
 from tests.fake_model import write_model_archive
-from tests.pipelines.local.test_local_pipeline import cardamage, run_cli
 from tests.support import ROOT
+from tests.trained_pipeline import cardamage, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("champion-release")]
 

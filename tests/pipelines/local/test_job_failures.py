@@ -221,11 +221,25 @@ def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | N
         pytest.fail(f"{what} (within {seconds} s)\n" + (output.read_text()[-3000:] if output and output.exists() else ""))
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before it starts: SIGINT's default action. A process started in the background by a shell
+    without job control (`nohup make test &`, some CI runners) inherits SIGINT ignored, and so would the command
+    under test; Python then never raises KeyboardInterrupt. In a terminal, Ctrl-C reaches it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def started(command: list[str], output: Path):
-    """A process running `command` (output to a file), stopped if a test leaves it running."""
+    """A process running `command` (output to a file), as from a terminal; stopped if a test leaves it running."""
     with open(output, "w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+            preexec_fn=_ctrl_c_as_in_a_terminal,  # noqa: PLW1509 - it only sets a signal's disposition: no lock a thread could hold
+        )
     try:
         yield process
     finally:
@@ -341,6 +355,7 @@ def newest_training_log(state_dir: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trained-model")  # real TensorFlow training: with the suite's other heavy runs, on one worker
 def test_ctrl_c_during_real_training_saves_a_checkpoint_that_the_next_run_resumes_from(rendered, tmp_path):
     """train.py itself, through `cardamage run` on the bundled sample: Ctrl-C after its first step makes the
     engine send SIGTERM, train.py saves a checkpoint at the step it reached, and the next run restores it and

@@ -25,8 +25,8 @@ from pipelines.config import load_config
 from pipelines.local import runner
 from pipelines.local.state import State
 from tests.pipelines.local.test_champion_release import BETTER, evaluation, run_with_fake
-from tests.pipelines.local.test_local_pipeline import cardamage
 from tests.support import ROOT, SAMPLE, SAMPLE_PREFIX
+from tests.trained_pipeline import cardamage
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("review-loop")]
 
