@@ -4,13 +4,14 @@ as a user runs it, with a spot interruption on the way.
 The first run trains in mixed precision (float16, as `mixed_precision: auto` chooses on a GPU with tensor cores;
 forced here on the CPU), logging every step and checkpointing after two; its training job is killed (SIGKILL: no
 warning, no chance to save) as soon as that checkpoint is on disk, as a reclaimed spot instance stops one, and
-the execution fails. The second run, `cardamage run` as a user types it, finds PrepareData in the step cache,
+the execution fails. The second run finds PrepareData in the step cache,
 and its training job resumes from the checkpoint the engine kept in the checkpoint prefix (as SageMaker keeps it
 in S3) in float32 (as on an instance without tensor cores: the checkpoint prefix does not depend on the instance
 type), trains to the configured step, exports, and the rest of the pipeline evaluates, registers and deploys the
 model. The end-to-end tests of training, mixed precision, evaluation, inference and the local pipeline all read
-this run: one model, trained once. The first run and later ones take the definition the second renders, as a file
-(`--definition`), which saves rendering it each time.
+this run: one model, trained once. Every run takes the definition `cardamage run` renders, rendered once, as a
+file (`--definition`), which saves rendering it each time (the CLI's own rendering: tests/pipelines/local/
+test_staging.py).
 
 Tests that use it carry `pytest.mark.xdist_group("trained-model")` so that, with `pytest -n 2 --dist loadgroup`,
 they run in one worker, and the pipeline runs once.
@@ -111,7 +112,7 @@ def train_pipeline(state: Path, work: Path) -> TrainedPipeline:
     mixed = work / "interrupted-definition.json"
     mixed.write_text(json.dumps(definition))
     interrupted, killed_after = _interrupted_run(state.resolve(), mixed)
-    first = run_cli(state)
+    first = run_cli(state, "--definition", str(rendered))
     assert first.returncode == 0, first.output[-4000:]
     s3 = LocalS3(state / "s3")
     training = first.properties("Train")
