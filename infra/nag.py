@@ -12,10 +12,10 @@ from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.people import BATCH, LABELING_FILES, REVIEW
+from infra.people import LABELING_FILES, REVIEW
 from infra.roles import input_prefixes
 from infra.storage import DATA_CAPTURE
-from pipelines.config import Config
+from pipelines.config import BATCH_PREFIX, Config
 
 
 def check(app: App) -> None:
@@ -77,8 +77,8 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         (f"AwsSolutions-IAM5[Resource::{log_groups}:log-stream:*]", "SageMaker names a log stream per job and instance"),
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "Each execution writes under <pipeline>/<execution id>/, unknown until it runs"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/data-capture/*]", "The endpoint captures requests under data-capture/<endpoint>/<date>/"),
-        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{BATCH}*]", "Batch Transform jobs read the photos a person put under batch/<name>/"),
-        (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/{BATCH}*]", "Batch Transform jobs write <photo>.out under batch/<name>/"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{BATCH_PREFIX}*]", "Batch Transform jobs read the photos a person put under batch/<name>/"),
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/{BATCH_PREFIX}*]", "Batch Transform jobs write <photo>.out under batch/<name>/"),
         *reads,
     )
     acknowledge(
@@ -201,12 +201,12 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
         (wildcard(sagemaker("labeling-job/*")), "cardamage label takes any job name a person gives it (--job-name)"),
         (wildcard(f"{artifacts}/{DATA_CAPTURE}/*"), "cardamage review reads the captures under data-capture/<endpoint>/<date>/"),
         (
-            wildcard(f"arn:<AWS::Partition>:s3:::<{_logical_id(storage.data)}>/{BATCH}*"),
+            wildcard(f"arn:<AWS::Partition>:s3:::<{_logical_id(storage.data)}>/{BATCH_PREFIX}*"),
             "Operators upload the photos of a batch-predict under batch/<name>/",
         ),
         *(
             (wildcard(f"{artifacts}/{prefix}*"), f"Written per run under {prefix} by cardamage {command}")
-            for prefix, command in ((LABELING_FILES, "label"), (BATCH, "batch-predict"), (REVIEW, "review --upload"))
+            for prefix, command in ((LABELING_FILES, "label"), (BATCH_PREFIX, "batch-predict"), (REVIEW, "review --output"))
         ),
     )
 

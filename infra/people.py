@@ -26,8 +26,7 @@ from infra.storage import DATA_CAPTURE, Storage
 from pipelines.config import BATCH_PREFIX, Config
 
 LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
-BATCH = BATCH_PREFIX  # batch-predict's photos in the data bucket, its answers and summary.csv in the artifacts bucket
-REVIEW = "review/"  # where `cardamage review --upload` puts a review batch in the artifacts bucket
+REVIEW = "review/"  # where `cardamage review --output s3://<ArtifactBucket>/review/<batch>/` puts a review batch
 
 
 def reading_statements(scope: Construct, config: Config, storage: Storage, pipeline_arn: str) -> list[iam.PolicyStatement]:
@@ -146,13 +145,13 @@ class People(Construct):
                     *reads,
                     artifacts.arn_for_objects(f"{config.pipeline_name}/*"),
                     artifacts.arn_for_objects(f"{DATA_CAPTURE}/*"),
-                    artifacts.arn_for_objects(f"{BATCH}*"),
+                    artifacts.arn_for_objects(f"{BATCH_PREFIX}*"),
                 ],
             ),
             iam.PolicyStatement(
                 sid="WriteData",
                 actions=["s3:PutObject"],
-                resources=[*writes, *(artifacts.arn_for_objects(f"{prefix}*") for prefix in (LABELING_FILES, BATCH, REVIEW))],
+                resources=[*writes, *(artifacts.arn_for_objects(f"{prefix}*") for prefix in (LABELING_FILES, BATCH_PREFIX, REVIEW))],
             ),
             iam.PolicyStatement(sid="EncryptWithTheKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]),
         ]

@@ -61,14 +61,16 @@ def assign_splits(items: Sequence[Item], fraction: float, seed: int) -> SplitRes
     keep: str | None = None
     if fraction > 0:
         all_classes = sorted(set().union(*groups.values())) if groups else []
-        for name in all_classes:
-            holders = [sha for sha, classes in groups.items() if name in classes]
+        # Each class's images, smallest value first (then by content hash, for ties).
+        holders_of = {
+            name: sorted((sha for sha, classes in groups.items() if name in classes), key=lambda sha: (value[sha], sha)) for name in all_classes
+        }
+        for name, holders in holders_of.items():
             if all(sha in validation for sha in holders):
-                stays = max(holders, key=lambda sha: (value[sha], sha))
+                stays = holders[-1]  # the largest value
                 validation.discard(stays)
                 kept.append((name, stays))
-        for name in all_classes:
-            holders = sorted((sha for sha, classes in groups.items() if name in classes), key=lambda sha: (value[sha], sha))
+        for name, holders in holders_of.items():
             if len(holders) < 2 or any(sha in validation for sha in holders):
                 continue
             # The holder with the smallest value whose move leaves each of its classes an image in train.

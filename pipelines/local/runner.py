@@ -99,7 +99,7 @@ def stage(inputs: Inputs, s3: LocalS3, config: Config) -> dict[str, str]:
         content = texts[source] if source in texts else _folder_digest(source).encode()
         folders[source] = f"s3://{bucket}/{where.labels}{safe_name(source.stem)}-{hashlib.sha256(content).hexdigest()[:12]}/"
     staged = StagedImages(s3)
-    images_root = staged.root_with(images_prefix, [folders[source] for source in labels])  # before anything is written
+    images_root = staged.root_with(images_prefix, list(folders.values()))  # before anything is written
     for source, folder in folders.items():
         if source in texts:
             _write_if_changed(s3.path(folder + source.name), texts[source])
@@ -123,8 +123,9 @@ class StagedImages:
     def __init__(self, s3: LocalS3):
         self.s3 = s3
         self.file = s3.root.parent / "staged-images.json"
+        self.recorded = self._read()  # of the labels folders that still exist
 
-    def _recorded(self) -> dict[str, str]:
+    def _read(self) -> dict[str, str]:
         try:
             recorded = json.loads(self.file.read_text())
         except FileNotFoundError:
@@ -135,7 +136,7 @@ class StagedImages:
 
     def root_with(self, images_prefix: str, folders: list[str]) -> str:
         """The common root of `images_prefix` and the prefixes of the labels staged before (not `folders`, this run's)."""
-        earlier = {folder: prefix for folder, prefix in self._recorded().items() if folder not in folders}
+        earlier = {folder: prefix for folder, prefix in self.recorded.items() if folder not in folders}
         root = images_prefix
         for folder, prefix in sorted(earlier.items()):
             common = _common_prefix(root, prefix)
@@ -152,7 +153,7 @@ class StagedImages:
         return root
 
     def record(self, images_prefix: str, folders) -> None:
-        recorded = self._recorded() | dict.fromkeys(folders, images_prefix)
+        recorded = self.recorded | dict.fromkeys(folders, images_prefix)
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self.file.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
 
