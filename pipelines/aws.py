@@ -31,6 +31,7 @@ from containers.deploy.champion import recorded_champion
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from pipelines.backends import BackendError, Package, data_label
 from pipelines.config import Config, LabelingConfig
+from pipelines.loopback import is_loopback
 from steps.context import PLACEHOLDERS
 from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
 
@@ -53,6 +54,11 @@ def usage_error(message: str) -> ControlPlaneError:
 
 # Sessions and clients.
 
+# What requests to an endpoint on this machine (moto, LocalStack, `cardamage serve`) are signed with. The
+# caller's own keys would hand whatever listens on that port requests signed with them, and temporary keys'
+# session token as it is, in X-Amz-Security-Token (the API references' "Common Parameters").
+LOOPBACK_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": None}
+
 
 @dataclass
 class Aws:
@@ -69,14 +75,20 @@ class Aws:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, user_agent_appid="cardamage")
-            self._clients[service] = self.session.client(service, endpoint_url=self.endpoint_url, config=config)
+            client = self.session.client(service, endpoint_url=self.endpoint_url, config=config)
+            if self.endpoint_url is None and is_loopback(client.meta.endpoint_url):
+                # An endpoint set by AWS_ENDPOINT_URL(_<SERVICE>) or the profile's endpoint_url (AWS SDKs and Tools
+                # Reference Guide, "Service-specific endpoints"): the same rule as --endpoint-url.
+                client = self.session.client(service, endpoint_url=client.meta.endpoint_url, config=config, **LOOPBACK_CREDENTIALS)
+            self._clients[service] = client
         return self._clients[service]
 
 
 def connect(region: str | None = None, endpoint_url: str | None = None) -> Aws:
     """A session from the usual credential chain; the region is the one given, else the environment's or
-    profile's. Credentials are only looked for on the first call (botocore's NoCredentialsError then)."""
-    session = boto3.Session(region_name=region)
+    profile's. Credentials are only looked for on the first call (botocore's NoCredentialsError then). An
+    endpoint URL on this machine gets the dummy LOOPBACK_CREDENTIALS instead: no AWS service listens there."""
+    session = boto3.Session(region_name=region, **(LOOPBACK_CREDENTIALS if is_loopback(endpoint_url) else {}))
     if not session.region_name:
         raise usage_error("no AWS region: pass --region, set aws.region in pipeline.yaml, or set AWS_DEFAULT_REGION")
     return Aws(session, endpoint_url)

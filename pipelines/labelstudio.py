@@ -21,6 +21,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from pipelines.loopback import LOOPBACK_EXAMPLES, is_loopback
 
 DEFAULT_PROJECT = "cardamage-review"
 TIMEOUT = 120.0  # seconds per request: an import of a large batch takes a while on a small server
@@ -30,11 +33,26 @@ class LabelStudioError(Exception):
     """Label Studio refused a request, or answered what this project cannot use; the message says which."""
 
 
+def check_url(url: str) -> None:
+    """Refuse a URL the token must not be sent to: every request carries it in a header, readable on the way
+    over plain http, so http is for a server on this machine only."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and is_loopback(url)):
+        return
+    if scheme == "http":
+        raise LabelStudioError(
+            f"refusing to send the Label Studio token over plain http to {url}: use https://, or http:// only for a server "
+            f"on this machine ({LOOPBACK_EXAMPLES})"
+        )
+    raise LabelStudioError(f"{url!r} is not a Label Studio URL: expected https://HOST[:PORT], or http:// on this machine ({LOOPBACK_EXAMPLES})")
+
+
 def connect(url: str, token: str) -> Any:
     """An SDK client. `token` is a legacy API token or a personal access token (Label Studio docs, "Access tokens");
     the SDK tells them apart and refreshes a personal access token itself."""
     from label_studio_sdk import LabelStudio
 
+    check_url(url)
     return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=TIMEOUT)
 
 

@@ -127,7 +127,12 @@ RegionOption = Annotated[
     typer.Option("--region", metavar="REGION", help="The AWS region (default: aws.region in the config, else AWS_DEFAULT_REGION or the profile's)."),
 ]
 EndpointUrlOption = Annotated[
-    str | None, typer.Option("--endpoint-url", metavar="URL", help="Send every AWS request to this URL (moto, LocalStack, a VPC endpoint).")
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        metavar="URL",
+        help="Send every AWS request to this URL (moto, LocalStack, a VPC endpoint); one on this machine is signed with dummy credentials.",
+    ),
 ]
 # On a command with one side, --local is hidden: accepted where it changes nothing (a local command), refused
 # with a pointer where it cannot work (an AWS command).

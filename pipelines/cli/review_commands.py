@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from pipelines.cli.app import Invocation, Side, command, fail
 from pipelines.cli.options import option
 from pipelines.local.runner import safe_name
 
+TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"  # also the name label-studio-sdk reads
 BATCH_FILES = ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
 
 
@@ -35,7 +38,9 @@ def review_command(
     seed: option(int, "--seed", metavar="N", help="The random picks' seed.") = 0,
     push_labelstudio: option(str | None, "--push-labelstudio", metavar="URL", help="Then import the tasks into this Label Studio.") = None,
     pull_labelstudio: option(str | None, "--pull-labelstudio", metavar="URL", help="Instead: pull the project's annotations.") = None,
-    token: option(str | None, "--token", metavar="TOKEN", envvar="LABEL_STUDIO_API_KEY", help="Label Studio's access token.") = None,
+    token: option(
+        str | None, "--token", metavar="TOKEN", help=f"Label Studio's access token; better in {TOKEN_VARIABLE}, or typed when asked."
+    ) = None,
     project: option(str, "--project", metavar="NAME", help="The Label Studio project's title.") = "cardamage-review",
 ) -> None:
     """Pick the photos the endpoint was least sure of from its captured requests and answers, leaving out what is
@@ -47,13 +52,14 @@ def review_command(
     With --push-labelstudio, the tasks go into a Label Studio project for a person to correct; with
     --pull-labelstudio, that project's annotations come back as a Label Studio JSON export under the labels
     prefix (labels/labelstudio-<project>-<hash>/), the next execution's input. The token is Label Studio's access
-    token (Account & Settings), given with --token or LABEL_STUDIO_API_KEY."""
+    token (Account & Settings), read from LABEL_STUDIO_API_KEY or asked for at the terminal; --token also works but
+    leaves it in the shell's history and the process list. It goes over https, or plain http to this machine only."""
     if strategy not in review.STRATEGIES:
         fail(f"--strategy must be one of {', '.join(review.STRATEGIES)} (got {strategy!r})", 2)
     if push_labelstudio and pull_labelstudio:
         fail("--push-labelstudio sends a new batch, --pull-labelstudio brings annotations back: one at a time", 2)
-    if (push_labelstudio or pull_labelstudio) and not token:
-        fail("Label Studio needs an access token: --token TOKEN or LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)", 2)
+    if push_labelstudio or pull_labelstudio:
+        token = _token(push_labelstudio or pull_labelstudio, token)
     if not pull_labelstudio and output is None:
         fail("--output OUT is needed: the folder (or S3 URI) the review batch is written to", 2)
     if output is not None and output.startswith("s3://") and not is_s3_uri(output):
@@ -61,13 +67,36 @@ def review_command(
     since = _utc_since(since)
     place = cli.backend().review_place()
     if pull_labelstudio:
-        _pull(place, pull_labelstudio, token or "", project, output)
+        _pull(place, pull_labelstudio, token, project, output)
         return
     if output is not None and output.startswith("s3://"):
         with tempfile.TemporaryDirectory() as folder:
             _review(cli, place, Path(folder), output, count, strategy, since, seed, push_labelstudio, token, project)
     else:
         _review(cli, place, Path(output or "."), None, count, strategy, since, seed, push_labelstudio, token, project)
+
+
+def _token(url: str, given: str | None) -> str:
+    """The Label Studio token, once the URL may carry it: --token (with a warning), else LABEL_STUDIO_API_KEY,
+    else typed at the terminal without echo; with none of these, a clear error."""
+    from pipelines import labelstudio
+
+    try:
+        labelstudio.check_url(url)
+    except labelstudio.LabelStudioError as exc:
+        fail(str(exc), 2)
+    if given:
+        typer.echo(f"warning: a token given with --token lands in the shell's history and the process list; set {TOKEN_VARIABLE} instead", err=True)
+        return given
+    if from_environment := os.environ.get(TOKEN_VARIABLE):
+        return from_environment
+    if _interactive():
+        return typer.prompt(f"Label Studio access token for {url}", hide_input=True)
+    fail(f"Label Studio needs an access token: set {TOKEN_VARIABLE} (Account & Settings in Label Studio), or run at a terminal to type it", 2)
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
 
 
 def _utc_since(since: str | None) -> str | None:

@@ -811,11 +811,6 @@ def test_label_takes_exactly_one_of_manifest_and_adjust(env, config, options):
 # The environment
 
 
-def test_missing_credentials_are_one_line(server, config, monkeypatch, tmp_path):
-    isolate_aws(monkeypatch, tmp_path, credentials=False)
-    assert_one_line_error(cli(server, config, "models"), 2, "no AWS credentials found")
-
-
 def test_a_missing_region_is_one_line(server, tmp_path, monkeypatch):
     isolate_aws(monkeypatch, tmp_path, region=None)
     bare = tmp_path / "bare.yaml"

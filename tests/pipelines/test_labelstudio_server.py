@@ -118,9 +118,9 @@ def test_a_batch_goes_through_label_studio_and_comes_back_as_the_corrected_boxes
     state_dir, out = tmp_path / "state", tmp_path / "batch"
     capture_answers(config, state_dir, PHOTOS)
     local = ["--local", "--state-dir", str(state_dir)]
-    push = ["--push-labelstudio", label_studio, "--token", TOKEN, "--project", "cars"]
-    pull = ["--pull-labelstudio", label_studio, "--token", TOKEN, "--project", "cars"]
-    runner = CliRunner()
+    push = ["--push-labelstudio", label_studio, "--project", "cars"]
+    pull = ["--pull-labelstudio", label_studio, "--project", "cars"]
+    runner = CliRunner(env={"LABEL_STUDIO_API_KEY": TOKEN})  # the token as a user passes it, not on the command line
 
     pushed = runner.invoke(app, ["review", *local, "--output", str(out), *push])
     assert pushed.exit_code == 0, pushed.output
