@@ -17,7 +17,6 @@ from __future__ import annotations
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -47,11 +46,14 @@ class Deployment(Construct):
             environment=deploy_environment(
                 config, role_arn=execution_role.role_arn, data_capture_s3_uri=storage.data_capture_uri(config), kms_key_id=storage.key.key_arn
             ),
+            # It reads the whole model archive to check its sha256 before deploying (tens of MB for D0, hundreds for
+            # D7), streamed in 1 MiB chunks: time, not memory. Lambda allows up to 900 s.
+            timeout_seconds=300,
         )
         role = self.function.role
         assert role is not None
 
-        for statement in deployment_statements(self, config, key=storage.key, execution_role_arn=execution_role.role_arn):
+        for statement in deployment_statements(self, config, storage=storage, execution_role_arn=execution_role.role_arn):
             role.add_to_principal_policy(statement)
         endpoints = list(config.stage_endpoints.values())
 
@@ -83,16 +85,22 @@ class Deployment(Construct):
         topic.grant_publish(self.function)
 
 
-def deployment_statements(scope: Construct, config: Config, *, key: kms.IKey, execution_role_arn: str) -> list[iam.PolicyStatement]:
+def deployment_statements(scope: Construct, config: Config, *, storage: Storage, execution_role_arn: str) -> list[iam.PolicyStatement]:
     """What the deployment code (containers/deploy/deploy.py deploy_package, configure_autoscaling, rolled_back)
     needs on the project's endpoints: the deployment function's role, and people who run `cardamage deploy`."""
-    group, endpoints = config.model_package_group, list(config.stage_endpoints.values())
+    group, endpoints, key = config.model_package_group, list(config.stage_endpoints.values()), storage.key
     return [
         iam.PolicyStatement(
             sid="ReadPackagesOfTheGroup",
             actions=["sagemaker:DescribeModelPackage"],
             resources=[sagemaker_arn(scope, "model-package", f"{group}/*")],
         ),
+        # The model archive is read to check its sha256 against the package's metadata before deploying
+        # (deploy.check_archive): executions write it under <pipeline name>/<execution id>/, and only there.
+        iam.PolicyStatement(
+            sid="ReadModelArchives", actions=["s3:GetObject"], resources=[storage.artifacts.arn_for_objects(f"{config.pipeline_name}/*")]
+        ),
+        iam.PolicyStatement(sid="DecryptModelArchives", actions=["kms:Decrypt"], resources=[key.key_arn]),
         # Models and endpoint configs are named <group>-v<version>-<hash> (deploy.resource_name).
         iam.PolicyStatement(
             sid="CreateModelsAndEndpointConfigs",

@@ -1,14 +1,16 @@
 """What a team is told: an encrypted SNS topic (email subscriptions from pipeline.yaml) that receives failed
 pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency, the
-share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names)."""
+share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names).
+Only those rules and alarms may publish to the topic and use the key to do it."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+import jsii
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -16,6 +18,7 @@ from constructs import Construct
 
 from containers.deploy import deploy
 from containers.deploy.deploy import VARIANT
+from infra.arns import arn
 from infra.rules import event_rule
 from pipelines.config import Config
 
@@ -40,7 +43,7 @@ class Monitoring(Construct):
             detail_type=EXECUTION_EVENT,
             detail={"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed"]},
             targets=[
-                targets.SnsTopic(
+                ToTopic(
                     self.topic,
                     message=notice(
                         "Pipeline execution {execution} of " + config.pipeline_name + " failed; its steps in SageMaker Studio (Pipelines) say why.",
@@ -57,7 +60,7 @@ class Monitoring(Construct):
             detail_type=deploy.PACKAGE_EVENT,
             detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["PendingManualApproval"]},
             targets=[
-                targets.SnsTopic(
+                ToTopic(
                     self.topic,
                     message=notice(
                         "Model package {arn} waits for approval in the Model Registry (group " + config.model_package_group + ").",
@@ -75,6 +78,67 @@ class Monitoring(Construct):
         for alarm in (alarm for alarms in self.endpoint_alarms.values() for alarm in alarms):
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
+        self._allow_publishing(config, key, rules=[self.failure_rule, self.approval_rule])
+
+    def _allow_publishing(self, config: Config, key: kms.IKey, *, rules: list[events.Rule]) -> None:
+        """Only the project's rules and alarms may publish to the topic, and use the key to do it.
+
+        The rules' source is the rule ARN ("Cross-service confused deputy prevention in Amazon EventBridge":
+        for event bus rule targets aws:SourceArn is the rule ARN). The alarms' is the alarm ARN, built from the
+        names the alarms are given (an alarm's own ARN attribute would make the key depend on the alarm, which
+        depends on the topic and so on the key). CloudWatch publishes only if the topic policy allows it ("Why
+        didn't I receive an SNS notification for my CloudWatch alarm trigger?", AWS re:Post Knowledge Center),
+        and the topic policy CDK writes replaces SNS's default one: the alarms need a statement of their own."""
+        topic = self.topic.topic_arn
+        names = [name for endpoint in config.stage_endpoints.values() for name in deploy.rollback_alarm_names(endpoint)]
+        alarms = [arn(self, "cloudwatch", "alarm", name, colon=True) for name in names]
+        from_alarms = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnEquals": {"aws:SourceArn": alarms}}
+        events_principal, cloudwatch_principal = iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TheProjectsRulesPublish",
+                principals=[events_principal],
+                actions=["sns:Publish"],
+                resources=[topic],
+                conditions={"ArnEquals": {"aws:SourceArn": [rule.rule_arn for rule in rules]}},
+            )
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TheProjectsAlarmsPublish", principals=[cloudwatch_principal], actions=["sns:Publish"], resources=[topic], conditions=from_alarms
+            )
+        )
+        # Publishers to an encrypted topic need kms:GenerateDataKey* and kms:Decrypt, and the key policy should
+        # hold aws:SourceAccount and aws:SourceArn, except for EventBridge: "Adding the aws:SourceAccount,
+        # aws:SourceArn, and aws:SourceOrgID to a AWS KMS policy is not supported for EventBridge-to-encrypted
+        # topics" ("Managing Amazon SNS encryption keys and costs", Enable compatibility between event sources
+        # from AWS services and encrypted topics). The topic policy above is what limits EventBridge to our rules.
+        publishing = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        key.add_to_resource_policy(
+            iam.PolicyStatement(sid="RulesPublishToTheEncryptedTopic", principals=[events_principal], actions=publishing, resources=["*"])
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublishToTheEncryptedTopic",
+                principals=[cloudwatch_principal],
+                actions=publishing,
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions=from_alarms,
+            )
+        )
+
+
+@jsii.implements(events.IRuleTarget)
+class ToTopic:
+    """A rule's target that publishes to `topic` and grants nothing: targets.SnsTopic would let EventBridge
+    publish for any rule, in any account (a topic statement and a key statement without conditions), where
+    Monitoring allows the project's rules only."""
+
+    def __init__(self, topic: sns.ITopic, *, message: events.RuleTargetInput) -> None:
+        self.topic, self.message = topic, message
+
+    def bind(self, _rule: events.IRuleRef, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self.topic.topic_arn, input=self.message)
 
 
 def endpoint_alarms(scope: Construct, suffix: str, config: Config, endpoint: str) -> tuple[cloudwatch.Alarm, cloudwatch.Alarm, cloudwatch.Alarm]:

@@ -13,7 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.people import LABELING_FILES, REVIEW
-from infra.roles import input_prefixes
+from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
 from infra.storage import DATA_CAPTURE
 from pipelines.config import BATCH_PREFIX, Config
 
@@ -39,9 +39,9 @@ def _arn_of(construct: IConstruct) -> str:
 
 
 REGIONAL = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{resource}"
-KMS_GRANT = (
-    "The key's own grant (Key.grant_encrypt_decrypt) on this key only: GenerateDataKey* and ReEncrypt* name the "
-    "variants (WithoutPlaintext, From/To) that S3 and SageMaker use with a customer key"
+GROUND_TRUTH_KEY = (
+    "On this key only: Ground Truth's page on encrypting its output (Encrypt Output Data and Storage Volume with AWS KMS) "
+    "names kms:GenerateDataKey* and kms:ReEncrypt* for the labelling job's role"
 )
 
 
@@ -61,20 +61,20 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     for bucket, prefix in input_prefixes(config, data.bucket_name):
         shown = f"<{_logical_id(data)}>" if bucket == data.bucket_name else bucket
         reads.append((f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{shown}/{prefix}*]", f"Reads the pipeline's input prefix {prefix}"))
-    log_groups = REGIONAL.format(service="logs", resource="log-group:/aws/sagemaker/*")
+    log_groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in config.stage_endpoints.values())]
     acknowledge(
         roles.execution,
-        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
-        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
         (
             "AwsSolutions-IAM5[Resource::*]",
             "cloudwatch:PutMetricData (scoped by a namespace condition) and ecr:GetAuthorizationToken have no resource type",
         ),
-        (
-            f"AwsSolutions-IAM5[Resource::{log_groups}]",
-            "SageMaker names a log group per job type under /aws/sagemaker/ (TrainingJobs, ProcessingJobs, Endpoints/...)",
+        *(
+            (
+                f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='logs', resource=f'log-group:{group}')}:log-stream:*]",
+                f"SageMaker names a log stream per job or variant and instance in {group}",
+            )
+            for group in log_groups
         ),
-        (f"AwsSolutions-IAM5[Resource::{log_groups}:log-stream:*]", "SageMaker names a log stream per job and instance"),
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "Each execution writes under <pipeline>/<execution id>/, unknown until it runs"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/data-capture/*]", "The endpoint captures requests under data-capture/<endpoint>/<date>/"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{BATCH_PREFIX}*]", "Batch Transform jobs read the photos a person put under batch/<name>/"),
@@ -83,13 +83,12 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     )
     acknowledge(
         roles.pipeline,
-        (
-            f"AwsSolutions-IAM5[Resource::{sagemaker('processing-job/*')}]",
-            "SageMaker Pipelines names each job pipelines-<execution>-<step>; unknown until it runs",
-        ),
-        (
-            f"AwsSolutions-IAM5[Resource::{sagemaker('training-job/*')}]",
-            "SageMaker Pipelines names each job pipelines-<execution>-<step>; unknown until it runs",
+        *(
+            (
+                f"AwsSolutions-IAM5[Resource::{sagemaker(f'{kind}/{PIPELINE_JOBS}')}]",
+                "SageMaker Pipelines names each job pipelines-<execution>-<step>-<token>-<retries>; unknown until it runs",
+            )
+            for kind in ("processing-job", "training-job")
         ),
         (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]", "Register creates a new version in our group each run"),
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The quality gate reads <pipeline>/<execution id>/evaluation/evaluation.json"),
@@ -100,8 +99,8 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     labeling_logs = REGIONAL.format(service="logs", resource="log-group:/aws/sagemaker/LabelingJobs")
     acknowledge(
         roles.labeling,
-        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
-        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
+        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", GROUND_TRUTH_KEY),
+        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", GROUND_TRUTH_KEY),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/images/*]", "Ground Truth shows the workers any image the input manifest names"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/manifests/*]", "The input manifests to label, named per batch"),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(artifacts)}/labeling/*]", "The task page and label categories cardamage label uploads per job"),
@@ -130,6 +129,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         stack.deployment.function.role,
         *deploying,
         ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key"),
+        (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The model archive to check is under <pipeline>/<execution id>/, any execution's"),
     )
     acknowledge(
         stack.deployment.champion_function.role,
@@ -140,8 +140,6 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     labels_prefix, snapshots_prefix = config.labels_prefix(data.bucket_name).key, config.snapshots_prefix(data.bucket_name).key
     acknowledge(
         trigger.role,
-        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", KMS_GRANT),
-        ("AwsSolutions-IAM5[Action::kms:ReEncrypt*]", KMS_GRANT),
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{labels_prefix}*]", "Teams upload label exports under labels/<batch>/, any name"),
         (
             f"AwsSolutions-IAM5[Resource::{f'{_arn_of(data)}/{output_prefix}*' if output_bucket == data.bucket_name else labels}]",

@@ -93,7 +93,7 @@ class People(Construct):
                     actions=["cloudformation:DescribeStacks"],
                     resources=[arn(self, "cloudformation", "stack", f"{config.stack_name}/*")],
                 ),
-                *deployment_statements(self, config, key=storage.key, execution_role_arn=roles.execution.role_arn),
+                *deployment_statements(self, config, storage=storage, execution_role_arn=roles.execution.role_arn),
                 iam.PolicyStatement(
                     sid="CallTheEndpoints",
                     actions=["sagemaker:InvokeEndpoint"],

@@ -41,7 +41,8 @@ def substitution(definition: str, values: Mapping[str, str]) -> str:
     missing = sorted(set(PLACEHOLDERS) - set(values))
     if missing:
         raise ValueError(f"no value for the placeholder(s) {missing}")
-    return Fn.sub(definition, dict(values))
+    # Only the values the definition names (one without a Deploy step names no deployment function).
+    return Fn.sub(definition, {name: value for name, value in values.items() if f"${{{name}}}" in definition})
 
 
 class Pipeline(Construct):

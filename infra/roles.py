@@ -3,10 +3,12 @@
 Least privilege, statement by statement, with no managed policy (no AmazonSageMakerFullAccess):
 - the execution role reads the labelled data under the pipeline's input prefixes, reads and writes its
   pipeline's prefix of the artifacts bucket and the endpoint's data-capture prefix, uses the KMS key, pulls
-  the project's images (and the region's TensorFlow Serving image), and writes SageMaker's log groups;
-- the pipeline role starts and watches the jobs and registers packages in our group, passes the execution
-  role to SageMaker and no other service, invokes the deployment function, and reads evaluation.json
-  (the quality gate's property file) from its prefix.
+  the project's images (and the region's TensorFlow Serving image), and writes the log groups of its jobs
+  and of the project's endpoints;
+- the pipeline role starts and watches the jobs SageMaker Pipelines names (pipelines-*), registers packages
+  in our group with the configured approval status only, passes the execution role to SageMaker and no
+  other service, invokes the deployment function, and reads evaluation.json (the quality gate's property
+  file) from its prefix. Neither may call UpdateModelPackage: only a person approves.
 """
 
 from __future__ import annotations
@@ -38,11 +40,28 @@ def input_prefixes(config: Config, data_bucket: str) -> list[S3Location]:
     return locations
 
 
-def list_under(sid: str, bucket_arn: str, prefixes: Iterable[str]) -> iam.PolicyStatement:
-    """ListBucket on a bucket for the keys under `prefixes` only."""
+def list_under(sid: str, bucket_arn: str, prefixes: Iterable[str], actions: Iterable[str] = ("s3:ListBucket",)) -> iam.PolicyStatement:
+    """Listing a bucket (ListBucket, or ListBucketVersions: "The s3:ListBucketVersions permission also supports
+    the s3:prefix condition key", "Examples of Amazon S3 condition keys") for the keys under `prefixes` only."""
     return iam.PolicyStatement(
-        sid=sid, actions=["s3:ListBucket"], resources=[bucket_arn], conditions={"StringLike": {"s3:prefix": sorted({f"{p}*" for p in prefixes})}}
+        sid=sid, actions=list(actions), resources=[bucket_arn], conditions={"StringLike": {"s3:prefix": sorted({f"{p}*" for p in prefixes})}}
     )
+
+
+# The log groups SageMaker writes a job's or an endpoint's output to ("Log groups and streams that Amazon
+# SageMaker AI sends to Amazon CloudWatch Logs", https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html).
+JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TransformJobs")
+
+
+def endpoint_log_group(endpoint: str) -> str:
+    return f"/aws/sagemaker/Endpoints/{endpoint}"
+
+
+# SageMaker Pipelines names the jobs of a step pipelines-<execution id>-<step name>-<token>-<failures> unless the
+# definition turns on custom prefixes (it does not: steps/ sets no job names, tests/infra holds that):
+# "IAM Access Management", Customize access management for Pipelines jobs,
+# https://docs.aws.amazon.com/sagemaker/latest/dg/build-and-manage-access.html#build-and-manage-step-permissions-prefix
+PIPELINE_JOBS = "pipelines-*"
 
 
 class Roles(Construct):
@@ -88,14 +107,24 @@ class Roles(Construct):
             iam.PolicyStatement(sid="WriteBatchAnswers", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[answers])
         )
         self.execution.add_to_policy(list_under("ListExecutionOutputs", artifacts.bucket_arn, [pipeline_prefix]))
-        storage.key.grant_encrypt_decrypt(self.execution)
+        # Decrypt: reading SSE-KMS inputs; Encrypt: a KMS key named in a job's output configuration ("How to use
+        # SageMaker AI execution roles", each Create API's permissions); GenerateDataKey: uploading to a bucket
+        # that encrypts with the key ("Using server-side encryption with AWS KMS keys (SSE-KMS)", S3 user guide).
+        # Not ReEncrypt* nor the other GenerateDataKey* variants, which neither page names.
+        self.execution.add_to_policy(
+            iam.PolicyStatement(
+                sid="UseTheKeyForData", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]
+            )
+        )
         self.execution.add_to_policy(grants_for_aws_resources("EncryptJobVolumes", storage.key))
-        log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/*", colon=True)
+        # Processing and training jobs, batch-predict's transform jobs and the project's endpoints run as this role.
+        groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in config.stage_endpoints.values())]
+        log_groups = [arn(self, "logs", "log-group", group, colon=True) for group in groups]
         self.execution.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteSageMakerLogs",
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[log_groups, f"{log_groups}:log-stream:*"],
+                resources=[*log_groups, *(f"{group}:log-stream:*" for group in log_groups)],
             )
         )
         self.execution.add_to_policy(
@@ -130,15 +159,24 @@ class Roles(Construct):
                     "sagemaker:StopTrainingJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[sagemaker_arn(self, "processing-job", "*"), sagemaker_arn(self, "training-job", "*")],
+                resources=[sagemaker_arn(self, "processing-job", PIPELINE_JOBS), sagemaker_arn(self, "training-job", PIPELINE_JOBS)],
+            )
+        )
+        packages = [sagemaker_arn(self, "model-package", f"{group}/*"), sagemaker_arn(self, "model-package-group", group)]
+        # An execution registers with the configured approval status only, whatever ModelApprovalStatus it was
+        # started with: CreateModelPackage takes the condition key sagemaker:ModelApprovalStatus ("Actions,
+        # resources, and condition keys for Amazon SageMaker", Service Authorization Reference,
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
+        self.pipeline.add_to_policy(
+            iam.PolicyStatement(
+                sid="RegisterModelsAsConfigured",
+                actions=["sagemaker:CreateModelPackage"],
+                resources=packages,
+                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": config.registry.approval_status}},
             )
         )
         self.pipeline.add_to_policy(
-            iam.PolicyStatement(
-                sid="RegisterModels",
-                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
-                resources=[sagemaker_arn(self, "model-package", f"{group}/*"), sagemaker_arn(self, "model-package-group", group)],
-            )
+            iam.PolicyStatement(sid="DescribeAndTagModels", actions=["sagemaker:DescribeModelPackage", "sagemaker:AddTags"], resources=packages)
         )
         self.pipeline.add_to_policy(
             iam.PolicyStatement(
@@ -189,6 +227,9 @@ class Roles(Construct):
         role.add_to_policy(
             iam.PolicyStatement(sid="PublishLabelingMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"])  # has no resource type
         )
+        # Ground Truth documents the key's use for its output as Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*
+        # and DescribeKey ("Encrypt Output Data and Storage Volume with AWS KMS", sms-security-kms-permissions):
+        # CDK's encrypt-decrypt grant is those but DescribeKey.
         storage.key.grant_encrypt_decrypt(role)
         log_groups = arn(self, "logs", "log-group", "/aws/sagemaker/LabelingJobs", colon=True)
         role.add_to_policy(

@@ -31,7 +31,12 @@ class WorkflowStack(Stack):
         self.images = Images(self, "Images", config=config)
         self.images.grant_pull(self.roles.execution)
         self.deployment = Deployment(self, "Deployment", config=config, storage=self.storage, execution_role=self.roles.execution)
-        self.roles.allow_lambda_steps(self.deployment.function.function_arn, self.deployment.champion_function.function_arn)
+        # The Deploy step exists only where pipeline.yaml registers packages Approved (steps/deploy.py): elsewhere
+        # the pipeline may not invoke the deployment function at all, and only an approval deploys.
+        steps = [self.deployment.champion_function.function_arn]
+        if config.registry.approval_status == "Approved":
+            steps.append(self.deployment.function.function_arn)
+        self.roles.allow_lambda_steps(*steps)
         self.values = {
             "SageMakerRoleArn": self.roles.execution.role_arn,
             "DataBucket": self.storage.data.bucket_name,

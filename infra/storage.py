@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from pipelines.config import DATA_CAPTURE_PREFIX, Config
+from steps.prepare_data import OUTPUT_FOLDER as PREPARED_DATA
 
 # Key prefixes in the artifacts bucket besides each execution's outputs (<pipeline name>/<execution id>/...).
 DATA_CAPTURE = DATA_CAPTURE_PREFIX
@@ -37,16 +38,8 @@ class Storage(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        # Services that write into encrypted resources on our behalf: EventBridge and CloudWatch alarms publish
-        # to the encrypted SNS topic.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="NotificationsPublishToTheEncryptedTopic",
-                principals=[iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],  # in a key policy, "*" is this key
-            )
-        )
+        # The services that publish to the encrypted SNS topic get their use of the key where the rules and
+        # alarms that publish are made, with the conditions only those know (infra.monitoring).
         expire_old_versions = s3.LifecycleRule(
             id="ExpireReplacedVersions",
             noncurrent_version_expiration=Duration.days(infra.noncurrent_version_expiration_days),
@@ -79,16 +72,25 @@ class Storage(Construct):
         self.data = s3.Bucket(
             self, "Data", **common, server_access_logs_prefix="data/", event_bridge_enabled=True, lifecycle_rules=[expire_old_versions]
         )
+        # Execution outputs are kept: registered packages and the endpoint read model.tar.gz from
+        # <pipeline>/<execution>/model/. PrepareData's output, the photos' TFRecord copies (and Train's checkpoints
+        # under it), is <pipeline>/prepared-data/<execution>/ (steps/prepare_data.py), whose own rule expires it: a
+        # rule filters by key prefix, tags or size (S3 User Guide, "Adding filters to Lifecycle rules"), so the
+        # expiring folder comes before the execution id. Where the two rules overlap, "permanent deletion takes
+        # precedence over transition" (S3 User Guide, "How Amazon S3 handles conflicts in lifecycle configurations").
+        # In these versioned buckets an expired object becomes a noncurrent version, which ExpireReplacedVersions
+        # deletes (S3 User Guide, "Expiring objects").
         pipeline_outputs = s3.LifecycleRule(
             id="ExecutionOutputs",
             prefix=f"{config.pipeline_name}/",
             transitions=[s3.Transition(storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(0))],
-            expiration=Duration.days(infra.artifact_expiration_days) if infra.artifact_expiration_days else None,
         )
         captured = s3.LifecycleRule(id="ExpireCapturedData", prefix=f"{DATA_CAPTURE}/", expiration=Duration.days(infra.data_capture_expiration_days))
-        self.artifacts = s3.Bucket(
-            self, "Artifacts", **common, server_access_logs_prefix="artifacts/", lifecycle_rules=[expire_old_versions, pipeline_outputs, captured]
-        )
+        rules = [expire_old_versions, pipeline_outputs, captured]
+        if infra.artifact_expiration_days:  # null: a team keeps its prepared data
+            prepared = f"{config.pipeline_name}/{PREPARED_DATA}/"
+            rules.append(s3.LifecycleRule(id="ExpirePreparedData", prefix=prepared, expiration=Duration.days(infra.artifact_expiration_days)))
+        self.artifacts = s3.Bucket(self, "Artifacts", **common, server_access_logs_prefix="artifacts/", lifecycle_rules=rules)
 
     def data_capture_uri(self, config: Config) -> str:
         """Where the endpoint approvals deploy to captures requests and answers (the deployment function's

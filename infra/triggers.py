@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.functions import small_function
+from infra.roles import list_under
 from infra.rules import event_rule
 from infra.storage import Storage
 from pipelines.config import Config
@@ -55,13 +56,13 @@ class NewLabelsTrigger(Construct):
         )
         elsewhere = labeling_bucket != data.bucket_name
         ground_truth = f"arn:{Aws.PARTITION}:s3:::{labeling_bucket}" if elsewhere else data.bucket_arn
-        self.function.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ListLabelledInputs",
-                actions=["s3:ListBucket", "s3:ListBucketVersions"],
-                resources=[data.bucket_arn, *([ground_truth] if elsewhere else [])],
-            )
-        )
+        # It lists the versions under the labels prefix and Ground Truth's output prefix (snapshot.labelled_objects:
+        # ListObjectVersions, nothing else).
+        listing = ("s3:ListBucketVersions",)
+        in_data = [labels] if elsewhere else [labels, labeling]
+        self.function.role.add_to_principal_policy(list_under("ListLabelledInputs", data.bucket_arn, in_data, listing))
+        if elsewhere:
+            self.function.role.add_to_principal_policy(list_under("ListGroundTruthOutput", ground_truth, [labeling], listing))
         self.function.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadLabelledInputs",
@@ -72,7 +73,11 @@ class NewLabelsTrigger(Construct):
         self.function.role.add_to_principal_policy(
             iam.PolicyStatement(sid="WriteSnapshots", actions=["s3:PutObject"], resources=[data.arn_for_objects(f"{snapshots}*")])
         )
-        storage.key.grant_encrypt_decrypt(self.function)
+        # Reading labels (Decrypt) and writing the copies and snapshot.json (GenerateDataKey) in buckets the key
+        # encrypts ("Using server-side encryption with AWS KMS keys (SSE-KMS)", S3 user guide); no ReEncrypt*.
+        self.function.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="UseTheKeyForData", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn])
+        )
         ground_truth_keys = [{"wildcard": f"{labeling}{MANIFEST_KEY}"}]
         label_keys = [{"prefix": labels}]
         self.rule = self._rule("OnNewLabels", data.bucket_name, label_keys if elsewhere else [*ground_truth_keys, *label_keys], config)

@@ -161,6 +161,30 @@ class EvaluationConfig(_Section):
     # And, when the endpoint serves a model (the champion), the challenger's mAP must reach the champion's less
     # this, both measured on the same validation records; negative: the improvement a challenger must show.
     champion_tolerance: Tolerance = 0.0
+    # The loosest gate an execution may ask for, whoever starts it (MapThreshold and ChampionTolerance are
+    # parameters): the pipeline ends at its first step, a Fail step naming these keys, when an execution's
+    # MapThreshold is below min_map_threshold or its ChampionTolerance above max_champion_tolerance. null: the
+    # configured map_threshold and champion_tolerance themselves (an execution may tighten the gate, not loosen it).
+    min_map_threshold: Fraction | None = None
+    max_champion_tolerance: Tolerance | None = None
+
+    @property
+    def map_floor(self) -> float:
+        """The lowest MapThreshold an execution may run with."""
+        return self.map_threshold if self.min_map_threshold is None else self.min_map_threshold
+
+    @property
+    def tolerance_ceiling(self) -> float:
+        """The highest ChampionTolerance an execution may run with."""
+        return self.champion_tolerance if self.max_champion_tolerance is None else self.max_champion_tolerance
+
+    @model_validator(mode="after")
+    def _gate_within_floor(self) -> EvaluationConfig:
+        if self.map_threshold < self.map_floor:
+            raise ValueError(f"map_threshold ({self.map_threshold}) must be at least min_map_threshold ({self.map_floor})")
+        if self.champion_tolerance > self.tolerance_ceiling:
+            raise ValueError(f"champion_tolerance ({self.champion_tolerance}) must be at most max_champion_tolerance ({self.tolerance_ceiling})")
+        return self
 
 
 class AwsConfig(_Section):
@@ -297,11 +321,15 @@ class InfrastructureConfig(_Section):
     # the endpoint's instance type; containers/inference/image.py has the tags) that registered models are served by, unless
     # aws.inference_image_uri names an image. The default is the training image's TensorFlow.
     serving_version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] = serving.DEFAULT_VERSION
-    # Lifecycle, in days. Execution outputs (prepared data, checkpoints, models) move to S3 Intelligent-Tiering
-    # and are kept unless artifact_expiration_days is set: registered model packages and the endpoint (each new
-    # instance) read their model.tar.gz from there. Data captured by the endpoint, server access logs, and
-    # replaced (noncurrent) object versions in every bucket expire.
-    artifact_expiration_days: Annotated[int, Field(ge=1)] | None = None
+    # Lifecycle, in days. Execution outputs move to S3 Intelligent-Tiering. PrepareData's output, the TFRecord
+    # copies of the photos (with Train's checkpoints), is under a prefix of its own and expires after
+    # artifact_expiration_days; null keeps it. The rest is kept: registered model packages and the endpoint (each
+    # new instance) read their model.tar.gz from there. Keep the expiry longer than pipeline.cache_expire_after: a
+    # cached PrepareData's output is used again as it is. `cardamage promote` smoke-tests with a package's
+    # validation records, and `cardamage review` knows the labelled photos, from prepared data that has not
+    # expired. Data captured by the endpoint, server access logs, and replaced (noncurrent) object versions in
+    # every bucket expire; an expired object's last version goes noncurrent_version_expiration_days later.
+    artifact_expiration_days: Annotated[int, Field(ge=1)] | None = 90
     data_capture_expiration_days: Annotated[int, Field(ge=1)] = 90
     access_log_expiration_days: Annotated[int, Field(ge=1)] = 365
     noncurrent_version_expiration_days: Annotated[int, Field(ge=1)] = 30
@@ -326,6 +354,17 @@ class Config(_Section):
         if too_long:
             raise ValueError(
                 f"deployment.stages: the endpoint name {too_long[0]} is over SageMaker's 63 characters: shorten the stage or endpoint name"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _prepared_data_outlives_the_cache(self) -> Config:
+        # A cached PrepareData hands a later execution an earlier one's output: it must not have expired by then.
+        days = self.infrastructure.artifact_expiration_days
+        if days and self.pipeline.caching and _DURATION.validate_strings(self.pipeline.cache_expire_after) >= timedelta(days=days):
+            raise ValueError(
+                f"infrastructure.artifact_expiration_days ({days}) must be longer than pipeline.cache_expire_after "
+                f"({self.pipeline.cache_expire_after}): a cached PrepareData reuses an earlier execution's output"
             )
         return self
 

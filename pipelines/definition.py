@@ -1,10 +1,12 @@
 """The SageMaker Pipeline assembled from steps/ and rendered to its definition JSON, offline.
 
-    PrepareData -> Train -> FindChampion -> Evaluate -> CheckQuality -> yes: Register -> CheckApproval -> Deploy
-                                                                      no:  QualityBelowThreshold (Fail)
+    CheckGateSettings -> yes: PrepareData -> Train -> FindChampion -> Evaluate -> CheckQuality -> yes: Register [-> Deploy]
+                         no:  GateLooserThanAllowed (Fail)                                     no:  QualityBelowThreshold (Fail)
 
-FindChampion (a Lambda) names the package the endpoint serves; Evaluate scores it beside the new model on
-the same records; CheckQuality asks for the threshold and, when something is served, not to fall behind it.
+CheckGateSettings refuses an execution whose MapThreshold or ChampionTolerance is looser than pipeline.yaml
+allows. FindChampion (a Lambda) names the package the endpoint serves; Evaluate scores it beside the new model
+on the same records; CheckQuality asks for the threshold and, when something is served, not to fall behind it.
+Deploy is there only when pipeline.yaml registers packages Approved; otherwise a person's approval deploys.
 
 Rendering needs no AWS credentials and makes no network call (a test holds it to that with a socket
 guard): the SDK is given valid-looking sentinels for the account values (steps/context.py), which
@@ -23,7 +25,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 
 from pipelines.config import Config
-from steps.check_quality import check_quality_step
+from steps.check_quality import check_quality_step, gate_floor_step
 from steps.context import PLACEHOLDERS, REGION_PLACEHOLDER, REGION_SENTINEL, BuildContext
 from steps.deploy import deploy_steps
 from steps.evaluate import evaluate_step
@@ -79,9 +81,9 @@ def build_pipeline(config: Config, region: str | None = None):
     champion = find_champion_step(context, train)
     evaluate, report = evaluate_step(context, params, prepare, train, champion)
     register = register_step(context, params, prepare, train, evaluate, report, champion)
-    approved = deploy_steps(context, params, register)
-    gate = check_quality_step(context, params, evaluate, report, if_steps=[register, approved])
-    return Pipeline(name=config.pipeline_name, parameters=params.all(), steps=[prepare, train, champion, evaluate, gate], sagemaker_session=session)
+    gate = check_quality_step(context, params, evaluate, report, if_steps=[register, *deploy_steps(context, register)])
+    floor = gate_floor_step(context, params, if_steps=[prepare, train, champion, evaluate, gate])
+    return Pipeline(name=config.pipeline_name, parameters=params.all(), steps=[floor], sagemaker_session=session)
 
 
 def render_definition(config: Config, values: Mapping[str, str] | None = None) -> str:

@@ -128,19 +128,28 @@ def folder_images(folder: Path, count: int) -> list[SmokeImage]:
     return [SmokeImage(p.relative_to(folder).as_posix(), p.read_bytes()) for p in paths]
 
 
-def record_images(folder: Path, count: int) -> list[SmokeImage]:
-    """The first `count` photos of the validation TFRecords in `folder` (as PrepareData writes them)."""
+def record_images(folder: Path, count: int, source: str | None = None) -> list[SmokeImage]:
+    """The first `count` photos of the validation TFRecords in `folder` (as PrepareData writes them); `source`
+    names where they were copied from (the package's ValidationData prefix), for messages. Prepared data
+    expires (infrastructure.artifact_expiration_days, infra/storage.py), so a package outlives its records."""
     from containers.evaluation.errors import EvaluationError
     from containers.evaluation.validation import read_records, validation_files
 
+    files = validation_files(folder) if folder.is_dir() else []
+    if not files:
+        raise PromotionError(
+            f"no validation records at {source or folder}: they expired with their execution's prepared data (deleted "
+            "after infrastructure.artifact_expiration_days days, pipeline.yaml), or the execution held none out; "
+            "pass --images DIR with a few photos instead"
+        )
     try:
         images = []
-        for record in read_records(validation_files(folder), {}):
+        for record in read_records(files, {}):
             images.append(SmokeImage(record.truth.key, record.encoded))
             if len(images) == count:
                 break
     except EvaluationError as exc:
         raise PromotionError(f"the package's validation records: {exc}") from None
     if not images:
-        raise PromotionError(f"the package's validation records ({folder}) hold no images: pass --images DIR")
+        raise PromotionError(f"the package's validation records ({source or folder}) hold no images: pass --images DIR")
     return images

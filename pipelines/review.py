@@ -12,6 +12,11 @@ A photo without detections scores 0: the model saw nothing, and the random share
 finds the misses. Candidates are photos the endpoint answered (captured requests and answers) that no
 execution has trained on, by content hash (PrepareData's images.jsonl), keeping one photo of each group of
 near-duplicates (a 64-bit difference hash within NEAR_DUPLICATE_BITS bits), the most uncertain one.
+
+A photo leaves the capture as a private copy (`private_copy`): no EXIF (GPS position, camera, time) nor any other
+metadata, its EXIF orientation applied to the pixels as the endpoint applied it before answering, so the
+model's boxes fit it. The copy's name holds the captured photo's hash (`photo_key`), and review.json records
+both hashes, so that a photo labelled from a batch is still known by the hash it is captured with.
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ import hashlib
 import io
 import json
 import random
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from containers.common.pictures import pixel_box
 from containers.common.s3 import parse_s3_uri
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
+from containers.processing.images import JPEG_QUALITY
 from containers.processing.prepare_data import IMAGES_LIST
+from pipelines.local.storage import private_folder, write_private
 from steps.prepare_data import OUTPUT_FOLDER as PREPARED_FOLDER
 
 AMBIGUOUS = (0.2, 0.6)  # scores a detector is unsure of: neither background nor a confident box
@@ -37,6 +46,7 @@ OVERLAP_IOU = 0.5
 NEAR_DUPLICATE_BITS = 6  # of 64: a re-sent or re-compressed photo differs by a few bits, another car by dozens
 MIXED_RANDOM_SHARE = 0.25  # `mixed`: a quarter picked at random, so that the labelled set stays unbiased
 STRATEGIES = ("uncertain", "random", "mixed")
+NAME_DIGITS = 20  # of the captured sha256 in a review photo's name: 80 bits, no accidental collision in any photo count
 
 
 @dataclass(frozen=True)
@@ -94,20 +104,40 @@ def object_exists(s3: Any, bucket: str, key: str) -> bool:
 
 
 def labelled_hashes(s3: Any, artifact_bucket: str, pipeline_name: str) -> set[str]:
-    """Every photo a past execution prepared (trained or validated on), by content sha256: the images.jsonl
-    that PrepareData writes in each execution's prepared-data output, s3://<artifacts>/<pipeline>/<execution>/
-    prepared-data/ (steps/context.py, execution_uri). A cached PrepareData's output stays in the folder of the
-    execution that made it, so every labelled set is listed once."""
+    """Every photo a past execution prepared (trained or validated on): the content sha256 of each image listed
+    in the images.jsonl that PrepareData writes, and for a review photo also the captured hash's digits that its
+    name holds (`captured_digits`), since its own bytes are the private copy's. PrepareData writes under
+    s3://<artifacts>/<pipeline>/prepared-data/<execution>/ (steps/prepare_data.py), executions before that layout
+    under <pipeline>/<execution>/prepared-data/; both are read. A cached PrepareData's output stays in the folder
+    of the execution that made it, so every labelled set is listed once. Prepared data expires
+    (infrastructure.artifact_expiration_days): the latest execution's list holds every photo labelled until then."""
     hashes: set[str] = set()
-    stem, suffix = IMAGES_LIST.rsplit(".", 1)  # images.jsonl, or images-<instance>.jsonl from several instances
-    executions = s3.get_paginator("list_objects_v2").paginate(Bucket=artifact_bucket, Prefix=f"{pipeline_name}/", Delimiter="/")
-    for page in executions:
-        for folder in page.get("CommonPrefixes", []):
-            for key in _keys(s3, artifact_bucket, f"{folder['Prefix']}{PREPARED_FOLDER}/{stem}"):
-                if key.endswith(f".{suffix}"):
-                    text = s3.get_object(Bucket=artifact_bucket, Key=key)["Body"].read().decode("utf-8")
-                    hashes.update(json.loads(line)["sha256"] for line in text.splitlines() if line.strip())
+    for folder in _folders(s3, artifact_bucket, f"{pipeline_name}/{PREPARED_FOLDER}/"):
+        hashes |= _images_lists(s3, artifact_bucket, folder)
+    for folder in _folders(s3, artifact_bucket, f"{pipeline_name}/"):
+        hashes |= _images_lists(s3, artifact_bucket, f"{folder}{PREPARED_FOLDER}/")
     return hashes
+
+
+def _folders(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        yield from (folder["Prefix"] for folder in page.get("CommonPrefixes", []))
+
+
+def _images_lists(s3: Any, bucket: str, prepared: str) -> set[str]:
+    """The hashes and review names of the images.jsonl files in one prepared-data folder (images-<instance>.jsonl
+    from several instances)."""
+    found: set[str] = set()
+    stem, suffix = IMAGES_LIST.rsplit(".", 1)
+    for key in _keys(s3, bucket, f"{prepared}{stem}"):
+        if key.endswith(f".{suffix}"):
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            for line in text.splitlines():
+                if line.strip():
+                    image = json.loads(line)
+                    digits = captured_digits(str(image.get("key", "")))
+                    found.update([image["sha256"], digits] if digits else [image["sha256"]])
+    return found
 
 
 def batch_images_prefix(images_prefix: str, batch: str) -> str:
@@ -118,8 +148,6 @@ def batch_images_prefix(images_prefix: str, batch: str) -> str:
 
 def upload_images(s3: Any, folder, images_prefix: str) -> int:
     """Put the batch's photos (OUT/images/) under its images prefix; how many."""
-    from pathlib import Path
-
     bucket, prefix = parse_s3_uri(images_prefix)
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     for path in files:
@@ -204,22 +232,41 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 
 
 def fingerprint(data: bytes) -> int:
-    """A 64-bit difference hash of the photo (9x8 greyscale, each pixel against its right neighbour). Hand-written:
-    the `imagehash` package would bring scipy and PyWavelets for these six lines."""
+    """A 64-bit difference hash of the photo upright (9x8 greyscale, each pixel against its right neighbour).
+    Hand-written: the `imagehash` package would bring scipy and PyWavelets for these six lines."""
+    return _look(data)[0]
+
+
+def upright(image):
+    """The photo's pixels turned by its EXIF orientation, as the endpoint turns them before the model sees them
+    (containers/inference/inference.py, prepare_image), so its answer's boxes are in this view. Pillow's
+    exif_transpose leaves the pixels alone for an orientation that is none of the eight; an unreadable EXIF block
+    leaves them alone too, as the endpoint does."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # Pillow raises many types for a broken EXIF block
+        return image.copy()
+
+
+def _look(data: bytes) -> tuple[int, tuple[int, int]]:
+    """(fingerprint, size) of the photo upright, from one decoding."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        small = image.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
-        pixels = small.tobytes()  # mode L: one byte per pixel, row by row
+        turned = upright(image)
+    pixels = turned.convert("L").resize((9, 8), Image.Resampling.LANCZOS).tobytes()  # one byte per pixel, row by row
     bits = 0
     for row in range(8):
         for column in range(8):
             bits = (bits << 1) | int(pixels[row * 9 + column] > pixels[row * 9 + column + 1])
-    return bits
+    return bits, turned.size
 
 
 def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy: str = "uncertain", seed: int = 0) -> Selection:
-    """The review batch: at most `count` photos, none already labelled, one per near-duplicate group."""
+    """The review batch: at most `count` photos, none already labelled, one per near-duplicate group. A photo
+    whose answer is for another size than its upright view is unusable: its boxes would not fit the copy."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
     selection = Selection([])
@@ -227,7 +274,7 @@ def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy:
     scored: list[Scored] = []
     for photo in photos:
         digest = photo.sha256
-        if digest in labelled:
+        if digest in labelled or digest[:NAME_DIGITS] in labelled:  # by its bytes, or by the name of its private copy
             selection.skipped["already labelled"] = selection.skipped.get("already labelled", 0) + 1
             continue
         if digest in seen:
@@ -235,9 +282,18 @@ def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy:
             continue
         seen.add(digest)
         try:
-            mark = fingerprint(photo.data)
+            mark, size = _look(photo.data)
         except OSError as exc:
             selection.unusable.append((photo.source, f"the photo cannot be decoded: {exc}"))
+            continue
+        if size != (photo.width, photo.height):
+            selection.unusable.append(
+                (
+                    photo.source,
+                    f"the answer is for a {photo.width}x{photo.height} image but the photo is {size[0]}x{size[1]} upright "
+                    "(its EXIF orientation applied): the model's boxes would not fit it",
+                )
+            )
             continue
         scored.append(Scored(photo, *uncertainty(photo.detections), fingerprint=mark))
     kept: list[Scored] = []
@@ -261,9 +317,42 @@ ADJUSTMENT_ATTRIBUTE = "review"  # the label attribute of the adjustment manifes
 
 
 def photo_key(photo: Captured) -> str:
-    """The picked photo's key under the batch's images prefix: its content hash, with its format's suffix."""
+    """The picked photo's key under the batch's images prefix: its captured content hash (the first NAME_DIGITS
+    digits), with the suffix of its private copy's format (PNG stays PNG, everything else is a JPEG)."""
     suffix = ".png" if photo.data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
-    return f"{photo.sha256[:20]}{suffix}"
+    return f"{photo.sha256[:NAME_DIGITS]}{suffix}"
+
+
+def captured_digits(key: str) -> str | None:
+    """The captured hash's digits that a review photo's name holds (`photo_key`), wherever the photo was staged;
+    None for an image named otherwise."""
+    match = re.fullmatch(rf"([0-9a-f]{{{NAME_DIGITS}}})\.(?:jpg|png)", key.rsplit("/", 1)[-1])
+    return match[1] if match else None
+
+
+def private_copy(data: bytes) -> bytes:
+    """The captured photo as it may leave the capture: upright (`upright`, the view the model's boxes are in) and
+    without any metadata: no EXIF (GPS position, camera, time), XMP, ICC profile, comment or trailing data. A JPEG
+    stays a JPEG, a PNG a PNG; any other format becomes the RGB JPEG the endpoint made of it.
+
+    Re-encoding is the price of writing only pixels: a PNG loses nothing; a JPEG is encoded once more, at
+    JPEG_QUALITY (95, as PrepareData and the endpoint re-encode), whose quantisation steps are a tenth of
+    libjpeg's base tables: no loss a labeller or the model would notice, for files about 1.5 times those at
+    quality 85 (measured on the sample photos)."""
+    from PIL import Image
+
+    from containers.inference.inference import to_rgb
+
+    with Image.open(io.BytesIO(data)) as image:
+        kind = "PNG" if image.format == "PNG" else "JPEG"
+        turned = upright(image)
+        if image.format not in ("JPEG", "MPO", "PNG"):
+            turned = to_rgb(turned)
+    # Pillow writes a JPEG's comment and a PNG's ICC profile from `info`: only a PNG's transparency stays.
+    turned.info = {key: value for key, value in turned.info.items() if kind == "PNG" and key == "transparency"}
+    out = io.BytesIO()
+    turned.save(out, format=kind, **({"quality": JPEG_QUALITY} if kind == "JPEG" else {}))
+    return out.getvalue()
 
 
 def labeling_config(classes: Sequence[str]) -> str:
@@ -341,23 +430,35 @@ def adjustment_line(url: str, scored: Scored, classes: Sequence[str], batch: str
 
 def write_batch(output, selection: Selection, images_prefix: str, classes: Sequence[str], model_version: str, batch: str) -> dict:
     """Write the batch under `output` (tasks.json, labeling-config.xml, adjustment.manifest, review.json,
-    images/, contact-sheet.png); returns review.json's document."""
-    from pathlib import Path
-
+    images/ with the photos' private copies, contact-sheet.png), every file owner-only (0o600) and the folders it
+    makes too (0o700); returns review.json's document."""
     output = Path(output)
-    (output / "images").mkdir(parents=True, exist_ok=True)
+    if not output.exists():  # a folder given that exists (`.`) keeps its mode; what is in it is owner-only
+        private_folder(output)
+    images = private_folder(output / "images")
     prefix = images_prefix.rstrip("/") + "/"
-    tasks, lines, entries = [], [], []
+    tasks, lines, entries, copies = [], [], [], []
     for scored, why in selection.picked:
         key = photo_key(scored.photo)
-        (output / "images" / key).write_bytes(scored.photo.data)
+        copy = private_copy(scored.photo.data)
+        write_private(images / key, copy)
+        copies.append(copy)
         url = prefix + key
         tasks.append(label_studio_task(url, scored, model_version))
         lines.append(json.dumps(adjustment_line(url, scored, classes, batch), sort_keys=True))
-        entries.append({"image": key, "score": scored.score, "reason": f"{why}: {scored.reason}", "captured": scored.photo.source})
-    (output / "tasks.json").write_text(json.dumps(tasks, indent=2) + "\n", encoding="utf-8")
-    (output / "labeling-config.xml").write_text(labeling_config(classes), encoding="utf-8")
-    (output / "adjustment.manifest").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        entries.append(
+            {
+                "image": key,
+                "captured_sha256": scored.photo.sha256,  # the photo as the endpoint received it
+                "sha256": hashlib.sha256(copy).hexdigest(),  # the private copy written here, as PrepareData lists it
+                "score": scored.score,
+                "reason": f"{why}: {scored.reason}",
+                "captured": scored.photo.source,
+            }
+        )
+    write_private(output / "tasks.json", (json.dumps(tasks, indent=2) + "\n").encode("utf-8"))
+    write_private(output / "labeling-config.xml", labeling_config(classes).encode("utf-8"))
+    write_private(output / "adjustment.manifest", "".join(line + "\n" for line in lines).encode("utf-8"))
     document = {
         "images_prefix": prefix,
         "images": entries,
@@ -365,15 +466,18 @@ def write_batch(output, selection: Selection, images_prefix: str, classes: Seque
         "skipped": selection.skipped,
         "unusable": [{"capture": where, "reason": reason} for where, reason in selection.unusable],
     }
-    (output / "review.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    captions = [f"{entry['score']:.2f} {why}  {entry['image']}" for entry, (_, why) in zip(entries, selection.picked, strict=True)]
-    save_contact_sheet(list(zip(captions, (scored.photo for scored, _ in selection.picked), strict=True)), output / "contact-sheet.png")
+    write_private(output / "review.json", (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+    sheet = [
+        (f"{entry['score']:.2f} {why}  {entry['image']}", copy, scored.photo.detections)
+        for entry, copy, (scored, why) in zip(entries, copies, selection.picked, strict=True)
+    ]
+    save_contact_sheet(sheet, output / "contact-sheet.png")
     return document
 
 
-def save_contact_sheet(photos: Sequence[tuple[str, Captured]], path, columns: int = 4, side: int = 256) -> None:
-    """The batch on one picture: each photo with the model's boxes (containers/common/pictures.py) and its caption
-    (uncertainty, why picked, key)."""
+def save_contact_sheet(photos: Sequence[tuple[str, bytes, Sequence[Mapping]]], path, columns: int = 4, side: int = 256) -> None:
+    """The batch on one picture: each photo (caption, encoded photo, the model's detections) with its boxes
+    (containers/common/pictures.py) and its caption (uncertainty, why picked, key); owner-only, as the photos."""
     from PIL import Image, ImageDraw
 
     from containers.common.pictures import caption_font, draw_detections
@@ -383,9 +487,9 @@ def save_contact_sheet(photos: Sequence[tuple[str, Captured]], path, columns: in
     sheet = Image.new("RGB", (columns * side, rows * (side + 20)), "white")
     pen = ImageDraw.Draw(sheet)
     font = caption_font(12)
-    for index, (caption, photo) in enumerate(photos):
+    for index, (caption, data, detections) in enumerate(photos):
         try:
-            picture = draw_detections(photo.data, photo.detections)
+            picture = draw_detections(data, detections)
         except Exception:  # a photo Pillow reads but the drawing refuses: shown as a grey square, still captioned
             picture = Image.new("RGB", (side, side), "lightgrey")
         picture.thumbnail((side, side))
@@ -394,4 +498,6 @@ def save_contact_sheet(photos: Sequence[tuple[str, Captured]], path, columns: in
         pen.text((x + 4, y + side + 3), caption, fill="black", font=font)
     if not photos:
         pen.text((10, 10), "no photos to review", fill="black", font=font)  # an empty batch still says so
-    sheet.save(path, format="PNG")
+    out = io.BytesIO()
+    sheet.save(out, format="PNG")
+    write_private(Path(path), out.getvalue())

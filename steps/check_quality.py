@@ -13,6 +13,46 @@ from steps.parameters import Parameters
 
 NAME = "CheckQuality"
 FAIL = "QualityBelowThreshold"
+FLOOR = "CheckGateSettings"
+FLOOR_FAIL = "GateLooserThanAllowed"
+
+
+def gate_floor_step(context: BuildContext, params: Parameters, if_steps: list):
+    """The first step: an execution whose MapThreshold or ChampionTolerance is looser than pipeline.yaml
+    allows (evaluation.min_map_threshold, evaluation.max_champion_tolerance) ends here, at a Fail step naming
+    the keys, before any job starts. Anyone allowed to start an execution can pass any value through the API,
+    so the definition itself holds the floor, not only the CLI. Every other step is in the if-branch: a
+    branch's steps run only when the condition holds (the API reference's ConditionStep: "If all of the
+    conditions ... evaluate to True, the if_steps are marked as ready for execution")."""
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.functions import Join
+    from sagemaker.mlops.workflow.condition_step import ConditionStep
+    from sagemaker.mlops.workflow.fail_step import FailStep
+
+    evaluation = context.config.evaluation
+    floor, ceiling = evaluation.map_floor, evaluation.tolerance_ceiling
+    fail = FailStep(
+        name=FLOOR_FAIL,
+        error_message=Join(
+            on="",
+            values=[
+                "Refused: the execution's quality gate is looser than pipeline.yaml allows. MapThreshold ",
+                params.map_threshold,
+                f" must be at least {floor} (evaluation.min_map_threshold) and ChampionTolerance ",
+                params.champion_tolerance,
+                f" at most {ceiling} (evaluation.max_champion_tolerance).",
+            ],
+        ),
+    )
+    return ConditionStep(
+        name=FLOOR,
+        conditions=[
+            ConditionGreaterThanOrEqualTo(left=params.map_threshold, right=floor),
+            ConditionLessThanOrEqualTo(left=params.champion_tolerance, right=ceiling),
+        ],
+        if_steps=if_steps,
+        else_steps=[fail],
+    )
 
 
 def check_quality_step(context: BuildContext, params: Parameters, evaluate, report, if_steps: list):

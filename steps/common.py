@@ -17,6 +17,17 @@ def cache(context: BuildContext):
     return CacheConfig(enable_caching=pipeline.caching, expire_after=pipeline.cache_expire_after if pipeline.caching else None)
 
 
+def isolated():
+    """No network for a Processing job that parses uploaded files (label exports, photos, model archives): its
+    program calls neither AWS nor anything else; SageMaker copies its S3 inputs and outputs outside the container.
+    The API reference's NetworkConfig.EnableNetworkIsolation: "Whether to allow inbound and outbound network
+    calls to and from the containers used for the processing job."
+    """
+    from sagemaker.core.network import NetworkConfig
+
+    return NetworkConfig(enable_network_isolation=True)
+
+
 def service_retries() -> list:
     """Retries for every step that calls the SageMaker API: throttling and service faults."""
     from sagemaker.mlops.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy

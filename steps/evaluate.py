@@ -4,7 +4,7 @@ validation records in the same job, with evaluation.json as a PropertyFile for t
 
 from __future__ import annotations
 
-from steps.common import CONTAINER_ROOT, cache, job_retries, s3_input
+from steps.common import CONTAINER_ROOT, cache, isolated, job_retries, s3_input
 from steps.context import BuildContext
 from steps.find_champion import output
 from steps.parameters import Parameters
@@ -20,6 +20,7 @@ CHAMPION_VERSION_PATH = "champion.version"
 CHAMPION_LEAD_PATH = "champion.map_lead"
 CHAMPION_MAP_TEXT_PATH = "champion.map_text"
 CHAMPION_TEXT_PATH = "champion.text"
+MODEL_SHA256_PATH = "model.sha256"  # the sha256 of the challenger's model archive, as scored
 
 
 def evaluate_step(context: BuildContext, params: Parameters, prepare, train, champion):
@@ -38,6 +39,7 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
         output_kms_key=context.kms_key,
         sagemaker_session=context.session,
         env={"PYTHONUNBUFFERED": "1"},
+        network_config=isolated(),
     )
     step_args = processor.run(
         inputs=[
@@ -89,7 +91,7 @@ def evaluation_uri(step, name: str = REPORT):
 
 
 def measured_map(step, report, path: str = MAP_PATH):
-    """A figure the Evaluate step measured (by default the challenger's mAP), read from its evaluation.json at run time."""
+    """A value the Evaluate step wrote (by default the challenger's mAP), read from its evaluation.json at run time."""
     from sagemaker.core.workflow.functions import JsonGet
 
     return JsonGet(step_name=step.name, property_file=report, json_path=path)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from containers.training.hyperparameters import BatchSize, ImageSize, ModelVariant, TrainingSteps
-from pipelines.config import ApprovalStatus, Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
+from pipelines.config import Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
 
 if TYPE_CHECKING:
     from sagemaker.core.workflow.functions import Join
@@ -40,7 +40,6 @@ class Parameters:
     evaluation_instance_type: ParameterString
     map_threshold: ParameterFloat
     champion_tolerance: ParameterFloat
-    model_approval_status: ParameterString
 
     def all(self) -> list[ParameterString | ParameterInteger | ParameterFloat]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -64,7 +63,6 @@ def build_parameters(config: Config, data_bucket: str) -> Parameters:
         evaluation_instance_type=ParameterString("EvaluationInstanceType", default_value=config.evaluation.instance_type),
         map_threshold=ParameterFloat("MapThreshold", default_value=config.evaluation.map_threshold),
         champion_tolerance=ParameterFloat("ChampionTolerance", default_value=config.evaluation.champion_tolerance),
-        model_approval_status=ParameterString("ModelApprovalStatus", default_value=config.registry.approval_status),
     )
 
 
@@ -90,7 +88,11 @@ RULES: dict[str, Any] = {
     "EvaluationInstanceType": InstanceType,
     "MapThreshold": Fraction,
     "ChampionTolerance": Tolerance,
-    "ModelApprovalStatus": ApprovalStatus,
+}
+# Former parameters, with why a run cannot set them any more.
+RETIRED = {
+    "ModelApprovalStatus": "the approval status packages are registered with is pipeline.yaml's registry.approval_status, "
+    "not a run's choice; a person approves a package with `cardamage approve`",
 }
 # SageMaker's parameter types (ParameterType in the definition).
 TYPES: dict[str, Any] = {"String": str, "Integer": int, "Float": Annotated[float, Field(allow_inf_nan=False)], "Boolean": bool}
@@ -137,6 +139,9 @@ def check_overrides(overrides: Mapping[str, str], declared: Mapping[str, Declare
     """Every override checked against the declared parameters, all problems reported at once; the values,
     typed. Raises ParameterError."""
     unknown = sorted(set(overrides) - set(declared))
+    retired = [f"{name}: {RETIRED[name]}" for name in unknown if name in RETIRED]
+    if retired:
+        raise ParameterError("; ".join(retired))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; the pipeline's parameters are: {', '.join(declared)}")
     values, problems = {}, []

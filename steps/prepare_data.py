@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pipelines.config import DataConfig
-from steps.common import CONTAINER_ROOT, cache, job_retries, s3_input
+from steps.common import CONTAINER_ROOT, cache, isolated, job_retries, s3_input
 from steps.context import BuildContext
 from steps.parameters import Parameters
 
 NAME = "PrepareData"
 OUTPUT = "prepared"  # the output holding train/, validation/, label_map.pbtxt and the report
-OUTPUT_FOLDER = "prepared-data"  # its folder in the execution's (s3://<artifacts>/<pipeline>/<execution>/prepared-data/)
+# Its prefix, s3://<artifacts>/<pipeline>/prepared-data/<execution>/: the TFRecord copies of the photos come before the
+# execution id, so that one lifecycle rule expires them and nothing else (infra/storage.py).
+OUTPUT_FOLDER = "prepared-data"
 INPUT_ROOT = "/opt/ml/processing/input"
 
 
@@ -20,6 +22,8 @@ def prepare_data_step(context: BuildContext, params: Parameters):
     split without talking and name their files after their host."""
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
     data = context.config.data
@@ -34,6 +38,7 @@ def prepare_data_step(context: BuildContext, params: Parameters):
         output_kms_key=context.kms_key,
         sagemaker_session=context.session,
         env={"PYTHONUNBUFFERED": "1"},
+        network_config=isolated(),
     )
     arguments = [
         "--manifest", f"{INPUT_ROOT}/manifests",
@@ -53,7 +58,18 @@ def prepare_data_step(context: BuildContext, params: Parameters):
             ProcessingOutput(
                 output_name=OUTPUT,
                 s3_output=ProcessingS3Output(
-                    s3_uri=context.execution_uri(OUTPUT_FOLDER), local_path="/opt/ml/processing/output", s3_upload_mode="EndOfJob"
+                    s3_uri=Join(
+                        on="/",
+                        values=[
+                            "s3:/",
+                            context.placeholder("ArtifactBucket"),
+                            context.config.pipeline_name,
+                            OUTPUT_FOLDER,
+                            ExecutionVariables.PIPELINE_EXECUTION_ID,
+                        ],
+                    ),
+                    local_path="/opt/ml/processing/output",
+                    s3_upload_mode="EndOfJob",
                 ),
             )
         ],

@@ -1,13 +1,15 @@
 """Register: the model package in the Model Registry group from pipeline.yaml, with its evaluation as
-ModelMetrics and the approval status of the run (PendingManualApproval unless a run says otherwise)."""
+ModelMetrics, the sha256 of its model archive, and pipeline.yaml's registry.approval_status (no run may choose
+another)."""
 
 from __future__ import annotations
 
 from containers.deploy.champion import METADATA_MAP, METADATA_VERSION
+from containers.deploy.deploy import METADATA_SHA256
 from containers.inference.inference import serving_environment
 from steps.common import service_retries
 from steps.context import BuildContext
-from steps.evaluate import CHAMPION_MAP_TEXT_PATH, evaluation_uri, measured_map
+from steps.evaluate import CHAMPION_MAP_TEXT_PATH, MODEL_SHA256_PATH, evaluation_uri, measured_map
 from steps.find_champion import output
 from steps.parameters import Parameters
 from steps.prepare_data import prepared_uri
@@ -38,7 +40,8 @@ def register_step(context: BuildContext, params: Parameters, prepare, train, eva
         response_types=list(config.registry.response_types),
         inference_instances=list(config.registry.inference_instance_types),
         model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate), content_type="application/json")),
-        approval_status=params.model_approval_status,
+        # pipeline.yaml's, not a parameter: whoever may start an execution may not approve its model.
+        approval_status=config.registry.approval_status,
         description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",
         # TrainingData: the labels the model was trained on; a dataset snapshot's inputs/ prefix when the trigger
         # (or cardamage start) started the execution, with its snapshot.json beside it. The champion: the package
@@ -50,6 +53,8 @@ def register_step(context: BuildContext, params: Parameters, prepare, train, eva
             "TrainingSteps": params.training_steps.to_string(),
             "TrainingData": params.input_manifest_uri,
             METADATA_VALIDATION: prepared_uri(prepare, "validation"),
+            # The archive Evaluate scored: the deployment function deploys no other (containers/deploy/deploy.py).
+            METADATA_SHA256: measured_map(evaluate, report, MODEL_SHA256_PATH),
         },
         domain="COMPUTER_VISION",
         task="OBJECT_DETECTION",

@@ -141,3 +141,17 @@ def json_containers(value):
         yield value
         for child in value:
             yield from json_containers(child)
+
+
+def all_steps(steps: list[dict]):
+    """Every step of a definition's `Steps`, those in condition branches too (every job sits in the branch of the
+    gate's floor, CheckGateSettings)."""
+    for step in steps:
+        yield step
+        if step["Type"] == "Condition":
+            yield from all_steps(step["Arguments"]["IfSteps"])
+            yield from all_steps(step["Arguments"]["ElseSteps"])
+
+
+def step_named(definition: dict, name: str) -> dict:
+    return next(step for step in all_steps(definition["Steps"]) if step["Name"] == name)

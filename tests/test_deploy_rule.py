@@ -5,13 +5,14 @@ what it serves, are moto's."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from dataclasses import dataclass, replace
 
 import pytest
 
-from containers.deploy.deploy import Candidate, DeployResult, DeploySettings, decide, deploy_package
+from containers.deploy.deploy import METADATA_SHA256, Candidate, DeployResult, DeploySettings, decide, deploy_package
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
@@ -32,6 +33,8 @@ class Case:
     deployed: bool = False  # what both deployers must do
     because: str = ""  # the rule's reason both must give
     served_by: str = GROUP  # the group of the deployer that deployed the served package
+    at_registration: bool = False  # the statuses were set by the executions that registered the packages, not by people
+    registry_approval_status: str = "PendingManualApproval"  # the configuration's (REGISTRY_APPROVAL_STATUS)
 
 
 A, P, R = "Approved", "PendingManualApproval", "Rejected"
@@ -57,6 +60,15 @@ CASES = [
          because=f"the package belongs to group {OTHER!r}; this endpoint serves group {GROUP!r}"),
     Case("the endpoint serves another group's", ((OTHER, A, 0.9), (GROUP, A, 0.3)), 1, 2, served_by=OTHER, deployed=True,
          because=f"the endpoint serves a package of group {OTHER!r}: version 1 of {GROUP!r} replaces it"),
+    # An execution registered it Approved (ModelApprovalStatus in its request): no person approved it.
+    Case("registered Approved", ((GROUP, A, 0.3),), None, 1, at_registration=True,
+         because="version 1 was registered Approved by its pipeline execution, but registry.approval_status is PendingManualApproval: "
+                 "only a person's approval deploys it (cardamage approve, or the Model Registry)"),
+    Case("registered Approved, forced", ((GROUP, A, 0.3),), None, 1, at_registration=True, force=True, reason="please",
+         because="version 1 was registered Approved by its pipeline execution, but registry.approval_status is PendingManualApproval: "
+                 "only a person's approval deploys it (cardamage approve, or the Model Registry)"),
+    Case("registered Approved where the configuration approves", ((GROUP, A, 0.3),), None, 1, at_registration=True,
+         registry_approval_status=A, deployed=True, because="nothing is served yet: version 1 is deployed"),
 ]  # fmt: skip
 
 
@@ -80,14 +92,21 @@ def server():
 def on_aws(server, case: Case, monkeypatch, tmp_path) -> DeployResult:
     server.reset()
     isolate_aws(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # the S3 client deploy_package makes itself reads from moto
     sagemaker, autoscaling = client("sagemaker", server.url), client("application-autoscaling", server.url)
     stub_operation(
         sagemaker.meta.events, "sagemaker", "UpdateEndpoint", lambda params: {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/x"}
     )
     for group in (GROUP, OTHER):
         sagemaker.create_model_package_group(ModelPackageGroupName=group)
-    arns = [register(sagemaker, status, group, map_value) for group, status, map_value in case.registered]
-    settings = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group=GROUP, data_capture_percent=0)
+    arns = [register(sagemaker, status, group, map_value, at_registration=case.at_registration) for group, status, map_value in case.registered]
+    settings = DeploySettings(
+        endpoint_name=ENDPOINT,
+        role_arn=ROLE,
+        model_package_group=GROUP,
+        data_capture_percent=0,
+        registry_approval_status=case.registry_approval_status,
+    )
     if case.served is not None:
         first = replace(settings, model_package_group=case.served_by)
         assert deploy_package(sagemaker, autoscaling, first, arns[case.served - 1]).status == "created"
@@ -100,14 +119,17 @@ def here(case: Case, tmp_path) -> DeployResult:
     archive = tmp_path / "model.tar.gz"
     archive.write_bytes(model_archive())
     s3.put_file(archive, "s3://local-artifacts/model.tar.gz")
+    digest = {METADATA_SHA256: hashlib.sha256(archive.read_bytes()).hexdigest()}
     packages = [
-        state.register(group, status, "s3://local-artifacts/model.tar.gz", None, None, map_value, {}, None)
+        state.register(group, status if case.at_registration else P, "s3://local-artifacts/model.tar.gz", None, None, map_value, digest, None)
         for group, status, map_value in case.registered
     ]
+    if not case.at_registration:  # a person sets each status, as on AWS
+        packages = [state.set_status(package.arn, status, "by a person") for package, (_, status, _) in zip(packages, case.registered, strict=True)]
     if case.served is not None:
-        first = LocalDeployer(state, s3, state_dir / "endpoints", group=case.served_by)
+        first = LocalDeployer(state, s3, state_dir / "endpoints", group=case.served_by, registry_approval_status=case.registry_approval_status)
         assert first.deploy(packages[case.served - 1].arn, ENDPOINT).status == "created"
-    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP)
+    deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP, registry_approval_status=case.registry_approval_status)
     return deployer.deploy(packages[case.offered - 1].arn, ENDPOINT, force=case.force, reason=case.reason)
 
 

@@ -25,15 +25,15 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from containers.common import archives
 from pipelines.config import Config, load_config
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
-from tests.support import ROOT
+from tests.support import ROOT, step_named
 
 TRAIN_PROGRAM = "containers/training/train.py"
 
@@ -107,7 +107,7 @@ def train_pipeline(state: Path, work: Path) -> TrainedPipeline:
     definition = local_definition(config)
     rendered = work / "definition.json"
     rendered.write_text(json.dumps(definition))
-    train = next(step for step in definition["Steps"] if step["Name"] == "Train")
+    train = step_named(definition, "Train")
     train["Arguments"]["HyperParameters"].update(INTERRUPTED_HYPERPARAMETERS)  # the checkpoint prefix stays the same
     mixed = work / "interrupted-definition.json"
     mixed.write_text(json.dumps(definition))
@@ -117,8 +117,7 @@ def train_pipeline(state: Path, work: Path) -> TrainedPipeline:
     s3 = LocalS3(state / "s3")
     training = first.properties("Train")
     model_dir = work / "model"
-    with tarfile.open(s3.path(training["ModelArtifacts"]["S3ModelArtifacts"])) as archive:
-        archive.extractall(model_dir, filter="data")
+    archives.extract_tar(s3.path(training["ModelArtifacts"]["S3ModelArtifacts"]), model_dir)
     logs = tuple(Path(run.step("Train")["log"]).read_text() for run in (interrupted, first))
     return TrainedPipeline(
         config=config,

@@ -9,7 +9,11 @@ The rules it keeps:
   (no exception: an event about another package is not an error).
 - `decide` is the whole rule (the local deployer calls it too): a package never replaces itself, a newer
   version, or a better one by the recorded mAP, unless forced with a reason (a deliberate rollback from the
-  command line, recorded in the endpoint's tags). The endpoint is tagged with the package it serves
+  command line, recorded in the endpoint's tags). A package its pipeline execution registered Approved is
+  deployed only where the configuration approves at registration (`registry.approval_status: Approved`);
+  elsewhere only a person's approval (UpdateModelPackage) deploys.
+- The model archive is the one that was evaluated: its sha256, recorded at registration (metadata
+  `ModelSha256`), is checked before anything is created. The endpoint is tagged with the package it serves
   (`cardamage:model-package-version`, `-arn`, `-group`).
 - Resource names are deterministic, so a retried invocation reuses what the first one created:
   `<group>-v<version>-<hash>`, the hash covering the package ARN and the settings that shaped the resource,
@@ -95,7 +99,12 @@ ENVIRONMENT = {
     "rollback_alarms": "ROLLBACK_ALARMS",
     "notification_topic_arn": "NOTIFICATION_TOPIC_ARN",
     "later_stage_endpoints": "LATER_STAGE_ENDPOINTS",
+    "registry_approval_status": "REGISTRY_APPROVAL_STATUS",
 }
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")  # ModelApprovalStatus (the API reference)
+METADATA_SHA256 = "ModelSha256"  # the package metadata holding the sha256 of the archive Evaluate scored
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
 # How an update shifts traffic to the new model (UpdateEndpoint's BlueGreenUpdatePolicy; the API reference's
 # TrafficRoutingConfig): all at once, a canary share first, or in linear steps; each step bakes for
 # bake_seconds (0-3600) while the rollback alarms watch. A canary may be at most 50% of the fleet and a linear
@@ -134,6 +143,9 @@ class DeploySettings:
     # With release stages: the endpoints that `cardamage promote` deploys to (comma-separated). Approvals never go
     # there; the function handles their state events (autoscaling, rollback and failure reports) as its own.
     later_stage_endpoints: str = ""
+    # The status the pipeline registers packages with (registry.approval_status). Only Approved lets a package
+    # its execution registered Approved be deployed without a person's approval.
+    registry_approval_status: str = "PendingManualApproval"
 
     def __post_init__(self) -> None:
         for field, ok, message in self._checks():
@@ -173,6 +185,7 @@ class DeploySettings:
             ),
             ("max_detections", _is_int(self.max_detections, 1, 100), "must be an integer from 1 to 100"),
             ("traffic", self.traffic in TRAFFIC, f"must be one of {', '.join(TRAFFIC)}"),
+            ("registry_approval_status", self.registry_approval_status in APPROVAL_STATUSES, f"must be one of {', '.join(APPROVAL_STATUSES)}"),
             (
                 "later_stage_endpoints",
                 all(_NAME.match(name) for name in self.later_stages()),
@@ -262,6 +275,7 @@ def config_values(
         "linear_step_percent": deployment.linear_step_percent,
         "rollback_alarms": ",".join(rollback_alarm_names(endpoint)),
         "later_stage_endpoints": ",".join(later) or None,
+        "registry_approval_status": config.registry.approval_status,
     }
 
 
@@ -318,6 +332,8 @@ class Candidate:
     version: int
     status: str = "Approved"
     map: float | None = None  # the mAP recorded at registration (its metadata), when known
+    # Approved when its pipeline execution registered it, and not changed since: no person approved it.
+    approved_at_registration: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,10 +345,20 @@ class Decision:
     up_to_date: bool = False
 
 
-def decide(package: Candidate, served: Candidate | None, *, group: str, force: bool = False, force_reason: str = "") -> Decision:  # noqa: PLR0911  (one return per rule, in order)
+def decide(  # noqa: PLR0911  (one return per rule, in order)
+    package: Candidate,
+    served: Candidate | None,
+    *,
+    group: str,
+    force: bool = False,
+    force_reason: str = "",
+    registry_approval_status: str = "PendingManualApproval",
+) -> Decision:
     """The one deployment rule, for the deployment function, the pipeline's Deploy step, `cardamage deploy`
     and the local deployer:
     - only a package of the endpoint's group, and only an Approved one, is ever deployed (`force` or not);
+    - one its pipeline execution registered Approved, only where the configuration registers Approved
+      (`registry_approval_status`, a team's deliberate choice); elsewhere a person approves it first;
     - the package the endpoint serves is not deployed again (nothing would change);
     - an older version, or a newer one whose recorded mAP is below the served one's, is deployed only when
       forced with a reason (a rollback, say);
@@ -342,6 +368,12 @@ def decide(package: Candidate, served: Candidate | None, *, group: str, force: b
         return Decision(False, f"the package belongs to group {package.group!r}; this endpoint serves group {group!r}")
     if package.status != "Approved":
         return Decision(False, f"version {version} is {package.status or 'without an approval status'}, not Approved")
+    if package.approved_at_registration and registry_approval_status != "Approved":
+        return Decision(
+            False,
+            f"version {version} was registered Approved by its pipeline execution, but registry.approval_status is "
+            f"{registry_approval_status}: only a person's approval deploys it (cardamage approve, or the Model Registry)",
+        )
     if served is None:
         return Decision(True, f"nothing is served yet: version {version} is deployed")
     if served.arn == package.arn:
@@ -383,18 +415,19 @@ class DeployResult:
 
 
 def deploy_package(
-    sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False, reason: str = ""
+    sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False, reason: str = "", s3: Any = None
 ) -> DeployResult:
     """Create or update the endpoint for `package_arn` when `decide` says so (`force` with a `reason` lets an
-    older or worse package in, never an unapproved one). `sagemaker` and `autoscaling` are boto3 clients;
-    nothing waits for the endpoint."""
+    older or worse package in, never an unapproved one). `sagemaker`, `autoscaling` and `s3` (which reads the
+    model archive to check its digest; None: a default client, as in the Lambda) are boto3 clients; nothing
+    waits for the endpoint."""
     try:
-        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason)
+        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason, s3=s3)
     except _EndpointAppeared:
         # Another invocation (the EventBridge rule and the Deploy step fire for the same package) created the
         # endpoint between our check and our request: decide again against what is there now.
         try:
-            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason)
+            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason, s3=s3)
         except _EndpointAppeared:
             raise DeployError(f"endpoint {settings.endpoint_name} appeared and vanished while deploying: deploy again") from None
 
@@ -415,7 +448,75 @@ def candidate(package: Mapping[str, Any]) -> Candidate:
         int(package.get("ModelPackageVersion") or 0),
         package.get("ModelApprovalStatus", ""),
         recorded,
+        approved_at_registration=package.get("ModelApprovalStatus") == "Approved" and not _changed_since_created(package),
     )
+
+
+def _changed_since_created(package: Mapping[str, Any]) -> bool:
+    """Whether UpdateModelPackage changed the package after CreateModelPackage: its LastModifiedTime is later
+    than its CreationTime. The API reference says only "the last time the model package was modified", not
+    whether creation sets it; both an absent time and one equal to the creation count as unchanged (moto
+    leaves it absent until an update). Only people may call UpdateModelPackage: the execution role may not."""
+    created, modified = package.get("CreationTime"), package.get("LastModifiedTime")
+    try:
+        return created is not None and modified is not None and modified > created
+    except TypeError:  # times of different kinds (never from boto3): treat as unchanged, the safe side
+        return False
+
+
+def archive_location(package: Mapping[str, Any]) -> str:
+    """The S3 URI of the package's model archive (its first container's ModelDataUrl)."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    return str(containers[0].get("ModelDataUrl") or "")
+
+
+def recorded_digest(metadata: Mapping[str, Any] | None) -> str:
+    """The archive's sha256 that Register recorded in the package's metadata ("" for a package registered
+    before digests were)."""
+    return str((metadata or {}).get(METADATA_SHA256) or "").strip().lower()
+
+
+def check_archive(read_chunks: Callable[[str], Any], uri: str, recorded: str, version: Any) -> str:
+    """Refuse (`DeployError`, naming both digests) the model archive at `uri` when its sha256 is not
+    `recorded`, the one recorded at registration: the archive changed after Evaluate scored it.
+    `read_chunks(uri)` yields the archive's bytes. Returns a note for a package that recorded none."""
+    if not recorded:
+        return f"version {version} recorded no archive digest (registered before digests were): not checked"
+    if not _SHA256.match(recorded):
+        raise DeployError(f"version {version}'s metadata {METADATA_SHA256} is not a sha256 ({recorded!r}): not deployed")
+    digest = hashlib.sha256()
+    for chunk in read_chunks(uri):
+        digest.update(chunk)
+    if digest.hexdigest() != recorded:
+        raise DeployError(
+            f"model archive {uri} has sha256 {digest.hexdigest()}, but version {version} was registered with {recorded}: "
+            "the archive changed after it was evaluated; not deployed"
+        )
+    return ""
+
+
+def s3_chunks(s3: Any) -> Callable[[str], Any]:
+    """`check_archive`'s reader for S3: the object streamed in 1 MiB chunks (`s3` None: a default client,
+    made only when there is a digest to check)."""
+
+    def read(uri: str) -> Any:
+        match = re.match(r"^s3://([^/]+)/(.+)$", uri)
+        if not match:
+            raise DeployError(f"the package's ModelDataUrl is not an S3 object URI: {uri!r}")
+        if s3 is None:
+            import boto3
+
+            client = boto3.client("s3")
+        else:
+            client = s3
+        try:
+            body = client.get_object(Bucket=match.group(1), Key=match.group(2))["Body"]
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", exc)
+            raise DeployError(f"cannot read the model archive {uri} to check its digest: {message}") from None
+        return body.iter_chunks(_CHUNK)
+
+    return read
 
 
 def _served_candidate(sagemaker: Any, served: ServedPackage | None, group: str) -> Candidate | None:
@@ -433,18 +534,20 @@ def _served_candidate(sagemaker: Any, served: ServedPackage | None, group: str) 
         return Candidate(served.arn, served.group, served.version)  # deleted since: its mAP is unknown
 
 
-def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool, reason: str) -> DeployResult:
+def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool, reason: str, s3: Any) -> DeployResult:
     package = describe_package(sagemaker, package_arn)
     offered = candidate(package)
     arn, group, version = offered.arn, offered.group, offered.version
     endpoint = describe_endpoint(sagemaker, settings.endpoint_name) if offered.group == settings.model_package_group else None
     served = _served_candidate(sagemaker, served_package(sagemaker, endpoint), settings.model_package_group) if endpoint else None
-    decision = decide(offered, served, group=settings.model_package_group, force=force, force_reason=reason)
+    rule = {"group": settings.model_package_group, "registry_approval_status": settings.registry_approval_status}
+    decision = decide(offered, served, force=force, force_reason=reason, **rule)
     if not decision.deploy:
         LOG.info("skipped %s: %s", arn, decision.reason)
         return DeployResult("skipped", settings.endpoint_name, arn, decision.reason, version, up_to_date=decision.up_to_date)
     if endpoint is not None:
         _check_updatable(endpoint)
+    unchecked = check_archive(s3_chunks(s3), archive_location(package), recorded_digest(package.get("CustomerMetadataProperties")), version)
 
     tags = package_tags(arn, version, group, force_reason=reason if force else "")
     model_name = create_model(sagemaker, settings, package, tags)
@@ -468,13 +571,14 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
         outcome = "updated"
 
     now = describe_endpoint(sagemaker, settings.endpoint_name) or {}
+    state = "in service" if now.get("EndpointStatus") == "InService" else "being deployed"
     scaling = try_autoscaling(autoscaling, settings)
     LOG.info("%s endpoint %s with version %s (%s): %s", outcome, settings.endpoint_name, version, arn, now.get("EndpointStatus"))
     return DeployResult(
         outcome,
         settings.endpoint_name,
         arn,
-        f"{decision.reason}; version {version} of {group} is {'being deployed' if now.get('EndpointStatus') != 'InService' else 'in service'}",
+        "; ".join(filter(None, [decision.reason, unchecked, f"version {version} of {group} is {state}"])),
         version,
         model_name,
         config_name,

@@ -173,8 +173,11 @@ def _warnings(options: Options, files: Sequence[Path], scored: Scored) -> list[s
 
 
 def _model_section(path: Path, scored: Scored) -> dict:
+    """What was scored. `sha256`: the model archive's digest ("" for a model folder), which Register records
+    and the deployment function checks, so that only the archive scored here is ever deployed."""
     return {
         "source": str(path),
+        "sha256": file_sha256(scored.source.archive) if scored.source.archive else "",
         "packaging": scored.source.packaging,
         "label_map": {str(k): v for k, v in scored.classes.items()},
         "metadata": scored.metadata,
@@ -190,8 +193,12 @@ def same_model(challenger_archive: Path | None, champion: Path) -> bool:
         return False
     if first.resolve() == second.resolve():
         return True
-    with first.open("rb") as a, second.open("rb") as b:
-        return hashlib.file_digest(a, "sha256").digest() == hashlib.file_digest(b, "sha256").digest()
+    return file_sha256(first) == file_sha256(second)
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def champion_label(champion: ChampionOptions) -> str:

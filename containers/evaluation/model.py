@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import tarfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from containers.common import archives
 from containers.inference.inference import read_classes
 
 from .errors import EvaluationError, brief
@@ -88,19 +88,15 @@ def _archive_in(folder: Path) -> Path:
 
 def extract_model(archive: Path, target: Path) -> Path:
     """Extract a model archive safely into `target` and return the model folder in it: the archive's root
-    (as SageMaker packs SM_MODEL_DIR), or its one top-level folder when it was packed with one. The "data"
-    filter keeps every member inside `target`: it refuses `..` paths, links leading out and device files,
-    and strips the leading "/" of absolute paths."""
+    (as SageMaker packs SM_MODEL_DIR), or its one top-level folder when it was packed with one. A member that
+    is a link or a device, or whose name is absolute or has `..`, refuses the archive before anything is
+    written (containers/common/archives.py)."""
     if not tarfile.is_tarfile(archive):
         raise EvaluationError(f"{archive}: not a tar archive (expected model.tar.gz or a model folder)")
-    target.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-    except tarfile.FilterError as exc:
-        raise EvaluationError(f"{archive}: refused to extract an unsafe member ({exc})") from None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise EvaluationError(f"{archive}: cannot be extracted ({exc})") from None
+        archives.extract_tar(archive, target)
+    except archives.ArchiveError as exc:
+        raise EvaluationError(str(exc)) from None
     if (target / SAVED_MODEL).is_dir():
         return target
     entries = [p for p in target.iterdir() if not p.name.startswith(".")]

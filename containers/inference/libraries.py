@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from containers.common import archives
+
 SERVING_WHEELS_ENV = "SERVING_WHEELS"
 IMAGE_WHEELS = Path("/opt/program/serving-wheels")  # where the training image's Dockerfile puts them
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
@@ -122,11 +124,10 @@ def bundle(code: Path, folder: Path | None = None, requirements: Path = REQUIREM
     lib.mkdir(parents=True, exist_ok=False)
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
-            names = archive.namelist()
-            if data := [n for n in names if n.split("/", 1)[0].endswith(".data")]:
+            if data := [n for n in archive.namelist() if n.split("/", 1)[0].endswith(".data")]:
                 raise BundleError(f"{wheel}: holds {data[0]}; a .data folder needs an installer, not unpacking")
-            for member in names:
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise BundleError(f"{wheel}: unsafe path {member!r}")
-            archive.extractall(lib)
+        try:
+            archives.extract_zip(wheel, lib)
+        except archives.UnsafeArchive as exc:
+            raise BundleError(f"{wheel}: unsafe path {exc.member!r}: it {exc.problem} (nothing of it was unpacked)") from None
     return [f"{pin.name}=={pin.version}" for pin in pins.values()]  # choose_wheels gave one wheel per pin

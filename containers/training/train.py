@@ -39,6 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `containers` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from containers.common import archives
 from containers.inference import libraries
 from containers.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters, parse_hyperparameters
 from containers.training.metrics import format_log_line
@@ -104,8 +105,10 @@ def find_checkpoint(pretrained: Path | None, work: Path) -> str | None:
         return None
     if pretrained.is_file() and tarfile.is_tarfile(pretrained):
         target = work / "pretrained"
-        with tarfile.open(pretrained) as archive:
-            archive.extractall(target, filter="data")
+        try:
+            archives.extract_tar(pretrained, target)
+        except archives.ArchiveError as exc:
+            raise TrainingError(f"the pretrained checkpoint cannot be used: {exc}") from None
         pretrained = target
     elif pretrained.is_dir() and len(files := [p for p in pretrained.iterdir() if p.is_file() and tarfile.is_tarfile(p)]) == 1:
         return find_checkpoint(files[0], work)

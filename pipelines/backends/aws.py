@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from containers.common import archives
 from containers.deploy import deploy as deployment
 from pipelines import aws, promote
 from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, mark_serving
@@ -106,7 +107,13 @@ class AwsBackend:
     def _deploy(self, settings: deployment.DeploySettings, arn: str, *, force: bool, reason: str) -> deployment.DeployResult:
         try:
             return deployment.deploy_package(
-                self._sagemaker, self.session.client("application-autoscaling"), settings, arn, force=force, reason=reason
+                self._sagemaker,
+                self.session.client("application-autoscaling"),
+                settings,
+                arn,
+                force=force,
+                reason=reason,
+                s3=self.session.client("s3"),
             )
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
@@ -154,14 +161,19 @@ class AwsBackend:
             for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
                 for item in listed.get("Contents", []):
                     if item["Key"].endswith(".tfrecord"):
-                        target = Path(work) / item["Key"][len(location.key) :]
+                        target = archives.inside(Path(work), item["Key"][len(location.key) :])
+                        if target is None:  # a listed key is the bucket's, not ours: it may not leave the folder
+                            raise aws.ControlPlaneError(
+                                f"s3://{location.bucket}/{item['Key']}: refused: below {prefix} the key leads out of the local "
+                                "folder it is downloaded to (a leading '/' or a '..' part); rename the object"
+                            )
                         target.parent.mkdir(parents=True, exist_ok=True)
                         s3.download_file(location.bucket, item["Key"], str(target))
                         break  # one shard holds enough photos for a smoke test
                 else:
                     continue
                 break
-            return promote.record_images(Path(work), count)
+            return promote.record_images(Path(work), count, source=prefix)
 
     def batch_transform(
         self,

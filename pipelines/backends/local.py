@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from containers.deploy.champion import recorded_champion
-from containers.deploy.deploy import DeployResult
+from containers.deploy.deploy import DeployError, DeployResult
 from pipelines import promote
 from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, data_label, mark_serving
 from pipelines.config import Config
@@ -29,6 +29,13 @@ class LocalBackend:
         self.state = State(state_dir)
         self.deployer = local_deployer(state_dir, config)
         self.where = f"local ({relative(state_dir)})"
+
+    def _deploy(self, package_arn: str, endpoint_name: str, *, force: bool = False, reason: str = "") -> DeployResult:
+        """The local deployer's deployment; a refusal (an unsafe archive, one changed since evaluation) is one line."""
+        try:
+            return self.deployer.deploy(package_arn, endpoint_name, force=force, reason=reason)
+        except DeployError as exc:
+            raise BackendError(str(exc)) from None
 
     def executions(self, limit: int) -> list[Execution]:
         return [_execution(row) for row in self.state.executions(limit, self.config.pipeline_name)]
@@ -51,7 +58,7 @@ class LocalBackend:
         note = f"{status} by {getpass.getuser()}@local" + (f": {comment.strip()}" if comment and comment.strip() else "")
         self.state.set_status(package.arn, status, note[:1024])
         served = self.deployer.record(self.config.endpoint_name)
-        deployment = self.deployer.deploy(package.arn, self.config.approval_endpoint) if status == "Approved" else None
+        deployment = self._deploy(package.arn, self.config.approval_endpoint) if status == "Approved" else None
         still_served = status == "Rejected" and served is not None and served.package_arn == package.arn
         return Approval(package.version, package.status, status, note[:1024], still_served=still_served, deployment=deployment)
 
@@ -64,7 +71,7 @@ class LocalBackend:
             if not approved:
                 raise BackendError(f"no Approved package in {group} (local): approve one with `cardamage approve --local VERSION`")
             package = approved[0]
-        return self.deployer.deploy(package.arn, self.config.approval_endpoint, force=force, reason=reason)
+        return self._deploy(package.arn, self.config.approval_endpoint, force=force, reason=reason)
 
     def review_place(self) -> ReviewPlace:
         """Here the images prefix is the latest run's ImagesS3Prefix (the sample's, unless --images-prefix named
@@ -101,7 +108,7 @@ class LocalBackend:
         answers = promote.smoke(smoke_images, lambda body: endpoint.invoke(body, promote.IMAGE_CONTENT_TYPE)[:2], list(endpoint.classes.values()))
         deployment = None
         if all(answer.problem is None for answer in answers):
-            deployment = self.deployer.deploy(package.arn, stages[target], force=force, reason=reason)
+            deployment = self._deploy(package.arn, stages[target], force=force, reason=reason)
         return promote.Promotion(package.version, package.arn, f"{source} ({stages[source]})", f"{target} ({stages[target]})", answers, deployment)
 
     def _smoke_images(self, package: Registered, images: Path | None, count: int) -> list[promote.SmokeImage]:
@@ -110,7 +117,7 @@ class LocalBackend:
         prefix = (package.metadata or {}).get(promote.VALIDATION_METADATA)
         if not prefix:
             raise BackendError(f"version {package.version} does not record its validation data ({promote.VALIDATION_METADATA}): pass --images DIR", 2)
-        return promote.record_images(self.deployer.s3.path(prefix), count)
+        return promote.record_images(self.deployer.s3.path(prefix), count, source=prefix)
 
     def package(self, reference: str) -> Registered:
         """A package of the group by version number (`3`, `v3`) or ARN."""

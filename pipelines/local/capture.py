@@ -17,6 +17,9 @@ every other body base64-encoded, as the deployment function configures the real 
 (containers/deploy/deploy.py). Requests are sampled at the deployment's percentage. Refused requests (the
 model's 4xx/5xx) are not captured here; whether SageMaker captures them is still not stated in its documentation
 (checked again in 2026), and the record above has no field for the answer's status.
+
+Captured photos are customers' photos: every file that holds them on this machine (these capture files, and the
+review batches made of them, pipelines/review.py) is its owner's alone, 0o600 in 0o700 folders, whatever the umask.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from containers.deploy.deploy import CAPTURED_AS_JSON, VARIANT
-from pipelines.local.storage import LocalS3
+from pipelines.local.storage import LocalS3, private_folder, write_private
 
 JSON_CONTENT_TYPES = frozenset(CAPTURED_AS_JSON)  # the deployment's CaptureContentTypeHeader.JsonContentTypes
 EVENT_VERSION = "0"
@@ -103,6 +106,6 @@ class DataCapture:
         key = f"{self.endpoint}/{VARIANT}/{when:%Y/%m/%d/%H}/{when:%M-%S}-{when.microsecond // 1000:03d}-{event_id}.jsonl"
         uri = f"{self.destination.rstrip('/')}/{key}"
         path = self.s3.path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(line) + "\n", encoding="utf-8")
+        private_folder(path.parent)
+        write_private(path, (json.dumps(line) + "\n").encode("utf-8"))
         return uri

@@ -245,7 +245,8 @@ def local_deployer(state_dir: Path, config: Config | None = None) -> LocalDeploy
     bucket = LOCAL_VALUES["ArtifactBucket"]
     captures = {endpoint: CaptureSettings.of(config, bucket, endpoint) for endpoint in config.stage_endpoints.values()} if config else {}
     group = config.model_package_group if config else None
-    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", captures, group)
+    approval = {"registry_approval_status": config.registry.approval_status} if config else {}
+    return LocalDeployer(State(state_dir), LocalS3(state_dir / "s3"), state_dir / "endpoints", captures, group, **approval)
 
 
 def engine(state_dir: Path, reporter: Reporter | None = None, config: Config | None = None) -> Engine:

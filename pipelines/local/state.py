@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.storage import private_folder
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL, parameters TEXT NOT NULL,
@@ -30,7 +32,7 @@ CREATE TABLE IF NOT EXISTS cache (
 CREATE TABLE IF NOT EXISTS packages (
     arn TEXT PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
     approval_description TEXT, model_data_url TEXT NOT NULL, image TEXT, metrics_uri TEXT, map REAL,
-    metadata TEXT NOT NULL, created REAL NOT NULL, execution TEXT,
+    metadata TEXT NOT NULL, created REAL NOT NULL, execution TEXT, modified REAL,
     UNIQUE (grp, version)
 );
 """
@@ -52,15 +54,25 @@ class Package:
     metadata: dict
     created: float
     execution: str | None
+    modified: float | None = None  # when a person last set its approval status (UpdateModelPackage on AWS); None: never
+
+    @property
+    def approved_at_registration(self) -> bool:
+        """Approved by the execution that registered it, and by no person since."""
+        return self.status == "Approved" and self.modified is None
 
 
 class State:
     def __init__(self, folder: Path):
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.exists():  # made owner-only (runs, the registry, captured photos); a folder the user had keeps its mode
+            private_folder(folder)
         self.path = folder / "state.sqlite"
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(packages)")}
+            if "modified" not in columns:  # a state folder made before approvals were told from registrations
+                db.execute("ALTER TABLE packages ADD COLUMN modified REAL")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -155,7 +167,8 @@ class State:
             version = (db.execute("SELECT MAX(version) FROM packages WHERE grp = ?", (group,)).fetchone()[0] or 0) + 1
             arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/{version}"
             db.execute(
-                "INSERT INTO packages VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO packages (arn, grp, version, status, approval_description, model_data_url, image, metrics_uri, map, metadata,"
+                " created, execution) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
                 (arn, group, version, status, model_data_url, image, metrics_uri, map_value, json.dumps(metadata), time.time(), execution),
             )
         return self.package(arn)
@@ -175,7 +188,9 @@ class State:
 
     def set_status(self, arn: str, status: str, description: str | None) -> Package:
         with self._connect() as db:
-            db.execute("UPDATE packages SET status = ?, approval_description = ? WHERE arn = ?", (status, description, arn))
+            db.execute(
+                "UPDATE packages SET status = ?, approval_description = ?, modified = ? WHERE arn = ?", (status, description, time.time(), arn)
+            )
         return self.package(arn)
 
 
@@ -193,4 +208,5 @@ def _package(row: sqlite3.Row) -> Package:
         metadata=json.loads(row["metadata"]),
         created=row["created"],
         execution=row["execution"],
+        modified=row["modified"],
     )

@@ -11,8 +11,31 @@ import os
 import shutil
 from pathlib import Path
 
+from containers.common import archives
 from containers.common.s3 import S3Location, parse_s3_uri
 from pipelines.local.expressions import DefinitionProblem
+
+# Customers' photos pass through the local S3 (captures, review copies): every file is its owner's alone.
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, owner-only (0o700), with every missing parent created owner-only too. The modes are set with
+    chmod: mkdir's mode is narrowed by the umask, and `mkdir(parents=True)` gives parents the default mode."""
+    for level in reversed([level for level in (folder, *folder.parents) if not level.exists()]):
+        level.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)  # exist_ok: another request's thread may have just made it
+        os.chmod(level, PRIVATE_FOLDER)
+    os.chmod(folder, PRIVATE_FOLDER)
+    return folder
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable by its owner alone (0o600): created so, never readable by others for a
+    moment; a file already there is narrowed before the data goes in."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_FILE)
+        handle.write(data)
 
 
 class LocalS3:
@@ -20,9 +43,15 @@ class LocalS3:
         self.root = root
 
     def path(self, uri: str) -> Path:
-        """The local file or folder for an S3 URI."""
+        """The local file or folder for an S3 URI: every S3 URI or key becomes a path here, and only here. It must
+        stay inside its bucket's folder: s3://bucket//etc/passwd (the key `/etc/passwd`) would otherwise be that file."""
         bucket, key = _location(uri)
-        return self.root / bucket / key
+        path = archives.inside(self.root / bucket, key)
+        if path is None:
+            raise DefinitionProblem(
+                f"{uri!r}: the key {key!r} leads out of the bucket's folder {self.root / bucket}; the local S3 keeps every key inside it"
+            )
+        return path
 
     def objects(self, uri: str) -> list[tuple[str, Path]]:
         """(relative name, file) of every object under the prefix `uri`, in key order."""
@@ -138,8 +167,8 @@ class LocalS3Client:
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, **_: object) -> dict:
         target = self.s3.path(f"s3://{Bucket}/{Key}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(Body)
+        private_folder(target.parent)
+        write_private(target, Body)
         return {}
 
 

@@ -114,6 +114,10 @@ def test_a_labelling_prefix_in_another_bucket_is_read_and_watched_there(synthesi
     assert labels["EventPattern"]["detail"]["object"] == {"key": [{"prefix": "labels/"}]}
     trigger = statements_of(template, "TriggerFunctionRole")
     assert "labelling-team/car-damage/gt/*" in json.dumps(trigger["ReadLabelledInputs"]["Resource"])
+    # Each bucket is listed under its own prefix only.
+    assert trigger["ListLabelledInputs"]["Condition"] == {"StringLike": {"s3:prefix": ["labels/*"]}}
+    assert trigger["ListGroundTruthOutput"]["Condition"] == {"StringLike": {"s3:prefix": ["car-damage/gt/*"]}}
+    assert trigger["ListGroundTruthOutput"]["Resource"] == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team"]]}
     statements = statements_of(template, "SageMakerExecution")
     assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::labelling-team/car-damage/gt/*"]]} in statements["ReadLabelledData"][
         "Resource"
@@ -188,3 +192,9 @@ def test_release_stages_get_alarms_events_and_permissions_of_their_own(synthesiz
     assert f":endpoint/{staging}" in endpoints and f':endpoint/{production}"' in endpoints
     champion = json.dumps(statements_of(template, "ChampionFunctionRole")["ReadTheServedPackage"]["Resource"])
     assert f':endpoint/{production}"' in champion and staging not in champion  # the champion is production's package
+    logs = json.dumps(statements_of(template, "SageMakerExecution")["WriteSageMakerLogs"]["Resource"])
+    assert f':log-group:/aws/sagemaker/Endpoints/{staging}"' in logs and f':log-group:/aws/sagemaker/Endpoints/{production}"' in logs
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    (alarms,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    published = json.dumps(alarms["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert all(f":alarm:{name}" in published for name in deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production))

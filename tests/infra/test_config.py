@@ -15,12 +15,12 @@ def problems(text: str) -> str:
     return str(info.value)
 
 
-def test_without_a_source_the_app_is_the_workflow_alone_and_artifacts_are_kept():
-    """What an empty section means: no CI/CD pipeline, no fixed account, no expiry of the models that
-    registered packages point at."""
+def test_without_a_source_the_app_is_the_workflow_alone_and_prepared_data_expires():
+    """What an empty section means: no CI/CD pipeline, no fixed account, and the prepared data (the photos'
+    TFRecord copies) expires after 90 days; the models registered packages point at never do (test_artifact_expiry)."""
     infrastructure = parse_config("").infrastructure
     assert infrastructure.source.repository is None and infrastructure.account is None
-    assert infrastructure.artifact_expiration_days is None
+    assert infrastructure.artifact_expiration_days == 90
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from tests.infra.calls import (
     Need,
     Program,
     allowed_actions,
+    allows,
     check_role,
     implied,
     logical_id,
@@ -119,8 +120,14 @@ EXECUTION = (
     *needs(SAGEMAKER_ROLES, "SSE-KMS inputs, a KMS key for outputs and for volumes", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"),
     *needs(SAGEMAKER_ROLES, "uploading outputs (Add Additional Amazon S3 Permissions)", "s3:AbortMultipartUpload"),
 )
+GROUND_TRUTH_KMS = (
+    "Encrypt Output Data and Storage Volume with AWS KMS (the labelling job's role and a customer key), "
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/sms-security-kms-permissions.html"
+)
 GROUND_TRUTH = (
     *needs(GROUND_TRUTH_ROLE, "reading the input data and writing the labels", "s3:GetObject", "s3:PutObject"),
+    # The page lists kms:DescribeKey too, which the role has never been given.
+    *needs(GROUND_TRUTH_KMS, "output encrypted with the project's key", "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"),
     *needs(GROUND_TRUTH_POLICIES, "the labelling job's uploads", "s3:AbortMultipartUpload"),
     *needs(
         GROUND_TRUTH_ROLE,
@@ -292,6 +299,26 @@ def test_each_people_policy_allows_every_call_of_its_commands(workflow_template,
     if policy == "PeopleApprover":  # approvers change nothing but approval statuses
         changes = {a for a in allowed if re.match(r"sagemaker:(Create|Update|Delete|Start|Stop|Add)", a)}
         assert changes == {"sagemaker:UpdateModelPackage"}, changes
+
+
+UPDATE_PACKAGE = "sagemaker:UpdateModelPackage"
+
+
+def approval_changers(template: dict) -> list[str]:
+    """The roles and people's policies (logical ids) that allow sagemaker:UpdateModelPackage, wildcards included."""
+    found = [role for role in resources_of(template, "AWS::IAM::Role") if allows(allowed_actions(role_statements(template, role)), UPDATE_PACKAGE)]
+    return found + [
+        policy
+        for policy in resources_of(template, "AWS::IAM::ManagedPolicy")
+        if allows(allowed_actions(policy_statements(template, policy)), UPDATE_PACKAGE)
+    ]
+
+
+def test_only_approvers_may_change_a_package_after_its_registration(workflow_template):
+    """The deploy function tells a package an execution registered Approved from one a person approved by
+    whether UpdateModelPackage changed it since (deploy._changed_since_created): no role of the stack (the
+    execution and pipeline roles above all) may call it, and of the people's policies only the approvers'."""
+    assert approval_changers(workflow_template) == [logical_id(workflow_template, "AWS::IAM::ManagedPolicy", "PeopleApprover")]
 
 
 def test_the_stack_outputs_the_people_policies(workflow_template):

@@ -80,7 +80,7 @@ def test_the_pipeline_body_is_the_rendered_definition_with_every_placeholder_fil
     assert properties["PipelineName"] == workflow.config.pipeline_name
     body, variables = properties["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     assert body == definition  # the very text pipelines/ renders
-    assert set(variables) == set(PLACEHOLDERS)
+    assert set(variables) == set(PLACEHOLDERS) - {"DeployFunctionArn"}  # only what the body names: no Deploy step here
     assert set(re.findall(r"\$\{([^}]*)\}", body)) <= set(PLACEHOLDERS) | {"AWS::Region"}
     execution = logical_id(workflow_template, "AWS::IAM::Role", "SageMakerExecution")
     pipeline_role = logical_id(workflow_template, "AWS::IAM::Role", "RolesPipeline")
@@ -89,7 +89,6 @@ def test_the_pipeline_body_is_the_rendered_definition_with_every_placeholder_fil
     assert variables["DataBucket"] == {"Ref": logical_id(workflow_template, "AWS::S3::Bucket", "Data")}
     assert variables["ArtifactBucket"] == {"Ref": logical_id(workflow_template, "AWS::S3::Bucket", "Artifacts")}
     assert variables["KmsKeyId"] == {"Fn::GetAtt": [one(workflow_template, "AWS::KMS::Key")[0], "Arn"]}
-    assert variables["DeployFunctionArn"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction"), "Arn"]}
     assert variables["ChampionFunctionArn"] == {"Fn::GetAtt": [logical_id(workflow_template, "AWS::Lambda::Function", "ChampionFunction"), "Arn"]}
     for name in ("ProcessingImageUri", "TrainingImageUri"):
         assert "container-assets" in json.dumps(variables[name])
@@ -100,7 +99,8 @@ def test_the_pipeline_body_is_the_rendered_definition_with_every_placeholder_fil
 
 
 def test_jobs_encrypt_with_the_key_and_training_runs_network_isolated(definition):
-    steps = {step["Name"]: step for step in json.loads(definition)["Steps"]}
+    (first,) = json.loads(definition)["Steps"]  # the gate's floor; every job is in its if-branch
+    steps = {step["Name"]: step for step in first["Arguments"]["IfSteps"]}
     train = steps["Train"]["Arguments"]
     assert train["EnableNetworkIsolation"] is True
     assert train["ResourceConfig"]["VolumeKmsKeyId"] == "${KmsKeyId}" and train["OutputDataConfig"]["KmsKeyId"] == "${KmsKeyId}"
@@ -144,6 +144,9 @@ def test_the_deploy_function_is_the_containers_code_with_settings_it_accepts(wor
     )
     assert settings.data_capture_percent == config.deployment.data_capture_percent
     assert settings.data_capture_s3_uri == f"s3://artifacts-bucket/data-capture/{config.endpoint_name}/"
+    # It deploys a package its execution registered Approved only where the configuration registers Approved.
+    assert settings.registry_approval_status == config.registry.approval_status == "PendingManualApproval"
+    assert function["Timeout"] == 300  # time to read and hash the model archive
     asset = workflow.outdir / function["Code"]["S3Key"].removesuffix(".zip")
     staged = {path.name for path in (workflow.outdir / f"asset.{asset.name}").iterdir()}
     assert "deploy.py" in staged and "__pycache__" not in staged

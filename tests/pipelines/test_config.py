@@ -164,6 +164,24 @@ def test_names_default_from_the_project_and_spot_needs_time_to_wait():
     )
 
 
+def test_prepared_data_may_not_expire_before_a_cached_step_reuses_it():
+    text = "pipeline:\n  cache_expire_after: P30D\ninfrastructure:\n  artifact_expiration_days: 30\n"
+    assert "artifact_expiration_days (30) must be longer than pipeline.cache_expire_after (P30D)" in problems(text)
+    assert parse_config(text.replace("P30D", "P7D")).infrastructure.artifact_expiration_days == 30
+    assert parse_config(text.replace("pipeline:\n", "pipeline:\n  caching: false\n")).pipeline.caching is False
+
+
+def test_the_configured_gate_may_not_be_looser_than_its_own_floor():
+    assert "map_threshold (0.2) must be at least min_map_threshold (0.25)" in problems(
+        "evaluation:\n  map_threshold: 0.2\n  min_map_threshold: 0.25\n"
+    )
+    assert "champion_tolerance (0.1) must be at most max_champion_tolerance (0.05)" in problems(
+        "evaluation:\n  champion_tolerance: 0.1\n  max_champion_tolerance: 0.05\n"
+    )
+    unset = parse_config("evaluation:\n  map_threshold: 0.4\n  champion_tolerance: 0.01\n").evaluation
+    assert (unset.map_floor, unset.tolerance_ceiling) == (0.4, 0.01)  # by default an execution may tighten the gate, not loosen it
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [

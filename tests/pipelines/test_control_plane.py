@@ -58,7 +58,6 @@ PARAMETERS = [
     {"Name": "EvaluationInstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
     {"Name": "MapThreshold", "Type": "Float", "DefaultValue": 0.3},
     {"Name": "ChampionTolerance", "Type": "Float", "DefaultValue": 0.0},
-    {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
 ]
 
 
@@ -251,7 +250,8 @@ def test_start_with_nothing_labelled_says_so(env, config, rendered):
         (["-p", "BatchSize=0"], ["BatchSize='0' must be at least 1"]),
         (["-p", "ProcessingInstanceCount=1.5"], ["ProcessingInstanceCount='1.5' must be a whole number"]),
         (["-p", "MapThreshold=1.5"], ["MapThreshold='1.5' must be at most 1.0"]),
-        (["-p", "ModelApprovalStatus=Maybe"], ["must be one of 'PendingManualApproval', 'Approved' or 'Rejected'"]),
+        # No run chooses the approval status any more (whoever may start one may not approve its model).
+        (["-p", "ModelApprovalStatus=Approved"], ["ModelApprovalStatus: the approval status packages are registered with is pipeline.yaml's"]),
         (["-p", "TrainingInstanceType=p3.2xlarge"], ["TrainingInstanceType='p3.2xlarge' must be a SageMaker instance type"]),
         (["--images-prefix", "/data/images"], ["ImagesS3Prefix='/data/images' must be an S3 URI"]),
         (["-p", "LearningRate=0.1"], ["unknown parameter(s) LearningRate", "InputManifestUri, ImagesS3Prefix, ProcessingInstanceCount"]),
@@ -395,17 +395,21 @@ def register(env, status="PendingManualApproval", evaluation: dict | None = None
     key = f"{PIPELINE}/execution-{version}/evaluation/evaluation.json"
     if evaluation is not None:
         client("s3", env.url).put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(evaluation).encode())
-    return sagemaker.create_model_package(
+    metadata = {"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}
+    arn = sagemaker.create_model_package(
         ModelPackageGroupName=GROUP,
-        ModelApprovalStatus=status,
+        ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={
             "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": f"s3://{ARTIFACTS}/model.tar.gz"}],
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{key}"}}},
-        CustomerMetadataProperties={"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {},
+        CustomerMetadataProperties=metadata,
     )["ModelPackageArn"]
+    if status != "PendingManualApproval":  # a person sets it (the metadata again: moto's update drops what it is not given)
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, CustomerMetadataProperties=metadata)
+    return arn
 
 
 SNAPSHOT_INPUTS = f"s3://{DATA}/snapshots/20261130T101500Z-0123456789ab/inputs/"

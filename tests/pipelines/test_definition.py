@@ -16,7 +16,7 @@ from pipelines.config import load_config, parse_config
 from pipelines.definition import DefinitionError, render_definition
 from pipelines.local.engine import CACHE_KEY
 from steps.context import PLACEHOLDERS
-from tests.support import ROOT
+from tests.support import ROOT, all_steps, step_named
 
 SCHEMA = ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
 PARAMETERS = {
@@ -32,7 +32,6 @@ PARAMETERS = {
     "EvaluationInstanceType": "ml.m5.xlarge",
     "MapThreshold": 0.3,
     "ChampionTolerance": 0.0,
-    "ModelApprovalStatus": "PendingManualApproval",
 }
 CACHED = {"PrepareData", "Train", "Evaluate"}
 FIND_CHAMPION_OUTPUTS = {
@@ -60,16 +59,7 @@ def definition(text):
     return json.loads(text)
 
 
-def all_steps(steps):
-    for step in steps:
-        yield step
-        if step["Type"] == "Condition":
-            yield from all_steps(step["Arguments"]["IfSteps"])
-            yield from all_steps(step["Arguments"]["ElseSteps"])
-
-
-def step(definition, name):
-    return next(s for s in all_steps(definition["Steps"]) if s["Name"] == name)
+step = step_named
 
 
 def references(value) -> set[str]:
@@ -87,15 +77,19 @@ def references(value) -> set[str]:
 
 
 def test_the_steps_their_types_and_the_condition_wiring(definition):
-    assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
+    assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [("CheckGateSettings", "Condition")]
+    first = definition["Steps"][0]["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in first["IfSteps"]] == [
         ("PrepareData", "Processing"),
         ("Train", "Training"),
         ("FindChampion", "Lambda"),
         ("Evaluate", "Processing"),
         ("CheckQuality", "Condition"),
     ]
+    assert [(s["Name"], s["Type"]) for s in first["ElseSteps"]] == [("GateLooserThanAllowed", "Fail")]
     gate = step(definition, "CheckQuality")["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel"), ("CheckApproval", "Condition")]
+    # pipeline.yaml registers PendingManualApproval: no Deploy step, only a person's approval deploys.
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel")]
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("QualityBelowThreshold", "Fail")]
     threshold, champion = gate["Conditions"]
     assert threshold["Type"] == "GreaterThanOrEqualTo"
@@ -109,9 +103,54 @@ def test_the_steps_their_types_and_the_condition_wiring(definition):
             {"Type": "LessThanOrEqualTo", "LeftValue": evaluation("champion.map_lead"), "RightValue": {"Get": "Parameters.ChampionTolerance"}},
         ],
     }
-    approval = step(definition, "CheckApproval")["Arguments"]
-    assert approval["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.ModelApprovalStatus"}, "RightValue": "Approved"}]
-    assert [(s["Name"], s["Type"]) for s in approval["IfSteps"]] == [("Deploy", "Lambda")] and approval["ElseSteps"] == []
+
+
+@pytest.fixture(scope="module")
+def approving():
+    """The definition of a configuration that registers Approved (a development pipeline, the local profile)."""
+    return json.loads(render_definition(parse_config("registry:\n  approval_status: Approved\n")))
+
+
+def test_only_a_configuration_that_approves_at_registration_deploys_in_the_pipeline(definition, approving):
+    assert "Deploy" not in {s["Name"] for s in all_steps(definition["Steps"])}
+    assert step(definition, "Register")["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
+    # No run chooses the status: it is pipeline.yaml's, and no parameter sets it.
+    assert "ModelApprovalStatus" not in {p["Name"] for p in approving["Parameters"]}
+    assert step(approving, "Register")["Arguments"]["ModelApprovalStatus"] == "Approved"
+    gate = step(approving, "CheckQuality")["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel"), ("Deploy", "Lambda")]
+    deploy = step(approving, "Deploy")
+    assert deploy["Arguments"]["model_package_arn"] == {"Get": "Steps.Register.ModelPackageArn"}
+    assert deploy["FunctionArn"] == "${DeployFunctionArn}"
+    assert "RetryPolicies" not in deploy  # a Lambda step takes none
+
+
+def test_an_execution_looser_than_the_configured_floor_ends_at_a_fail_step(definition):
+    """MapThreshold and ChampionTolerance are parameters anyone who may start an execution can set: the first
+    step compares them with pipeline.yaml's floor (by default the configured values) before any job runs."""
+    first = definition["Steps"][0]["Arguments"]
+    assert first["Conditions"] == [
+        {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.MapThreshold"}, "RightValue": 0.3},
+        {"Type": "LessThanOrEqualTo", "LeftValue": {"Get": "Parameters.ChampionTolerance"}, "RightValue": 0.0},
+    ]
+    message = step(definition, "GateLooserThanAllowed")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message
+    text = "".join(part for part in message if isinstance(part, str))
+    assert "at least 0.3 (evaluation.min_map_threshold)" in text and "at most 0.0 (evaluation.max_champion_tolerance)" in text
+    floors = json.loads(
+        render_definition(parse_config("evaluation:\n  map_threshold: 0.4\n  min_map_threshold: 0.25\n  max_champion_tolerance: 0.02\n"))
+    )
+    assert [c["RightValue"] for c in floors["Steps"][0]["Arguments"]["Conditions"]] == [0.25, 0.02]
+
+
+def test_jobs_that_parse_uploaded_files_are_network_isolated(definition):
+    for name in ("PrepareData", "Evaluate"):
+        assert step(definition, name)["Arguments"]["NetworkConfig"]["EnableNetworkIsolation"] is True, name
+
+
+def test_the_package_records_the_digest_of_the_archive_evaluate_scored(definition):
+    metadata = step(definition, "Register")["Arguments"]["CustomerMetadataProperties"]
+    assert metadata["ModelSha256"] == evaluation("model.sha256")
 
 
 def evaluation(path: str) -> dict:
@@ -150,9 +189,6 @@ def test_dependencies_follow_the_data(definition):
     assert "Steps.PrepareData" in references(step(definition, "Train")["Arguments"])
     assert {"Steps.Train", "Steps.PrepareData"} <= references(step(definition, "Evaluate")["Arguments"])
     assert {"Steps.Train", "Steps.Evaluate"} <= references(step(definition, "Register")["Arguments"])
-    deploy = step(definition, "Deploy")
-    assert deploy["Arguments"]["model_package_arn"] == {"Get": "Steps.Register.ModelPackageArn"}
-    assert deploy["FunctionArn"] == "${DeployFunctionArn}"
 
 
 def test_the_fail_message_names_both_maps_the_threshold_and_the_tolerance(definition):
@@ -243,10 +279,9 @@ def test_evaluation_report_is_a_property_file(definition):
     assert inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
 
 
-def test_registration_carries_metrics_content_types_and_the_approval_parameter(definition):
+def test_registration_carries_metrics_and_content_types(definition):
     arguments = step(definition, "Register")["Arguments"]
     assert arguments["ModelPackageGroupName"] == "car-damage-models"
-    assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentType"] == "application/json"
     evaluation_output = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
@@ -268,7 +303,6 @@ def test_expensive_steps_are_cached_and_every_job_step_retries(definition):
     for name in ("PrepareData", "Train", "Evaluate"):
         kinds = {kind for policy in step(definition, name)["RetryPolicies"] for kind in policy["ExceptionType"]}
         assert "SageMaker.CAPACITY_ERROR" in kinds
-    assert "RetryPolicies" not in step(definition, "Deploy")  # a Lambda step takes none
 
 
 def test_cache_keys_are_stable_and_do_not_depend_on_the_execution(definition, config):
@@ -299,7 +333,7 @@ def test_jobs_encrypt_with_the_kms_key(definition):
 
 def test_unset_account_values_are_placeholders_and_given_ones_are_filled(text, config):
     found = set(re.findall(r"\$\{([A-Za-z:]+)\}", text))
-    assert found == set(PLACEHOLDERS) | {"AWS::Region"}
+    assert found == set(PLACEHOLDERS) - {"DeployFunctionArn"} | {"AWS::Region"}  # no Deploy step: nothing approves at registration
     values = {
         "SageMakerRoleArn": "arn:aws:iam::123456789012:role/cardamage-sagemaker",
         "DataBucket": "my-data",

@@ -27,7 +27,11 @@ from tests.support import ROOT, SAMPLE
 PHOTOS = sorted((SAMPLE / "images").rglob("*.jpg"))
 
 
-def photo(data: bytes, detections=(), source="capture.jsonl:1", size=(100, 100)) -> review.Captured:
+def photo(data: bytes, detections=(), source="capture.jsonl:1", size=None) -> review.Captured:
+    """A captured photo whose answer is for its own size (the endpoint's), unless `size` says otherwise."""
+    if size is None:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
     return review.Captured(source, data, "image/jpeg", tuple(detections), size[0], size[1], "2026-12-01T10:00:00Z")
 
 
@@ -137,8 +141,10 @@ def test_review_writes_a_batch_from_the_local_endpoints_captures(tmp_path):
     tasks = json.loads((out / "tasks.json").read_text())
     for task, entry in zip(tasks, document["images"], strict=True):
         assert task["data"]["image"] == document["images_prefix"] + entry["image"]
-        data = (out / "images" / entry["image"]).read_bytes()
-        assert data in [path.read_bytes() for path in PHOTOS[1:4]] and entry["reason"].startswith("uncertain: ")
+        data = (out / "images" / entry["image"]).read_bytes()  # a private copy of a captured photo, named after it
+        assert entry["captured_sha256"] in [hashlib.sha256(path.read_bytes()).hexdigest() for path in PHOTOS[1:4]]
+        assert entry["image"].startswith(entry["captured_sha256"][:20]) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["reason"].startswith("uncertain: ")
     assert len((out / "adjustment.manifest").read_text().splitlines()) == 2
     assert (out / "contact-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert ElementTree.fromstring((out / "labeling-config.xml").read_text()).tag == "View"

@@ -55,7 +55,8 @@ def deployed_here(tmp_path, maps: list[float], served: list[int]) -> LocalDeploy
     archive = tmp_path / "model.tar.gz"
     archive.write_bytes(model_archive())
     s3.put_file(archive, "s3://artifacts/model.tar.gz")
-    packages = [state.register(GROUP, "Approved", "s3://artifacts/model.tar.gz", None, None, value, {}, None) for value in maps]
+    registered = [state.register(GROUP, "PendingManualApproval", "s3://artifacts/model.tar.gz", None, None, value, {}, None) for value in maps]
+    packages = [state.set_status(package.arn, "Approved", "by a person") for package in registered]
     deployer = LocalDeployer(state, s3, state_dir / "endpoints", group=GROUP)
     for version in served:
         assert deployer.deploy(packages[version - 1].arn, ENDPOINT).status in ("created", "updated")
@@ -139,7 +140,8 @@ def test_another_groups_package_served_is_no_champion_and_is_not_read(aws, tmp_p
     archive = tmp_path / "model.tar.gz"
     archive.write_bytes(model_archive())
     s3.put_file(archive, "s3://artifacts/model.tar.gz")
-    package = state.register("other-models", "Approved", "s3://artifacts/model.tar.gz", None, None, 0.9, {}, None)
+    package = state.register("other-models", "PendingManualApproval", "s3://artifacts/model.tar.gz", None, None, 0.9, {}, None)
+    package = state.set_status(package.arn, "Approved", "by a person")
     deployer = LocalDeployer(state, s3, state_dir / "endpoints", group="other-models")
     assert deployer.deploy(package.arn, ENDPOINT).status == "created"
     assert deployer.champion(ENDPOINT, CHALLENGER, GROUP) == expected

@@ -7,6 +7,7 @@ SageMaker (an endpoint's FailureReason, a deleted package) the test adds it to m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -48,6 +49,7 @@ def aws(server, monkeypatch, tmp_path):
     """Fresh moto state, fake credentials, and the clients the code under test is given."""
     server.reset()
     isolate_aws(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # the S3 client deploy_package makes itself reads from moto
     sagemaker, autoscaling = client("sagemaker", server.url), client("application-autoscaling", server.url)
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
     return sagemaker, autoscaling
@@ -66,18 +68,47 @@ def settings(**changes) -> DeploySettings:
     return DeploySettings(**{**values, **changes})
 
 
-def register(sagemaker, status="Approved", group=GROUP, recorded_map: float | None = None) -> str:
-    """A package as the pipeline's Register step makes it (with its mAP in the metadata, when given)."""
-    return sagemaker.create_model_package(
+ARCHIVE = b"the model.tar.gz Evaluate scored"
+
+
+def register(
+    sagemaker,
+    status="Approved",
+    group=GROUP,
+    recorded_map: float | None = None,
+    *,
+    at_registration: bool = False,
+    model_data_url: str = "s3://artifacts/model.tar.gz",
+    archive: bytes | None = ARCHIVE,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """A package as the pipeline's Register step makes it (with its mAP in the metadata, when given), then
+    given `status` by a person (UpdateModelPackage), or registered with it when `at_registration`. Its
+    `archive` is written to `model_data_url` and its sha256 recorded; None: a package from before digests."""
+    if archive is not None:
+        bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
+        s3 = client("s3", sagemaker.meta.endpoint_url)
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_object(Bucket=bucket, Key=key, Body=archive)
+        metadata = {deploy.METADATA_SHA256: hashlib.sha256(archive).hexdigest(), **(metadata or {})}
+    metadata = ({} if recorded_map is None else {"mAP": str(recorded_map)}) | (metadata or {})
+    arn = sagemaker.create_model_package(
         ModelPackageGroupName=group,
-        ModelApprovalStatus=status,
+        ModelApprovalStatus=status if at_registration else "PendingManualApproval",
         InferenceSpecification={
-            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": model_data_url}],
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
-        CustomerMetadataProperties={} if recorded_map is None else {"mAP": str(recorded_map)},
+        CustomerMetadataProperties=metadata,
     )["ModelPackageArn"]
+    if not at_registration and status != "PendingManualApproval":
+        # The metadata again: moto's UpdateModelPackage drops what it is not given (SageMaker keeps it).
+        sagemaker.update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=f"{status} by a person", CustomerMetadataProperties=metadata
+        )
+    return arn
 
 
 def endpoint_tags(sagemaker) -> dict[str, str]:
@@ -470,6 +501,62 @@ def package_event(arn: str, status: str = "Approved", group: str = GROUP) -> dic
         "resources": [arn],
         "detail": {"ModelPackageGroupName": group, "ModelPackageVersion": 1, "ModelPackageArn": arn, "ModelApprovalStatus": status},
     }
+
+
+def test_a_package_its_execution_registered_approved_deploys_only_once_a_person_approves_it(lambda_environment):
+    """Anyone allowed to start an execution could once register a package Approved (ModelApprovalStatus was a
+    parameter); the approval rule then deployed it with no person involved. Now the function refuses it, naming
+    the rule, unless the configuration itself approves at registration."""
+    sagemaker, _ = lambda_environment
+    arn = register(sagemaker, at_registration=True)
+
+    answer = handler(package_event(arn), None)
+
+    assert answer["status"] == "skipped"
+    assert answer["reason"] == (
+        "version 1 was registered Approved by its pipeline execution, but registry.approval_status is PendingManualApproval: "
+        "only a person's approval deploys it (cardamage approve, or the Model Registry)"
+    )
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_models()["Models"] == []
+    metadata = sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved", CustomerMetadataProperties=metadata)  # a person
+    assert handler(package_event(arn), None)["status"] == "created"
+
+
+def test_a_configuration_that_approves_at_registration_deploys_what_its_executions_register(lambda_environment, monkeypatch):
+    sagemaker, _ = lambda_environment
+    monkeypatch.setenv("REGISTRY_APPROVAL_STATUS", "Approved")  # registry.approval_status: Approved (a development pipeline)
+    assert handler(package_event(register(sagemaker, at_registration=True)), None)["status"] == "created"
+    monkeypatch.setenv("REGISTRY_APPROVAL_STATUS", "Maybe")
+    with pytest.raises(
+        SettingsError, match="environment variable REGISTRY_APPROVAL_STATUS: must be one of PendingManualApproval, Approved, Rejected"
+    ):
+        handler(package_event(register(sagemaker)), None)
+
+
+def test_an_archive_changed_since_evaluation_is_refused_naming_both_digests(aws):
+    """Register records the sha256 of the archive Evaluate scored; whoever can write the execution outputs
+    could replace the archive after that. Nothing is created for a changed one."""
+    sagemaker, autoscaling = aws
+    arn = register(sagemaker)
+    client("s3", sagemaker.meta.endpoint_url).put_object(Bucket="artifacts", Key="model.tar.gz", Body=b"another model")
+
+    with pytest.raises(DeployError) as refused:
+        deploy_package(sagemaker, autoscaling, settings(), arn)
+
+    recorded, found = hashlib.sha256(ARCHIVE).hexdigest(), hashlib.sha256(b"another model").hexdigest()
+    assert str(refused.value) == (
+        f"model archive s3://artifacts/model.tar.gz has sha256 {found}, but version 1 was registered with {recorded}: "
+        "the archive changed after it was evaluated; not deployed"
+    )
+    assert sagemaker.list_models()["Models"] == [] and sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_a_package_from_before_digests_is_deployed_and_the_answer_says_it_was_not_checked(aws):
+    sagemaker, autoscaling = aws
+    result = deploy_package(sagemaker, autoscaling, settings(), register(sagemaker, archive=None))
+    assert result.status == "created"
+    assert "version 1 recorded no archive digest (registered before digests were): not checked" in result.reason
 
 
 def test_the_handler_deploys_on_an_approval_event(lambda_environment):

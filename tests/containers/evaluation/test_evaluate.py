@@ -5,6 +5,7 @@ with the same detections, and validation records written by containers/processin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -166,6 +167,9 @@ def test_a_model_archive_or_a_folder_holding_one_is_extracted(models, dents, tmp
         report = run(given, dents, tmp_path / f"out-{given.name}")
         assert report["metrics"]["mAP"]["value"] == 1.0
         assert report["model"]["packaging"] == "model.tar.gz" and report["model"]["source"] == str(given)
+        # The archive's digest: Register records it, and the deployment function deploys no other archive.
+        assert report["model"]["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert run(models["perfect"], dents, tmp_path / "out-folder")["model"]["sha256"] == ""  # a folder: no archive to vouch for
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from pipelines.local.runner import local_definition
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
 from tests.pipelines.local.job_programs import ENTRYPOINT, HERE, stand_in_images
-from tests.support import ROOT, Dataset
+from tests.support import ROOT, Dataset, step_named
 
 CONFIG = ROOT / "pipeline.yaml"
 CHECKPOINTS = "s3://local-artifacts/checkpoints/demo"
@@ -68,7 +68,8 @@ def test_a_processing_program_that_exits_non_zero_fails_its_step_with_its_last_e
 
     assert result.exit_code == 1, result.output
     execution, steps = only_execution(tmp_path / "state")
-    assert (execution["status"], list(steps)) == ("Failed", ["PrepareData"])  # nothing after it started
+    ran = [name for name, step in steps.items() if step["status"] != "NotRun"]
+    assert (execution["status"], ran) == ("Failed", ["CheckGateSettings", "PrepareData"])  # nothing after it started
     prepare = steps["PrepareData"]
     log = Path(prepare["log"])
     assert prepare["status"] == "Failed" and prepare["failure"].startswith("prepare_data: error: no usable image")
@@ -90,7 +91,7 @@ def test_a_training_program_that_fails_gives_its_failure_file_as_the_reason(rend
     its last log line says the same with a `train: error:` prefix, so the reason shown tells which was read."""
     monkeypatch.chdir(tmp_path)
     edited = copy.deepcopy(rendered)
-    train = next(step for step in edited["Steps"] if step["Name"] == "Train")
+    train = step_named(edited, "Train")
     train["Arguments"]["HyperParameters"]["checkpoint_every"] = "0"  # no parameter sets it, so no parameter check catches it
     definition = tmp_path / "definition.json"
     definition.write_text(json.dumps(edited))

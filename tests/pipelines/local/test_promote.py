@@ -17,7 +17,7 @@ from pipelines.config import load_config
 from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
-from pipelines.promote import check_answer, next_stage
+from pipelines.promote import PromotionError, check_answer, next_stage, record_images
 from steps.register import METADATA_VALIDATION
 from tests.containers.evaluation.helpers import DENT, box, write_validation
 from tests.fake_model import write_model_archive
@@ -100,6 +100,21 @@ def test_a_wrong_answer_in_the_smoke_test_stops_the_promotion(staged, tmp_path):
     assert f"  BAD b-not-a-photo.jpg: HTTP 400: {json.dumps(unreadable)}" in refused.output.splitlines(), refused.output
     assert "not promoted to production (car-damage-endpoint): 1 answer(s) failed the smoke test" in refused.output
     assert served(config, state_dir) == {"staging": 1, "production": None}
+
+
+def test_promote_says_so_when_the_packages_validation_records_expired(staged, tmp_path):
+    """Prepared data expires (infrastructure.artifact_expiration_days); the package that was evaluated on it stays."""
+    config, config_file, state_dir = staged
+    assert cli(config_file, state_dir, "approve", "1").exit_code == 0
+    shutil.rmtree(LocalS3(state_dir / "s3").path(VALIDATION))  # what the lifecycle rule does to the prepared data
+    refused = cli(config_file, state_dir, "promote")
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert "they expired with their execution's prepared data" in message and "infrastructure.artifact_expiration_days" in message
+    assert "pass --images DIR" in message and served(config, state_dir) == {"staging": 1, "production": None}
+    # On AWS the records are copied from S3 first: an expired prefix copies nothing, and the message names it.
+    with pytest.raises(PromotionError, match=r"no validation records at s3://artifacts/p/prepared-data/e1/validation: they expired"):
+        record_images(tmp_path, 5, source="s3://artifacts/p/prepared-data/e1/validation")
 
 
 def test_the_rule_still_holds_between_stages(staged):

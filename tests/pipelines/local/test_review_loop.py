@@ -66,13 +66,14 @@ def truth_by_hash() -> dict[str, list[dict]]:
 
 
 def correct(batch, truth: dict[str, list[dict]]) -> list[dict]:
-    """The person's part: each task's predictions replaced by the true boxes; Label Studio's JSON export."""
+    """The person's part: each task's predictions replaced by the true boxes; Label Studio's JSON export. The batch
+    holds private copies of the photos (no metadata): review.json names the captured photo of each."""
     tasks = json.loads((batch / "tasks.json").read_text())
-    prefix = json.loads((batch / "review.json").read_text())["images_prefix"]
+    document = json.loads((batch / "review.json").read_text())
+    captured = {entry["image"]: entry["captured_sha256"] for entry in document["images"]}
     export = []
     for number, task in enumerate(tasks, 1):
-        photo = (batch / "images" / task["data"]["image"].removeprefix(prefix)).read_bytes()
-        result = truth[hashlib.sha256(photo).hexdigest()]
+        result = truth[captured[task["data"]["image"].removeprefix(document["images_prefix"])]]
         annotation = {"id": 100 + number, "result": result, "was_cancelled": False, "updated_at": "2026-12-02T10:00:00Z"}
         export.append({"id": number, "data": task["data"], "annotations": [annotation], "predictions": task["predictions"]})
     return export
@@ -115,7 +116,7 @@ def test_the_next_run_trains_on_all_labelled_data_and_registers_with_its_champio
     assert second.status == "Succeeded", [(s["name"], s["status"], s.get("failure")) for s in second.steps]
     listed = {}
     for execution in (first.execution, second.execution):
-        (images,) = (state / "s3").glob(f"local-artifacts/*/{execution}/prepared-data/images.jsonl")
+        (images,) = (state / "s3").glob(f"local-artifacts/*/prepared-data/{execution}/images.jsonl")
         listed[execution] = {json.loads(line)["sha256"] for line in images.read_text().splitlines()}
     reviewed = {hashlib.sha256(path.read_bytes()).hexdigest() for path in (batch / "images").iterdir()}
     assert len(listed[first.execution]) == 32 and len(listed[second.execution]) == 48

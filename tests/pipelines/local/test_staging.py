@@ -67,11 +67,11 @@ def test_prepare_data_runs_here_on_two_instances_that_share_the_images_and_agree
     """ProcessingInstanceCount=2 runs PrepareData as algo-1 and algo-2, each in its own sandbox with SageMaker's
     resource config; together they write every image of the sample once."""
     from pipelines.local.runner import local_definition, run_local
-    from tests.support import all_records
+    from tests.support import all_records, step_named
 
     config = load_config(ROOT / "pipeline.yaml", profile="local")
     definition = local_definition(config)
-    definition["Steps"] = [step for step in definition["Steps"] if step["Name"] == "PrepareData"]
+    definition["Steps"] = [step_named(definition, "PrepareData")]
     result = run_local(config, tmp_path / "state", parameters={"ProcessingInstanceCount": "2"}, definition=definition)
     assert result.status == "Succeeded"
     (output,) = {path.parent for path in (tmp_path / "state" / "s3").rglob("report-algo-1.json")}
