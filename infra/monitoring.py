@@ -1,6 +1,7 @@
 """What a team is told: an encrypted SNS topic (email subscriptions from pipeline.yaml) that receives failed
 pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency, the
 share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names).
+With drift monitoring (infra/drift.py), also each endpoint's drift alarm and the monitoring jobs that failed.
 Only those rules and alarms may publish to the topic and use the key to do it."""
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from constructs import Construct
 
 from containers.deploy import deploy
 from containers.deploy.deploy import VARIANT
+from containers.monitor_start import metrics
 from infra.arns import arn
+from infra.drift import drift_alarm_name, monitored
 from infra.rules import event_rule
 from pipelines.config import Config
 
@@ -75,10 +78,42 @@ class Monitoring(Construct):
             for stage, endpoint in config.stage_endpoints.items()
         }
         self.errors_alarm, self.latency_alarm, self.client_errors_alarm = self.endpoint_alarms[config.endpoint_name]
-        for alarm in (alarm for alarms in self.endpoint_alarms.values() for alarm in alarms):
+        rules = [self.failure_rule, self.approval_rule]
+        self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
+        if monitored(config):
+            rules.append(self._monitoring_failures(config, notice))
+            if config.monitoring.drift_alarm:
+                self.drift_alarms = {
+                    endpoint: drift_alarm(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
+                    for stage, endpoint in config.stage_endpoints.items()
+                }
+        for alarm in [*(alarm for alarms in self.endpoint_alarms.values() for alarm in alarms), *self.drift_alarms.values()]:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
-        self._allow_publishing(config, key, rules=[self.failure_rule, self.approval_rule])
+        self._allow_publishing(config, key, rules=rules)
+
+    def _monitoring_failures(self, config: Config, notice) -> events.Rule:
+        """A drift monitoring job that failed or was stopped (its run time ran out) is reported: otherwise a window
+        would go unwatched unseen."""
+        self.monitoring_failed_rule = event_rule(
+            self,
+            "OnMonitoringJobFailed",
+            description=f"Tell the team when a drift monitoring job of {config.project.name} fails",
+            source="aws.sagemaker",
+            detail_type=metrics.PROCESSING_EVENT,
+            detail={"ProcessingJobName": [{"prefix": f"{config.monitoring_job_prefix}-"}], "ProcessingJobStatus": ["Failed", "Stopped"]},
+            targets=[
+                ToTopic(
+                    self.topic,
+                    message=notice(
+                        "Drift monitoring job {job} ended {status}: that window was not monitored. Its log in CloudWatch Logs "
+                        "(/aws/sagemaker/ProcessingJobs) says why.",
+                        {"job": "$.detail.ProcessingJobName", "status": "$.detail.ProcessingJobStatus"},
+                    ),
+                )
+            ],
+        )
+        return self.monitoring_failed_rule
 
     def _allow_publishing(self, config: Config, key: kms.IKey, *, rules: list[events.Rule]) -> None:
         """Only the project's rules and alarms may publish to the topic, and use the key to do it.
@@ -91,6 +126,7 @@ class Monitoring(Construct):
         and the topic policy CDK writes replaces SNS's default one: the alarms need a statement of their own."""
         topic = self.topic.topic_arn
         names = [name for endpoint in config.stage_endpoints.values() for name in deploy.rollback_alarm_names(endpoint)]
+        names += [drift_alarm_name(endpoint) for endpoint in self.drift_alarms]
         alarms = [arn(self, "cloudwatch", "alarm", name, colon=True) for name in names]
         from_alarms = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnEquals": {"aws:SourceArn": alarms}}
         events_principal, cloudwatch_principal = iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")
@@ -196,3 +232,27 @@ def endpoint_alarms(scope: Construct, suffix: str, config: Config, endpoint: str
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
     return errors, latency, client_errors
+
+
+def drift_alarm(scope: Construct, suffix: str, config: Config, endpoint: str) -> cloudwatch.Alarm:
+    """Goes off when a window of `endpoint`'s captures drifted from its package's baselines (the metrics
+    function's Drift, with the Endpoint dimension alone, whatever package is served). A window is published once
+    per schedule: the alarm keeps its state between windows (missing data is ignored), so it stays in alarm until
+    a window without drift comes."""
+    return cloudwatch.Alarm(
+        scope,
+        f"Drift{suffix}",
+        alarm_name=drift_alarm_name(endpoint),
+        alarm_description=f"The photos or answers of {endpoint} drifted from its package's baselines: the latest monitor.json names the statistics",
+        metric=cloudwatch.Metric(
+            namespace=metrics.namespace(config.project.name),
+            metric_name=metrics.DRIFT,
+            dimensions_map={metrics.ENDPOINT: endpoint},
+            statistic="Maximum",
+            period=Duration.minutes(5),
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+    )

@@ -12,10 +12,11 @@ from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.drift import PROCESSING_LOGS, baselines_prefix
 from infra.people import LABELING_FILES, REVIEW
 from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
 from infra.storage import DATA_CAPTURE
-from pipelines.config import BATCH_PREFIX, Config
+from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, Config
 
 
 def check(app: App) -> None:
@@ -148,6 +149,8 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         (f"AwsSolutions-IAM5[Resource::{_arn_of(data)}/{snapshots_prefix}*]", "Each snapshot is written under snapshots/<id>/, named when taken"),
     )
     _acknowledge_people(stack, config, reads, deploying)
+    if stack.drift is not None:
+        _acknowledge_drift(stack, config)
     acknowledge(
         stack,
         (
@@ -162,6 +165,59 @@ SERVED_CONFIG = (
     f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource='endpoint-config/*')}]",
     "Only reads (describe, tags): the endpoint's current config may be another project's or hand-made, and its tags say whether it is ours",
 )
+
+
+def _acknowledge_drift(stack: Stack, config: Config) -> None:
+    """Drift monitoring's roles (infra.drift): the monitoring job's, the starter's, the metrics function's and the
+    schedules'. Each wildcard is a folder per endpoint, per window or per execution, or a name per job."""
+    drift = stack.drift
+    artifacts = _arn_of(stack.storage.artifacts)
+    endpoints = list(config.stage_endpoints.values())
+    jobs = (
+        f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'processing-job/{config.monitoring_job_prefix}-*')}]",
+        "Monitoring jobs are named <project>-monitor-<window start>-<stage>, one per window, named when the window ends",
+    )
+
+    def reports(why: str) -> list[tuple[str, str]]:
+        return [(f"AwsSolutions-IAM5[Resource::{artifacts}/{MONITORING_PREFIX}/{endpoint}/*]", why) for endpoint in endpoints]
+
+    processing_logs = REGIONAL.format(service="logs", resource=f"log-group:{PROCESSING_LOGS}")
+    wildcard = f"AwsSolutions-IAM5[Resource::{artifacts}"
+    acknowledge(
+        drift.job_role,
+        *((f"{wildcard}/{DATA_CAPTURE}/{endpoint}/*]", "SageMaker writes captures hourly under data-capture/<endpoint>/") for endpoint in endpoints),
+        (f"{wildcard}/{baselines_prefix(config)}*]", "A package's baselines are in its execution's evaluation/ folder, any execution's"),
+        *reports("Each window's report is written under monitoring/<endpoint>/<window start>/"),
+        (f"AwsSolutions-IAM5[Resource::{processing_logs}:log-stream:*]", "SageMaker names a log stream per processing job and instance"),
+        (
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData (scoped by a namespace condition) and ecr:GetAuthorizationToken have no resource type",
+        ),
+    )
+    group = config.model_package_group.lower()
+    acknowledge(
+        drift.starter.role,
+        (
+            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'model-package/{group}/*')}]",
+            "The served package, whose baselines the job reads, may be any version of our group",
+        ),
+        SERVED_CONFIG,
+        jobs,
+        *reports("A window without captures gets its empty monitor.json under monitoring/<endpoint>/<window start>/"),
+    )
+    acknowledge(
+        drift.metrics_function.role,
+        ("AwsSolutions-IAM5[Resource::*]", "cloudwatch:PutMetricData has no resource type; a condition limits it to the project's namespace"),
+        jobs,
+        *reports("The function reads each window's monitor.json under monitoring/<endpoint>/<window start>/"),
+    )
+    acknowledge(
+        drift.scheduler_role,
+        (
+            f"AwsSolutions-IAM5[Resource::{_arn_of(drift.starter)}:*]",
+            "CDK's Lambda target for EventBridge Scheduler also grants the function's versions and aliases; the starter has none",
+        ),
+    )
 
 
 def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str]], deploying: list[tuple[str, str]]) -> None:

@@ -57,6 +57,11 @@ def endpoint_log_group(endpoint: str) -> str:
     return f"/aws/sagemaker/Endpoints/{endpoint}"
 
 
+def sagemaker_role(scope: Construct, id: str, description: str) -> iam.Role:
+    """A role SageMaker assumes: for jobs and models, for a pipeline, for labelling jobs; its policies are added after."""
+    return iam.Role(scope, id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
+
+
 # SageMaker Pipelines names the jobs of a step pipelines-<execution id>-<step name>-<token>-<failures> unless the
 # definition turns on custom prefixes (it does not: steps/ sets no job names, tests/infra holds that):
 # "IAM Access Management", Customize access management for Pipelines jobs,
@@ -68,12 +73,7 @@ class Roles(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage) -> None:
         super().__init__(scope, id)
         artifacts, data = storage.artifacts, storage.data
-        self.execution = iam.Role(
-            self,
-            "SageMakerExecution",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{config.project.name}: processing and training jobs, models and the endpoint",
-        )
+        self.execution = sagemaker_role(self, "SageMakerExecution", f"{config.project.name}: processing and training jobs, models and the endpoint")
         reads = input_prefixes(config, data.bucket_name)
         by_bucket: dict[str, list[str]] = {}
         for bucket, prefix in reads:
@@ -139,12 +139,7 @@ class Roles(Construct):
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"])  # has no resource type
         )
 
-        self.pipeline = iam.Role(
-            self,
-            "Pipeline",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{config.project.name}: SageMaker Pipelines runs {config.pipeline_name} as this role",
-        )
+        self.pipeline = sagemaker_role(self, "Pipeline", f"{config.project.name}: SageMaker Pipelines runs {config.pipeline_name} as this role")
 
         group = config.model_package_group
         self.pipeline.add_to_policy(
@@ -200,12 +195,7 @@ class Roles(Construct):
         task files the CLI uploads under labeling/ in the artifacts bucket, and writes the labels where the
         new-data trigger listens."""
         data, artifacts = storage.data, storage.artifacts
-        role = iam.Role(
-            self,
-            "Labeling",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{config.project.name}: Ground Truth labelling jobs (cardamage label --role-arn)",
-        )
+        role = sagemaker_role(self, "Labeling", f"{config.project.name}: Ground Truth labelling jobs (cardamage label --role-arn)")
         output_bucket, output_prefix = config.labeling_output(data.bucket_name)
         role.add_to_policy(
             iam.PolicyStatement(

@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra import nag
 from infra.deployment import Deployment
+from infra.drift import DriftMonitoring, monitored
 from infra.images import Images
 from infra.monitoring import Monitoring
 from infra.people import People
@@ -20,8 +21,9 @@ from steps.context import PLACEHOLDERS
 
 class WorkflowStack(Stack):
     """Storage and key, roles, images, the model package group and the SageMaker Pipeline, the new-manifest
-    trigger, deployment on approval, notifications, and the policies for approvers and operators. `definition` is the rendered pipeline definition
-    (infra.pipeline.render_for_cdk); rendering takes seconds, so callers render once and pass it in."""
+    trigger, deployment on approval, drift monitoring, notifications, and the policies for approvers and operators.
+    `definition` is the rendered pipeline definition (infra.pipeline.render_for_cdk); rendering takes seconds, so
+    callers render once and pass it in."""
 
     def __init__(self, scope: Construct, id: str, *, config: Config, definition: str, **kwargs) -> None:
         super().__init__(scope, id, description=f"{config.project.name}: car damage detection on SageMaker Pipelines", **kwargs)
@@ -50,6 +52,7 @@ class WorkflowStack(Stack):
         }
         self.pipeline = Pipeline(self, "Pipeline", config=config, definition=definition, values=self.values, role_arn=self.roles.pipeline.role_arn)
         self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
+        self.drift = DriftMonitoring(self, "DriftMonitoring", config=config, storage=self.storage, images=self.images) if monitored(config) else None
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.storage.key, pipeline_arn=self.pipeline.pipeline_arn)
         self.deployment.report_to(self.monitoring.topic)
         self.people = People(self, "People", config=config, storage=self.storage, roles=self.roles, pipeline_arn=self.pipeline.pipeline_arn)

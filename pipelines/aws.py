@@ -29,7 +29,7 @@ from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
 from containers.deploy.champion import recorded_champion
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
-from pipelines.backends import BackendError, Package, data_label
+from pipelines.backends import BackendError, Package, data_label, present_baselines
 from pipelines.config import Config, LabelingConfig
 from pipelines.loopback import is_loopback
 from steps.context import PLACEHOLDERS
@@ -415,7 +415,16 @@ def read_map(s3: Any, package: Mapping[str, Any]) -> float | None:
 
 
 def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Package]:
-    """The newest `limit` packages with their approval status and mAP."""
+    """The newest `limit` packages with their approval status, mAP and drift baselines (those whose files exist)."""
+
+    def exists(uri: str) -> bool:
+        try:
+            bucket, key = parse_s3_uri(uri)
+            s3.head_object(Bucket=bucket, Key=key)
+        except (ClientError, ControlPlaneError, ValueError):
+            return False
+        return True
+
     describe_group(sagemaker, group)
     packages = []
     for summary in package_summaries(sagemaker, group, limit=limit):
@@ -430,6 +439,7 @@ def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Packa
                 note=package.get("ApprovalDescription", ""),
                 data=data_label((package.get("CustomerMetadataProperties") or {}).get("TrainingData")),
                 champion=recorded_champion(package.get("CustomerMetadataProperties")),
+                baselines=present_baselines(package.get("DriftCheckBaselines"), exists),
             )
         )
     return packages

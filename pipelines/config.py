@@ -8,7 +8,7 @@ names the file, the line and the dotted key, and says what was expected.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +28,8 @@ from pydantic import (
 
 from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
 from containers.inference import image as serving
+from containers.monitor_start.start import MAX_WINDOW_HOURS
+from containers.monitor_start.start import job_name as monitoring_job_name
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
 from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
@@ -336,6 +338,111 @@ class InfrastructureConfig(_Section):
     alarms: AlarmsConfig = AlarmsConfig()
 
 
+# Drift monitoring on AWS (infra/drift.py, docs/aws.md#monitoring): the monitor's reports of an endpoint go under
+# MONITORING_PREFIX/<endpoint>/ of the artifacts bucket (Config.monitoring_reports).
+MONITORING_PREFIX = "monitoring"
+# EventBridge Scheduler's schedule expressions ("Schedule types in EventBridge Scheduler", EventBridge Scheduler
+# User Guide; ScheduleExpression in the CreateSchedule API reference): at(yyyy-mm-ddThh:mm:ss) runs once,
+# rate(value unit) every value minutes, hours or days, cron(...) at the times its six fields name. The cron
+# fields, their ranges and wildcards are those of "Cron expressions reference" (EventBridge User Guide); the unit
+# of a rate is singular for 1 and plural otherwise, as EventBridge's rate expressions require ("Rate expressions").
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_AT = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
+_CRON = re.compile(r"cron\(([^()]*)\)")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+# (field, lowest, highest, names, wildcards beyond , - * /)
+_CRON_FIELDS = (
+    ("minutes", 0, 59, (), ""),
+    ("hours", 0, 23, (), ""),
+    ("day-of-month", 1, 31, (), "?LW"),
+    ("month", 1, 12, _MONTHS, ""),
+    ("day-of-week", 1, 7, _WEEKDAYS, "?L#"),
+    ("year", 1970, 2199, (), ""),
+)
+SCHEDULE_FORMS = "rate(1 hour), rate(30 minutes), cron(15 * * * ? *) or at(2026-01-02T03:00:00)"
+
+
+def _cron_value(token: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    return token in names or (token.isdigit() and low <= int(token) <= high)
+
+
+def _cron_part(part: str, low: int, high: int, names: tuple[str, ...], extra: str) -> bool:
+    """One comma-separated item of a cron field: *, a value, a range, an increment, or L, W, # where allowed."""
+    base, slash, step = part.partition("/")
+    if slash:
+        start, dash, end = base.partition("-")
+        single = base == "*" or (_cron_value(start, low, high, names) and (not dash or _cron_value(end, low, high, names)))
+        return single and step.isdigit() and int(step) >= 1
+    if part == "*" or (part == "L" and "L" in extra) or (part == "LW" and "W" in extra):
+        return True
+    if "W" in extra and part.endswith("W"):
+        return _cron_value(part[:-1], low, high, names)
+    if "L" in extra and part.endswith("L"):
+        return _cron_value(part[:-1], low, high, names)
+    if "#" in extra and "#" in part:
+        day, _, nth = part.partition("#")
+        return _cron_value(day, low, high, names) and nth in ("1", "2", "3", "4", "5")
+    start, dash, end = part.partition("-")
+    return _cron_value(start, low, high, names) and (not dash or _cron_value(end, low, high, names))
+
+
+def _schedule_expression(text: str) -> str:
+    """An EventBridge Scheduler expression, checked as far as its documentation goes (above)."""
+    forms = f"use {SCHEDULE_FORMS} (EventBridge Scheduler's schedule expressions)"
+    if rate := _RATE.fullmatch(text):
+        value, unit = int(rate[1]), rate[2]
+        if value < 1:
+            raise ValueError(f"a rate's value must be a positive whole number: {forms}")
+        if (value == 1) != (not unit.endswith("s")):
+            raise ValueError(f"a rate of {value} takes the {'singular' if value == 1 else 'plural'} unit: {forms}")
+        return text
+    if at := _AT.fullmatch(text):
+        try:
+            datetime.fromisoformat(at[1])
+        except ValueError:
+            raise ValueError(f"{at[1]} is not a date and time: {forms}") from None
+        return text
+    cron = _CRON.fullmatch(text)
+    if not cron:
+        raise ValueError(forms)
+    fields = cron[1].split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ValueError(f"a cron expression has six fields (minutes hours day-of-month month day-of-week year), not {len(fields)}: {forms}")
+    for value, (name, low, high, names, extra) in zip(fields, _CRON_FIELDS, strict=True):
+        if value == "?" and "?" in extra:
+            continue
+        if not all(_cron_part(part, low, high, names, extra) for part in value.split(",")):
+            spelled = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+            raise ValueError(f"the cron field {name} ({value}) must be {spelled}, with the wildcards , - * / {extra}".rstrip() + f": {forms}")
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError("a cron expression takes ? in exactly one of day-of-month and day-of-week (e.g. cron(15 * * * ? *))")
+    return text
+
+
+ScheduleExpression = Annotated[str, AfterValidator(_schedule_expression)]
+
+
+class MonitoringConfig(_Section):
+    """Drift monitoring on AWS: a scheduled Processing job runs containers/monitoring/monitor.py over each release
+    stage's endpoint's captured data (infra/drift.py, containers/monitor_start/)."""
+
+    # Off, or with deployment.data_capture_percent 0 (nothing captured), the stack has no schedule, job or alarm.
+    enabled: bool = True
+    # When the monitor runs, an EventBridge Scheduler expression in UTC.
+    schedule: ScheduleExpression = "rate(1 hour)"
+    # How many full hours before each run it reads; at most one less than a Processing job's 10 inputs.
+    window_hours: Annotated[int, Field(ge=1, le=MAX_WINDOW_HOURS)] = 1
+    # ml.m5.large and ml.t3.medium are both Processing instance types (ProcessingClusterConfig.InstanceType,
+    # the SageMaker API reference); an hour's statistics take a few milliseconds a photo.
+    instance_type: InstanceType = "ml.m5.large"
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 30  # holds the window's captured files
+    max_runtime_minutes: Annotated[int, Field(ge=1, le=12960)] = 60  # MaxRuntimeInSeconds is at most 777600 (9 days)
+    atypical: Annotated[int, Field(ge=1, le=1000)] = 20  # the most atypical photos a report lists
+    # A CloudWatch alarm per endpoint on its Drift metric, which tells the notification topic.
+    drift_alarm: bool = True
+
+
 class Config(_Section):
     project: ProjectConfig = ProjectConfig()
     aws: AwsConfig = AwsConfig()
@@ -347,6 +454,7 @@ class Config(_Section):
     deployment: DeploymentConfig = DeploymentConfig()
     labeling: LabelingConfig = LabelingConfig()
     infrastructure: InfrastructureConfig = InfrastructureConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _stage_endpoint_names(self) -> Config:
@@ -365,6 +473,21 @@ class Config(_Section):
             raise ValueError(
                 f"infrastructure.artifact_expiration_days ({days}) must be longer than pipeline.cache_expire_after "
                 f"({self.pipeline.cache_expire_after}): a cached PrepareData reuses an earlier execution's output"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_jobs_of_each_stage(self) -> Config:
+        # A job's name is the window's and the stage's (containers/monitor_start/start.py job_name): two stages
+        # sharing names would see one's job as the other's, already started.
+        names = {
+            monitoring_job_name(self.monitoring_job_prefix, stage, endpoint, datetime(2026, 1, 1, tzinfo=UTC))
+            for stage, endpoint in self.stage_endpoints.items()
+        }
+        if len(names) < len(self.stage_endpoints):
+            raise ValueError(
+                f"deployment.stages: with project.name {self.project.name} the stages' monitoring jobs would share names "
+                "(SageMaker's 63 characters leave too little of each stage): shorten the project's name"
             )
         return self
 
@@ -416,6 +539,16 @@ class Config(_Section):
         """Where an endpoint (by default production's) captures requests and answers (DataCaptureConfig.DestinationS3Uri);
         SageMaker adds `<endpoint>/<variant>/yyyy/mm/dd/hh/` below it. The review loop reads it."""
         return S3Location(artifact_bucket, f"{DATA_CAPTURE_PREFIX}/{endpoint or self.endpoint_name}/")
+
+    def monitoring_reports(self, artifact_bucket: str, endpoint: str) -> S3Location:
+        """Where the drift monitor's reports of `endpoint` go: `<window start>/monitor.json`, `report.html` and
+        `atypical.json` below it (containers/monitor_start/start.py names the window's folder)."""
+        return S3Location(artifact_bucket, f"{MONITORING_PREFIX}/{endpoint}/")
+
+    @property
+    def monitoring_job_prefix(self) -> str:
+        """The names of the monitoring jobs start with this and a hyphen; the stack's roles allow only those."""
+        return f"{self.project.name}-monitor"
 
     def batch_prefixes(self, data_bucket: str, artifact_bucket: str) -> tuple[S3Location, S3Location]:
         """Where `cardamage batch-predict` on AWS reads photos (`s3://<data>/batch/<name>/`) and writes answers

@@ -9,7 +9,8 @@ How unsure the model was of a photo is measured from its own answer (docs/review
                          ratio of the lower score to the higher (1: equally sure of two classes in one place)
 
 A photo without detections scores 0: the model saw nothing, and the random share of a mixed batch is what
-finds the misses. Candidates are photos the endpoint answered (captured requests and answers) that no
+finds the misses. Candidates are photos the endpoint answered (captured requests and answers, decoded by
+containers/monitoring/captures.py, which the monitor shares) that no
 execution has trained on, by content hash (PrepareData's images.jsonl), keeping one photo of each group of
 near-duplicates (a 64-bit difference hash within NEAR_DUPLICATE_BITS bits), the most uncertain one.
 
@@ -21,20 +22,19 @@ both hashes, so that a photo labelled from a batch is still known by the hash it
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import json
 import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from containers.common.pictures import pixel_box
 from containers.common.s3 import parse_s3_uri
+from containers.monitoring.captures import Captured, captured_photos  # noqa: F401  (review.captured_photos, review.Captured)
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from containers.processing.images import JPEG_QUALITY
 from containers.processing.prepare_data import IMAGES_LIST
@@ -47,23 +47,6 @@ NEAR_DUPLICATE_BITS = 6  # of 64: a re-sent or re-compressed photo differs by a 
 MIXED_RANDOM_SHARE = 0.25  # `mixed`: a quarter picked at random, so that the labelled set stays unbiased
 STRATEGIES = ("uncertain", "random", "mixed")
 NAME_DIGITS = 20  # of the captured sha256 in a review photo's name: 80 bits, no accidental collision in any photo count
-
-
-@dataclass(frozen=True)
-class Captured:
-    """One answered photo from the endpoint's data capture."""
-
-    source: str  # the capture file and line, for messages
-    data: bytes
-    content_type: str
-    detections: tuple[dict, ...]
-    width: int
-    height: int
-    inference_time: str = ""
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -154,42 +137,6 @@ def upload_images(s3: Any, folder, images_prefix: str) -> int:
         content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
         s3.put_object(Bucket=bucket, Key=prefix + path.relative_to(folder).as_posix(), Body=path.read_bytes(), ContentType=content_type)
     return len(files)
-
-
-def captured_photos(records: Iterable[tuple[str, int, Mapping | str]], since: str | None = None) -> tuple[list[Captured], list[tuple[str, str]]]:
-    """The answered photos of capture records `(file, line, record or its JSON text)`; the records that are not
-    one (a JSON request, an unreadable answer) are returned with the reason, not dropped silently. `since`: an
-    ISO date or time; older inferences are left out (not counted as unusable)."""
-    photos, unusable = [], []
-    for file, line, raw in records:
-        where = f"{file}:{line}"
-        try:
-            record = json.loads(raw) if isinstance(raw, str) else raw
-            capture = record["captureData"]
-            when = str((record.get("eventMetadata") or {}).get("inferenceTime", ""))
-            if since and when and when < since:
-                continue
-            request, answer = capture["endpointInput"], capture["endpointOutput"]
-            if request.get("encoding") != "BASE64":
-                unusable.append((where, f"the request is {request.get('observedContentType') or 'text'}, not a photo"))
-                continue
-            data = base64.b64decode(request["data"], validate=True)
-            document = json.loads(answer["data"] if answer.get("encoding") == "JSON" else base64.b64decode(answer["data"]))
-            (prediction,) = document["predictions"]
-            photos.append(
-                Captured(
-                    where,
-                    data,
-                    str(request.get("observedContentType", "")),
-                    tuple(prediction["detections"]),
-                    int(prediction["image"]["width"]),
-                    int(prediction["image"]["height"]),
-                    when,
-                )
-            )
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            unusable.append((where, f"not a captured photo and answer ({type(exc).__name__}: {exc})"))
-    return photos, unusable
 
 
 def uncertainty(detections: Sequence[Mapping]) -> tuple[float, str]:

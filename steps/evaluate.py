@@ -1,9 +1,12 @@
 """Evaluate: the Processing step that runs containers/evaluation/evaluate.py on the trained model (the
 challenger) and on the package the endpoint serves (the champion, found by FindChampion), on the same
-validation records in the same job, with evaluation.json as a PropertyFile for the quality gate."""
+validation records in the same job, with evaluation.json as a PropertyFile for the quality gate. It also
+writes the package's drift baselines beside it: PrepareData's photo statistics merged (data-baseline.json),
+and the challenger's answers under the endpoint's settings from pipeline.yaml (model-baseline.json)."""
 
 from __future__ import annotations
 
+from containers.monitoring.statistics import STATISTICS_FOLDER
 from steps.common import CONTAINER_ROOT, cache, isolated, job_retries, s3_input
 from steps.context import BuildContext
 from steps.find_champion import output
@@ -29,6 +32,7 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
+    deployment = context.config.deployment
     processor = Processor(
         role=context.role,
         image_uri=context.placeholder("ProcessingImageUri"),
@@ -47,6 +51,8 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
             s3_input("validation", prepared_uri(prepare, "validation"), "/opt/ml/processing/input/validation"),
             # The served model, or the challenger's again when nothing is served (an input must name objects that exist).
             s3_input("champion", output(champion, "model_data_url"), "/opt/ml/processing/input/champion"),
+            # PrepareData's photo statistics, one document per instance: the data baseline.
+            s3_input("statistics", prepared_uri(prepare, STATISTICS_FOLDER), "/opt/ml/processing/input/statistics"),
         ],
         outputs=[
             ProcessingOutput(
@@ -69,6 +75,13 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
             output(champion, "version"),
             "--champion-package",
             output(champion, "package_arn"),
+            "--statistics",
+            "/opt/ml/processing/input/statistics",
+            # The endpoint's default options, which the model baseline is measured under.
+            "--score-threshold",
+            str(deployment.score_threshold),
+            "--max-detections",
+            str(deployment.max_detections),
             "--no-progress",
         ],
     )

@@ -1,12 +1,13 @@
 """Register: the model package in the Model Registry group from pipeline.yaml, with its evaluation as
-ModelMetrics, the sha256 of its model archive, and pipeline.yaml's registry.approval_status (no run may choose
-another)."""
+ModelMetrics, its drift baselines as DriftCheckBaselines, the sha256 of its model archive, and pipeline.yaml's
+registry.approval_status (no run may choose another)."""
 
 from __future__ import annotations
 
 from containers.deploy.champion import METADATA_MAP, METADATA_VERSION
 from containers.deploy.deploy import METADATA_SHA256
 from containers.inference.inference import serving_environment
+from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
 from steps.common import service_retries
 from steps.context import BuildContext
 from steps.evaluate import CHAMPION_MAP_TEXT_PATH, MODEL_SHA256_PATH, evaluation_uri, measured_map
@@ -21,6 +22,7 @@ METADATA_VALIDATION = "ValidationData"
 
 
 def register_step(context: BuildContext, params: Parameters, prepare, train, evaluate, report, champion):
+    from sagemaker.core.drift_check_baselines import DriftCheckBaselines
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.serve.model_builder import ModelBuilder
@@ -40,6 +42,14 @@ def register_step(context: BuildContext, params: Parameters, prepare, train, eva
         response_types=list(config.registry.response_types),
         inference_instances=list(config.registry.inference_instance_types),
         model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate), content_type="application/json")),
+        # The baselines the monitor compares the endpoint's captures with (containers/monitoring/). In CreateModelPackage's
+        # DriftCheckBaselines (botocore's sagemaker service model), ModelDataQuality.Statistics is "the drift check model data
+        # quality statistics": the photos' input statistics; ModelQuality.Statistics is "the drift check model quality
+        # statistics": the statistics of the model's answers. No constraints: the monitor's tests carry their thresholds.
+        drift_check_baselines=DriftCheckBaselines(
+            model_data_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate, DATA_BASELINE), content_type="application/json"),
+            model_statistics=MetricsSource(s3_uri=evaluation_uri(evaluate, MODEL_BASELINE), content_type="application/json"),
+        ),
         # pipeline.yaml's, not a parameter: whoever may start an execution may not approve its model.
         approval_status=config.registry.approval_status,
         description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",

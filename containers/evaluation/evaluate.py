@@ -5,13 +5,17 @@ Runs as the pipeline's Evaluate step (a SageMaker Processing job; paths default 
 /opt/ml/processing/... layout) and, unchanged, on a laptop or in the local engine:
 
     python containers/evaluation/evaluate.py --model PATH --validation DIR --output DIR \\
+        [--statistics DIR] [--score-threshold F] [--max-detections N] \\
         [--batch-size N] [--pictures N] [--picture-score-threshold F]
 
 --model is a model.tar.gz, a folder holding one (a Processing input of the training job's artifact), or an
 extracted model folder (`1/` SavedModel and `model.json`). --validation is a folder of OD API
 TFRecords as PrepareData writes them. Writes OUTPUT/evaluation.json (the metrics in SageMaker's
-model-quality shape; the quality gate reads metrics.mAP.value), OUTPUT/pr_curves.png and
-OUTPUT/predictions.png. An empty validation set or a model that detects nothing gives mAP 0 with a
+model-quality shape; the quality gate reads metrics.mAP.value), OUTPUT/pr_curves.png,
+OUTPUT/predictions.png, and the package's drift baselines (baselines.py): OUTPUT/model-baseline.json (the
+model's answers as the endpoint gives them at --score-threshold and --max-detections) and, when --statistics
+holds PrepareData's statistics documents, OUTPUT/data-baseline.json (evaluation.json's `baselines` says which
+were written, and why one was not). An empty validation set or a model that detects nothing gives mAP 0 with a
 warning, exit status 0; exit status 1 with a one-line reason on stderr when an input is unusable.
 """
 
@@ -32,12 +36,14 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 
 from containers.common.arguments import fraction, non_negative, positive
 from containers.common.program import exit_status
+from containers.evaluation.baselines import DataBaseline, Serving, data_baseline, model_baseline
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
 from containers.evaluation.model import SAVED_MODEL, Detections, Detector, ModelSource, archive_of, locate_model, read_metadata
 from containers.evaluation.pictures import Example, save_pr_curves_picture, save_predictions_picture
 from containers.evaluation.report import DIGITS, evaluation_report, evaluation_warnings, unknown_labels
 from containers.evaluation.validation import GroundTruth, Record, read_records, validation_files
+from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
 
 PROCESSING = Path("/opt/ml/processing")
 REPORT = "evaluation.json"
@@ -70,6 +76,10 @@ class Options:
     picture_score_threshold: float = 0.3
     progress: bool = False
     champion: ChampionOptions | None = None
+    statistics: Path | None = None  # PrepareData's statistics/ output: the data baseline's documents
+    # The endpoint's default options (pipeline.yaml's deployment section), under which the model baseline is measured.
+    score_threshold: float = Serving().score_threshold
+    max_detections: int = Serving().max_detections
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
     pictures to `options.output`; returns the report. Raises `EvaluationError` when an input is unusable
     (nothing is written then)."""
     files = validation_files(options.validation)
+    data = data_baseline(options.statistics)  # before the model runs: an unreadable document stops the job at once
     with tempfile.TemporaryDirectory(prefix="evaluate-") as work:
         scored = score(options.model, files, Path(work) / "challenger", options, log, "challenger")
         champion = None
@@ -155,8 +166,39 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
         pictures={"pr_curves": PR_CURVES, "predictions": PREDICTIONS},
     )
     report["champion"] = champion_section(report, options, files, champion)
+    report["baselines"] = write_baselines(options, scored, data, log)
     _write_json(options.output / REPORT, report)
     return report
+
+
+def write_baselines(options: Options, scored: Scored, data: DataBaseline, log: Callable[[str], None]) -> dict:
+    """Write the drift baselines beside evaluation.json; returns evaluation.json's `baselines`: each file written
+    with what it holds, or, for the data baseline, null and why (a run still registers without it)."""
+    serving = Serving(score_threshold=options.score_threshold, max_detections=options.max_detections)
+    model = model_baseline(scored.run.truths, scored.run.detections, serving, scored.classes)
+    _write_json(options.output / MODEL_BASELINE, model)
+    log(
+        f"evaluate: model baseline: the challenger's answers on {model['images']} validation image(s) at score threshold "
+        f"{serving.score_threshold} and at most {serving.max_detections} detection(s) -> {MODEL_BASELINE}"
+    )
+    section = {
+        "model": {
+            "file": MODEL_BASELINE,
+            "images": model["images"],
+            "score_threshold": serving.score_threshold,
+            "max_detections": serving.max_detections,
+        }
+    }
+    stale = options.output / DATA_BASELINE
+    if data.document is None:
+        stale.unlink(missing_ok=True)  # an earlier run's in the same folder would pass for this model's
+        log(f"evaluate: no data baseline: {data.reason}")
+        section["data"] = {"file": None, "reason": data.reason}
+        return section
+    _write_json(stale, data.document)
+    log(f"evaluate: data baseline: {data.document['images']} photo(s) from {len(data.files)} statistics document(s) -> {DATA_BASELINE}")
+    section["data"] = {"file": DATA_BASELINE, "images": data.document["images"], "documents": list(data.files)}
+    return section
 
 
 def _warnings(options: Options, files: Sequence[Path], scored: Scored) -> list[str]:
@@ -331,6 +373,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--picture-score-threshold", type=fraction(), default=0.3, help="lowest score drawn in predictions.png, in [0, 1] (default: %(default)s)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    baselines = parser.add_argument_group("drift baselines", f"{DATA_BASELINE} and {MODEL_BASELINE}, registered with the package")
+    baselines.add_argument(
+        "--statistics", type=Path, default=None, help=f"PrepareData's statistics/ folder, merged into {DATA_BASELINE} (default: none)"
+    )
+    baselines.add_argument(
+        "--score-threshold",
+        type=fraction(),
+        default=Serving().score_threshold,
+        help=f"the endpoint's score threshold, in [0, 1], for {MODEL_BASELINE} (default: %(default)s)",
+    )
+    baselines.add_argument(
+        "--max-detections", type=positive, default=Serving().max_detections, help="the endpoint's maximum detections per photo (default: %(default)s)"
+    )
     champion = parser.add_argument_group("champion", "the package the endpoint serves, scored on the same records (the pipeline's FindChampion step)")
     champion.add_argument("--champion", type=Path, help="its model.tar.gz, a folder holding it, or a model folder")
     champion.add_argument("--champion-version", type=non_negative, default=0, help="its package version; 0: there is no champion (default)")
@@ -340,7 +395,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--champion-version needs --champion, the champion's model")
     champion = ChampionOptions(args.champion, args.champion_version, args.champion_package) if args.champion_version else None
     progress = sys.stderr.isatty() and not args.no_progress
-    return Options(args.model, args.validation, args.output, args.batch_size, args.pictures, args.picture_score_threshold, progress, champion)
+    return Options(
+        args.model,
+        args.validation,
+        args.output,
+        args.batch_size,
+        args.pictures,
+        args.picture_score_threshold,
+        progress,
+        champion,
+        statistics=args.statistics,
+        score_threshold=args.score_threshold,
+        max_detections=args.max_detections,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +434,9 @@ def _print_summary(options: Options, report: dict) -> None:
         print("evaluate: no champion: nothing is served")
     for warning in [*report["warnings"], *(champion.get("warnings") or [])]:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
-    print(f"evaluate: outputs in {options.output} ({REPORT}, {PR_CURVES}, {PREDICTIONS})")
+    baselines = report["baselines"]
+    written = ", ".join(section["file"] for section in (baselines["data"], baselines["model"]) if section["file"])
+    print(f"evaluate: outputs in {options.output} ({REPORT}, {PR_CURVES}, {PREDICTIONS}, {written})")
 
 
 def _figure(value: float | None) -> str:

@@ -96,7 +96,7 @@ def input_statistics(data: bytes) -> dict[str, Any]:
 
 def output_statistics(detections: Sequence[Mapping[str, Any]], width: int, height: int) -> dict[str, Any]:
     """The output statistics of one answer: `detections` as the endpoint answers them (`class`, `score`,
-    `box` in pixels [xmin, ymin, xmax, ymax] of a `width` x `height` photo), already cut by its score threshold
+    `box` in pixels {xmin, ymin, xmax, ymax} of a `width` x `height` photo), already cut by its score threshold
     and maximum. The area of a class is the union of its boxes, on a grid of at most DOWNSCALE cells a side."""
     scores = [float(d.get("score", 0.0)) for d in detections]
     classes = [str(d.get("class", "")) for d in detections]
@@ -110,9 +110,11 @@ def output_statistics(detections: Sequence[Mapping[str, Any]], width: int, heigh
                 if label != name:
                     continue
                 try:
-                    xmin, ymin, xmax, ymax = (float(v) for v in detection["box"])
+                    box = detection["box"]  # the endpoint's {"xmin", "ymin", "xmax", "ymax"}, or a list in that order
+                    corners = (box["xmin"], box["ymin"], box["xmax"], box["ymax"]) if isinstance(box, Mapping) else box
+                    xmin, ymin, xmax, ymax = (float(v) for v in corners)
                 except (KeyError, TypeError, ValueError) as exc:
-                    raise StatisticsError(f"a detection's box is not [xmin, ymin, xmax, ymax] ({exc})") from None
+                    raise StatisticsError(f"a detection's box is not {{xmin, ymin, xmax, ymax}} in pixels ({exc})") from None
                 rows = slice(max(0, math.floor(ymin * scale)), min(grid[0], math.ceil(ymax * scale)))
                 columns = slice(max(0, math.floor(xmin * scale)), min(grid[1], math.ceil(xmax * scale)))
                 mask[rows, columns] = True
@@ -219,7 +221,8 @@ class Result:
 
 
 def compare(baseline: Mapping[str, Any], window: Mapping[str, Any], *, alpha: float = ALPHA) -> list[Result]:
-    """Each statistic of `window` against `baseline`, two documents of one kind (module docstring)."""
+    """Each statistic of `window` against `baseline`, two documents of one kind (module docstring). `alpha` is
+    family-wise for this call: a caller testing several kinds passes each its share."""
     from scipy import stats
     from scipy.stats.contingency import association
 

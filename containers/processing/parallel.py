@@ -2,7 +2,8 @@
 
 Worker processes rather than threads: decoding releases the GIL, but parsing headers, building Examples
 and the rest are Python, and threads serialise on it. On two cores, two threads took 0.76 ms per image
-and two processes 0.45 ms (benchmarks/prepare_data_throughput.py, marginal cost per image). Workers are
+and two processes 0.45 ms (benchmarks/prepare_data_throughput.py, marginal cost per image; measured before
+the photo statistics, which add about 2.8 ms of one core per image, shards.py). Workers are
 spawned, not forked, so they start clean whatever the parent has loaded; only file paths and small
 records cross between processes, never image bytes.
 """

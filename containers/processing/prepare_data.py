@@ -10,7 +10,9 @@ unchanged, on a laptop or in the local engine with every path given as an argume
         [--validation-fraction F] [--seed N] [--shards N] [--workers N] [--max-invalid-fraction F]
 
 Writes DIR/train/*.tfrecord, DIR/validation/*.tfrecord, DIR/label_map.pbtxt, DIR/report.json, the
-report pictures, and DIR/images.jsonl (every image written, by key and content sha256, with its split).
+report pictures, DIR/images.jsonl (every image written, by key and content sha256, with its split), and
+DIR/statistics/data-statistics.json (the input statistics of every image written, summarized: the data's drift
+baseline, which Evaluate merges into data-baseline.json; containers/monitoring/statistics.py).
 Every manifest line is accounted for once: written as an image, quarantined with a reason, or merged into
 another line of the same image. Exit status 0 on success; 1 with a one-line
 reason on stderr when no usable image remains, the error budget is exceeded or the input is unusable.
@@ -34,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 
 from containers.common.arguments import fraction, mapping_pair, non_negative, positive
 from containers.common.program import exit_status
+from containers.monitoring import statistics
 from containers.processing import formats
 from containers.processing.formats import Context, Input, Refusal
 from containers.processing.images import ImageProblem, Plan, Stamp, encode_image, read_stamped, stamp_files
@@ -148,6 +151,7 @@ def prepare(options: Options) -> dict:
     save_samples_picture(_samples(options, written), options.output / pictures[1])
     report["pictures"] = {"summary": pictures[0], "samples": pictures[1]}
     report["images_list"] = _write_images_list(options, written)
+    report["statistics"] = _write_statistics(options, written)
     _write_report(options, report)
     return report
 
@@ -161,6 +165,21 @@ def _write_images_list(options: Options, written: list[Written]) -> str:
     name = _names(options, IMAGES_LIST)[0]
     lines = [json.dumps({"key": w.image.key, "sha256": w.stamp.sha256, "split": w.split}, sort_keys=True) for w in written]
     (options.output / name).write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
+    return name
+
+
+STATISTICS = "data-statistics.json"  # one per instance (data-statistics-<host>.json with several), under statistics/
+
+
+def _write_statistics(options: Options, written: list[Written]) -> str:
+    """The input statistics of every image this instance wrote (train and validation), summarized into one
+    document: Evaluate merges the instances' documents into the package's data baseline. Its path under the
+    output is returned for the report."""
+    name = f"{statistics.STATISTICS_FOLDER}/{_names(options, STATISTICS)[0]}"
+    document = statistics.summarize([w.statistics for w in written], "input")
+    path = options.output / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, sort_keys=True) + "\n", encoding="utf-8")
     return name
 
 
@@ -318,6 +337,7 @@ class Written:
     stamp: Stamp
     plan: Plan
     split: str
+    statistics: dict  # the input statistics of the bytes written (containers/monitoring/statistics.py)
 
 
 @dataclass
@@ -381,7 +401,7 @@ def _write_records(options: Options, workers: Workers, stamped: list, assignment
                 ledger.quarantine(image.source, f"{outcome.problem} ({image.key})", image.source_ref)
                 ledger.image_refused(image.key, outcome.problem)
                 continue
-            written.append(Written(image, stamp, outcome.plan, split))
+            written.append(Written(image, stamp, outcome.plan, split, outcome.statistics))
             splits[split].tally.add(image.boxes)
     return Batch(written, splits, files)
 

@@ -9,6 +9,7 @@ from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,6 +72,28 @@ class Package:
     # The champion it was judged against at registration: (version, its mAP on the same records); (0, None):
     # nothing was served; None: registered before champions were recorded.
     champion: tuple[int, float | None] | None = None
+    baselines: tuple[str, ...] = ()  # the drift baselines it records whose files exist: "data", "model" (BASELINE_KINDS)
+
+
+# Where a package's DriftCheckBaselines (CreateModelPackage's shape, steps/register.py) hold each drift baseline's
+# statistics: the photos' (data-baseline.json) and the answers' (model-baseline.json).
+BASELINE_KINDS = {"data": "ModelDataQuality", "model": "ModelQuality"}
+
+
+def baseline_uris(drift_check_baselines: Mapping[str, Any] | None) -> dict[str, str]:
+    """The S3 URI of each drift baseline a package's DriftCheckBaselines record ({kind: uri}, kinds of BASELINE_KINDS)."""
+    uris = {}
+    for kind, field_name in BASELINE_KINDS.items():
+        uri = ((drift_check_baselines or {}).get(field_name) or {}).get("Statistics", {}).get("S3Uri")
+        if isinstance(uri, str) and uri:
+            uris[kind] = uri
+    return uris
+
+
+def present_baselines(drift_check_baselines: Mapping[str, Any] | None, exists: Callable[[str], bool]) -> tuple[str, ...]:
+    """The drift baselines a package records whose file `exists` (an evaluation that had no photo statistics
+    registers a data baseline it did not write)."""
+    return tuple(kind for kind, uri in baseline_uris(drift_check_baselines).items() if exists(uri))
 
 
 def mark_serving(packages: list[Package], served: dict[str, str | None]) -> list[Package]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import getpass
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployError, DeployResult
 from pipelines import promote
-from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, data_label, mark_serving
+from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, data_label, mark_serving, present_baselines
 from pipelines.config import Config
 from pipelines.local.console import relative
 from pipelines.local.runner import local_deployer
@@ -49,7 +50,11 @@ class LocalBackend:
     def packages(self, limit: int) -> list[Package]:
         records = {stage: self.deployer.record(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
         newest = self.state.packages(self.config.model_package_group)[:limit]
-        return mark_serving([_package(p) for p in newest], {stage: record.package_arn if record else None for stage, record in records.items()})
+        listed = [replace(_package(p), baselines=self._baselines(p)) for p in newest]
+        return mark_serving(listed, {stage: record.package_arn if record else None for stage, record in records.items()})
+
+    def _baselines(self, package: Registered) -> tuple[str, ...]:
+        return present_baselines(package.drift_check_baselines, lambda uri: self.deployer.s3.path(uri).is_file())
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         """An approval deploys the package to the local endpoint at once, as the approval event does on AWS

@@ -75,7 +75,8 @@ def _print_execution(execution: Execution) -> None:
 def models(cli: Invocation, limit: option(int, "--limit", "-n", metavar="N", min=1, help="How many packages to show, newest first.") = 20) -> None:
     """The model packages of the group: version, approval status, creation time, mAP, the champion it was judged
     against at registration (the served package's mAP on the same validation records, and its version), which
-    one the endpoint serves, and the data each was trained on (its dataset snapshot)."""
+    one the endpoint serves, whether it has a drift baseline for `cardamage monitor`, and the data each was trained
+    on (its dataset snapshot)."""
     backend = cli.backend()
     packages = backend.packages(limit)
     if not packages:
@@ -84,13 +85,22 @@ def models(cli: Invocation, limit: option(int, "--limit", "-n", metavar="N", min
     with_execution = any(package.execution for package in packages)
     with_data = any(package.data for package in packages)
     extra = [*(["execution"] if with_execution else []), *(["trained on"] if with_data else [])]
-    listing = table("version", "status", "created (UTC)", "mAP", "champion mAP", "endpoint", *extra, "approval note")
+    listing = table("version", "status", "created (UTC)", "mAP", "champion mAP", "endpoint", "baseline", *extra, "approval note")
     for p in packages:
         figure = f"{p.map:.4f}" if p.map is not None else "-"
         columns = [*([p.execution] if with_execution else []), *([p.data] if with_data else [])]
         serving = ", ".join(p.stages) if cli.config.deployment.stages else ("serving" if p.serving else "")
-        listing.add_row(str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), serving, *columns, p.note)
+        listing.add_row(
+            str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), serving, baseline_text(p.baselines), *columns, p.note
+        )
     console().print(listing)
+
+
+def baseline_text(kinds: tuple[str, ...]) -> str:
+    """Whether a package has its drift baselines: both (yes), one of them, or none (registered before them)."""
+    if {"data", "model"} <= set(kinds):
+        return "yes"
+    return f"{kinds[0]} only" if kinds else "no"
 
 
 def champion_figure(champion: tuple[int, float | None] | None) -> str:

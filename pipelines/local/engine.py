@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from pipelines.local.expressions import DefinitionProblem, Resolver, check, check_condition, referenced_steps
 from pipelines.local.jobs import Images, JobFailed, run_processing, run_training
-from pipelines.local.state import State
+from pipelines.local.state import DRIFT_CHECK_BASELINES, State
 from pipelines.local.storage import LocalS3
 from steps.parameters import ParameterError, check_overrides, declared_parameters
 
@@ -269,6 +269,8 @@ class Engine:
         metrics_uri = arguments.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
         metadata = arguments.get("CustomerMetadataProperties") or {}
         map_value = _map_of(self.s3, metrics_uri, metadata)
+        # Kept as CreateModelPackage takes them: `cardamage monitor` finds the served package's baselines there.
+        baselines = {DRIFT_CHECK_BASELINES: arguments["DriftCheckBaselines"]} if arguments.get("DriftCheckBaselines") else {}
         package = self.state.register(
             group=arguments["ModelPackageGroupName"],
             status=arguments.get("ModelApprovalStatus", "PendingManualApproval"),
@@ -276,7 +278,7 @@ class Engine:
             image=containers[0].get("Image"),
             metrics_uri=metrics_uri,
             map_value=map_value,
-            metadata={**metadata, "Environment": containers[0].get("Environment", {})},
+            metadata={**metadata, "Environment": containers[0].get("Environment", {}), **baselines},
             execution=execution,
         )
         self.reporter.say(f"  registered {package.arn} ({package.status}, mAP {map_value if map_value is not None else '-'})")

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS packages (
 """
 ACCOUNT = "000000000000"
 REGION = "local"
+# The metadata key that keeps a package's DriftCheckBaselines as RegisterModel gives them (CreateModelPackage's
+# shape: ModelDataQuality.Statistics and ModelQuality.Statistics, each with S3Uri and ContentType), so that the
+# monitor finds the served package's baselines here as it does in DescribeModelPackage on AWS.
+DRIFT_CHECK_BASELINES = "DriftCheckBaselines"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class Package:
     created: float
     execution: str | None
     modified: float | None = None  # when a person last set its approval status (UpdateModelPackage on AWS); None: never
+
+    @property
+    def drift_check_baselines(self) -> dict:
+        """The DriftCheckBaselines it was registered with ({} when none: registered before they were recorded)."""
+        return dict((self.metadata or {}).get(DRIFT_CHECK_BASELINES) or {})
 
     @property
     def approved_at_registration(self) -> bool:

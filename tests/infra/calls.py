@@ -37,6 +37,7 @@ CLIENT_NAMES = {
     "cloudformation": "cloudformation",
     "autoscaling": "application-autoscaling",
     "runtime": "sagemaker-runtime",
+    "cloudwatch": "cloudwatch",
 }
 # Client methods that send no request themselves (get_paginator's operation is taken from its argument).
 LOCAL_METHODS = frozenset({"get_paginator", "get_waiter", "can_paginate", "close"})
@@ -63,6 +64,8 @@ TRANSFERS = {
 }
 # "No permissions are required to perform this operation" (AWS STS API Reference, GetCallerIdentity).
 NO_PERMISSION = frozenset({("sts", "GetCallerIdentity")})
+# Services whose IAM action prefix is not their signing name.
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
 # Reading a given version is s3:GetObjectVersion (the S3 permissions page above).
 _VERSIONED = frozenset({"GetObject", "HeadObject", "CopyObject"})
 
@@ -118,7 +121,10 @@ def actions_of(service: str, method: str, *, versioned: bool = False) -> tuple[s
         raise UnknownCall(f"{service} has no method {method!r}")
     if (service, operation) in NO_PERMISSION:
         return ()
-    prefix = _model(service).signing_name  # the IAM prefix: sagemaker-runtime signs as sagemaker
+    # The IAM prefix is the signing name (sagemaker-runtime signs as sagemaker), but CloudWatch signs as "monitoring"
+    # and its actions are cloudwatch:* ("Actions, resources, and condition keys for Amazon CloudWatch").
+    signing = _model(service).signing_name
+    prefix = IAM_PREFIXES.get(signing, signing)
     if service == "s3":
         found = S3_ACTIONS.get(operation, (f"s3:{operation}",))
         return (*found, "s3:GetObjectVersion") if versioned and operation in _VERSIONED else found

@@ -70,6 +70,11 @@ def test_s3_calls_become_the_actions_s3_authorises_them_by():
     assert actions_of("application-autoscaling", "register_scalable_target") == ("application-autoscaling:RegisterScalableTarget",)
 
 
+def test_cloudwatch_calls_become_cloudwatch_actions_though_the_service_signs_as_monitoring():
+    assert actions_of("cloudwatch", "put_metric_data") == ("cloudwatch:PutMetricData",)
+    assert actions_of("cloudwatch", "describe_alarms") == ("cloudwatch:DescribeAlarms",)
+
+
 def test_a_copy_of_a_given_version_needs_get_object_version(tmp_path):
     source = """
         def copy(s3, version):

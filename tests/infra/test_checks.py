@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from containers.deploy import deploy
+from infra.drift import drift_alarm_name
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import statements_of
 from tests.infra.test_workflow_stack import logical_id, resources
@@ -180,7 +181,8 @@ def test_release_stages_get_alarms_events_and_permissions_of_their_own(synthesiz
     template = synthesized.template_json()
     staging, production = "car-damage-endpoint-staging", "car-damage-endpoint"
     names = sorted(body["Properties"]["AlarmName"] for body in resources(template, "AWS::CloudWatch::Alarm").values())
-    assert names == sorted(deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production))
+    drift = (drift_alarm_name(staging), drift_alarm_name(production))
+    assert names == sorted(deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production) + drift)
     function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "DeployFunction")]["Properties"]["Environment"]["Variables"]
     # Approvals deploy to staging, rolled back on staging's alarms; the function also handles production's events.
     assert (function["ENDPOINT_NAME"], function["LATER_STAGE_ENDPOINTS"]) == (staging, production)
@@ -197,4 +199,4 @@ def test_release_stages_get_alarms_events_and_permissions_of_their_own(synthesiz
     (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
     (alarms,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     published = json.dumps(alarms["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert all(f":alarm:{name}" in published for name in deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production))
+    assert all(f":alarm:{name}" in published for name in deploy.rollback_alarm_names(staging) + deploy.rollback_alarm_names(production) + drift)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from containers.deploy.deploy import rollback_alarm_names
+from infra.drift import drift_alarm_name
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_workflow_stack import logical_id, resources
 
@@ -102,8 +103,9 @@ def test_the_deploy_role_manages_our_endpoint_and_passes_only_the_execution_role
 def test_each_function_and_the_pipeline_have_roles_of_their_own(workflow_template):
     roles = resources(workflow_template, "AWS::IAM::Role")
     services = sorted(role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for role in roles.values())
-    # deploy, champion, trigger, and CDK's bucket-notifications handler; execution, pipeline, labelling
-    assert services == ["lambda.amazonaws.com"] * 4 + ["sagemaker.amazonaws.com"] * 3
+    # deploy, champion, trigger, the drift monitor's starter and metrics, and CDK's bucket-notifications handler;
+    # execution, pipeline, labelling, the drift monitoring jobs; the drift monitor's schedules
+    assert services == ["lambda.amazonaws.com"] * 6 + ["sagemaker.amazonaws.com"] * 4 + ["scheduler.amazonaws.com"]
 
 
 def test_the_labelling_role_reads_images_and_task_files_and_writes_labels_where_the_trigger_listens(workflow_template):
@@ -205,7 +207,7 @@ def test_the_key_serves_the_project_s_alarms_only_and_eventbridge_as_aws_allows(
     statements = key_statements(workflow_template)
     (alarms,) = by_service(statements, "cloudwatch.amazonaws.com")
     assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    names = rollback_alarm_names(workflow.config.endpoint_name)
+    names = [*rollback_alarm_names(workflow.config.endpoint_name), drift_alarm_name(workflow.config.endpoint_name)]
     assert [tail(alarm) for alarm in alarms["Condition"]["ArnEquals"]["aws:SourceArn"]] == [f":alarm:{name}" for name in names]
     (rules,) = by_service(statements, "events.amazonaws.com")  # one: not also CDK's own grant for an SNS target
     assert "Condition" not in rules
@@ -218,12 +220,12 @@ def test_only_the_project_s_rules_and_alarms_may_publish_to_the_topic(workflow, 
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert all("Condition" in s for s in statements)
     (rules,) = by_service(statements, "events.amazonaws.com")
-    names = ("OnExecutionFailed", "OnPackageWaiting")
+    names = ("OnExecutionFailed", "OnPackageWaiting", "OnMonitoringJobFailed")
     rule_arns = [{"Fn::GetAtt": [logical_id(workflow_template, "AWS::Events::Rule", name), "Arn"]} for name in names]
     assert rules["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arns}}
     (alarms,) = by_service(statements, "cloudwatch.amazonaws.com")
     assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    names = rollback_alarm_names(workflow.config.endpoint_name)
+    names = [*rollback_alarm_names(workflow.config.endpoint_name), drift_alarm_name(workflow.config.endpoint_name)]
     assert [tail(alarm) for alarm in alarms["Condition"]["ArnEquals"]["aws:SourceArn"]] == [f":alarm:{name}" for name in names]
     assert actions(rules) == actions(alarms) == ["sns:Publish"]
 

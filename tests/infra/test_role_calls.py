@@ -70,6 +70,10 @@ CDK_BOOTSTRAP = (
     "https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html"
 )
 CDK_PIPELINES = "aws-cdk-lib pipelines CodePipeline.selfMutateAction: the statements CDK Pipelines gives `cdk deploy` (not AWS documentation)"
+SCHEDULER_ROLE = (
+    "Set up the execution role (EventBridge Scheduler invokes a schedule's target with it), "
+    "https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role"
+)
 
 
 def needs(source: str, why: str, *actions: str) -> tuple[Need, ...]:
@@ -193,6 +197,10 @@ WORKFLOW_ROLES = {
     "DeploymentDeployFunctionRole": "the deployment function",
     "DeploymentChampionFunctionRole": "the champion function",
     "TriggerTriggerFunctionRole": "the trigger function",
+    "DriftMonitoringJobRole": "SageMaker, for the drift monitoring jobs",
+    "DriftMonitoringStartFunctionRole": "the drift monitor's starter function",
+    "DriftMonitoringMetricsFunctionRole": "the drift monitor's metrics function",
+    "DriftMonitoringSchedulerRole": "EventBridge Scheduler, for the drift monitor's schedules",
     "BucketNotificationsHandler": "CDK's own handler that turns on the data bucket's EventBridge notifications",
 }
 PEOPLE = {"PeopleApprover": APPROVER, "PeopleOperator": OPERATOR}
@@ -262,7 +270,16 @@ def test_the_labelling_role_allows_what_ground_truth_does_with_it(workflow_templ
     _check("RolesLabeling", workflow_template, [], GROUND_TRUTH)
 
 
-@pytest.mark.parametrize("role", ["DeploymentDeployFunctionRole", "DeploymentChampionFunctionRole", "TriggerTriggerFunctionRole"])
+FUNCTION_FOLDERS = {
+    "DeploymentDeployFunctionRole": "deploy",
+    "DeploymentChampionFunctionRole": "deploy",
+    "TriggerTriggerFunctionRole": "trigger",
+    "DriftMonitoringStartFunctionRole": "monitor_start",
+    "DriftMonitoringMetricsFunctionRole": "monitor_start",
+}
+
+
+@pytest.mark.parametrize("role", sorted(FUNCTION_FOLDERS))
 def test_each_function_s_role_allows_every_call_its_handler_makes(workflow_template, role):
     """The handler is the template's (Handler "deploy.handler": deploy.py's `handler`), followed through the
     function's own folder (its code asset), helpers of sibling modules included."""
@@ -270,12 +287,28 @@ def test_each_function_s_role_allows_every_call_its_handler_makes(workflow_templ
     role_id = logical_id(template, "AWS::IAM::Role", role)
     (function,) = [f for f in resources_of(template, "AWS::Lambda::Function").values() if f["Properties"]["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}]
     module, handler = function["Properties"]["Handler"].rsplit(".", 1)
-    folder = {"DeploymentDeployFunctionRole": "deploy", "DeploymentChampionFunctionRole": "deploy", "TriggerTriggerFunctionRole": "trigger"}[role]
+    folder = FUNCTION_FOLDERS[role]
     calls = Program(python_files(f"containers/{folder}")).calls(f"containers/{folder}/{module}.py:{handler}")
     assert calls, f"{function['Properties']['Handler']} makes no AWS call?"
     _check(role, template, calls, FUNCTION)
     if role == "DeploymentChampionFunctionRole":  # it only reads what is served
         assert {call.method.split("_")[0] for call in calls} <= {"describe", "list"}
+
+
+def test_the_monitoring_job_role_allows_what_sagemaker_does_for_a_processing_job_and_what_the_monitor_calls(workflow_template):
+    """The monitor calls nothing (it runs network-isolated); should it start to, its calls are held to the role."""
+    program = Program(python_files("containers/monitoring", "containers/common"))
+    calls = program.calls(*(module.relative for module in program.modules.values()))
+    assert calls == []
+    _check("DriftMonitoringJobRole", workflow_template, calls, EXECUTION)
+
+
+def test_the_schedules_role_only_invokes_the_starter(workflow_template):
+    role = "DriftMonitoringSchedulerRole"
+    _check(role, workflow_template, [], needs(SCHEDULER_ROLE, "invoking the starter function on the schedule", "lambda:InvokeFunction"))
+    (statement,) = role_statements(workflow_template, logical_id(workflow_template, "AWS::IAM::Role", role))
+    starter = logical_id(workflow_template, "AWS::Lambda::Function", "StartFunction")
+    assert json.dumps(statement["Resource"]).count(starter) == 2  # the function, and (CDK's grant) its versions
 
 
 def test_cdk_s_bucket_notifications_handler_is_cdk_s_and_only_sets_the_data_bucket_s_notifications(workflow_template):

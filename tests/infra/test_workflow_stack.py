@@ -7,6 +7,7 @@ import json
 import re
 
 from containers.deploy.deploy import ENVIRONMENT, DeploySettings, rollback_alarm_names
+from infra.drift import drift_alarm_name
 from steps.context import PLACEHOLDERS
 
 
@@ -213,7 +214,7 @@ def test_failures_waiting_packages_and_endpoint_alarms_reach_the_encrypted_topic
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Ref": topic_id} and "InputTransformer" in target
     everything = [body["Properties"] for body in resources(workflow_template, "AWS::CloudWatch::Alarm").values()]
-    alarms = {body["MetricName"]: body for body in everything if "MetricName" in body}
+    alarms = {body["MetricName"]: body for body in everything if body.get("Namespace") == "AWS/SageMaker"}  # the drift alarm: test_drift.py
     assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
     assert alarms["ModelLatency"]["Threshold"] == workflow.config.infrastructure.alarms.model_latency_ms * 1000  # microseconds
     for alarm in alarms.values():
@@ -239,6 +240,7 @@ def test_the_alarms_that_roll_an_update_back_are_the_stack_s(workflow, workflow_
     """AutoRollbackConfiguration names alarms by name: the deploy function's ROLLBACK_ALARMS must be exactly
     the names the stack gives its endpoint alarms."""
     names = {body["Properties"]["AlarmName"] for body in resources(workflow_template, "AWS::CloudWatch::Alarm").values()}
+    names -= {drift_alarm_name(endpoint) for endpoint in workflow.config.stage_endpoints.values()}  # drift rolls nothing back
     function_id = logical_id(workflow_template, "AWS::Lambda::Function", "DeployFunction")
     variables = workflow_template["Resources"][function_id]["Properties"]["Environment"]["Variables"]
     assert set(variables["ROLLBACK_ALARMS"].split(",")) == names == set(rollback_alarm_names(workflow.config.endpoint_name))

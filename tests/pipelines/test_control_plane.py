@@ -388,13 +388,24 @@ def s3_bucket(env, name):
     client("s3", env.url).create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
 
 
-def register(env, status="PendingManualApproval", evaluation: dict | None = None, metadata_map: str | None = None) -> str:
-    """A package as the Register step makes it: ModelMetrics pointing at the evaluation report in S3."""
+def register(
+    env, status="PendingManualApproval", evaluation: dict | None = None, metadata_map: str | None = None, baselines: dict | None = None
+) -> str:
+    """A package as the Register step makes it: ModelMetrics pointing at the evaluation report in S3 and, with
+    `baselines` ({file name: whether Evaluate wrote it}), DriftCheckBaselines pointing at the files beside it."""
     sagemaker = client("sagemaker", env.url)
     version = len(sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) + 1
     key = f"{PIPELINE}/execution-{version}/evaluation/evaluation.json"
     if evaluation is not None:
         client("s3", env.url).put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(evaluation).encode())
+    drift = {}
+    for name, written in (baselines or {}).items():
+        uri = f"s3://{ARTIFACTS}/{key.rsplit('/', 1)[0]}/{name}"
+        if written:
+            client("s3", env.url).put_object(Bucket=ARTIFACTS, Key=uri.split("/", 3)[3], Body=b'{"version": 1}')
+        drift["ModelDataQuality" if name == "data-baseline.json" else "ModelQuality"] = {
+            "Statistics": {"ContentType": "application/json", "S3Uri": uri}
+        }
     metadata = {"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}
     arn = sagemaker.create_model_package(
         ModelPackageGroupName=GROUP,
@@ -406,6 +417,7 @@ def register(env, status="PendingManualApproval", evaluation: dict | None = None
         },
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{key}"}}},
         CustomerMetadataProperties=metadata,
+        **({"DriftCheckBaselines": drift} if drift else {}),
     )["ModelPackageArn"]
     if status != "PendingManualApproval":  # a person sets it (the metadata again: moto's update drops what it is not given)
         sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, CustomerMetadataProperties=metadata)
@@ -442,6 +454,19 @@ def test_models_show_status_and_map(env, config, registry):
     assert "trained on" in result.stdout.splitlines()[0]
     assert "20261130T101500Z-0123456789ab" in rows["2"]  # the dataset snapshot it was trained on
     assert list(table_rows(cli(env, config, "models", "-n", "1").stdout)) == ["3"]
+
+
+def test_models_show_whether_each_package_has_its_drift_baselines(env, config):
+    s3_bucket(env, ARTIFACTS)
+    client("sagemaker", env.url).create_model_package_group(ModelPackageGroupName=GROUP)
+    register(env)  # registered before drift baselines
+    register(env, baselines={"data-baseline.json": False, "model-baseline.json": True})  # its PrepareData had no statistics
+    register(env, baselines={"data-baseline.json": True, "model-baseline.json": True})
+    result = cli(env, config, "models")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split()[-4:-2] == ["endpoint", "baseline"]
+    rows = table_rows(result.stdout)  # nothing is served: the baseline is the column after the champion's mAP
+    assert (rows["3"][6], rows["2"][6:8], rows["1"][6]) == ("yes", ["model", "only"], "no")
 
 
 def test_models_of_an_unknown_group(env, config):

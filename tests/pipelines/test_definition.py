@@ -294,6 +294,35 @@ def test_registration_carries_metrics_and_content_types(definition):
     assert container["Environment"]["SCORE_THRESHOLD"] == "0.3"
 
 
+def test_the_package_carries_its_drift_baselines_which_evaluate_measures_as_the_endpoint_answers(definition, config):
+    baselines = step(definition, "Register")["Arguments"]["DriftCheckBaselines"]
+    evaluation_output = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    assert baselines == {
+        "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": {"Std:Join": {"On": "/", "Values": [evaluation_output, "data-baseline.json"]}}}
+        },
+        "ModelQuality": {
+            "Statistics": {
+                "ContentType": "application/json",
+                "S3Uri": {"Std:Join": {"On": "/", "Values": [evaluation_output, "model-baseline.json"]}},
+            }
+        },
+    }
+    arguments = step(definition, "Evaluate")["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+    prepared = {"Get": "Steps.PrepareData.ProcessingOutputConfig.Outputs['prepared'].S3Output.S3Uri"}
+    assert inputs["statistics"]["S3Uri"] == {"Std:Join": {"On": "/", "Values": [prepared, "statistics"]}}
+    container = arguments["AppSpecification"]["ContainerArguments"]
+    assert container[container.index("--statistics") + 1] == inputs["statistics"]["LocalPath"]
+    # The endpoint's default options, from pipeline.yaml: the same values the package's serving environment carries.
+    environment = step(definition, "Register")["Arguments"]["InferenceSpecification"]["Containers"][0]["Environment"]
+    assert container[container.index("--score-threshold") + 1] == str(config.deployment.score_threshold) == environment["SCORE_THRESHOLD"]
+    assert container[container.index("--max-detections") + 1] == str(config.deployment.max_detections) == environment["MAX_DETECTIONS"]
+    other = render_definition(parse_config("deployment:\n  score_threshold: 0.55\n  max_detections: 7\n"))
+    container = step(json.loads(other), "Evaluate")["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert container[container.index("--score-threshold") + 1 :][:3] == ["0.55", "--max-detections", "7"]
+
+
 def test_expensive_steps_are_cached_and_every_job_step_retries(definition):
     for name in CACHED:
         assert step(definition, name)["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
@@ -445,6 +474,7 @@ def test_every_step_validates_against_aws_schema_with_only_the_known_deviations(
             ("Train", "Environment"),
             ("Register", "InferenceSpecification.Containers.0.Environment"),
             ("Register", "CustomerMetadataProperties"),
+            ("Register", "DriftCheckBaselines"),
             ("Register", "Domain"),
             ("Register", "ModelApprovalStatus"),
             ("Register", "SkipModelValidation"),

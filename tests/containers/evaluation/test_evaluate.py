@@ -292,3 +292,109 @@ def test_records_without_size_or_label_ids_are_read_from_the_image_and_class_nam
         parse_example(serialize_example(features), {"dent": 1}, "here")
     with pytest.raises(EvaluationError, match=r"here: not a tf\.train\.Example"):
         parse_example(b"\xff\xff\xff", {}, "here")
+
+
+# The drift baselines (baselines.py)
+
+
+def _statistics_folder(folder: Path, instances: dict[str, list[bytes]]) -> Path:
+    """PrepareData's statistics/ output: one summarized input document per instance."""
+    from containers.monitoring.statistics import input_statistics, summarize
+
+    folder.mkdir(parents=True)
+    for host, photos in instances.items():
+        document = summarize([input_statistics(photo) for photo in photos], "input")
+        (folder / f"data-statistics-{host}.json").write_text(json.dumps(document))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_detections(work) -> Path:
+    """A dent at 0.9 and a scratch at 0.4 in every image."""
+    return write_model_dir(work / "models" / "two", [detection(1, 0.9, DENT), detection(2, 0.4, SCRATCH)])
+
+
+def test_the_data_baseline_merges_every_instances_statistics(models, dents, tmp_path):
+    from containers.monitoring.statistics import merge
+
+    photos = {"algo-1": [jpeg_bytes((64, 48), seed=s) for s in range(3)], "algo-2": [jpeg_bytes((80, 60), seed=s) for s in range(3, 5)]}
+    folder = _statistics_folder(tmp_path / "statistics", photos)
+    lines: list[str] = []
+    report = evaluate(Options(models["perfect"], dents, tmp_path / "out", statistics=folder), log=lines.append)
+    baseline = json.loads((tmp_path / "out" / "data-baseline.json").read_text())
+    documents = [json.loads((folder / f"data-statistics-{host}.json").read_text()) for host in photos]
+    assert baseline == merge(documents) and baseline["images"] == 5
+    assert sorted(baseline["continuous"]["width"]) == [64.0] * 3 + [80.0] * 2
+    assert report["baselines"]["data"] == {"file": "data-baseline.json", "images": 5, "documents": sorted(f.name for f in folder.iterdir())}
+    assert "evaluate: data baseline: 5 photo(s) from 2 statistics document(s) -> data-baseline.json" in lines
+
+
+def test_the_model_baseline_is_what_the_endpoint_answers_at_its_threshold(two_detections, dents, tmp_path):
+    from containers.evaluation.validation import read_records, validation_files
+    from containers.inference.local import LocalEndpoint
+    from containers.monitoring.statistics import output_statistics, summarize
+
+    common = ["--model", str(two_detections), "--validation", str(dents), "--no-progress"]
+    assert main([*common, "--output", str(tmp_path / "low"), "--score-threshold", "0.3"]) == 0
+    assert main([*common, "--output", str(tmp_path / "high"), "--score-threshold", "0.5"]) == 0
+    assert main([*common, "--output", str(tmp_path / "one"), "--max-detections", "1"]) == 0
+    low, high, one = (json.loads((tmp_path / name / "model-baseline.json").read_text()) for name in ("low", "high", "one"))
+    assert low["kind"] == "output" and low["images"] == high["images"] == IMAGES
+    assert low["continuous"]["detections"] == [2.0] * IMAGES and high["continuous"]["detections"] == [1.0] * IMAGES
+    assert low["categorical"]["class_mix"] == {"dent": IMAGES, "scratch": IMAGES} and high["categorical"]["class_mix"] == {"dent": IMAGES}
+    assert one == high  # at most one detection: the best, as the endpoint cuts
+    # Boxes in pixels of the photo: the dent covers about 0.4 x 0.4 of it (normalised boxes would cover nothing).
+    assert high["continuous"]["area_share:dent"] == [pytest.approx(0.16, abs=0.01)] * IMAGES
+    assert high["continuous"]["area_share:scratch"] == [0.0] * IMAGES  # every class of the label map, found or not
+    report = json.loads((tmp_path / "high" / "evaluation.json").read_text())
+    assert report["baselines"]["model"] == {"file": "model-baseline.json", "images": IMAGES, "score_threshold": 0.5, "max_detections": 100}
+    assert report["detections"] == 2 * IMAGES  # mAP still counts every detection, whatever the endpoint's threshold
+
+    # The same figures as the statistics of the local endpoint's own answers to the validation photos.
+    endpoint = LocalEndpoint(two_detections)
+    rows = [
+        output_statistics(endpoint.predict_image(r.encoded, score_threshold=0.3), r.truth.width, r.truth.height)
+        for r in read_records(validation_files(dents), {"dent": 1, "scratch": 2})
+    ]
+    assert low == json.loads(json.dumps(summarize(rows, "output", classes=["dent", "scratch"])))
+
+
+@pytest.mark.parametrize("given", ["none", "empty folder", "missing folder"])
+def test_without_statistics_there_is_no_data_baseline_and_the_report_says_why(models, dents, tmp_path, capsys, given):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "data-baseline.json").write_text("{}")  # an earlier run's: it must not pass for this model's
+    statistics = {"none": None, "empty folder": tmp_path / "statistics", "missing folder": tmp_path / "absent"}[given]
+    if given == "empty folder":
+        statistics.mkdir()
+    arguments = ["--model", str(models["perfect"]), "--validation", str(dents), "--output", str(output), "--no-progress"]
+    assert main([*arguments, *(["--statistics", str(statistics)] if statistics else [])]) == 0
+    report = json.loads((output / "evaluation.json").read_text())
+    data = report["baselines"]["data"]
+    assert data["file"] is None and not (output / "data-baseline.json").exists()
+    assert data["reason"] == ("no --statistics folder was given" if statistics is None else f"{statistics} holds no statistics documents") + (
+        ""
+        if statistics is None
+        else " (a PrepareData output from before them, reused from the step cache: pipeline.caching: false prepares the data again)"
+    )
+    out = capsys.readouterr().out
+    assert f"evaluate: no data baseline: {data['reason']}" in out
+    assert (output / "model-baseline.json").is_file() and out.rstrip().endswith("model-baseline.json)")
+    assert report["metrics"]["mAP"]["value"] == 1.0
+
+
+def test_an_unreadable_statistics_document_stops_before_the_model_runs(models, dents, tmp_path, capsys):
+    folder = _statistics_folder(tmp_path / "statistics", {"algo-1": [jpeg_bytes()]})
+    cases = {
+        "not JSON": ("{", "not JSON"),
+        "an old version": (json.dumps({"version": 0, "kind": "input"}), "version must be 1, found 0"),
+        "answers, not photos": (json.dumps({"version": 1, "kind": "output", "images": 0, "continuous": {}, "categorical": {}}), "kind must be input"),
+    }
+    for case, (text, message) in cases.items():
+        (folder / "data-statistics-algo-2.json").write_text(text)
+        output = tmp_path / "out"
+        arguments = ["--model", str(models["perfect"]), "--validation", str(dents), "--output", str(output), "--statistics", str(folder)]
+        assert main(arguments) == 1, case
+        err = capsys.readouterr().err
+        assert err.startswith(f"evaluate: error: {folder / 'data-statistics-algo-2.json'}: ") and message in err, (case, err)
+        assert err.count("\n") == 1 and not output.exists(), case

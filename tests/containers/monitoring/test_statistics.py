@@ -81,7 +81,7 @@ def test_answer_statistics_union_each_class_s_boxes():
     detections = [
         {"class": "dent", "score": 0.9, "box": [0, 0, 50, 100]},
         {"class": "dent", "score": 0.4, "box": [25, 0, 75, 100]},  # overlaps the first: the union is 75 x 100
-        {"class": "scratch", "score": 0.6, "box": [0, 0, 100, 10]},
+        {"class": "scratch", "score": 0.6, "box": {"xmin": 0, "ymin": 0, "xmax": 100, "ymax": 10}},  # as the endpoint writes it
     ]
     row = output_statistics(detections, 100, 100)
     assert (row["top_score"], row["detections"], row["empty"]) == (0.9, 3, "no")

@@ -326,3 +326,75 @@ def test_a_class_held_by_one_image_trains_on_it_and_the_report_says_so(dataset, 
             reason = "every image of class 'dent' drew validation; training needs one"
             assert kept == [{"class": "dent", "kept_in_train": "cars/dent.jpg", "reason": reason}]
     assert 0 < drew_validation < 6  # some seeds needed the rule, some did not
+
+
+def _statistics_of(records: list[dict]) -> dict:
+    """What an instance's statistics document must hold for these written records: their stored bytes measured."""
+    from containers.monitoring.statistics import input_statistics, summarize
+
+    return summarize([input_statistics(record["encoded"]) for record in records], "input")
+
+
+def _as_multisets(document: dict) -> dict:
+    """A statistics document without the order its images were measured in."""
+    return {**document, "continuous": {name: sorted(values) for name, values in document["continuous"].items()}}
+
+
+def test_every_image_written_is_measured_upright_and_a_quarantined_one_is_not(dataset, tmp_path):
+    lines = [dataset.labelled(f"good/{i}.jpg") for i in range(6)]
+    dataset.image("odd/rotated.jpg", data=jpeg_bytes((64, 48), seed=5, exif_orientation=6))
+    dataset.image("odd/rgba.png", data=jpeg_bytes(mode="RGBA", fmt="PNG"))
+    dataset.image("broken/truncated.jpg", data=jpeg_bytes((128, 128), seed=99)[:-300])
+    lines += [dataset.line("odd/rotated.jpg", size=(48, 64)), dataset.line("odd/rgba.png"), dataset.line("broken/truncated.jpg", size=(128, 128))]
+    report = run(dataset, [dataset.manifest("m.manifest", lines)], tmp_path / "out")
+    assert report["images_written"] == 8 and len(report["quarantined"]) == 1
+    assert report["statistics"] == "statistics/data-statistics.json"
+    document = json.loads((tmp_path / "out" / report["statistics"]).read_text())
+    assert document["kind"] == "input" and document["images"] == 8
+    assert document["categorical"]["format"] == {"JPEG": 8}  # the PNG as written: converted to JPEG
+    # The rotated photo is measured as stored, upright: 48 wide, 64 high.
+    sizes = sorted(zip(document["continuous"]["width"], document["continuous"]["height"], strict=True))
+    assert sizes == [(48.0, 64.0)] + [(64.0, 48.0)] * 7
+    written = all_records(tmp_path / "out")
+    assert "broken/truncated.jpg" not in written
+    assert _as_multisets(document) == _as_multisets(_statistics_of(list(written.values())))
+
+
+def test_each_instance_measures_the_images_it_wrote(dataset, tmp_path):
+    lines = [dataset.labelled(f"a/{i}.jpg", seed=300 + i) for i in range(24)]
+    dataset.image("gone-bad.jpg", data=jpeg_bytes((96, 96), seed=98)[:-200])
+    manifest = dataset.manifest("m.manifest", [*lines, dataset.line("gone-bad.jpg", size=(96, 96))])
+    output = tmp_path / "shared"
+    written = {}
+    for index, host in enumerate(("algo-1", "algo-2")):
+        report = run(dataset, [manifest], output, instance_tag=host, instance=(index, 2))
+        assert report["statistics"] == f"statistics/data-statistics-{host}.json"
+        document = json.loads((output / report["statistics"]).read_text())
+        assert 0 < document["images"] == report["images_written"] < 24
+        mine = {json.loads(line)["key"] for line in (output / report["images_list"]).read_text().splitlines()}
+        records = all_records(output)
+        assert _as_multisets(document) == _as_multisets(_statistics_of([records[key] for key in sorted(mine)]))
+        written.update({key: records[key] for key in mine})
+    assert sorted(p.name for p in (output / "statistics").iterdir()) == ["data-statistics-algo-1.json", "data-statistics-algo-2.json"]
+    assert len(written) == 24  # the truncated image, quarantined by whichever instance owns it, is in neither document
+
+
+def test_an_image_the_statistics_cannot_read_is_quarantined_not_written(dataset, tmp_path, monkeypatch):
+    from containers.monitoring.statistics import StatisticsError, input_statistics
+    from containers.processing import shards
+
+    unreadable = jpeg_bytes(seed=77)
+    dataset.image("odd.jpg", data=unreadable)
+
+    def measure(data: bytes) -> dict:
+        if data == unreadable:
+            raise StatisticsError("not a readable photo (OSError: broken data stream)")
+        return input_statistics(data)
+
+    monkeypatch.setattr(shards, "input_statistics", measure)  # one process: workers would import their own
+    manifest = dataset.manifest("m.manifest", [dataset.labelled("a.jpg"), dataset.line("odd.jpg")])
+    report = run(dataset, [manifest], tmp_path / "out", workers=1)
+    assert report["images_written"] == 1 and set(all_records(tmp_path / "out")) == {"a.jpg"}
+    (quarantined,) = report["quarantined"]
+    assert quarantined["reason"] == "the input statistics cannot be computed: not a readable photo (OSError: broken data stream) (odd.jpg)"
+    assert json.loads((tmp_path / "out" / report["statistics"]).read_text())["images"] == 1

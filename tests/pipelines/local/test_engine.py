@@ -179,6 +179,26 @@ def test_the_passing_branch_registers_then_deploys_an_approved_package(tmp_path)
     assert deployed == [{"model_package_arn": package.arn, "FunctionArn": "arn:deploy"}]
 
 
+def test_the_registry_keeps_the_drift_baselines_a_package_is_registered_with(tmp_path):
+    engine, _, _ = make_engine(tmp_path)
+    with_baselines = definition()
+    register = with_baselines["Steps"][2]["Arguments"]["IfSteps"][0]
+    evaluation = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['out'].S3Output.S3Uri"}
+    register["Arguments"]["DriftCheckBaselines"] = {
+        field: {"Statistics": {"ContentType": "application/json", "S3Uri": {"Std:Join": {"On": "/", "Values": [evaluation, name]}}}}
+        for field, name in (("ModelDataQuality", "data-baseline.json"), ("ModelQuality", "model-baseline.json"))
+    }
+    first = engine.run(with_baselines, "demo").execution
+    engine.run(definition(), "demo")
+    newer, older = engine.state.packages("group")
+    assert older.drift_check_baselines == {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://artifacts/{first}/evaluation/data-baseline.json"}},
+        "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"s3://artifacts/{first}/evaluation/model-baseline.json"}},
+    }
+    assert older.metadata["DriftCheckBaselines"] == older.drift_check_baselines  # where `cardamage monitor --local` reads them
+    assert newer.drift_check_baselines == {} and "DriftCheckBaselines" not in newer.metadata
+
+
 def test_a_pending_package_is_registered_but_not_deployed(tmp_path):
     engine, _, deployed = make_engine(tmp_path)
     result = engine.run(definition(approve="PendingManualApproval"), "demo")

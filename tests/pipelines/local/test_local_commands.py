@@ -66,6 +66,29 @@ def test_models_lists_versions_status_and_map(state_dir):
     assert [(r[0], r[1], r[4]) for r in rows] == [("2", "PendingManualApproval", "0.3400"), ("1", "PendingManualApproval", "0.2100")]
 
 
+def test_models_shows_whether_each_package_has_its_drift_baselines(state_dir):
+    config = load_config(CONFIG, profile="local")
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    for version, written in ((3, ("model",)), (4, ("data", "model"))):
+        baselines = {}
+        for kind, field, name in (("data", "ModelDataQuality", "data-baseline.json"), ("model", "ModelQuality", "model-baseline.json")):
+            uri = f"s3://local-artifacts/run-{version}/evaluation/{name}"
+            baselines[field] = {"Statistics": {"ContentType": "application/json", "S3Uri": uri}}
+            if kind in written:
+                s3.path(uri).parent.mkdir(parents=True, exist_ok=True)
+                s3.path(uri).write_text('{"version": 1}')
+        metadata = {"DriftCheckBaselines": baselines}
+        state.register(
+            config.model_package_group, "PendingManualApproval", "s3://local-artifacts/m.tar.gz", "i", None, 0.4, metadata, f"run-{version}"
+        )
+    result = cli("models", "--local", "--state-dir", str(state_dir))
+    assert result.exit_code == 0, result.output
+    assert "baseline" in result.output.splitlines()[0].split()
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
+    # version, status, created (2), mAP, champion mAP ("-"), then the baseline (nothing is served).
+    assert (rows["4"][6], rows["3"][6:8], rows["2"][6], rows["1"][6]) == ("yes", ["model", "only"], "no", "no")
+
+
 def test_approve_records_who_and_why_and_deploys_like_the_approval_rule(state_dir):
     result = cli("approve", "1", "--local", "--state-dir", str(state_dir), "-m", "good enough for the demo")
     assert result.exit_code == 0, result.output

@@ -14,6 +14,7 @@ from PIL import Image
 
 from containers.common.pictures import save_detections_picture
 from pipelines.local.state import State
+from pipelines.local.storage import LocalS3
 from tests.support import SAMPLE
 from tests.trained_pipeline import run_cli
 
@@ -63,6 +64,18 @@ def test_the_registry_holds_the_package_with_its_metrics(trained_pipeline):
     evaluation = json.loads((trained_pipeline.evaluation / "evaluation.json").read_text())
     assert package.map == pytest.approx(evaluation["metrics"]["mAP"]["value"])
     assert package.metrics_uri.endswith("/evaluation.json")
+    # Its drift baselines: every photo PrepareData wrote, and the model's answers on the validation photos.
+    baselines = {field: entry["Statistics"]["S3Uri"] for field, entry in package.drift_check_baselines.items()}
+    assert baselines == {
+        "ModelDataQuality": package.metrics_uri.replace("evaluation.json", "data-baseline.json"),
+        "ModelQuality": package.metrics_uri.replace("evaluation.json", "model-baseline.json"),
+    }
+    s3 = LocalS3(state / "s3")
+    data, model = (json.loads(s3.path(uri).read_text()) for uri in baselines.values())
+    prepared = json.loads((trained_pipeline.prepared / "report.json").read_text())
+    assert (data["kind"], data["images"]) == ("input", prepared["images_written"])
+    assert (model["kind"], model["images"]) == ("output", evaluation["images"])
+    assert evaluation["baselines"]["model"]["score_threshold"] == config.deployment.score_threshold
 
 
 def test_the_endpoint_answers_invocations_with_named_boxes_inside_the_image(trained_pipeline, served_model, tmp_path):

@@ -1,0 +1,227 @@
+"""Drift monitoring on AWS (pipeline.yaml's `monitoring` section; docs/aws.md#monitoring), without Model Monitor:
+
+    EventBridge Scheduler, on monitoring.schedule, one schedule per release stage's endpoint
+      -> the starter function (containers/monitor_start/start.py): the window, its captured hours, the served
+         package's baselines -> CreateProcessingJob <project>-monitor-<window start>-<stage>
+      -> the job, as the monitoring job role: containers/monitoring/monitor.py on the processing image, writing
+         monitor.json, report.html and atypical.json under s3://<artifacts>/monitoring/<endpoint>/<window start>/
+      -> "SageMaker Processing Job State Change" (Completed) -> the metrics function
+         (containers/monitor_start/metrics.py): CloudWatch metrics in the namespace <project>/Monitoring
+
+The drift alarms and the notice of a failed job are the notifications' (infra/monitoring.py). Each role may do
+what its code calls and no more (tests/infra/test_role_calls.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from constructs import Construct
+
+from containers.monitor_start import metrics, start
+from infra.arns import arn, sagemaker_arn
+from infra.deployment import read_endpoint_configs
+from infra.functions import small_function
+from infra.images import Images
+from infra.roles import list_under, sagemaker_role
+from infra.rules import event_rule
+from infra.storage import Storage, grants_for_aws_resources
+from pipelines.config import Config
+from steps.evaluate import OUTPUT as EVALUATION  # the folder of an execution's outputs that holds the baselines
+
+PROCESSING_LOGS = "/aws/sagemaker/ProcessingJobs"  # "Log groups and streams that Amazon SageMaker AI sends to Amazon CloudWatch Logs"
+# Processing jobs' instance metrics ("Amazon SageMaker AI metrics in Amazon CloudWatch", Processing job metrics).
+PROCESSING_METRICS = "/aws/sagemaker/ProcessingJobs"
+
+
+def monitored(config: Config) -> bool:
+    """Whether the stack monitors drift: pipeline.yaml turns it on, and the endpoints capture something."""
+    return config.monitoring.enabled and config.deployment.data_capture_percent > 0
+
+
+def drift_alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-drift"
+
+
+def baselines_prefix(config: Config) -> str:
+    """The key pattern of the folders the monitoring job may read baselines from: the executions' evaluation outputs."""
+    return f"{config.pipeline_name}/*/{EVALUATION}/"
+
+
+class DriftMonitoring(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, images: Images) -> None:
+        super().__init__(scope, id)
+        artifacts, key = storage.artifacts, storage.key
+        endpoints = config.stage_endpoints
+        captures = {endpoint: config.data_capture(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
+        reports = {endpoint: config.monitoring_reports(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
+        jobs = sagemaker_arn(self, "processing-job", f"{config.monitoring_job_prefix}-*")
+        report_objects = [artifacts.arn_for_objects(f"{prefix}*") for prefix in reports.values()]
+        self.namespace = metrics.namespace(config.project.name)
+
+        self.job_role = self._job_role(config, storage, images, captures, reports)
+
+        monitoring = config.monitoring
+        places = {endpoint: {"stage": stage, "captures": captures[endpoint], "reports": reports[endpoint]} for stage, endpoint in endpoints.items()}
+        settings = {
+            "bucket": artifacts.bucket_name,
+            "endpoints": json.dumps(places, sort_keys=True),
+            "group": config.model_package_group,
+            "role_arn": self.job_role.role_arn,
+            "image_uri": images.processing.image_uri,
+            "kms_key_id": key.key_arn,
+            "instance_type": monitoring.instance_type,
+            "volume_size_gb": str(monitoring.volume_size_gb),
+            "max_runtime_seconds": str(monitoring.max_runtime_minutes * 60),
+            "window_hours": str(monitoring.window_hours),
+            "atypical": str(monitoring.atypical),
+            "job_prefix": config.monitoring_job_prefix,
+            "baseline_prefix": f"{config.pipeline_name}/",
+            "baseline_folder": EVALUATION,
+        }
+        self.starter, self.starter_log_group = small_function(
+            self,
+            "StartFunction",
+            folder="monitor_start",
+            handler="start.handler",
+            description=f"{config.project.name}: start the drift monitor over the last window of each endpoint's captures",
+            environment={start.ENVIRONMENT[name]: value for name, value in settings.items()},
+        )
+        starter = self.starter.role
+        assert starter is not None
+        packages = sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")
+        starter.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadTheServedPackage",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags", "sagemaker:DescribeModelPackage"],
+                resources=[*(sagemaker_arn(self, "endpoint", name) for name in endpoints.values()), packages],
+            )
+        )
+        starter.add_to_principal_policy(read_endpoint_configs(self))
+        starter.add_to_principal_policy(list_under("ListCaptures", artifacts.bucket_arn, captures.values()))
+        # A window without captures gets its empty monitor.json from the function itself.
+        starter.add_to_principal_policy(iam.PolicyStatement(sid="WriteEmptyReports", actions=["s3:PutObject"], resources=report_objects))
+        starter.add_to_principal_policy(iam.PolicyStatement(sid="EncryptEmptyReports", actions=["kms:GenerateDataKey"], resources=[key.key_arn]))
+        starter.add_to_principal_policy(iam.PolicyStatement(sid="StartMonitoringJobs", actions=["sagemaker:CreateProcessingJob"], resources=[jobs]))
+        starter.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PassTheJobRoleToSageMakerOnly",
+                actions=["iam:PassRole"],
+                resources=[self.job_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        # The job names the key for its volume and output: SageMaker checks the caller may use it.
+        starter.add_to_principal_policy(grants_for_aws_resources("JobsEncryptWithTheKey", key))
+
+        # The schedules' role may invoke the starter only, for this account's default schedule group's schedules (the
+        # conditions CDK's own Scheduler target role has; "Set up the execution role", EventBridge Scheduler User Guide).
+        self.scheduler_role = iam.Role(
+            self,
+            "SchedulerRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID, "aws:SourceArn": arn(self, "scheduler", "schedule-group", "default")}
+                },
+            ),
+            description=f"{config.project.name}: EventBridge Scheduler starts the drift monitor",
+        )
+        # One schedule per stage's endpoint, in UTC (CreateSchedule's ScheduleExpressionTimezone defaults to UTC).
+        self.schedules = {
+            endpoint: scheduler.Schedule(
+                self,
+                f"Schedule{stage.capitalize()}",
+                schedule=scheduler.ScheduleExpression.expression(monitoring.schedule),
+                target=scheduler_targets.LambdaInvoke(
+                    self.starter,
+                    input=scheduler.ScheduleTargetInput.from_object({"endpoint_name": endpoint}),
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(1),
+                    role=self.scheduler_role,
+                ),
+                description=f"Start the drift monitor over {endpoint}'s last {monitoring.window_hours} hour(s) of captures",
+            )
+            for stage, endpoint in endpoints.items()
+        }
+
+        self.metrics_function, self.metrics_log_group = small_function(
+            self,
+            "MetricsFunction",
+            folder="monitor_start",
+            handler="metrics.handler",
+            description=f"{config.project.name}: publish a finished drift monitor's findings as CloudWatch metrics",
+            environment={"METRIC_NAMESPACE": self.namespace, "JOB_PREFIX": config.monitoring_job_prefix},
+        )
+        publisher = self.metrics_function.role
+        assert publisher is not None
+        describe = iam.PolicyStatement(sid="DescribeMonitoringJobs", actions=["sagemaker:DescribeProcessingJob"], resources=[jobs])
+        publisher.add_to_principal_policy(describe)
+        publisher.add_to_principal_policy(iam.PolicyStatement(sid="ReadReports", actions=["s3:GetObject"], resources=report_objects))
+        publisher.add_to_principal_policy(iam.PolicyStatement(sid="DecryptReports", actions=["kms:Decrypt"], resources=[key.key_arn]))
+        publisher.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutMonitoringMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; the namespace condition scopes it
+                conditions={"StringEquals": {"cloudwatch:namespace": self.namespace}},
+            )
+        )
+        self.completed_rule = event_rule(
+            self,
+            "OnMonitoringJobCompleted",
+            description=f"Publish the metrics of {config.project.name}'s drift monitoring jobs",
+            source="aws.sagemaker",
+            detail_type=metrics.PROCESSING_EVENT,
+            detail={"ProcessingJobName": [{"prefix": f"{config.monitoring_job_prefix}-"}], "ProcessingJobStatus": ["Completed"]},
+            targets=[targets.LambdaFunction(self.metrics_function, retry_attempts=4, max_event_age=Duration.hours(6))],
+        )
+
+    def _job_role(self, config: Config, storage: Storage, images: Images, captures: dict[str, str], reports: dict[str, str]) -> iam.Role:
+        """The monitoring job's role: read the captures and the baselines, write the reports, use the key, pull the
+        processing image, write its log group."""
+        artifacts, key = storage.artifacts, storage.key
+        role = sagemaker_role(self, "JobRole", f"{config.project.name}: the drift monitoring jobs")
+        baselines = baselines_prefix(config)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadCapturesAndBaselines",
+                actions=["s3:GetObject"],
+                resources=[*(artifacts.arn_for_objects(f"{p}*") for p in captures.values()), artifacts.arn_for_objects(f"{baselines}*")],
+            )
+        )
+        role.add_to_policy(list_under("ListCapturesAndBaselines", artifacts.bucket_arn, [*captures.values(), baselines]))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteReports",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[artifacts.arn_for_objects(f"{p}*") for p in reports.values()],
+            )
+        )
+        # As the execution role (infra/roles.py): Decrypt to read, Encrypt for the output's key, GenerateDataKey to upload.
+        data_keys = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        role.add_to_policy(iam.PolicyStatement(sid="UseTheKeyForData", actions=data_keys, resources=[key.key_arn]))
+        role.add_to_policy(grants_for_aws_resources("EncryptJobVolumes", key))
+        logs = arn(self, "logs", "log-group", PROCESSING_LOGS, colon=True)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteJobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[logs, f"{logs}:log-stream:*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PublishJobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; the namespace condition scopes it
+                conditions={"StringEquals": {"cloudwatch:namespace": PROCESSING_METRICS}},
+            )
+        )
+        images.processing.repository.grant_pull(role)  # and ecr:GetAuthorizationToken, which has no resource type
+        return role
