@@ -20,24 +20,16 @@ import hashlib
 import sys
 import tarfile
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import best  # noqa: E402
 
 from containers.common.archives import checked_members, extract_tar  # noqa: E402
 from containers.deploy.deploy import check_archive  # noqa: E402
-
-
-def best(repeat: int, run: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def newest_archive() -> Path:

@@ -1,12 +1,12 @@
 """Drift monitoring on AWS (pipeline.yaml's `monitoring` section; docs/aws.md#monitoring), without Model Monitor:
 
     EventBridge Scheduler, on monitoring.schedule, one schedule per release stage's endpoint
-      -> the starter function (containers/monitor_start/start.py): the window, its captured hours, the served
+      -> the starter function (containers/deploy/monitor_start.py): the window, its captured hours, the served
          package's baselines -> CreateProcessingJob <project>-monitor-<window start>-<stage>
       -> the job, as the monitoring job role: containers/monitoring/monitor.py on the processing image, writing
          monitor.json, report.html and atypical.json under s3://<artifacts>/monitoring/<endpoint>/<window start>/
       -> "SageMaker Processing Job State Change" (Completed) -> the metrics function
-         (containers/monitor_start/metrics.py): CloudWatch metrics in the namespace <project>/Monitoring
+         (containers/deploy/monitor_metrics.py): CloudWatch metrics in the namespace <project>/Monitoring
 
 The drift alarms and the notice of a failed job are the notifications' (infra/monitoring.py). Each role may do
 what its code calls and no more (tests/infra/test_role_calls.py).
@@ -15,15 +15,19 @@ what its code calls and no more (tests/infra/test_role_calls.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from aws_cdk import Aws, Duration
+from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
 
-from containers.monitor_start import metrics, start
+from containers.deploy import monitor_metrics, monitor_start
 from infra.arns import arn, sagemaker_arn
 from infra.deployment import read_endpoint_configs
 from infra.functions import small_function
@@ -48,6 +52,22 @@ def drift_alarm_name(endpoint: str) -> str:
     return f"{endpoint}-drift"
 
 
+def monitoring_jobs_rule(
+    scope: Construct, id: str, config: Config, statuses: list[str], *, description: str, targets: Sequence[events.IRuleTarget]
+) -> events.Rule:
+    """A rule on the project's drift monitoring jobs (named <monitoring job prefix>-...) that end in one of `statuses`:
+    the metrics function's (Completed) and the notice of a failed job's (infra/monitoring.py)."""
+    return event_rule(
+        scope,
+        id,
+        description=description,
+        source="aws.sagemaker",
+        detail_type=monitor_metrics.PROCESSING_EVENT,
+        detail={"ProcessingJobName": [{"prefix": f"{config.monitoring_job_prefix}-"}], "ProcessingJobStatus": statuses},
+        targets=targets,
+    )
+
+
 def baselines_prefix(config: Config) -> str:
     """The key pattern of the folders the monitoring job may read baselines from: the executions' evaluation outputs."""
     return f"{config.pipeline_name}/*/{EVALUATION}/"
@@ -62,7 +82,7 @@ class DriftMonitoring(Construct):
         reports = {endpoint: config.monitoring_reports(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
         jobs = sagemaker_arn(self, "processing-job", f"{config.monitoring_job_prefix}-*")
         report_objects = [artifacts.arn_for_objects(f"{prefix}*") for prefix in reports.values()]
-        self.namespace = metrics.namespace(config.project.name)
+        self.namespace = monitor_metrics.namespace(config.project.name)
 
         self.job_role = self._job_role(config, storage, images, captures, reports)
 
@@ -84,16 +104,13 @@ class DriftMonitoring(Construct):
             "baseline_prefix": f"{config.pipeline_name}/",
             "baseline_folder": EVALUATION,
         }
-        self.starter, self.starter_log_group = small_function(
-            self,
+        self.starter, self.starter_log_group, starter = self._function(
+            config,
             "StartFunction",
-            folder="monitor_start",
-            handler="start.handler",
-            description=f"{config.project.name}: start the drift monitor over the last window of each endpoint's captures",
-            environment={start.ENVIRONMENT[name]: value for name, value in settings.items()},
+            handler="monitor_start.handler",
+            does="start the drift monitor over the last window of each endpoint's captures",
+            environment={monitor_start.ENVIRONMENT[name]: value for name, value in settings.items()},
         )
-        starter = self.starter.role
-        assert starter is not None
         packages = sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")
         starter.add_to_principal_policy(
             iam.PolicyStatement(
@@ -150,16 +167,13 @@ class DriftMonitoring(Construct):
             for stage, endpoint in endpoints.items()
         }
 
-        self.metrics_function, self.metrics_log_group = small_function(
-            self,
+        self.metrics_function, self.metrics_log_group, publisher = self._function(
+            config,
             "MetricsFunction",
-            folder="monitor_start",
-            handler="metrics.handler",
-            description=f"{config.project.name}: publish a finished drift monitor's findings as CloudWatch metrics",
+            handler="monitor_metrics.handler",
+            does="publish a finished drift monitor's findings as CloudWatch metrics",
             environment={"METRIC_NAMESPACE": self.namespace, "JOB_PREFIX": config.monitoring_job_prefix},
         )
-        publisher = self.metrics_function.role
-        assert publisher is not None
         describe = iam.PolicyStatement(sid="DescribeMonitoringJobs", actions=["sagemaker:DescribeProcessingJob"], resources=[jobs])
         publisher.add_to_principal_policy(describe)
         publisher.add_to_principal_policy(iam.PolicyStatement(sid="ReadReports", actions=["s3:GetObject"], resources=report_objects))
@@ -172,15 +186,24 @@ class DriftMonitoring(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": self.namespace}},
             )
         )
-        self.completed_rule = event_rule(
+        self.completed_rule = monitoring_jobs_rule(
             self,
             "OnMonitoringJobCompleted",
+            config,
+            ["Completed"],
             description=f"Publish the metrics of {config.project.name}'s drift monitoring jobs",
-            source="aws.sagemaker",
-            detail_type=metrics.PROCESSING_EVENT,
-            detail={"ProcessingJobName": [{"prefix": f"{config.monitoring_job_prefix}-"}], "ProcessingJobStatus": ["Completed"]},
             targets=[targets.LambdaFunction(self.metrics_function, retry_attempts=4, max_event_age=Duration.hours(6))],
         )
+
+    def _function(
+        self, config: Config, id: str, *, handler: str, does: str, environment: dict[str, str]
+    ) -> tuple[lambda_.Function, logs.LogGroup, iam.IRole]:
+        """One of the two functions, with its log group and role. Their code is containers/deploy/: the starter reads
+        what an endpoint serves through deploy.py there, as the champion function does."""
+        description = f"{config.project.name}: {does}"
+        function, log_group = small_function(self, id, folder="deploy", handler=handler, description=description, environment=environment)
+        assert function.role is not None
+        return function, log_group, function.role
 
     def _job_role(self, config: Config, storage: Storage, images: Images, captures: dict[str, str], reports: dict[str, str]) -> iam.Role:
         """The monitoring job's role: read the captures and the baselines, write the reports, use the key, pull the

@@ -1,4 +1,4 @@
-"""What the project's two Lambda functions share: code from containers/, a role of their own, a log group
+"""What the project's Lambda functions share: code from containers/, a role of their own, a log group
 with a retention, and the same runtime."""
 
 from __future__ import annotations

@@ -17,11 +17,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from containers.deploy import deploy
+from containers.deploy import deploy, monitor_metrics
 from containers.deploy.deploy import VARIANT
-from containers.monitor_start import metrics
 from infra.arns import arn
-from infra.drift import drift_alarm_name, monitored
+from infra.drift import drift_alarm_name, monitored, monitoring_jobs_rule
 from infra.rules import event_rule
 from pipelines.config import Config
 
@@ -35,9 +34,6 @@ class Monitoring(Construct):
         for email in config.infrastructure.notification_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
-        def notice(text: str, paths: dict[str, str]) -> events.RuleTargetInput:
-            return events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
-
         self.failure_rule = event_rule(
             self,
             "OnExecutionFailed",
@@ -45,15 +41,10 @@ class Monitoring(Construct):
             source="aws.sagemaker",
             detail_type=EXECUTION_EVENT,
             detail={"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed"]},
-            targets=[
-                ToTopic(
-                    self.topic,
-                    message=notice(
-                        "Pipeline execution {execution} of " + config.pipeline_name + " failed; its steps in SageMaker Studio (Pipelines) say why.",
-                        {"execution": "$.detail.pipelineExecutionArn"},
-                    ),
-                )
-            ],
+            targets=self._tell(
+                "Pipeline execution {execution} of " + config.pipeline_name + " failed; its steps in SageMaker Studio (Pipelines) say why.",
+                {"execution": "$.detail.pipelineExecutionArn"},
+            ),
         )
         self.approval_rule = event_rule(
             self,
@@ -62,15 +53,10 @@ class Monitoring(Construct):
             source="aws.sagemaker",
             detail_type=deploy.PACKAGE_EVENT,
             detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["PendingManualApproval"]},
-            targets=[
-                ToTopic(
-                    self.topic,
-                    message=notice(
-                        "Model package {arn} waits for approval in the Model Registry (group " + config.model_package_group + ").",
-                        {"arn": "$.detail.ModelPackageArn"},
-                    ),
-                )
-            ],
+            targets=self._tell(
+                "Model package {arn} waits for approval in the Model Registry (group " + config.model_package_group + ").",
+                {"arn": "$.detail.ModelPackageArn"},
+            ),
         )
         # Every release stage's endpoint has its own three (a staging update rolls back as production's does).
         self.endpoint_alarms = {
@@ -81,7 +67,7 @@ class Monitoring(Construct):
         rules = [self.failure_rule, self.approval_rule]
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         if monitored(config):
-            rules.append(self._monitoring_failures(config, notice))
+            rules.append(self._monitoring_failures(config))
             if config.monitoring.drift_alarm:
                 self.drift_alarms = {
                     endpoint: drift_alarm(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
@@ -92,26 +78,25 @@ class Monitoring(Construct):
             alarm.add_ok_action(actions.SnsAction(self.topic))
         self._allow_publishing(config, key, rules=rules)
 
-    def _monitoring_failures(self, config: Config, notice) -> events.Rule:
+    def _tell(self, text: str, paths: dict[str, str]) -> list[events.IRuleTarget]:
+        """A rule's one target: the topic, told `text` with each {name} the event's value at its JSON path in `paths`."""
+        message = events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
+        return [ToTopic(self.topic, message=message)]
+
+    def _monitoring_failures(self, config: Config) -> events.Rule:
         """A drift monitoring job that failed or was stopped (its run time ran out) is reported: otherwise a window
         would go unwatched unseen."""
-        self.monitoring_failed_rule = event_rule(
+        self.monitoring_failed_rule = monitoring_jobs_rule(
             self,
             "OnMonitoringJobFailed",
+            config,
+            ["Failed", "Stopped"],
             description=f"Tell the team when a drift monitoring job of {config.project.name} fails",
-            source="aws.sagemaker",
-            detail_type=metrics.PROCESSING_EVENT,
-            detail={"ProcessingJobName": [{"prefix": f"{config.monitoring_job_prefix}-"}], "ProcessingJobStatus": ["Failed", "Stopped"]},
-            targets=[
-                ToTopic(
-                    self.topic,
-                    message=notice(
-                        "Drift monitoring job {job} ended {status}: that window was not monitored. Its log in CloudWatch Logs "
-                        "(/aws/sagemaker/ProcessingJobs) says why.",
-                        {"job": "$.detail.ProcessingJobName", "status": "$.detail.ProcessingJobStatus"},
-                    ),
-                )
-            ],
+            targets=self._tell(
+                "Drift monitoring job {job} ended {status}: that window was not monitored. Its log in CloudWatch Logs "
+                "(/aws/sagemaker/ProcessingJobs) says why.",
+                {"job": "$.detail.ProcessingJobName", "status": "$.detail.ProcessingJobStatus"},
+            ),
         )
         return self.monitoring_failed_rule
 
@@ -245,9 +230,9 @@ def drift_alarm(scope: Construct, suffix: str, config: Config, endpoint: str) ->
         alarm_name=drift_alarm_name(endpoint),
         alarm_description=f"The photos or answers of {endpoint} drifted from its package's baselines: the latest monitor.json names the statistics",
         metric=cloudwatch.Metric(
-            namespace=metrics.namespace(config.project.name),
-            metric_name=metrics.DRIFT,
-            dimensions_map={metrics.ENDPOINT: endpoint},
+            namespace=monitor_metrics.namespace(config.project.name),
+            metric_name=monitor_metrics.DRIFT,
+            dimensions_map={monitor_metrics.ENDPOINT: endpoint},
             statistic="Maximum",
             period=Duration.minutes(5),
         ),

@@ -254,6 +254,7 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
         (wildcard(batch_jobs), "cardamage batch-predict names each job <project>-batch-v<version>-<UTC time>"),
         (wildcard(sagemaker("labeling-job/*")), "cardamage label takes any job name a person gives it (--job-name)"),
         (wildcard(f"{artifacts}/{DATA_CAPTURE}/*"), "cardamage review reads the captures under data-capture/<endpoint>/<date>/"),
+        (wildcard(f"{artifacts}/{MONITORING_PREFIX}/*"), "cardamage monitor reads the drift reports under monitoring/<endpoint>/<window>/"),
         (
             wildcard(f"arn:<AWS::Partition>:s3:::<{_logical_id(storage.data)}>/{BATCH_PREFIX}*"),
             "Operators upload the photos of a batch-predict under batch/<name>/",

@@ -3,7 +3,7 @@
 - ApproverPolicy: what `cardamage approve` (without --force), `reject`, `models` and `executions` call: read the
   pipeline's executions, the group's packages and their evaluation reports, which package each endpoint serves,
   and set a package's approval status.
-- OperatorPolicy: what `start`, `wait`, `executions`, `models`, `deploy`, `promote`, `review`, `label`,
+- OperatorPolicy: what `start`, `wait`, `executions`, `models`, `deploy`, `promote`, `review`, `monitor`, `label`,
   `batch-predict` and `predict` call: the reads above, starting executions on dataset snapshots, the deployment
   code's own calls (infra.deployment.deployment_statements: `cardamage deploy` runs the function's code), calling
   the endpoints, Batch Transform and Ground Truth jobs, and the data and artifact prefixes those commands read
@@ -23,7 +23,7 @@ from infra.arns import arn, sagemaker_arn
 from infra.deployment import deployment_statements
 from infra.roles import Roles, input_prefixes
 from infra.storage import DATA_CAPTURE, Storage
-from pipelines.config import BATCH_PREFIX, Config
+from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, Config
 
 LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
 REVIEW = "review/"  # where `cardamage review --output s3://<ArtifactBucket>/review/<batch>/` puts a review batch
@@ -146,6 +146,7 @@ class People(Construct):
                     artifacts.arn_for_objects(f"{config.pipeline_name}/*"),
                     artifacts.arn_for_objects(f"{DATA_CAPTURE}/*"),
                     artifacts.arn_for_objects(f"{BATCH_PREFIX}*"),
+                    artifacts.arn_for_objects(f"{MONITORING_PREFIX}/*"),  # `cardamage monitor`: the scheduled job's reports
                 ],
             ),
             iam.PolicyStatement(

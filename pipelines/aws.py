@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from containers.common import archives
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
 from containers.deploy.champion import recorded_champion
@@ -780,3 +781,43 @@ def transform_outcomes(s3: Any, input_uri: str, output_uri: str) -> list[Any]:
         except (ValueError, KeyError, TypeError) as exc:
             outcomes.append(Outcome(name, error=f"unreadable answer {answer}: {exc}"))
     return outcomes
+
+
+# The drift monitor's reports and inputs (`cardamage monitor` on AWS).
+
+
+def latest_report(s3: Any, reports: S3Location, name: str) -> str | None:
+    """The key prefix of the newest folder under `reports` that holds `name`, or None. The monitoring job names
+    each window's folder by its start in ISO 8601's basic format (containers/deploy/monitor_start.py
+    WINDOW_FOLDER), so the names sort in time order; they are listed as the CommonPrefixes of a Delimiter "/"
+    listing (ListObjectsV2, Amazon S3 API Reference). A window whose job is still running, or failed, has no
+    monitor.json yet: the job uploads its output "after the job completes" (S3UploadMode EndOfJob,
+    ProcessingS3Output, SageMaker API Reference), so the newest folder that holds one is the latest report."""
+    folders = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=reports.bucket, Prefix=reports.key, Delimiter="/"):
+        folders += [folder["Prefix"] for folder in page.get("CommonPrefixes", [])]
+    for folder in sorted(folders, reverse=True):
+        listed = s3.list_objects_v2(Bucket=reports.bucket, Prefix=f"{folder}{name}", MaxKeys=1)
+        if any(item["Key"] == f"{folder}{name}" for item in listed.get("Contents", [])):
+            return folder
+    return None
+
+
+def download_prefix(s3: Any, location: S3Location, folder: Path, *, keep: Callable[[str], bool] = lambda key: True) -> list[str]:
+    """Download every object under `location` that `keep` accepts into `folder`, at its key below the prefix;
+    returns the keys downloaded. A key that would lead out of the folder (a leading '/' or a '..' part) is
+    refused with ControlPlaneError, and nothing more is downloaded."""
+    downloaded = []
+    for key in list_keys(s3, location):
+        if key.endswith("/") or not keep(key):
+            continue
+        target = archives.inside(folder, key[len(location.key) :])
+        if target is None:
+            raise ControlPlaneError(
+                f"s3://{location.bucket}/{key}: refused: below s3://{location.bucket}/{location.key} the key leads out of the local "
+                "folder it is downloaded to (a leading '/' or a '..' part); rename the object"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(location.bucket, key, str(target))
+        downloaded.append(key)
+    return downloaded

@@ -27,9 +27,9 @@ from pydantic import (
 )
 
 from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
+from containers.deploy.monitor_start import MAX_WINDOW_HOURS
+from containers.deploy.monitor_start import job_name as monitoring_job_name
 from containers.inference import image as serving
-from containers.monitor_start.start import MAX_WINDOW_HOURS
-from containers.monitor_start.start import job_name as monitoring_job_name
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
 from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
@@ -425,7 +425,7 @@ ScheduleExpression = Annotated[str, AfterValidator(_schedule_expression)]
 
 class MonitoringConfig(_Section):
     """Drift monitoring on AWS: a scheduled Processing job runs containers/monitoring/monitor.py over each release
-    stage's endpoint's captured data (infra/drift.py, containers/monitor_start/)."""
+    stage's endpoint's captured data (infra/drift.py, containers/deploy/monitor_start.py)."""
 
     # Off, or with deployment.data_capture_percent 0 (nothing captured), the stack has no schedule, job or alarm.
     enabled: bool = True
@@ -478,7 +478,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _monitoring_jobs_of_each_stage(self) -> Config:
-        # A job's name is the window's and the stage's (containers/monitor_start/start.py job_name): two stages
+        # A job's name is the window's and the stage's (containers/deploy/monitor_start.py job_name): two stages
         # sharing names would see one's job as the other's, already started.
         names = {
             monitoring_job_name(self.monitoring_job_prefix, stage, endpoint, datetime(2026, 1, 1, tzinfo=UTC))
@@ -542,7 +542,7 @@ class Config(_Section):
 
     def monitoring_reports(self, artifact_bucket: str, endpoint: str) -> S3Location:
         """Where the drift monitor's reports of `endpoint` go: `<window start>/monitor.json`, `report.html` and
-        `atypical.json` below it (containers/monitor_start/start.py names the window's folder)."""
+        `atypical.json` below it (containers/deploy/monitor_start.py names the window's folder)."""
         return S3Location(artifact_bucket, f"{MONITORING_PREFIX}/{endpoint}/")
 
     @property

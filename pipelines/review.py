@@ -9,7 +9,10 @@ How unsure the model was of a photo is measured from its own answer (docs/review
                          ratio of the lower score to the higher (1: equally sure of two classes in one place)
 
 A photo without detections scores 0: the model saw nothing, and the random share of a mixed batch is what
-finds the misses. Candidates are photos the endpoint answered (captured requests and answers, decoded by
+finds the misses. `atypical` picks instead the photos least like the served package's data baseline (the photos
+it was trained and validated on), by containers/monitoring/statistics.py's atypicality, which the drift monitor
+ranks photos by too: new conditions (night, rain, another phone) are labelled first. `mixed` takes a share of
+each. Candidates are photos the endpoint answered (captured requests and answers, decoded by
 containers/monitoring/captures.py, which the monitor shares) that no
 execution has trained on, by content hash (PrepareData's images.jsonl), keeping one photo of each group of
 near-duplicates (a 64-bit difference hash within NEAR_DUPLICATE_BITS bits), the most uncertain one.
@@ -26,7 +29,6 @@ import hashlib
 import io
 import json
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any
 
 from containers.common.pictures import pixel_box
 from containers.common.s3 import parse_s3_uri
-from containers.monitoring.captures import Captured, captured_photos  # noqa: F401  (review.captured_photos, review.Captured)
+from containers.monitoring.captures import NAME_DIGITS, Captured, captured_digits, captured_photos  # noqa: F401  (review.captured_photos, review.Captured)
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from containers.processing.images import JPEG_QUALITY
 from containers.processing.prepare_data import IMAGES_LIST
@@ -45,8 +47,8 @@ AMBIGUOUS = (0.2, 0.6)  # scores a detector is unsure of: neither background nor
 OVERLAP_IOU = 0.5
 NEAR_DUPLICATE_BITS = 6  # of 64: a re-sent or re-compressed photo differs by a few bits, another car by dozens
 MIXED_RANDOM_SHARE = 0.25  # `mixed`: a quarter picked at random, so that the labelled set stays unbiased
-STRATEGIES = ("uncertain", "random", "mixed")
-NAME_DIGITS = 20  # of the captured sha256 in a review photo's name: 80 bits, no accidental collision in any photo count
+MIXED_ATYPICAL_SHARE = 0.25  # `mixed`, when the served package has a data baseline: a quarter the most atypical
+STRATEGIES = ("uncertain", "random", "mixed", "atypical")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Scored:
 
 @dataclass
 class Selection:
-    picked: list[tuple[Scored, str]]  # (photo, why it was picked: "uncertain" or "random")
+    picked: list[tuple[Scored, str]]  # (photo, why it was picked: "uncertain", "atypical" or "random")
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> how many candidates it removed
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (capture line, reason)
 
@@ -211,11 +213,17 @@ def _look(data: bytes) -> tuple[int, tuple[int, int]]:
     return bits, turned.size
 
 
-def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy: str = "uncertain", seed: int = 0) -> Selection:
+def select(
+    photos: Sequence[Captured], labelled: set[str], count: int, strategy: str = "uncertain", seed: int = 0, baseline: Mapping | None = None
+) -> Selection:
     """The review batch: at most `count` photos, none already labelled, one per near-duplicate group. A photo
-    whose answer is for another size than its upright view is unusable: its boxes would not fit the copy."""
+    whose answer is for another size than its upright view is unusable: its boxes would not fit the copy.
+    `baseline`: the served package's data baseline, which `atypical` needs and `mixed` takes a share by (without
+    one, `mixed` is uncertain and random only). An atypical pick's score is its atypicality, its reason the why."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
+    if strategy == "atypical" and baseline is None:
+        raise ValueError("strategy atypical needs the served package's data baseline")
     selection = Selection([])
     seen: set[str] = set()
     scored: list[Scored] = []
@@ -249,12 +257,56 @@ def select(photos: Sequence[Captured], labelled: set[str], count: int, strategy:
             selection.skipped["near-duplicate"] = selection.skipped.get("near-duplicate", 0) + 1
             continue
         kept.append(candidate)
-    randoms = {"uncertain": 0, "random": count, "mixed": round(count * MIXED_RANDOM_SHARE)}[strategy]
-    chosen = [(s, "uncertain") for s in kept[: count - randoms]]
-    rest = kept[count - randoms :]
+    randoms = {"uncertain": 0, "random": count, "mixed": round(count * MIXED_RANDOM_SHARE), "atypical": 0}[strategy]
+    atypicals = {"atypical": count, "mixed": round(count * MIXED_ATYPICAL_SHARE) if baseline is not None else 0}.get(strategy, 0)
+    uncertain = count - randoms - atypicals
+    chosen = [(s, "uncertain") for s in kept[:uncertain]]
+    rest = kept[uncertain:]
+    if atypicals:
+        ranked, failed = by_atypicality(rest, baseline)
+        selection.unusable += failed
+        chosen += [(s, "atypical") for s in ranked[:atypicals]]
+        taken = {s.photo.source for s in ranked[:atypicals]} | {where for where, _ in failed}
+        rest = [s for s in rest if s.photo.source not in taken]
     chosen += [(s, "random") for s in random.Random(seed).sample(rest, min(randoms, len(rest)))]
     selection.picked = chosen
     return selection
+
+
+def by_atypicality(candidates: Sequence[Scored], baseline: Mapping) -> tuple[list[Scored], list[tuple[str, str]]]:
+    """The candidates from the least like the data baseline (statistics.atypicality), each scored by its
+    atypicality with why; and those whose statistics cannot be measured, with the reason."""
+    from containers.monitoring import statistics
+
+    ranked, failed = [], []
+    for candidate in candidates:
+        try:
+            score, why = statistics.atypicality(baseline, statistics.input_statistics(candidate.photo.data))
+        except statistics.StatisticsError as exc:
+            failed.append((candidate.photo.source, f"its statistics cannot be measured: {exc}"))
+            continue
+        ranked.append(Scored(candidate.photo, round(score, 6), why, candidate.fingerprint))
+    return sorted(ranked, key=lambda s: (-s.score, s.photo.source)), failed
+
+
+def data_baseline(s3: Any, uri: str | None) -> tuple[dict | None, str]:
+    """The data baseline at `uri` (a statistics document of the photos), or None and why it cannot be used."""
+    from botocore.exceptions import ClientError
+
+    from containers.monitoring import statistics
+
+    if not uri:
+        return None, "no data baseline"
+    bucket, key = parse_s3_uri(uri)
+    try:
+        document = statistics.check(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), uri)
+    except (OSError, ClientError) as exc:
+        return None, f"{uri} cannot be read ({exc})"
+    except ValueError as exc:  # not JSON, or not a statistics document (StatisticsError)
+        return None, f"{uri} is not a statistics document ({exc})"
+    if document["kind"] != "input":
+        return None, f"{uri} holds {document['kind']} statistics, not the photos'"
+    return document, ""
 
 
 # The review batch's files.
@@ -267,14 +319,7 @@ def photo_key(photo: Captured) -> str:
     """The picked photo's key under the batch's images prefix: its captured content hash (the first NAME_DIGITS
     digits), with the suffix of its private copy's format (PNG stays PNG, everything else is a JPEG)."""
     suffix = ".png" if photo.data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
-    return f"{photo.sha256[:NAME_DIGITS]}{suffix}"
-
-
-def captured_digits(key: str) -> str | None:
-    """The captured hash's digits that a review photo's name holds (`photo_key`), wherever the photo was staged;
-    None for an image named otherwise."""
-    match = re.fullmatch(rf"([0-9a-f]{{{NAME_DIGITS}}})\.(?:jpg|png)", key.rsplit("/", 1)[-1])
-    return match[1] if match else None
+    return f"{photo.digits}{suffix}"
 
 
 def private_copy(data: bytes) -> bytes:

@@ -2,7 +2,9 @@
 
 One module, three callers: the deployment Lambda (`handler`, invoked by the EventBridge rule on "SageMaker
 Model Package State Change" events and by the pipeline's Deploy step), and `cardamage deploy`
-(`deploy_package`). It imports only the standard library and boto3, so the Lambda is this file alone.
+(`deploy_package`). It imports only the standard library and boto3: the Lambda's code is this folder, which it
+shares with the champion function and the drift monitor's functions (champion.py, monitor_start.py,
+monitor_metrics.py), and those import it.
 
 The rules it keeps:
 - Only an `Approved` package of the configured group is deployed; anything else is `skipped` with a reason

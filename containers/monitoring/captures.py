@@ -17,6 +17,8 @@ as JSON (CaptureContentTypeHeader.JsonContentTypes) is kept as text ("JSON"), an
 BASE64 request, and the answer is the endpoint's JSON (containers/inference/inference.py), as text or base64.
 
 A record that is not an answered photo is returned as `Unusable` with its file, line and reason, never dropped.
+A review batch (pipelines/review.py) names each photo it picks after the captured photo's hash (`NAME_DIGITS`
+hex digits of its sha256), so labels that come back for it find the captured answer again (`captured_digits`).
 A window is the inference times in [since, until); a record outside it is left out (its photo is not decoded),
 and an answered photo whose time cannot be read is unusable once a window bound is given: it cannot be placed.
 """
@@ -27,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ from typing import NamedTuple
 
 CAPTURE_SUFFIX = ".jsonl"
 ISO_EXAMPLE = "2026-11-30 or 2026-11-30T12:00:00Z"
+NAME_DIGITS = 20  # of the captured sha256 in a review photo's name: 80 bits, no accidental collision in any photo count
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,18 @@ class Captured:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def digits(self) -> str:
+        """What a review photo's name holds of this photo's hash (`captured_digits`)."""
+        return self.sha256[:NAME_DIGITS]
+
+
+def captured_digits(key: str) -> str | None:
+    """The captured hash's digits that a review photo's name holds (`<digits>.jpg` or `.png`, pipelines/review.py
+    photo_key), wherever the photo was staged; None for an image named otherwise."""
+    match = re.fullmatch(rf"([0-9a-f]{{{NAME_DIGITS}}})\.(?:jpg|png)", key.rsplit("/", 1)[-1])
+    return match[1] if match else None
 
 
 class Unusable(NamedTuple):

@@ -3,6 +3,7 @@
 
     python3 containers/monitoring/monitor.py --captures DIR --baseline DIR --output DIR
         [--since ISO] [--until ISO] [--package GROUP/VERSION] [--endpoint NAME] [--atypical N] [--no-progress]
+        [--labels DIR [--label-attribute NAME] [--served-since ISO]]
 
 --captures is a folder of capture files (*.jsonl at any depth: SageMaker's `<endpoint>/<variant>/yyyy/mm/dd/hh/`
 layout, or the local endpoint's, which is the same), read by containers/monitoring/captures.py. --baseline is a
@@ -12,15 +13,19 @@ in [--since, --until); a bound not given is open.
 
 For every answered photo of the window it computes the input statistics of the photo and the output statistics
 of the answer (containers/monitoring/statistics.py), summarizes the window, compares each statistic with the
-baseline, and ranks the photos by how unlike the data baseline they are. Writes into --output:
+baseline, and ranks the photos by how unlike the data baseline they are. With --labels (a folder of label exports,
+such as a review batch's pulled back), it also scores the window's captured answers to the photos labelled there:
+the accuracy in service (containers/monitoring/quality.py); --served-since leaves out answers captured before the
+served package began answering. Writes into --output:
 - monitor.json: {"drift", "window": {"since", "until", "images"}, "baseline": {"package", "images", "missing"},
   "statistics": [...], "atypical": [{"capture", "score", "why"}], "unusable": [{"capture", "reason"}],
-  "quality": null}; a window with no captures is reported with images 0 and no drift;
+  "quality": {"images", "boxes", "map", "map50", "labels", "unmatched", "package", "refused", "dropped"} or null};
+  a window with no captures is reported with images 0 and no drift;
 - atypical.json: the --atypical most atypical photos, each with its statistics;
 - report.html: one self-contained page (containers/monitoring/report.py), owner-only since it shows photos.
 
 Exit status 0 when it ran, whatever it found; 2 for a bad argument (argparse names it); 1 with one line on stderr
-when a baseline cannot be read. It makes no network call: on AWS it runs network-isolated.
+when a baseline or a labels file cannot be read. It makes no network call: on AWS it runs network-isolated.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import heapq
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,8 +47,9 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 from containers.common.arguments import positive
 from containers.common.pictures import pixel_box
 from containers.common.program import exit_status
-from containers.monitoring import statistics
+from containers.monitoring import quality, statistics
 from containers.monitoring.captures import OPEN, Captured, Unusable, Window, decode, iso, parse_time, read_folder
+from containers.monitoring.quality import Answer, Labels, LabelsError
 from containers.monitoring.statistics import AREA, DATA_BASELINE, MODEL_BASELINE, Result, StatisticsError
 
 MONITOR = "monitor.json"
@@ -54,7 +60,8 @@ BASELINES = {"input": DATA_BASELINE, "output": MODEL_BASELINE}
 
 
 class MonitorError(Exception):
-    """An input the monitor cannot use (a baseline that is not one); the message names the file."""
+    """An input the monitor cannot use (a baseline that is not one, a labels file that cannot be read); the
+    message names the file."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ class Options:
     endpoint: str | None = None
     atypical: int = DEFAULT_ATYPICAL
     progress: bool = False
+    labels: Path | None = None  # label exports of photos the endpoint answered: the accuracy in service
+    label_attribute: str | None = None  # of Ground Truth manifests with several bounding-box attributes
+    served_since: datetime | None = None  # answers captured before it came from another package: not scored
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class Findings:
     atypical: list[Atypical] = field(default_factory=list)  # most atypical first
     documents: dict[str, dict] = field(default_factory=dict)  # the window's summaries, by kind
     results: list[Result] = field(default_factory=list)
+    answers: dict[str, Answer] = field(default_factory=dict)  # the newest answer to each labelled photo, by its digits
+    earlier: int = 0  # answers to labelled photos captured before --served-since (or at a time that cannot be read)
 
     @property
     def images(self) -> int:
@@ -137,9 +149,17 @@ def answer_statistics(photo: Captured) -> dict:
 
 
 def watch(
-    records: Iterable[tuple[str, int, str]], baselines: dict[str, dict | None], window: Window = OPEN, *, atypical: int = DEFAULT_ATYPICAL
+    records: Iterable[tuple[str, int, str]],
+    baselines: dict[str, dict | None],
+    window: Window = OPEN,
+    *,
+    atypical: int = DEFAULT_ATYPICAL,
+    labelled: Collection[str] = frozenset(),
+    served_since: datetime | None = None,
 ) -> Findings:
-    """Read the window's records, compute each photo's statistics, and compare the window with the baselines."""
+    """Read the window's records, compute each photo's statistics, and compare the window with the baselines.
+    `labelled`: the captured digits of photos that came back labelled, whose newest answer since `served_since`
+    is kept (Findings.answers)."""
     findings = Findings(window, baselines)
     ranked: list[tuple[float, int, Atypical]] = []  # a min-heap of the most atypical so far; ties keep the earlier
     for index, (file, line, raw) in enumerate(records):
@@ -158,6 +178,8 @@ def watch(
             continue
         findings.rows["input"].append(inputs)
         findings.rows["output"].append(outputs)
+        if labelled and item.digits in labelled:
+            _keep_answer(findings, item, index, (inputs["width"], inputs["height"]), served_since)
         if baselines["input"] is not None and atypical > 0:
             score, why = statistics.atypicality(baselines["input"], inputs)
             heapq.heappush(ranked, (score, -index, Atypical(item, round(score, 4), why, inputs, outputs)))
@@ -178,12 +200,27 @@ def watch(
     return findings
 
 
+def _keep_answer(findings: Findings, photo: Captured, index: int, upright: tuple[int, int], served_since: datetime | None) -> None:
+    """Keep a labelled photo's answer when it is the newest so far that the served package gave."""
+    try:
+        when = parse_time(photo.inference_time)
+    except ValueError:
+        when = None
+    if served_since is not None and (when is None or when < served_since):
+        findings.earlier += 1
+        return
+    answer = Answer(photo.source, when, index, photo.detections, (photo.width, photo.height), upright)
+    kept = findings.answers.get(photo.digits)
+    if kept is None or answer.newer_than(kept):
+        findings.answers[photo.digits] = answer
+
+
 def _family(baseline: Mapping[str, Any], window: Mapping[str, Any]) -> int:
     """How many statistics `statistics.compare` tests: the baseline's that the window has too."""
     return sum(len(set(baseline[part]) & set(window[part])) for part in ("continuous", "categorical"))
 
 
-def monitor_document(findings: Findings, package: str | None) -> dict:
+def monitor_document(findings: Findings, package: str | None, service: dict | None = None) -> dict:
     """monitor.json: the contract other tools read (module docstring)."""
     window, data = findings.window, findings.baselines["input"]
     return {
@@ -201,13 +238,13 @@ def monitor_document(findings: Findings, package: str | None) -> dict:
         "statistics": [result.as_dict() for result in findings.results],
         "atypical": [{"capture": entry.photo.source, "score": entry.score, "why": entry.why} for entry in findings.atypical],
         "unusable": [{"capture": item.capture, "reason": item.reason} for item in findings.unusable],
-        "quality": None,  # the accuracy in service, once labels come back for answered photos
+        "quality": service,  # the accuracy in service, once labels come back for answered photos
     }
 
 
 def monitor(options: Options, *, log: Callable[[str], None] = print) -> dict:
     """Run the monitor and write its three files into `options.output`; returns monitor.json's document.
-    Raises MonitorError for a baseline that cannot be read (nothing is written then)."""
+    Raises MonitorError for a baseline or a labels file that cannot be read (nothing is written then)."""
     from containers.monitoring.report import render
 
     baselines = read_baselines(options.baseline)
@@ -215,36 +252,64 @@ def monitor(options: Options, *, log: Callable[[str], None] = print) -> dict:
         if baseline is None:
             where = f"in {options.baseline}" if options.baseline else "(no --baseline)"
             log(f"monitor: no {BASELINES[kind]} {where}: the {kind} statistics are reported, not compared")
-    findings = watch(_progress(read_folder(options.captures), options.progress), baselines, options.window, atypical=options.atypical)
-    document = monitor_document(findings, options.package)
+    labels = read_labels(options.labels, options.label_attribute) if options.labels else None
+    findings = watch(
+        _progress(read_folder(options.captures), options.progress),
+        baselines,
+        options.window,
+        atypical=options.atypical,
+        labelled=frozenset(labels.labelled) if labels else frozenset(),
+        served_since=options.served_since,
+    )
+    service = quality.service_quality(labels, findings.answers, area_classes(baselines["output"]), options.package) if labels else None
+    document = monitor_document(findings, options.package, service)
     options.output.mkdir(parents=True, exist_ok=True)
     listing = [
         {**entry, "statistics": {"input": atypical.inputs, "output": atypical.outputs}}
         for entry, atypical in zip(document["atypical"], findings.atypical, strict=True)
     ]
-    _write(options.output / ATYPICAL, (json.dumps(listing, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    write(options.output / ATYPICAL, (json.dumps(listing, indent=2, allow_nan=False) + "\n").encode("utf-8"))
     photos = [(entry.photo.source, entry.score, entry.why, entry.photo.data) for entry in findings.atypical]
     page = render(document, findings.baselines, findings.documents, photos, endpoint=options.endpoint)
-    _write(options.output / REPORT, page.encode("utf-8"), private=True)  # it shows captured photos: the owner's alone
-    _write(options.output / MONITOR, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8"))  # last: it says the run ended
-    log(_summary(findings, document))
+    write(options.output / REPORT, page.encode("utf-8"), private=True)  # it shows captured photos: the owner's alone
+    write(options.output / MONITOR, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8"))  # last: it says the run ended
+    log(summary(document))
     if findings.outside:
         log(f"monitor: {findings.outside} captured record(s) outside the window were left out")
+    if labels is not None:
+        log(_quality_line(labels, findings, service, options))
     log(f"monitor: outputs in {options.output} ({MONITOR}, {REPORT}, {ATYPICAL})")
     return document
 
 
-def _summary(findings: Findings, document: dict) -> str:
+def read_labels(folder: Path, label_attribute: str | None = None) -> Labels:
+    try:
+        return quality.read_labels(folder, label_attribute)
+    except LabelsError as exc:
+        raise MonitorError(f"--labels: {exc}") from None
+
+
+def summary(document: Mapping[str, Any]) -> str:
+    """The one line a person reads first, from monitor.json alone (also for a report read back from S3)."""
     window = document["window"]
     span = f"[{window['since'] or 'the first capture'}, {window['until'] or 'the last'})"
-    drifted = [f"{result.name} ({result.kind})" for result in findings.results if result.drifted]
-    verdict = f"DRIFT in {', '.join(drifted)}" if drifted else f"no drift in {len(findings.results)} statistic(s) tested"
-    if not findings.images:
+    drifted = [f"{result['name']} ({result['kind']})" for result in document["statistics"] if result["drifted"]]
+    verdict = f"DRIFT in {', '.join(drifted)}" if drifted else f"no drift in {len(document['statistics'])} statistic(s) tested"
+    if not window["images"]:
         verdict = "an empty window: nothing to compare, no drift"
-    return f"monitor: window {span}: {findings.images} photo(s), {len(findings.unusable)} unusable record(s): {verdict}"
+    return f"monitor: window {span}: {window['images']} photo(s), {len(document['unusable'])} unusable record(s): {verdict}"
 
 
-def _write(path: Path, data: bytes, *, private: bool = False) -> None:
+def _quality_line(labels: Labels, findings: Findings, service: dict | None, options: Options) -> str:
+    notes = [f"labels in {labels.folder}: {len(labels.labelled)} photo(s) from review batches"]
+    if findings.earlier:
+        notes.append(f"{findings.earlier} answer(s) captured before --served-since {iso(options.served_since)} left out")
+    if labels.others:
+        notes.append(f"{labels.others} labelled record(s) of other photos left out")
+    return f"monitor: accuracy in service: {quality.describe(service)} ({'; '.join(notes)})"
+
+
+def write(path: Path, data: bytes, *, private: bool = False) -> None:
     """Write `path` whole (a reader never sees half a file); `private`: owner-only (0o600), whatever the umask."""
     partial = path.with_name(path.name + ".partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
@@ -286,14 +351,24 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--atypical", type=positive, default=DEFAULT_ATYPICAL, help="how many of the most atypical photos to list (default: %(default)s)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    parser.add_argument("--labels", type=Path, help="folder of label exports of answered photos (review batches): the accuracy in service")
+    parser.add_argument("--label-attribute", help="with --labels: the label attribute of Ground Truth manifests that have several")
+    parser.add_argument(
+        "--served-since", type=_moment, help="with --labels: when the served package began answering; answers captured before are not scored"
+    )
     args = parser.parse_args(argv)
-    for name in ("captures", "baseline"):
+    for name in ("captures", "baseline", "labels"):
         if getattr(args, name) is not None and not getattr(args, name).is_dir():
             parser.error(f"--{name} {getattr(args, name)}: no such folder")
     if args.since and args.until and args.since >= args.until:
         parser.error(f"--since {iso(args.since)} is not before --until {iso(args.until)}: the window is empty")
+    for name in ("label_attribute", "served_since"):
+        if getattr(args, name) is not None and args.labels is None:
+            parser.error(f"--{name.replace('_', '-')} goes with --labels")
     progress = sys.stderr.isatty() and not args.no_progress
-    return Options(args.captures, args.baseline, args.output, Window(args.since, args.until), args.package, args.endpoint, args.atypical, progress)
+    window = Window(args.since, args.until)
+    labels = {"labels": args.labels, "label_attribute": args.label_attribute, "served_since": args.served_since}
+    return Options(args.captures, args.baseline, args.output, window, args.package, args.endpoint, args.atypical, progress, **labels)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from containers.monitoring.quality import describe
+
 THUMBNAIL = 192  # pixels of a thumbnail's longer side
 UNUSABLE_SHOWN = 100  # unusable records listed on the page; monitor.json lists them all
 COLOURS = {"baseline": "#4c72b0", "window": "#dd8452"}
@@ -67,6 +69,7 @@ def render(
         f"Baseline: package {escape(str(baseline['package'] or 'not named'))}, {_count(baseline['images'])} photo(s).</p>",
         verdict,
         missing,
+        _quality(document.get("quality")),
         _statistics_table(document["statistics"]),
         "<h2>Baseline against window</h2>",
         f'<div class="plots">{"".join(_plot(result, baselines, windows) for result in document["statistics"])}</div>',
@@ -76,6 +79,16 @@ def render(
         "</body></html>\n",
     ]
     return "\n".join(part for part in parts if part)
+
+
+def _quality(service: Mapping[str, Any] | None) -> str:
+    """The accuracy in service, when labels were given and some labelled photo has an answer in the window."""
+    if service is None:
+        return ""
+    package = f" of package {escape(str(service['package']))}" if service.get("package") else ""
+    rows = "".join(f"<tr><td>{escape(r['record'])}</td><td>{escape(r['reason'])}</td></tr>" for r in service["refused"][:UNUSABLE_SHOWN])
+    refused = f"<table><tr><th>labelling refused</th><th>reason</th></tr>{rows}</table>" if rows else ""
+    return f"<h2>Accuracy in service{package}</h2><p>{escape(describe(service))}.</p><p>Labels: {escape(str(service['labels']))}.</p>{refused}"
 
 
 def _count(images: int | None) -> str:

@@ -1,8 +1,8 @@
 """One interface, two places the workflow runs: SageMaker on AWS, or the local engine's state directory.
 
-The commands that exist on both sides (`cardamage executions`, `models`, `approve`, `reject`, `deploy`, `promote`) talk
-to a `Backend` and print what it returns; they never ask where they are. The CLI chooses the backend once,
-from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`): `aws.AwsBackend` or
+The commands that exist on both sides (`cardamage executions`, `models`, `approve`, `reject`, `deploy`, `promote`,
+`review`, `monitor`) talk to a `Backend` and print what it returns; they never ask where they are. The CLI chooses
+the backend once, from its shared options (`--local`, `--state-dir`, `--region`, `--endpoint-url`): `aws.AwsBackend` or
 `local.LocalBackend`. Each answers in the types below, so a table looks the same for both.
 """
 
@@ -12,11 +12,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from containers.deploy.deploy import DeployResult
     from pipelines.config import Config
     from pipelines.promote import Promotion
@@ -78,6 +77,14 @@ class Package:
 # Where a package's DriftCheckBaselines (CreateModelPackage's shape, steps/register.py) hold each drift baseline's
 # statistics: the photos' (data-baseline.json) and the answers' (model-baseline.json).
 BASELINE_KINDS = {"data": "ModelDataQuality", "model": "ModelQuality"}
+MONITORED_AS = {"data": "input", "model": "output"}  # the kind of statistics the monitor compares each baseline as
+
+
+def baseline_file(kind: str) -> str:
+    """The name Evaluate writes a drift baseline under (containers/monitoring/statistics.py), and the monitor reads."""
+    from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
+
+    return {"data": DATA_BASELINE, "model": MODEL_BASELINE}[kind]
 
 
 def baseline_uris(drift_check_baselines: Mapping[str, Any] | None) -> dict[str, str]:
@@ -136,14 +143,34 @@ class ReviewPlace:
     images_prefix: str  # the images prefix executions read (ImagesS3Prefix); a batch goes under review/<batch>/
     labels_prefix: str  # where label exports start the next execution (the new-data trigger's prefix)
     model_version: str  # the package the endpoint serves, as "<group>/<version>", or "unknown"
+    data_baseline: str | None = None  # the S3 URI of the served package's data baseline (`--strategy atypical`)
+    no_baseline: str = ""  # why there is none, when there is none
 
     @classmethod
-    def of(cls, config: Config, s3: Any, *, data: str, artifacts: str, images_prefix: str | None, served: tuple[str, int] | None) -> ReviewPlace:
+    def of(
+        cls, config: Config, s3: Any, *, data: str, artifacts: str, images_prefix: str | None, served: tuple[str, int] | None,
+        data_baseline: str | None = None, no_baseline: str = "",
+    ) -> ReviewPlace:  # fmt: skip
         """The configuration's places in these buckets; `images_prefix` None: ImagesS3Prefix's default. `served` is
-        the (group, version) the endpoint serves, if any."""
+        the (group, version) the endpoint serves, if any, and `data_baseline` its data baseline's URI."""
         images = images_prefix or str(config.images_prefix(data))
         version = f"{served[0]}/{served[1]}" if served else "unknown"
-        return cls(s3, str(config.data_capture(artifacts)), artifacts, images, str(config.labels_prefix(data)), version)
+        return cls(s3, str(config.data_capture(artifacts)), artifacts, images, str(config.labels_prefix(data)), version, data_baseline, no_baseline)
+
+
+@dataclass(frozen=True)
+class MonitorInputs:
+    """What the monitor program (containers/monitoring/monitor.py) reads for one endpoint, in local folders: its
+    captures, the served package's baselines (under the names the program reads), and the labels of answered
+    photos; what was used (`said`, for stdout) and what is missing (`notes`, for stderr)."""
+
+    captures: Path
+    baseline: Path
+    package: str | None  # "<group>/<version>" served, when known
+    labels: Path | None = None
+    served_since: datetime | None = None  # when the package began answering, when known: earlier answers are another's
+    said: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 class Backend(Protocol):
@@ -175,6 +202,11 @@ class Backend(Protocol):
 
     def review_place(self) -> ReviewPlace:
         """Where the endpoint's captures, the executions' prepared data, images and labels are."""
+        ...
+
+    def monitor_inputs(self, endpoint: str, since: datetime | None, until: datetime | None, work: Path) -> MonitorInputs:
+        """Fetch into `work` what the monitor reads for `endpoint` over [since, until): its captures, the baselines
+        of the package it serves, and the labels of answered photos."""
         ...
 
     def promote(

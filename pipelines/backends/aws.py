@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,12 @@ from botocore.exceptions import ClientError
 
 from containers.common import archives
 from containers.deploy import deploy as deployment
+from containers.deploy import monitor_start as monitoring
+from containers.processing.formats.yolo import IMAGE_SUFFIXES
 from pipelines import aws, promote
-from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, mark_serving
+from pipelines.backends import Approval, BackendError, Execution, MonitorInputs, Package, ReviewPlace, Step, baseline_uris, mark_serving
 from pipelines.config import Config
+from steps.evaluate import OUTPUT as EVALUATION
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,15 @@ class TransformJob:
     instance_type: str
     input_uri: str
     output_uri: str
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """The latest report of the scheduled monitoring job, copied into a local folder."""
+
+    folder: str  # its S3 folder
+    files: tuple[str, ...]  # the files copied
+    missing: tuple[str, ...]  # the monitor's files the folder lacks (the starter writes only monitor.json for an empty window)
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,96 @@ class AwsBackend:
             raise BackendError("the data and artifact buckets are unknown: deploy the stack, or set aws.data_bucket and aws.artifact_bucket", 2)
         served = self._served()
         version = (served.group, served.version) if served else None
-        return ReviewPlace.of(account, self.session.client("s3"), data=data, artifacts=artifacts, images_prefix=None, served=version)
+        baseline, reason = self._data_baseline(served)
+        return ReviewPlace.of(
+            account, self.session.client("s3"), data=data, artifacts=artifacts, images_prefix=None, served=version,
+            data_baseline=baseline, no_baseline=reason,
+        )  # fmt: skip
+
+    def _data_baseline(self, served: deployment.ServedPackage | None) -> tuple[str | None, str]:
+        """The served package's data baseline as it records it (DriftCheckBaselines), or None and why."""
+        if served is None:
+            return None, f"nothing is deployed to {self.config.endpoint_name}"
+        which = f"version {served.version} of {served.group or self.config.model_package_group}, which {self.config.endpoint_name} serves,"
+        try:
+            package = self._sagemaker.describe_model_package(ModelPackageName=served.arn)
+        except ClientError as exc:
+            if not aws.is_not_found(exc):
+                raise
+            return None, f"{which} was deleted"
+        uri = baseline_uris(package.get("DriftCheckBaselines")).get("data")
+        return uri, "" if uri else f"{which} records no data baseline (DriftCheckBaselines.ModelDataQuality)"
+
+    def latest_report(self, endpoint: str, output: Path) -> MonitorReport:
+        """Copy the newest report the scheduled monitoring job wrote for `endpoint` into `output`; report.html is
+        its owner's alone there (0o600), as the monitor writes it: it shows customers' photos."""
+        from containers.monitoring import monitor as program
+
+        config = self.account
+        bucket = self._artifact_bucket(config)
+        s3 = self.session.client("s3")
+        reports = config.monitoring_reports(bucket, endpoint)
+        folder = aws.latest_report(s3, reports, program.MONITOR)
+        if folder is None:
+            raise BackendError(
+                f"no monitoring report under {reports} yet: the schedule ({config.monitoring.schedule}) writes one a window; "
+                "or run the monitor here over a window: --since ISO [--until ISO]"
+            )
+        output.mkdir(parents=True, exist_ok=True)
+        files, missing = [], []
+        for name in (program.REPORT, program.ATYPICAL, program.MONITOR):  # monitor.json last, as the monitor writes it
+            try:
+                body = s3.get_object(Bucket=bucket, Key=folder + name)["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+                missing.append(name)
+                continue
+            program.write(output / name, body, private=name == program.REPORT)
+            files.append(name)
+        return MonitorReport(f"s3://{bucket}/{folder}", tuple(files), tuple(missing))
+
+    def monitor_inputs(self, endpoint: str, since: datetime | None, until: datetime | None, work: Path) -> MonitorInputs:
+        """The window's capture hour folders, the served package's baselines and the label exports, downloaded
+        into `work`, found as the scheduled job's starter finds them (containers/deploy/monitor_start.py): its
+        hour folders, and the baselines the package records where the monitoring job may read them. On AWS an
+        open start would download every capture the endpoint made: `since` is needed."""
+        if since is None:
+            raise aws.usage_error("on AWS a window needs --since: an open start would download every capture the endpoint ever made")
+        config = self.account
+        bucket = self._artifact_bucket(config)
+        s3, settings = self.session.client("s3"), _monitoring_settings(config, bucket)
+        place = settings.endpoints[endpoint]
+        hours = monitoring.captured_hours(s3, bucket, place, endpoint, hours_covering(since, until or datetime.now(UTC)))
+        captures, files = work / "captures", 0
+        captures.mkdir()
+        for hour in hours:
+            where = aws.parse_s3_uri(f"s3://{bucket}/{monitoring.hour_prefix(place, endpoint, hour)}")
+            files += len(aws.download_prefix(s3, where, captures / f"{hour:%Y/%m/%d/%H}"))
+        said = [f"captures: {files} file(s) in {len(hours)} hour folder(s) under s3://{bucket}/{place.captures}{endpoint}/"]
+        described = deployment.describe_endpoint(self._sagemaker, endpoint)
+        found = monitoring.baselines_of(self._sagemaker, settings, described) if described else monitoring.Baselines()
+        notes = [f"warning: {note}" for note in (found.notes or ([] if described else [f"there is no endpoint {endpoint} now: no baseline"]))]
+        baseline = work / "baseline"
+        baseline.mkdir()
+        for name, kind in monitoring.BASELINES.values():
+            if found.folder and kind not in found.missing:
+                where = aws.parse_s3_uri(found.folder + name)
+                s3.download_file(where.bucket, where.key, str(baseline / name))
+                said.append(f"{kind} baseline: {found.folder}{name}")
+        labels_prefix = config.labels_prefix(config.aws.data_bucket) if config.aws.data_bucket else None
+        labels = work / "labels"
+        if labels_prefix is not None:  # label files only: a YOLO dataset's images are not read
+            label_files = aws.download_prefix(s3, labels_prefix, labels, keep=lambda key: not key.lower().endswith(IMAGE_SUFFIXES))
+            said.append(f"labels: {len(label_files)} file(s) under {labels_prefix} (the accuracy in service, on photos from review batches)")
+        else:
+            notes.append("note: the data bucket is unknown (aws.data_bucket): no labels, no accuracy in service")
+        return MonitorInputs(captures, baseline, found.package, labels if labels.is_dir() else None, None, tuple(said), tuple(notes))
+
+    def _artifact_bucket(self, config: Config) -> str:
+        if not config.aws.artifact_bucket:
+            raise BackendError("the artifact bucket is unknown: deploy the stack, or set aws.artifact_bucket", 2)
+        return config.aws.artifact_bucket
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
@@ -253,6 +354,28 @@ class AwsBackend:
         """The package an endpoint (by default production's) serves, as the deployment function tagged it."""
         endpoint = deployment.describe_endpoint(self._sagemaker, endpoint_name or self.config.endpoint_name)
         return deployment.served_package(self._sagemaker, endpoint) if endpoint else None
+
+
+def hours_covering(since: datetime, until: datetime) -> monitoring.Window:
+    """The whole hours (UTC) that hold [since, until): the capture folders to read."""
+    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    end = until.astimezone(UTC)
+    last = end.replace(minute=0, second=0, microsecond=0)
+    return monitoring.Window(start, last if last == end else last + timedelta(hours=1))
+
+
+def _monitoring_settings(config: Config, bucket: str) -> monitoring.Settings:
+    """The starter's settings for what it finds (its endpoints' places, the group, where baselines may be read),
+    as the stack gives them (infra/drift.py); the job's own settings are not used here and are left empty."""
+    places = {
+        endpoint: monitoring.Place(stage, config.data_capture(bucket, endpoint).key, config.monitoring_reports(bucket, endpoint).key)
+        for stage, endpoint in config.stage_endpoints.items()
+    }
+    return monitoring.Settings(
+        bucket=bucket, endpoints=places, group=config.model_package_group, role_arn="", image_uri="", kms_key_id="", instance_type="",
+        volume_size_gb=0, max_runtime_seconds=0, window_hours=1, atypical=config.monitoring.atypical, job_prefix=config.monitoring_job_prefix,
+        baseline_prefix=f"{config.pipeline_name}/", baseline_folder=EVALUATION,
+    )  # fmt: skip
 
 
 def _invoke(runtime: Any, endpoint: str, body: bytes) -> tuple[int, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,25 @@ from pathlib import Path
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployError, DeployResult
 from pipelines import promote
-from pipelines.backends import Approval, BackendError, Execution, Package, ReviewPlace, Step, data_label, mark_serving, present_baselines
+from pipelines.backends import (
+    MONITORED_AS,
+    Approval,
+    BackendError,
+    Execution,
+    MonitorInputs,
+    Package,
+    ReviewPlace,
+    Step,
+    baseline_file,
+    baseline_uris,
+    data_label,
+    mark_serving,
+    present_baselines,
+)
 from pipelines.config import Config
 from pipelines.local.console import relative
-from pipelines.local.runner import local_deployer
+from pipelines.local.endpoint import Deployment
+from pipelines.local.runner import LOCAL_VALUES, local_deployer
 from pipelines.local.state import Package as Registered
 from pipelines.local.state import State
 
@@ -81,7 +97,6 @@ class LocalBackend:
     def review_place(self) -> ReviewPlace:
         """Here the images prefix is the latest run's ImagesS3Prefix (the sample's, unless --images-prefix named
         another), so that `cardamage run --local` finds a review batch's photos beside the ones labelled before."""
-        from pipelines.local.runner import LOCAL_VALUES
         from pipelines.local.storage import LocalS3Client
 
         config = self.config
@@ -90,7 +105,69 @@ class LocalBackend:
         images = json.loads(latest[0]["parameters"]).get("ImagesS3Prefix") if latest else None
         served = self.deployer.record(config.endpoint_name)
         version = (config.model_package_group, served.version) if served else None
-        return ReviewPlace.of(config, LocalS3Client(self.deployer.s3), data=data, artifacts=artifacts, images_prefix=images, served=version)
+        package = self.state.package(served.package_arn) if served else None
+        baseline, looked = self.baseline(package, "data") if package else (None, [])
+        reason = "" if baseline else _no_baseline(served, package, looked)
+        return ReviewPlace.of(
+            config, LocalS3Client(self.deployer.s3), data=data, artifacts=artifacts, images_prefix=images, served=version,
+            data_baseline=baseline, no_baseline=reason,
+        )  # fmt: skip
+
+    def baseline(self, package: Registered, kind: str) -> tuple[str | None, list[str]]:
+        """The URI of the package's `kind` drift baseline ("data" or "model") whose file is here: the one it
+        records in its DriftCheckBaselines first, else the one Evaluate wrote beside its evaluation.json (a
+        package registered before it recorded them); and every place looked."""
+        beside = f"{package.metrics_uri.rsplit('/', 1)[0]}/{baseline_file(kind)}" if package.metrics_uri else None
+        candidates = [uri for uri in (baseline_uris(package.drift_check_baselines).get(kind), beside) if uri]
+        return next((uri for uri in candidates if self.deployer.s3.path(uri).is_file()), None), candidates
+
+    def monitor_inputs(self, endpoint: str, since: datetime | None, until: datetime | None, work: Path) -> MonitorInputs:
+        """The local endpoint's capture folder and labels prefix as they are, and the served package's baselines
+        copied into `work`. The window is the program's to apply."""
+        record = self.deployer.record(endpoint)
+        if record is None:
+            raise BackendError(
+                f"nothing is deployed to the local endpoint {endpoint}: nothing to monitor; approve a package (`cardamage approve --local N`)"
+            )
+        said, notes = [], []
+        captures = self._captures(record, work, notes)
+        baseline = work / "baseline"
+        baseline.mkdir()
+        package = self.state.package(record.package_arn)
+        served = f"version {record.version} of {record.group}"
+        if package is None:
+            notes.append(f"warning: {served} is no longer registered: no baselines, the statistics are reported, not compared")
+        for kind in ("data", "model") if package else ():
+            found, looked = self.baseline(package, kind)
+            if found:
+                shutil.copyfile(self.deployer.s3.path(found), baseline / baseline_file(kind))
+                said.append(f"{MONITORED_AS[kind]} baseline: {found}")
+            else:
+                where = f" (looked for {', '.join(looked)})" if looked else " (it records neither DriftCheckBaselines nor an evaluation)"
+                notes.append(f"warning: {served} has no {MONITORED_AS[kind]} baseline{where}")
+        labels_prefix = str(self.config.labels_prefix(LOCAL_VALUES["DataBucket"]))
+        labels = self.deployer.s3.path(labels_prefix)
+        if labels.is_dir():
+            said.append(f"labels: {labels_prefix} (the accuracy in service, on photos from review batches)")
+        package_name = f"{record.group}/{record.version}"
+        served_since = datetime.fromtimestamp(record.deployed, UTC)
+        return MonitorInputs(captures, baseline, package_name, labels if labels.is_dir() else None, served_since, tuple(said), tuple(notes))
+
+    def _captures(self, record: Deployment, work: Path, notes: list[str]) -> Path:
+        """The folder of the endpoint's capture files: SageMaker's `<destination>/<endpoint>/<variant>/...`, under
+        the destination its deployment configured (the config's, when it configured none); an empty one when
+        nothing was captured yet."""
+        endpoint = record.endpoint_name
+        destination = record.capture["destination"] if record.capture else str(self.config.data_capture(LOCAL_VALUES["ArtifactBucket"], endpoint))
+        if not record.capture:
+            notes.append(f"note: the deployment to {endpoint} captures nothing (deployment.data_capture_percent is 0): earlier captures only")
+        folder = self.deployer.s3.path(destination) / endpoint
+        if folder.is_dir():
+            return folder
+        notes.append(f"note: nothing captured under {destination.rstrip('/')}/{endpoint}/ yet: the window is empty")
+        empty = work / "captures"
+        empty.mkdir()
+        return empty
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
@@ -132,6 +209,15 @@ class LocalBackend:
             versions = ", ".join(str(p.version) for p in self.state.packages(group)) or "none yet"
             raise BackendError(f"no model package {reference!r} in {group} (local); versions: {versions}")
         return package
+
+
+def _no_baseline(served: Deployment | None, package: Registered | None, looked: list[str]) -> str:
+    if served is None:
+        return "nothing is deployed to the endpoint"
+    if package is None:
+        return f"version {served.version} of {served.group}, which the endpoint serves, is no longer registered"
+    where = f"looked for {', '.join(looked)}" if looked else "it records neither DriftCheckBaselines nor an evaluation"
+    return f"version {served.version} of {served.group}, which the endpoint serves, has no data baseline ({where})"
 
 
 def _moment(seconds: float | None) -> datetime | None:

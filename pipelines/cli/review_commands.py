@@ -25,6 +25,7 @@ from pipelines.cli.options import option
 from pipelines.local.runner import safe_name
 
 TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"  # also the name label-studio-sdk reads
+MIXED = f"{review.MIXED_ATYPICAL_SHARE:.0%} atypical, {review.MIXED_RANDOM_SHARE:.0%} random"
 BATCH_FILES = ("tasks.json", "labeling-config.xml", "adjustment.manifest", "review.json", "contact-sheet.png")
 
 
@@ -33,7 +34,7 @@ def review_command(
     cli: Invocation,
     output: option(str | None, "--output", "-o", metavar="OUT", help="The batch's folder or S3 URI (or a pulled export's copy).") = None,
     count: option(int, "--count", "-n", metavar="N", min=1, help="How many photos to pick.") = 20,
-    strategy: option(str, "--strategy", metavar="STRATEGY", help=f"uncertain, random, mixed ({review.MIXED_RANDOM_SHARE:.0%} random).") = "uncertain",
+    strategy: option(str, "--strategy", metavar="STRATEGY", help=f"uncertain, random, atypical, mixed ({MIXED}).") = "uncertain",
     since: option(str | None, "--since", metavar="DATE", help="Only photos answered on or after DATE (ISO 8601).") = None,
     seed: option(int, "--seed", metavar="N", help="The random picks' seed.") = 0,
     push_labelstudio: option(str | None, "--push-labelstudio", metavar="URL", help="Then import the tasks into this Label Studio.") = None,
@@ -43,7 +44,8 @@ def review_command(
     ) = None,
     project: option(str, "--project", metavar="NAME", help="The Label Studio project's title.") = "cardamage-review",
 ) -> None:
-    """Pick the photos the endpoint was least sure of from its captured requests and answers, leaving out what is
+    """Pick the photos the endpoint was least sure of from its captured requests and answers (or, with --strategy
+    atypical, the least like the photos the served package was trained on: its data baseline), leaving out what is
     already labelled (by content) and near-duplicates, and write a review batch: tasks.json (Label Studio tasks
     with the model's boxes as predictions), labeling-config.xml, adjustment.manifest (Ground Truth), review.json
     (why each photo was picked), images/ and contact-sheet.png. The photos also go under the images prefix
@@ -69,11 +71,29 @@ def review_command(
     if pull_labelstudio:
         _pull(place, pull_labelstudio, token, project, output)
         return
+    baseline = _baseline(place, strategy)
     if output is not None and output.startswith("s3://"):
         with tempfile.TemporaryDirectory() as folder:
-            _review(cli, place, Path(folder), output, count, strategy, since, seed, push_labelstudio, token, project)
+            _review(cli, place, Path(folder), output, count, (strategy, baseline), since, seed, push_labelstudio, token, project)
     else:
-        _review(cli, place, Path(output or "."), None, count, strategy, since, seed, push_labelstudio, token, project)
+        _review(cli, place, Path(output or "."), None, count, (strategy, baseline), since, seed, push_labelstudio, token, project)
+
+
+def _baseline(place: ReviewPlace, strategy: str) -> dict | None:
+    """The served package's data baseline, when the strategy ranks photos by it: `atypical` cannot go without it
+    (exit 2), `mixed` falls back to its uncertain and random shares and says so."""
+    if strategy not in ("atypical", "mixed"):
+        return None
+    document, reason = review.data_baseline(place.s3, place.data_baseline)
+    if document is None:
+        why = place.no_baseline or reason
+        if strategy == "atypical":
+            fail(f"--strategy atypical ranks photos against the served package's data baseline, and there is none: {why}", 2)
+        split = f"{1 - review.MIXED_RANDOM_SHARE:.0%} uncertain and {review.MIXED_RANDOM_SHARE:.0%} random"
+        typer.echo(f"note: no data baseline ({why}): mixed picks {split}, none atypical", err=True)
+    else:
+        typer.echo(f"data baseline of {place.model_version}: {place.data_baseline} ({document['images']} photo(s))")
+    return document
 
 
 def _token(url: str, given: str | None) -> str:
@@ -111,13 +131,13 @@ def _utc_since(since: str | None) -> str | None:
 
 
 def _review(
-    cli: Invocation, place: ReviewPlace, folder: Path, upload: str | None, count: int, strategy: str, since: str | None, seed: int,
-    push_url: str | None, token: str | None, project: str,
+    cli: Invocation, place: ReviewPlace, folder: Path, upload: str | None, count: int, strategy: tuple[str, dict | None], since: str | None,
+    seed: int, push_url: str | None, token: str | None, project: str,
 ) -> None:  # fmt: skip
     config = cli.config
     photos, unusable = review.captured_photos(review.read_captures(place.s3, place.captures), since=since)
     labelled = review.labelled_hashes(place.s3, place.artifact_bucket, config.pipeline_name)
-    selection = review.select(photos, labelled, count, strategy, seed)
+    selection = review.select(photos, labelled, count, strategy[0], seed, baseline=strategy[1])
     selection.unusable[:0] = unusable
     batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = review.batch_images_prefix(place.images_prefix, batch)

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import ConfigError, parse_config
+from pipelines.config import parse_config
+from tests.pipelines.test_config import problems
 
 CONNECTION = "arn:aws:codestar-connections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
-
-
-def problems(text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, source="pipeline.yaml")
-    return str(info.value)
 
 
 def test_without_a_source_the_app_is_the_workflow_alone_and_prepared_data_expires():
@@ -64,6 +59,11 @@ def test_a_source_is_a_connection_and_owner_name_or_a_codecommit_name(text, repo
         ),
         ("infrastructure:\n  alarms:\n    model_latency_ms: 0\n", "pipeline.yaml:3: infrastructure.alarms.model_latency_ms"),
         ("infrastructure:\n  vpc: x\n", "infrastructure.vpc: unknown key (expected one of: account, source, notification_emails"),
+        ("monitoring:\n  window_hours: 10\n", "pipeline.yaml:2: monitoring.window_hours: must be at most 9"),
+        ("monitoring:\n  instance_type: m5.large\n", "monitoring.instance_type: must be a SageMaker instance type"),
+        ("monitoring:\n  atypical: 0\n", "monitoring.atypical: must be at least 1"),
+        ("monitoring:\n  max_runtime_minutes: 20000\n", "monitoring.max_runtime_minutes: must be at most 12960"),
+        ("monitoring:\n  alarm: true\n", "monitoring.alarm: unknown key (expected one of: enabled, schedule, window_hours"),
         ("deployment:\n  traffic: canary\n", "deployment: traffic: canary shifts a share of the fleet, which one instance cannot give"),
         (
             "deployment:\n  traffic: linear\n  initial_instance_count: 2\n  linear_step_percent: 5\n",
@@ -111,20 +111,6 @@ def test_the_schedule_takes_eventbridge_scheduler_s_rate_cron_and_at_forms(sched
 def test_an_invalid_schedule_names_the_key_its_line_and_the_forms(schedule, why):
     found = problems(f"project:\n  name: x\nmonitoring:\n  schedule: '{schedule}'\n")
     assert why in found and "pipeline.yaml:4: monitoring.schedule: " in found and f"(got '{schedule}')" in found
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("monitoring:\n  window_hours: 10\n", "pipeline.yaml:2: monitoring.window_hours: must be at most 9"),
-        ("monitoring:\n  instance_type: m5.large\n", "monitoring.instance_type: must be a SageMaker instance type"),
-        ("monitoring:\n  atypical: 0\n", "monitoring.atypical: must be at least 1"),
-        ("monitoring:\n  max_runtime_minutes: 20000\n", "monitoring.max_runtime_minutes: must be at most 12960"),
-        ("monitoring:\n  alarm: true\n", "monitoring.alarm: unknown key (expected one of: enabled, schedule, window_hours"),
-    ],
-)
-def test_an_impossible_monitoring_value_names_its_key_and_line(text, expected):
-    assert expected in problems(text)
 
 
 def test_stages_whose_monitoring_jobs_would_share_names_are_refused():

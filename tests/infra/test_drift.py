@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from containers.monitor_start import metrics, start
+from containers.deploy import monitor_metrics, monitor_start
 from infra.drift import drift_alarm_name
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import actions, statements_of
@@ -60,12 +60,23 @@ def test_each_stage_s_endpoint_has_a_schedule_with_the_configured_expression_tha
     assert ":schedule-group/default" in json.dumps(statement["Condition"]["StringEquals"]["aws:SourceArn"])
 
 
+def test_both_functions_ship_the_deployment_function_s_folder_and_name_their_own_modules(workflow_template):
+    """Their modules import deploy.py beside them (containers/deploy/): the code is that function's asset. The
+    packaged-function tests (tests/containers/deploy/test_monitor_*.py) run these handlers from that asset."""
+    functions = {
+        name: workflow_template["Resources"][logical_id(workflow_template, "AWS::Lambda::Function", name)]["Properties"]
+        for name in ("DeployFunction", "StartFunction", "MetricsFunction")
+    }
+    assert functions["StartFunction"]["Code"] == functions["MetricsFunction"]["Code"] == functions["DeployFunction"]["Code"]
+    assert (functions["StartFunction"]["Handler"], functions["MetricsFunction"]["Handler"]) == ("monitor_start.handler", "monitor_metrics.handler")
+
+
 def test_the_starter_is_configured_from_pipeline_yaml_in_the_variables_it_reads(staged):
     template, config = staged.template_json(), staged.config
     function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "StartFunction")]["Properties"]
-    assert function["Handler"] == "start.handler"
+    assert function["Handler"] == "monitor_start.handler"
     variables = function["Environment"]["Variables"]
-    assert set(variables) == set(start.ENVIRONMENT.values())
+    assert set(variables) == set(monitor_start.ENVIRONMENT.values())
     places = json.loads(variables["ENDPOINTS"])
     assert places == {
         endpoint: {"stage": stage, "captures": f"data-capture/{endpoint}/", "reports": f"monitoring/{endpoint}/"}
@@ -112,13 +123,13 @@ def test_the_starter_lists_captures_starts_only_monitoring_jobs_and_passes_only_
 
 def test_the_metrics_function_puts_metrics_in_the_project_s_namespace_only(workflow_template):
     role = statements_of(workflow_template, "MetricsFunctionRole")
-    assert role["PutMonitoringMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": metrics.namespace("car-damage")}}
+    assert role["PutMonitoringMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": monitor_metrics.namespace("car-damage")}}
     assert actions(role["DescribeMonitoringJobs"]) == ["sagemaker:DescribeProcessingJob"]
     assert ends(role["ReadReports"]["Resource"], "/monitoring/car-damage-endpoint/*")
     rule = workflow_template["Resources"][logical_id(workflow_template, "AWS::Events::Rule", "OnMonitoringJobCompleted")]["Properties"]
     assert rule["EventPattern"] == {
         "source": ["aws.sagemaker"],
-        "detail-type": [metrics.PROCESSING_EVENT],
+        "detail-type": [monitor_metrics.PROCESSING_EVENT],
         "detail": {"ProcessingJobName": [{"prefix": "car-damage-monitor-"}], "ProcessingJobStatus": ["Completed"]},
     }
     (target,) = rule["Targets"]

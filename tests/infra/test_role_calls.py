@@ -170,6 +170,7 @@ CLI_FILES = (
     "pipelines/cli/review_commands.py",
     "pipelines/cli/batch_commands.py",
     "pipelines/cli/local_commands.py",
+    "pipelines/cli/monitor_commands.py",
 )
 CLI = "pipelines/cli/"
 # Approvers: `approve` without --force and `reject` (both _set_approval), `models`, `executions`.
@@ -187,6 +188,7 @@ OPERATOR = (
     f"{CLI}review_commands.py:review_command",
     f"{CLI}batch_commands.py:batch_predict",
     f"{CLI}local_commands.py:predict",
+    f"{CLI}monitor_commands.py:monitor_command",
 )
 
 # Each role or policy of the workflow stack (a fragment of its logical id) and who works as it.
@@ -274,8 +276,8 @@ FUNCTION_FOLDERS = {
     "DeploymentDeployFunctionRole": "deploy",
     "DeploymentChampionFunctionRole": "deploy",
     "TriggerTriggerFunctionRole": "trigger",
-    "DriftMonitoringStartFunctionRole": "monitor_start",
-    "DriftMonitoringMetricsFunctionRole": "monitor_start",
+    "DriftMonitoringStartFunctionRole": "deploy",
+    "DriftMonitoringMetricsFunctionRole": "deploy",
 }
 
 

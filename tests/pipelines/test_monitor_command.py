@@ -1,12 +1,14 @@
-"""`cardamage monitor --local`: the local endpoint's captures and the served package's baselines (the ones it
-records as DriftCheckBaselines first, else the ones beside its evaluation.json) through the monitor program; exit
-0 whatever it found, 1 on drift with --fail-on-drift, 2 for a wrong option, naming it; without --local, an honest
-exit 2."""
+"""`cardamage monitor`: with --local, the local endpoint's captures, the served package's baselines (the ones it
+records as DriftCheckBaselines first, else the ones beside its evaluation.json) and the review labels pulled
+under the labels prefix, through the monitor program; exit 0 whatever it found, 1 on drift with --fail-on-drift, 2
+for a wrong option, naming it. On AWS (moto): the scheduled job's latest report copied from S3, or a named window's
+captures, baselines and labels fetched from S3 and monitored here."""
 
 from __future__ import annotations
 
 import io
 import json
+import stat
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -18,13 +20,17 @@ from typer.testing import CliRunner
 
 from containers.monitoring import statistics
 from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
+from pipelines import review
 from pipelines.cli import app
 from pipelines.config import load_config
-from pipelines.local.capture import DataCapture
+from pipelines.local.capture import DataCapture, capture_line
 from pipelines.local.endpoint import Deployment
 from pipelines.local.runner import LOCAL_VALUES
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
+from tests.aws_fakes import REGION, client, isolate_aws
+from tests.containers.deploy.test_deploy import server  # noqa: F401  (the moto server fixture)
+from tests.containers.deploy.test_monitor_start import register, serve
 from tests.review_support import answer, detection
 from tests.support import ROOT, jpeg_bytes
 
@@ -57,9 +63,10 @@ def documents():
     return baseline_documents(range(40))
 
 
-def served_state(tmp_path, documents, *, metadata=None, metrics_uri=EVALUATION, window=()):
+def served_state(tmp_path, documents, *, metadata=None, metrics_uri=EVALUATION, window=(), deployed=None):
     """A state folder whose local endpoint serves version 1 (its record as a deployment writes it, with the data
-    capture the local profile configures), its baselines beside its evaluation.json, and `window` captured."""
+    capture the local profile configures, deployed at `deployed`, default now), its baselines beside its
+    evaluation.json, and `window` captured one a minute from WHEN."""
     config = load_config(CONFIG, profile="local")
     state_dir = tmp_path / "state"
     state, s3 = State(state_dir), LocalS3(state_dir / "s3")
@@ -71,7 +78,8 @@ def served_state(tmp_path, documents, *, metadata=None, metrics_uri=EVALUATION, 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document))
     destination = str(config.data_capture(LOCAL_VALUES["ArtifactBucket"], config.endpoint_name))
-    record = Deployment(config.endpoint_name, package.arn, package.group, 1, "unused", {}, time.time(), {"destination": destination, "percent": 100})
+    when = time.time() if deployed is None else deployed.timestamp()
+    record = Deployment(config.endpoint_name, package.arn, package.group, 1, "unused", {}, when, {"destination": destination, "percent": 100})
     (state_dir / "endpoints").mkdir()
     (state_dir / "endpoints" / f"{config.endpoint_name}.json").write_text(json.dumps(asdict(record)))
     capture = DataCapture(s3, destination, config.endpoint_name, 100)
@@ -173,7 +181,143 @@ def test_without_output_or_a_deployment_it_says_what_is_missing(tmp_path, docume
     assert nothing.exit_code == 1 and "nothing is deployed to the local endpoint car-damage-endpoint" in nothing.stderr
 
 
-def test_on_aws_it_says_the_reports_are_not_built_yet(tmp_path):
-    result = CliRunner().invoke(app, ["monitor", "--output", str(tmp_path), "--config", str(CONFIG)])
-    assert result.exit_code == 2 and "reports of the scheduled monitoring job, which is not built yet" in result.stderr
-    assert "add --local" in result.stderr
+def review_export(photo: bytes, size=SIZE) -> str:
+    """A Label Studio export of the review copy of `photo` (named after its hash), its dent where the endpoint saw it."""
+    name = review.photo_key(review.Captured("c", photo, "image/jpeg", (), *size))
+    value = {"x": 10.0, "y": 10.0, "width": 40.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["dent"]}
+    result = {"type": "rectanglelabels", "original_width": size[0], "original_height": size[1], "value": value}
+    return json.dumps([{"id": 1, "data": {"image": f"s3://local-data/images/review/b1/{name}"}, "annotations": [{"id": 1, "result": [result]}]}])
+
+
+def test_the_review_labels_pulled_here_give_the_accuracy_in_service_of_what_the_package_answered(tmp_path, documents):
+    window = photos(range(100, 110))
+    state_dir, package = served_state(tmp_path, documents, window=window, deployed=WHEN - timedelta(days=1))
+    labels = LocalS3(state_dir / "s3").path("s3://local-data/labels/labelstudio-cardamage-review-0123456789ab/export.json")
+    labels.parent.mkdir(parents=True)
+    labels.write_text(review_export(window[3]))
+    result = monitor(state_dir, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    quality = json.loads((tmp_path / "out" / "monitor.json").read_text())["quality"]
+    assert quality["images"] == 1 and quality["map"] == pytest.approx(1.0) and quality["unmatched"] == 0
+    assert quality["package"] == f"{package.group}/1" and quality["labels"] == str(labels.parent.parent)
+    assert "labels: s3://local-data/labels/ (the accuracy in service" in result.stdout
+    assert "monitor: accuracy in service: mAP 1.0000" in result.stdout
+    # Deployed after those answers: they were another package's, so they are not this one's accuracy.
+    later, _ = served_state(tmp_path / "later", documents, window=window, deployed=WHEN + timedelta(days=1))
+    moved = LocalS3(later / "s3").path("s3://local-data/labels/review/export.json")
+    moved.parent.mkdir(parents=True)
+    moved.write_text(review_export(window[3]))
+    result = monitor(later, tmp_path / "later-out")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "later-out" / "monitor.json").read_text())["quality"] is None
+    assert "1 answer(s) captured before --served-since 2026-12-02T10:00:00Z left out" in result.stdout
+
+
+# On AWS, against moto.
+AWS_CONFIG = f"""
+project:
+  name: car-damage
+aws:
+  region: {REGION}
+  data_bucket: cardamage-data
+  artifact_bucket: cardamage-artifacts
+"""
+ARTIFACTS = "cardamage-artifacts"
+ENDPOINT = "car-damage-endpoint"
+REPORTS = f"monitoring/{ENDPOINT}/"
+BASELINES = f"s3://{ARTIFACTS}/car-damage-pipeline/exec-1/evaluation/"
+
+
+@pytest.fixture
+def account(server, monkeypatch, tmp_path):  # noqa: F811  (the fixture imported above)
+    """Fresh moto state, fake credentials, the two buckets, and a configuration naming them."""
+    server.reset()
+    isolate_aws(monkeypatch, tmp_path)
+    s3 = client("s3", server.url)
+    for bucket in ("cardamage-data", ARTIFACTS):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(AWS_CONFIG)
+    return server, s3, config
+
+
+def on_aws(account, output, *options):
+    moto, _, config = account
+    arguments = ["monitor", "--config", str(config), "--endpoint-url", moto.url, "--output", str(output), *options]
+    return CliRunner().invoke(app, arguments)
+
+
+def report(document: dict) -> bytes:
+    return json.dumps({"drift": False, "window": {"since": None, "until": None, "images": 0}, "statistics": [], "unusable": [], **document}).encode()
+
+
+def test_on_aws_it_copies_the_latest_report_of_the_endpoint_where_approvals_deploy(account, tmp_path):
+    _, s3, _ = account
+    drifted = {"drift": True, "window": {"since": "2026-12-01T09:00:00Z", "until": "2026-12-01T10:00:00Z", "images": 12}}
+    drifted["statistics"] = [{"name": "brightness", "kind": "input", "drifted": True}]
+    for name, body in (("monitor.json", report(drifted)), ("report.html", b"<html>photos</html>"), ("atypical.json", b"[]")):
+        s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261201T0900Z/{name}", Body=body)
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261130T2300Z/monitor.json", Body=report({}))  # older
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261201T1000Z/report.html", Body=b"<html>")  # a report still being written
+
+    result = on_aws(account, tmp_path / "out", "--fail-on-drift")
+
+    assert result.exit_code == 1 and "drift found: exit status 1 (--fail-on-drift)" in result.stderr, result.output
+    assert f"the latest report of {ENDPOINT}: s3://{ARTIFACTS}/{REPORTS}20261201T0900Z/" in result.stdout
+    summary = "monitor: window [2026-12-01T09:00:00Z, 2026-12-01T10:00:00Z): 12 photo(s), 0 unusable record(s): DRIFT in brightness (input)"
+    assert summary in result.stdout
+    assert json.loads((tmp_path / "out" / "monitor.json").read_text())["drift"] is True
+    assert (tmp_path / "out" / "report.html").read_bytes() == b"<html>photos</html>"
+    assert stat.S_IMODE((tmp_path / "out" / "report.html").stat().st_mode) == 0o600  # it shows customers' photos
+
+    # An empty window's report (the starter writes its monitor.json only) is the latest once it is the newest.
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261201T1100Z/monitor.json", Body=report({}))
+    calm = on_aws(account, tmp_path / "calm", "--fail-on-drift")
+    assert calm.exit_code == 0, calm.output
+    assert "the report holds no report.html, atypical.json" in calm.stderr and "an empty window" in calm.stdout
+    assert sorted(path.name for path in (tmp_path / "calm").iterdir()) == ["monitor.json"]
+
+
+def test_on_aws_without_a_report_it_says_where_it_looked_and_a_broken_one_is_named(account, tmp_path):
+    result = on_aws(account, tmp_path / "out", "--endpoint", ENDPOINT)
+    assert result.exit_code == 1 and f"no monitoring report under s3://{ARTIFACTS}/{REPORTS} yet" in result.stderr, result.output
+    assert "--since ISO" in result.stderr
+    refused = on_aws(account, tmp_path / "out", "--until", "2026-12-01T12:00:00Z")
+    assert refused.exit_code == 2 and "on AWS a window needs --since" in refused.stderr, refused.output
+    account[1].put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261201T0900Z/monitor.json", Body=b"{broken")
+    broken = on_aws(account, tmp_path / "broken")
+    assert broken.exit_code == 1, broken.output
+    assert f"s3://{ARTIFACTS}/{REPORTS}20261201T0900Z/monitor.json is not a monitor report (JSONDecodeError" in broken.stderr
+
+
+def test_on_aws_a_named_window_is_fetched_and_monitored_here_as_the_scheduled_job_would(account, tmp_path, documents):
+    moto, s3, _ = account
+    sagemaker = client("sagemaker", moto.url)
+    sagemaker.create_model_package_group(ModelPackageGroupName="car-damage-models")
+    recorded = {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"{BASELINES}{DATA_BASELINE}"}},
+        "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": f"{BASELINES}{MODEL_BASELINE}"}},
+    }
+    serve(sagemaker, ENDPOINT, register(sagemaker, recorded), 1)
+    for name, document in documents.items():
+        s3.put_object(Bucket=ARTIFACTS, Key=f"{BASELINES.removeprefix(f's3://{ARTIFACTS}/')}{name}", Body=json.dumps(document).encode())
+    shots = photos(range(100, 112))
+    for index, data in enumerate(shots):  # three an hour, from 09:00 to 12:00
+        when = datetime(2026, 12, 1, 9, tzinfo=UTC) + timedelta(minutes=20 * index)
+        line = capture_line(data, "image/jpeg", answer([detection("dent", 0.4, size=SIZE)], SIZE), "application/json", when=when, event_id=str(index))
+        key = f"data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/{when:%Y/%m/%d/%H}/{when:%M}-00-000-{index}.jsonl"
+        s3.put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(line).encode() + b"\n")
+    s3.put_object(Bucket="cardamage-data", Key="labels/labelstudio-cardamage-review-0123/export.json", Body=review_export(shots[5]).encode())
+    s3.put_object(Bucket="cardamage-data", Key="labels/some-yolo-set/images/a.jpg", Body=shots[0])  # not a label file: not fetched
+
+    result = on_aws(account, tmp_path / "out", "--since", "2026-12-01T10:20:00Z", "--until", "2026-12-01T11:30:00Z")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "monitor.json").read_text())
+    assert document["window"] == {"since": "2026-12-01T10:20:00Z", "until": "2026-12-01T11:30:00Z", "images": 4}  # 10:20 10:40 11:00 11:20
+    assert document["baseline"] == {"package": "car-damage-models/1", "images": 40, "missing": []}
+    assert f"captures: 6 file(s) in 2 hour folder(s) under s3://{ARTIFACTS}/data-capture/{ENDPOINT}/{ENDPOINT}/" in result.stdout
+    assert f"input baseline: {BASELINES}{DATA_BASELINE}" in result.stdout and f"output baseline: {BASELINES}{MODEL_BASELINE}" in result.stdout
+    assert "labels: 1 file(s) under s3://cardamage-data/labels/" in result.stdout
+    assert document["quality"]["images"] == 1 and document["quality"]["map"] == pytest.approx(1.0)  # shots[5] was answered at 10:40
+    assert "2 captured record(s) outside the window were left out" in result.stdout  # the hours' 10:00 and 11:40

@@ -260,3 +260,120 @@ def test_an_output_that_is_not_an_s3_uri_is_refused_before_anything_is_read(tmp_
     State(state_dir)
     result = CliRunner().invoke(app, ["review", "--local", "--state-dir", str(state_dir), "--output", "s3://Not_A_Bucket/batch/"])
     assert result.exit_code == 2 and "--output 's3://Not_A_Bucket/batch/' is not an S3 URI" in result.output, result.output
+
+
+def darkened(data: bytes, factor: float = 0.25) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = Image.eval(image.convert("RGB"), lambda value: int(value * factor))
+    out = io.BytesIO()
+    pixels.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data_baseline():
+    """The data baseline of the sample's photos, as Evaluate writes it: each photo of the sample is one of its
+    values, so none is beyond all of them as a darkened photo is."""
+    from containers.monitoring import statistics
+
+    return statistics.summarize([statistics.input_statistics(path.read_bytes()) for path in PHOTOS], "input")
+
+
+def test_atypical_picks_the_photos_least_like_the_data_baseline_after_the_same_filtering(data_baseline):
+    from containers.monitoring import statistics
+
+    usual = [photo(path.read_bytes(), [detection("dent", 0.3)], f"c:{i}") for i, path in enumerate(PHOTOS[24:30])]
+    dark = [photo(darkened(path.read_bytes()), [detection("dent", 0.9)], f"d:{i}") for i, path in enumerate(PHOTOS[30:33])]
+    again = photo(recompressed(dark[1].data, 60), [detection("dent", 0.9)], "d:again")  # a near-duplicate of a dark one
+    labelled = {dark[0].sha256}  # one dark photo is labelled already
+    selection = review.select([*usual, *dark, again], labelled, 2, "atypical", baseline=data_baseline)
+    assert sorted(scored.photo.source for scored, _ in selection.picked) == ["d:1", "d:2"]
+    assert selection.skipped == {"already labelled": 1, "near-duplicate": 1}
+    for scored, why in selection.picked:
+        score, reason = statistics.atypicality(data_baseline, statistics.input_statistics(scored.photo.data))
+        assert why == "atypical" and scored.score == pytest.approx(score) and scored.reason == reason
+    scores = [scored.score for scored, _ in selection.picked]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > max(
+        statistics.atypicality(data_baseline, statistics.input_statistics(p.data))[0] for p in usual
+    )
+    with pytest.raises(ValueError, match="strategy atypical needs the served package's data baseline"):
+        review.select(usual, set(), 2, "atypical")
+
+
+def test_mixed_takes_a_share_of_atypical_photos_when_the_package_has_a_data_baseline(data_baseline):
+    candidates = [photo(path.read_bytes(), [detection("dent", 0.2 + 0.05 * i)] * (i % 3 + 1), f"c:{i}") for i, path in enumerate(PHOTOS[24:32])]
+    candidates.append(photo(darkened(PHOTOS[32].read_bytes()), [detection("dent", 0.95)], "dark"))  # sure of itself, unlike the rest
+    mixed = review.select(candidates, set(), 4, "mixed", seed=7, baseline=data_baseline)
+    assert [why for _, why in mixed.picked] == ["uncertain", "uncertain", "atypical", "random"]
+    assert mixed.picked[2][0].photo.source == "dark" and len({scored.photo.source for scored, _ in mixed.picked}) == 4
+    without = review.select(candidates, set(), 4, "mixed", seed=7)
+    assert [why for _, why in without.picked] == ["uncertain"] * 3 + ["random"]  # the old split
+
+
+def test_review_atypical_reads_the_served_packages_data_baseline_here_or_refuses_without_one(tmp_path):
+    from tests.pipelines.test_monitor_command import CONFIG, baseline_documents, photos, served_state
+
+    window = [*photos(range(100, 106)), *photos(range(106, 108), factor=0.3)]
+    state_dir, _ = served_state(tmp_path, baseline_documents(range(40)), window=window)
+    arguments = ["review", "--local", "--state-dir", str(state_dir), "--config", str(CONFIG), "--count", "2"]
+    result = CliRunner().invoke(app, [*arguments, "--strategy", "atypical", "--output", str(tmp_path / "batch")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "data baseline of car-damage-models/1: s3://local-artifacts/car-damage-pipeline/run-1/evaluation/data-baseline.json (40 photo(s))"
+        in result.stdout
+    )
+    document = json.loads((tmp_path / "batch" / "review.json").read_text())
+    dark = {hashlib.sha256(data).hexdigest() for data in window[6:]}
+    assert {entry["captured_sha256"] for entry in document["images"]} == dark
+    assert all(entry["reason"].startswith("atypical: ") and "of the baseline" in entry["reason"] for entry in document["images"])
+    mixed = CliRunner().invoke(app, [*arguments[:-1], "4", "--strategy", "mixed", "--output", str(tmp_path / "mixed-batch")])
+    assert mixed.exit_code == 0, mixed.output
+    reasons = [entry["reason"].split(":")[0] for entry in json.loads((tmp_path / "mixed-batch" / "review.json").read_text())["images"]]
+    assert reasons == ["uncertain", "uncertain", "atypical", "random"]
+
+    bare, _ = served_state(tmp_path / "bare", {}, metrics_uri=None, window=window)
+    arguments = ["review", "--local", "--state-dir", str(bare), "--config", str(CONFIG), "--count", "4"]
+    refused = CliRunner().invoke(app, [*arguments, "--strategy", "atypical", "--output", str(tmp_path / "none")])
+    assert (
+        refused.exit_code == 2 and "--strategy atypical ranks photos against the served package's data baseline, and there is none" in refused.stderr
+    )
+    assert "it records neither DriftCheckBaselines nor an evaluation" in refused.stderr and not (tmp_path / "none").exists()
+    mixed = CliRunner().invoke(app, [*arguments, "--strategy", "mixed", "--output", str(tmp_path / "mixed")])
+    assert mixed.exit_code == 0, mixed.output
+    assert "mixed picks 75% uncertain and 25% random, none atypical" in mixed.stderr
+    reasons = [entry["reason"].split(":")[0] for entry in json.loads((tmp_path / "mixed" / "review.json").read_text())["images"]]
+    assert reasons == ["uncertain"] * 3 + ["random"]
+
+
+def test_on_aws_the_review_place_names_the_served_packages_recorded_data_baseline(tmp_path, monkeypatch, data_baseline):
+    """On AWS (moto) the data baseline is the one the served package records (DriftCheckBaselines), read from S3;
+    a package that records none is said, for `atypical` to refuse and `mixed` to fall back on."""
+    from pipelines.backends.aws import AwsBackend
+    from tests.aws_fakes import REGION, client, isolate_aws, moto_server
+    from tests.containers.deploy.test_monitor_start import register, serve
+
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(f"project:\n  name: car-damage\naws:\n  region: {REGION}\n  data_bucket: data\n  artifact_bucket: artifacts\n")
+    uri = "s3://artifacts/car-damage-pipeline/exec-1/evaluation/data-baseline.json"
+    with moto_server() as server:
+        server.reset()
+        isolate_aws(monkeypatch, tmp_path)
+        s3, sagemaker = client("s3", server.url), client("sagemaker", server.url)
+        s3.create_bucket(Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_object(Bucket="artifacts", Key=uri.removeprefix("s3://artifacts/"), Body=json.dumps(data_baseline).encode())
+        sagemaker.create_model_package_group(ModelPackageGroupName="car-damage-models")
+        recorded = {"ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": uri}}}
+        serve(sagemaker, "car-damage-endpoint", register(sagemaker, recorded), 1)
+        place = AwsBackend(load_config(config_file), endpoint_url=server.url).review_place()
+        assert place.data_baseline == uri and place.model_version == "car-damage-models/1"
+        assert review.data_baseline(place.s3, place.data_baseline) == (data_baseline, "")
+
+        server.reset()
+        sagemaker.create_model_package_group(ModelPackageGroupName="car-damage-models")
+        serve(sagemaker, "car-damage-endpoint", register(sagemaker, None), 1)
+        place = AwsBackend(load_config(config_file), endpoint_url=server.url).review_place()
+        assert place.data_baseline is None
+        assert (
+            place.no_baseline
+            == "version 1 of car-damage-models, which car-damage-endpoint serves, records no data baseline (DriftCheckBaselines.ModelDataQuality)"
+        )

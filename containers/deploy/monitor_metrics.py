@@ -15,6 +15,8 @@ reads the job's monitor.json and puts, in the namespace METRIC_NAMESPACE:
 | `Drift` | Endpoint, PackageVersion, Statistic | 1 when that statistic drifted, else 0 |
 | `Value` | Endpoint, PackageVersion, Statistic | the statistic's test value (monitor.json `value`) |
 | `PValue` | Endpoint, PackageVersion, Statistic | its p-value, when the test gives one |
+| `ServiceMAP`, `ServiceMAP50` | Endpoint, PackageVersion | accuracy in service (monitor.json `quality`), when there is one |
+| `ServiceImages` | Endpoint, PackageVersion | how many labelled photos that figure is of |
 
 PackageVersion is the served package's version ("none" when the endpoint served none of this project's).
 Data points carry the time they are published, just after the window's job ends. Standard library and boto3 only.
@@ -28,14 +30,15 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-try:  # imported as containers.monitor_start.metrics: the tests, the CDK app
-    from . import start
-except ImportError:  # the Lambda: handler "metrics.handler", with this folder on sys.path
-    import start  # type: ignore[no-redef]
+try:  # imported as containers.deploy.monitor_metrics: the tests, the CDK app
+    from . import monitor_start
+except ImportError:  # the Lambda: handler "monitor_metrics.handler", with this folder on sys.path
+    import monitor_start  # type: ignore[no-redef]
 
 PROCESSING_EVENT = "SageMaker Processing Job State Change"
 ENDPOINT, PACKAGE_VERSION, STATISTIC = "Endpoint", "PackageVersion", "Statistic"  # the dimensions
 DRIFT, IMAGES, UNUSABLE, VALUE, P_VALUE = "Drift", "Images", "Unusable", "Value", "PValue"  # the metrics
+SERVICE_MAP, SERVICE_MAP50, SERVICE_IMAGES = "ServiceMAP", "ServiceMAP50", "ServiceImages"
 NO_PACKAGE = "none"
 BATCH = 1000  # "Each request is also limited to no more than 1000 different metrics" (PutMetricData, API reference)
 ENVIRONMENT = ("METRIC_NAMESPACE", "JOB_PREFIX")
@@ -70,6 +73,13 @@ def metric_data(document: Mapping[str, Any], endpoint: str, version: str) -> lis
         point(IMAGES, (document.get("window") or {}).get("images", 0), window, "Count"),
         point(UNUSABLE, len(document.get("unusable") or []), window, "Count"),
     ]
+    quality = document.get("quality") or {}
+    if quality:
+        points += [
+            point(SERVICE_MAP, quality.get("map"), window),
+            point(SERVICE_MAP50, quality.get("map50"), window),
+            point(SERVICE_IMAGES, quality.get("images"), window, "Count"),
+        ]
     for statistic in document.get("statistics") or []:
         each = {**window, STATISTIC: str(statistic.get("name", ""))}
         points += [
@@ -91,12 +101,12 @@ def publish(sagemaker: Any, s3: Any, cloudwatch: Any, metric_namespace: str, job
     arguments = list((job.get("AppSpecification") or {}).get("ContainerArguments") or [])
     endpoint = argument(arguments, "--endpoint")
     if not endpoint:
-        raise start.StartError(f"processing job {job_name} names no --endpoint: it is not a monitoring job the starter made")
+        raise monitor_start.StartError(f"processing job {job_name} names no --endpoint: it is not a monitoring job the starter made")
     package = argument(arguments, "--package")
     version = package.rsplit("/", 1)[-1] if package else NO_PACKAGE
-    (folder,) = [out["S3Output"]["S3Uri"] for out in job["ProcessingOutputConfig"]["Outputs"] if out["OutputName"] == start.OUTPUT_NAME]
+    (folder,) = [out["S3Output"]["S3Uri"] for out in job["ProcessingOutputConfig"]["Outputs"] if out["OutputName"] == monitor_start.OUTPUT_NAME]
     bucket, _, prefix = folder.removeprefix("s3://").partition("/")
-    key = f"{prefix.rstrip('/')}/{start.REPORT}"
+    key = f"{prefix.rstrip('/')}/{monitor_start.REPORT}"
     document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     data = metric_data(document, endpoint, version)
     for batch in batches(data):
@@ -111,7 +121,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
     missing = [name for name in ENVIRONMENT if not os.environ.get(name)]
     if missing:
-        raise start.StartError(f"environment variable {missing[0]} is not set")
+        raise monitor_start.StartError(f"environment variable {missing[0]} is not set")
     event = event if isinstance(event, Mapping) else {}
     detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
     name, status = str(detail.get("ProcessingJobName", "")), str(detail.get("ProcessingJobStatus", ""))

@@ -1,4 +1,4 @@
-"""The drift monitor's metrics function (containers/monitor_start/metrics.py) against moto: a completed monitoring
+"""The drift monitor's metrics function (containers/deploy/monitor_metrics.py) against moto: a completed monitoring
 job's monitor.json becomes CloudWatch metrics in the project's namespace, with the documented dimensions."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from containers.monitor_start import metrics, start
-from containers.monitor_start.start import Baselines
-from tests.aws_fakes import REGION, client, packaged_function
-from tests.containers.monitor_start.test_start import BUCKET, ENDPOINT, ENVIRONMENT, GROUP, NOW, SETTINGS
+from containers.deploy import monitor_metrics, monitor_start
+from containers.deploy.monitor_start import Baselines
+from tests.aws_fakes import REGION, client
+from tests.containers.deploy.test_monitor_start import BUCKET, ENDPOINT, ENVIRONMENT, GROUP, NOW, SETTINGS, packaged
 
-NAMESPACE = metrics.namespace("car-damage")
+NAMESPACE = monitor_metrics.namespace("car-damage")
 REPORT = {  # a monitor.json of the issue's contract, as containers/monitoring/monitor.py writes it
     "drift": True,
     "window": {"since": "2026-01-02T10:00:00Z", "until": "2026-01-02T13:00:00Z", "images": 57},
@@ -30,7 +30,7 @@ REPORT = {  # a monitor.json of the issue's contract, as containers/monitoring/m
 }
 EVENT = {  # "SageMaker Processing Job State Change" (Events that Amazon SageMaker AI sends to Amazon EventBridge)
     "version": "0",
-    "detail-type": metrics.PROCESSING_EVENT,
+    "detail-type": monitor_metrics.PROCESSING_EVENT,
     "source": "aws.sagemaker",
     "region": REGION,
     "detail": {"ProcessingJobName": "car-damage-monitor-2026010210-production", "ProcessingJobStatus": "Completed"},
@@ -42,9 +42,9 @@ def job(clients):
     """A monitoring job the starter's request made (moto completes it at once) and its report."""
     sagemaker, s3 = clients
     cloudwatch = client("cloudwatch", sagemaker.meta.endpoint_url)
-    window = start.window_before(NOW, 3)
+    window = monitor_start.window_before(NOW, 3)
     sagemaker.create_processing_job(
-        **start.job_request(SETTINGS, ENDPOINT, window, window.hours, Baselines(f"{GROUP}/4", "s3://artifacts/e/evaluation/", ()))
+        **monitor_start.job_request(SETTINGS, ENDPOINT, window, window.hours, Baselines(f"{GROUP}/4", "s3://artifacts/e/evaluation/", ()))
     )
     s3.put_object(Bucket=BUCKET, Key=f"monitoring/{ENDPOINT}/{window.folder}/monitor.json", Body=json.dumps(REPORT).encode())
     return sagemaker, s3, cloudwatch
@@ -70,7 +70,7 @@ def published(cloudwatch) -> dict[tuple, float]:
 
 def test_a_completed_job_s_report_becomes_the_documented_metrics(job):
     sagemaker, s3, cloudwatch = job
-    answer = metrics.publish(sagemaker, s3, cloudwatch, NAMESPACE, EVENT["detail"]["ProcessingJobName"])
+    answer = monitor_metrics.publish(sagemaker, s3, cloudwatch, NAMESPACE, EVENT["detail"]["ProcessingJobName"])
     assert (answer["endpoint_name"], answer["package_version"], answer["drift"]) == (ENDPOINT, "4", True)
 
     window = (("Endpoint", ENDPOINT), ("PackageVersion", "4"))
@@ -101,7 +101,7 @@ def test_values_cloudwatch_refuses_are_left_out_and_a_package_less_window_says_n
         "window": {"images": 0},
         "statistics": [{"name": "sharpness", "value": math.nan, "p_value": math.inf, "drifted": False}],
     }
-    data = metrics.metric_data(document, ENDPOINT, metrics.NO_PACKAGE)
+    data = monitor_metrics.metric_data(document, ENDPOINT, monitor_metrics.NO_PACKAGE)
     assert [(point["MetricName"], point["Value"]) for point in data] == [
         ("Drift", 0.0),
         ("Drift", 0.0),
@@ -110,12 +110,23 @@ def test_values_cloudwatch_refuses_are_left_out_and_a_package_less_window_says_n
         ("Drift", 0.0),
     ]
     assert {"Name": "PackageVersion", "Value": "none"} in data[1]["Dimensions"]
-    assert [len(batch) for batch in metrics.batches(list(range(2500)))] == [1000, 1000, 500]  # PutMetricData takes at most 1000
+    assert [len(batch) for batch in monitor_metrics.batches(list(range(2500)))] == [1000, 1000, 500]  # PutMetricData takes at most 1000
+
+
+def test_accuracy_in_service_becomes_its_own_metrics_when_the_window_has_labelled_photos():
+    document = {"drift": False, "window": {"images": 40}, "statistics": [], "quality": {"images": 12, "map": 0.41, "map50": 0.66}}
+    data = monitor_metrics.metric_data(document, ENDPOINT, "3")
+    service = {point["MetricName"]: point for point in data if point["MetricName"].startswith("Service")}
+    assert {name: point["Value"] for name, point in service.items()} == {"ServiceMAP": 0.41, "ServiceMAP50": 0.66, "ServiceImages": 12.0}
+    assert service["ServiceMAP"]["Dimensions"] == [{"Name": "Endpoint", "Value": ENDPOINT}, {"Name": "PackageVersion", "Value": "3"}]
+    no_boxes = {**document, "quality": {"images": 2, "map": None, "map50": None}}  # labelled photos, no labelled box: no figure
+    names = [point["MetricName"] for point in monitor_metrics.metric_data(no_boxes, ENDPOINT, "3")]
+    assert [name for name in names if name.startswith("Service")] == ["ServiceImages"]
 
 
 def test_the_packaged_function_publishes_on_the_completed_event_and_skips_others(job, tmp_path):
     _, _, cloudwatch = job
-    function = packaged_function("metrics.handler")
+    function = packaged("monitor_metrics.handler")
     environment = {"METRIC_NAMESPACE": NAMESPACE, "JOB_PREFIX": ENVIRONMENT["JOB_PREFIX"]}
     failed = {**EVENT, "detail": {**EVENT["detail"], "ProcessingJobStatus": "Failed"}}
     theirs = {**EVENT, "detail": {"ProcessingJobName": "pipelines-abc-PrepareData-x", "ProcessingJobStatus": "Completed"}}
@@ -129,4 +140,4 @@ def test_the_packaged_function_publishes_on_the_completed_event_and_skips_others
     assert (answer["status"], answer["metrics"]) == ("published", 12)
     assert answer["report"] == f"s3://{BUCKET}/monitoring/{ENDPOINT}/20260102T1000Z/monitor.json"
     assert ("Drift", (("Endpoint", ENDPOINT),)) in published(cloudwatch)
-    assert {name for name, file in modules.items() if file.startswith(str(function.code))} == {"metrics", "start"}
+    assert {name for name, file in modules.items() if file.startswith(str(function.code))} == {"monitor_metrics", "monitor_start", "deploy"}

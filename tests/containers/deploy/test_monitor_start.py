@@ -1,21 +1,22 @@
-"""The drift monitor's starter (containers/monitor_start/start.py) against moto: the window's captured hours become
+"""The drift monitor's starter (containers/deploy/monitor_start.py) against moto: the window's captured hours become
 the job's inputs and no others, the served package's baselines become an input, the request passes botocore's
 validation and the monitor's own argument parser, and an empty window gets its report without a job."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import botocore.session
 import pytest
 from botocore.validate import validate_parameters
 
-from containers.monitor_start import start
-from containers.monitor_start.start import Baselines, Place, Settings
-from tests.aws_fakes import ACCOUNT, REGION, ROLE, deleted_package, packaged_function, stub_operation
+from containers.deploy import deploy, monitor_start
+from containers.deploy.monitor_start import Baselines, Place, Settings
+from tests.aws_fakes import ACCOUNT, REGION, ROLE, PackagedFunction, deleted_package, packaged_function, stub_operation
+from tests.containers.deploy.conftest import BUCKET
 from tests.containers.deploy.test_deploy import GROUP
-from tests.containers.monitor_start.conftest import BUCKET
 
 ENDPOINT, STAGING = "car-damage-endpoint", "car-damage-endpoint-staging"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
@@ -72,7 +73,7 @@ def register(sagemaker, baselines: dict | None = RECORDED, group: str = GROUP) -
 
 def serve(sagemaker, endpoint: str, arn: str, version: int, group: str = GROUP) -> None:
     """The endpoint on a config tagged with the package, as the deployment function leaves it."""
-    tags = [{"Key": start.TAG_ARN, "Value": arn}, {"Key": start.TAG_VERSION, "Value": str(version)}, {"Key": start.TAG_GROUP, "Value": group}]
+    tags = [{"Key": deploy.TAG_ARN, "Value": arn}, {"Key": deploy.TAG_VERSION, "Value": str(version)}, {"Key": deploy.TAG_GROUP, "Value": group}]
     sagemaker.create_model(
         ModelName=f"{endpoint}-m", PrimaryContainer={"Image": "serving", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}, ExecutionRoleArn=ROLE
     )
@@ -84,16 +85,24 @@ def serve(sagemaker, endpoint: str, arn: str, version: int, group: str = GROUP) 
     sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=f"{endpoint}-c")
 
 
+def packaged(handler: str) -> PackagedFunction:
+    """A drift function as Lambda runs it: the deployment function's packaged folder, containers/deploy/, with its own
+    handler. infra/drift.py makes both drift functions of that folder through one helper, which packaged_function's
+    scan of literal small_function calls does not follow; tests/infra/test_drift.py holds their code to the
+    deployment function's asset and their handlers to these."""
+    return replace(packaged_function("deploy.handler"), handler=handler)
+
+
 def sent_jobs(sagemaker):
     """Record CreateProcessingJob requests as botocore builds them, and let moto answer."""
     return stub_operation(sagemaker.meta.events, "sagemaker", "CreateProcessingJob", lambda params: None)
 
 
 def test_the_window_is_the_last_full_hours_in_utc():
-    assert start.window_before(NOW, 3) == start.Window(datetime(2026, 1, 2, 10, tzinfo=UTC), datetime(2026, 1, 2, 13, tzinfo=UTC))
-    assert start.window_before(datetime(2026, 1, 2, 0, 0, 0, tzinfo=UTC), 1).since == datetime(2026, 1, 1, 23, tzinfo=UTC)
-    assert start.parse_until("2026-01-02T13:27:00+02:00") == datetime(2026, 1, 2, 11, 27, tzinfo=UTC)
-    assert start.window_before(NOW, 3).folder == "20260102T1000Z"
+    assert monitor_start.window_before(NOW, 3) == monitor_start.Window(datetime(2026, 1, 2, 10, tzinfo=UTC), datetime(2026, 1, 2, 13, tzinfo=UTC))
+    assert monitor_start.window_before(datetime(2026, 1, 2, 0, 0, 0, tzinfo=UTC), 1).since == datetime(2026, 1, 1, 23, tzinfo=UTC)
+    assert monitor_start.parse_until("2026-01-02T13:27:00+02:00") == datetime(2026, 1, 2, 11, 27, tzinfo=UTC)
+    assert monitor_start.window_before(NOW, 3).folder == "20260102T1000Z"
 
 
 def test_only_the_window_s_captured_hours_and_the_served_package_s_baselines_become_inputs(clients):
@@ -103,7 +112,7 @@ def test_only_the_window_s_captured_hours_and_the_served_package_s_baselines_bec
     capture(s3, STAGING, 11)  # another endpoint's
     sent = sent_jobs(sagemaker)
 
-    answer = start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
 
     assert answer["status"] == "started" and answer["job_name"] == "car-damage-monitor-2026010210-production"
     assert answer["hours"] == ["2026-01-02T10", "2026-01-02T12"] and answer["notes"] == []
@@ -127,27 +136,28 @@ def test_only_the_window_s_captured_hours_and_the_served_package_s_baselines_bec
 
 def test_the_request_passes_botocore_s_validation_and_the_monitor_s_argument_parser(tmp_path):
     """What CreateProcessingJob accepts by its service model, and what containers/monitoring/monitor.py accepts."""
-    from containers.monitoring import monitor
+    from containers.monitoring import monitor, statistics
     from steps.common import CONTAINER_ROOT
     from tests.support import ROOT
 
-    window = start.window_before(NOW, 3)
+    window = monitor_start.window_before(NOW, 3)
     hours = window.hours
     for baselines in (Baselines(f"{GROUP}/4", EVALUATION, ()), Baselines()):
-        request = start.job_request(SETTINGS, STAGING, window, hours, baselines)
+        request = monitor_start.job_request(SETTINGS, STAGING, window, hours, baselines)
         validate_parameters(request, botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateProcessingJob").input_shape)
-        assert len(request["ProcessingInputs"]) == len(hours) + bool(baselines.folder) <= start.MAX_INPUTS
+        assert len(request["ProcessingInputs"]) == len(hours) + bool(baselines.folder) <= monitor_start.MAX_INPUTS
         entry, program = request["AppSpecification"]["ContainerEntrypoint"]
         assert (entry, program) == ("python3", f"{CONTAINER_ROOT}/monitoring/monitor.py") and (ROOT / "containers/monitoring/monitor.py").is_file()
-        local = [argument.replace(start.PROCESSING, str(tmp_path)) for argument in request["AppSpecification"]["ContainerArguments"]]
+        local = [argument.replace(monitor_start.PROCESSING, str(tmp_path)) for argument in request["AppSpecification"]["ContainerArguments"]]
         (tmp_path / "captures").mkdir(exist_ok=True)
         (tmp_path / "baseline").mkdir(exist_ok=True)
         options = monitor.parse_args(local)
         assert (options.window.since, options.window.until) == (window.since, window.until)
         assert (options.endpoint, options.package, options.atypical) == (STAGING, baselines.package, 20)
         assert options.baseline == (tmp_path / "baseline" if baselines.folder else None)  # none: no baseline of either kind
-    assert start.REPORT == monitor.MONITOR
-    assert {name: kind for name, kind in start.BASELINES.values()} == {name: kind for kind, name in monitor.BASELINES.items()}
+    assert monitor_start.REPORT == monitor.MONITOR
+    assert {name: kind for name, kind in monitor_start.BASELINES.values()} == {name: kind for kind, name in monitor.BASELINES.items()}
+    assert [name for name, _ in monitor_start.BASELINES.values()] == [statistics.DATA_BASELINE, statistics.MODEL_BASELINE]
 
 
 def test_a_window_without_captures_gets_an_empty_report_and_no_job(clients):
@@ -155,7 +165,7 @@ def test_a_window_without_captures_gets_an_empty_report_and_no_job(clients):
     serve(sagemaker, ENDPOINT, register(sagemaker), 1)
     capture(s3, ENDPOINT, 9)
 
-    answer = start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
 
     assert answer["status"] == "empty" and "job_name" not in answer
     assert sagemaker.list_processing_jobs()["ProcessingJobSummaries"] == []
@@ -175,7 +185,7 @@ def test_a_window_without_captures_gets_an_empty_report_and_no_job(clients):
 
 def test_an_endpoint_that_does_not_exist_and_captured_nothing_gets_nothing(clients):
     sagemaker, s3 = clients
-    answer = start.start(sagemaker, s3, SETTINGS, STAGING, NOW)
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, STAGING, NOW)
     assert answer["status"] == "skipped" and "no endpoint" in answer["reason"]
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="monitoring/").get("KeyCount") == 0
 
@@ -184,7 +194,7 @@ def test_captures_of_an_endpoint_deleted_since_are_monitored_without_a_baseline(
     sagemaker, s3 = clients
     capture(s3, STAGING, 11)
     sent = sent_jobs(sagemaker)
-    answer = start.start(sagemaker, s3, SETTINGS, STAGING, NOW)
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, STAGING, NOW)
     assert answer["status"] == "started" and answer["job_name"] == "car-damage-monitor-2026010210-staging"
     (request,) = sent.calls
     assert [i["InputName"] for i in request["ProcessingInputs"]] == ["hour-2026010211"]
@@ -197,7 +207,7 @@ def test_the_window_s_job_is_started_once(clients):
     sagemaker, s3 = clients
     capture(s3, ENDPOINT, 12)
     serve(sagemaker, ENDPOINT, register(sagemaker), 1)
-    assert start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)["status"] == "started"
+    assert monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)["status"] == "started"
     name = "car-damage-monitor-2026010210-production"
     stub_operation(
         sagemaker.meta.events,
@@ -205,7 +215,7 @@ def test_the_window_s_job_is_started_once(clients):
         "CreateProcessingJob",
         {"Error": {"Code": "ResourceInUse", "Message": f"Processing job {name} already exists"}},  # what moto does not say
     )
-    again = start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
+    again = monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
     assert (again["status"], again["job_name"]) == ("running", name)
 
 
@@ -227,14 +237,14 @@ def test_without_usable_baselines_the_job_runs_and_the_answer_says_why(clients, 
     elif served == "untagged":
         serve(sagemaker, ENDPOINT, register(sagemaker), 1)
         config = sagemaker.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-c")["EndpointConfigArn"]
-        sagemaker.delete_tags(ResourceArn=config, TagKeys=[start.TAG_ARN, start.TAG_VERSION, start.TAG_GROUP])
+        sagemaker.delete_tags(ResourceArn=config, TagKeys=[deploy.TAG_ARN, deploy.TAG_VERSION, deploy.TAG_GROUP])
     else:
         arn = register(sagemaker, baselines=None if served == "no baselines" else RECORDED)
         serve(sagemaker, ENDPOINT, arn, 1)
         if served == "deleted":
             stub_operation(sagemaker.meta.events, "sagemaker", "DescribeModelPackage", deleted_package(arn))
     sent = sent_jobs(sagemaker)
-    answer = start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
     assert answer["status"] == "started" and any(note in text for text in answer["notes"]), answer["notes"]
     (request,) = sent.calls
     assert "baseline" not in [i["InputName"] for i in request["ProcessingInputs"]]
@@ -255,34 +265,35 @@ def test_without_usable_baselines_the_job_runs_and_the_answer_says_why(clients, 
 )
 def test_the_baselines_folder_is_one_the_job_may_read_holding_the_names_the_monitor_reads(data, model, folder, missing):
     recorded = {member: {"Statistics": {"S3Uri": uri}} for member, uri in (("ModelDataQuality", data), ("ModelQuality", model)) if uri}
-    found = start.usable_baselines(SETTINGS, f"{GROUP}/3", recorded)
+    found = monitor_start.usable_baselines(SETTINGS, f"{GROUP}/3", recorded)
     assert (found.package, found.folder, found.missing) == (f"{GROUP}/3", folder, missing)
     assert len(found.notes) == len(missing)
 
 
 def test_the_settings_name_a_missing_or_unusable_variable():
-    with pytest.raises(start.StartError, match="ARTIFACT_BUCKET is not set"):
+    with pytest.raises(monitor_start.StartError, match="ARTIFACT_BUCKET is not set"):
         Settings.from_environment({**ENVIRONMENT, "ARTIFACT_BUCKET": ""})
-    with pytest.raises(start.StartError, match="WINDOW_HOURS must be from 1 to 9"):
+    with pytest.raises(monitor_start.StartError, match="WINDOW_HOURS must be from 1 to 9"):
         Settings.from_environment({**ENVIRONMENT, "WINDOW_HOURS": "10"})
-    with pytest.raises(start.StartError, match="ENDPOINTS must map each endpoint"):
+    with pytest.raises(monitor_start.StartError, match="ENDPOINTS must map each endpoint"):
         Settings.from_environment({**ENVIRONMENT, "ENDPOINTS": json.dumps({ENDPOINT: {"stage": "production"}})})
-    with pytest.raises(start.StartError, match="endpoint_name 'x' is not one this function monitors"):
-        start.start(None, None, SETTINGS, "x", NOW)
+    with pytest.raises(monitor_start.StartError, match="endpoint_name 'x' is not one this function monitors"):
+        monitor_start.start(None, None, SETTINGS, "x", NOW)
     assert SETTINGS.endpoints[STAGING] == Place("staging", f"data-capture/{STAGING}/", f"monitoring/{STAGING}/")
 
 
 def test_a_long_project_name_gives_way_to_a_hash_of_the_endpoint_and_stays_within_sagemaker_s_limit():
     since = datetime(2026, 1, 2, 10, tzinfo=UTC)
     prefix = "p" * 41 + "-monitor"
-    name = start.job_name(prefix, "production", ENDPOINT, since)
+    name = monitor_start.job_name(prefix, "production", ENDPOINT, since)
     assert len(name) == 63 and name.startswith(f"{prefix}-2026010210-")
-    assert start.job_name(prefix, "staging", STAGING, since) != name
-    assert start.job_name("car-damage-monitor", "staging", STAGING, since) == "car-damage-monitor-2026010210-staging"
+    assert monitor_start.job_name(prefix, "staging", STAGING, since) != name
+    assert monitor_start.job_name("car-damage-monitor", "staging", STAGING, since) == "car-damage-monitor-2026010210-staging"
 
 
 def test_the_packaged_function_starts_the_job_from_the_schedule_s_event(clients, tmp_path):
-    """The function as the CDK app packages it (containers/monitor_start/ alone), with the event the schedule sends."""
+    """The function as the CDK app packages it (containers/deploy/, without the project's tree on sys.path, so
+    monitor_start.py finds deploy.py beside it), with the event the schedule sends."""
     import sys
 
     from tests.support import ROOT
@@ -290,12 +301,12 @@ def test_the_packaged_function_starts_the_job_from_the_schedule_s_event(clients,
     sagemaker, s3 = clients
     capture(s3, ENDPOINT, 12)
     serve(sagemaker, ENDPOINT, register(sagemaker), 1)
-    function = packaged_function("start.handler")
+    function = packaged("monitor_start.handler")
 
     answer, modules = function.invoke({"endpoint_name": ENDPOINT, "until": "2026-01-02T13:27:00Z"}, ENVIRONMENT, tmp_path)
 
     assert (answer["status"], answer["job_name"], answer["package"]) == ("started", "car-damage-monitor-2026010210-production", f"{GROUP}/1")
     assert sagemaker.describe_processing_job(ProcessingJobName=answer["job_name"])["ProcessingInputs"][-1]["InputName"] == "baseline"
-    packaged = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
-    assert packaged == {"start": str(function.code / "start.py")}
+    loaded = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
+    assert loaded == {"monitor_start": str(function.code / "monitor_start.py"), "deploy": str(function.code / "deploy.py")}
     assert [file for file in modules.values() if file.startswith(str(ROOT)) and not file.startswith(sys.prefix)] == []

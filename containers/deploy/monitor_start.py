@@ -8,9 +8,8 @@ window again. The function:
   <destination><endpoint>/<variant>/yyyy/mm/dd/hh/ ("Capture data from real-time endpoint", SageMaker
   Developer Guide). Only hours that hold objects become job inputs: a Processing input whose prefix holds no
   object fails the job (what containers/deploy/champion.py relies on too; AWS's API reference does not say it);
-- reads which package the endpoint serves as the deployment function does (copies of deploy.py's
-  `describe_endpoint` and `served_package`: this folder ships alone, and
-  tests/containers/monitor_start/test_copies.py holds the copies equal), and the S3 URIs of its
+- reads which package the endpoint serves as the deployment function does (deploy.py's `describe_endpoint` and
+  `served_package`: this module ships beside deploy.py as the Lambda's code), and the S3 URIs of its
   DriftCheckBaselines: ModelDataQuality.Statistics (data-baseline.json) and ModelQuality.Statistics
   (model-baseline.json);
 - starts a Processing job on the processing image running containers/monitoring/monitor.py, network-isolated,
@@ -37,6 +36,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+try:  # imported as containers.deploy.monitor_start: the tests, the configuration, the CDK app
+    from . import deploy
+except ImportError:  # the Lambda: handler "monitor_start.handler", with this folder on sys.path
+    import deploy  # type: ignore[no-redef]
+
 # A Processing job takes at most 10 inputs ("ProcessingInputs: Maximum number of 10 items", the CreateProcessingJob
 # API reference): one per hour of the window, and one for the baselines.
 MAX_INPUTS = 10
@@ -55,13 +59,6 @@ REPORT = "monitor.json"  # containers/monitoring/monitor.py's MONITOR; a test ho
 # by the DriftCheckBaselines member Register records each in, and the kind the monitor compares it as.
 BASELINES = {"ModelDataQuality": ("data-baseline.json", "input"), "ModelQuality": ("model-baseline.json", "output")}
 WINDOW_FOLDER = "%Y%m%dT%H%MZ"  # a window's report folder, named by its start (ISO 8601's basic format)
-
-# Copies of containers/deploy/deploy.py's names (tests/containers/monitor_start/test_copies.py).
-TAG_ARN = "cardamage:model-package-arn"
-TAG_VERSION = "cardamage:model-package-version"
-TAG_GROUP = "cardamage:model-package-group"
-VARIANT = "AllTraffic"
-_NOT_FOUND = re.compile(r"not found|does not exist|could not find|cannot find", re.IGNORECASE)
 
 
 class StartError(ValueError):
@@ -197,7 +194,7 @@ def job_name(prefix: str, stage: str, endpoint: str, since: datetime) -> str:
 
 
 def hour_prefix(place: Place, endpoint: str, hour: datetime) -> str:
-    return f"{place.captures}{endpoint}/{VARIANT}/{hour:%Y/%m/%d/%H}/"
+    return f"{place.captures}{endpoint}/{deploy.VARIANT}/{hour:%Y/%m/%d/%H}/"
 
 
 def captured_hours(s3: Any, bucket: str, place: Place, endpoint: str, window: Window) -> list[datetime]:
@@ -214,64 +211,6 @@ def captured_hours(s3: Any, bucket: str, place: Place, endpoint: str, window: Wi
 
 
 @dataclass(frozen=True)
-class ServedPackage:
-    """The package an endpoint serves, from its tags."""
-
-    arn: str
-    version: int
-    group: str
-
-
-def is_not_found(exc: ClientError) -> bool:
-    """Whether a SageMaker error means "no such resource" (the service says so in several ways)."""
-    error = exc.response.get("Error", {})
-    return error.get("Code") in {"ResourceNotFound", "ResourceNotFoundException"} or bool(_NOT_FOUND.search(str(error.get("Message", ""))))
-
-
-def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
-    """The endpoint's description, or None when there is no endpoint of that name."""
-    try:
-        return sagemaker.describe_endpoint(EndpointName=name)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-
-
-def served_package(sagemaker: Any, endpoint: Mapping[str, Any], config_tags: Mapping[str, str] | None = None) -> ServedPackage | None:
-    """The package the endpoint serves now: the one its current endpoint config was made for (the config's
-    tags). The endpoint's own tags name the package of the last update asked for, and SageMaker only moves
-    the endpoint to the new config when an update lands: after an automatic rollback it is back on the old
-    one. The endpoint's tags stand in for a config without ours; None for an endpoint this code did not deploy.
-    `config_tags`: the current config's tags, when the caller has read them already."""
-    tags = dict(_config_tags(sagemaker, endpoint) if config_tags is None else config_tags)
-    if TAG_ARN not in tags:
-        tags = _tags(sagemaker, endpoint["EndpointArn"])
-    try:
-        return ServedPackage(tags[TAG_ARN], int(tags[TAG_VERSION]), tags.get(TAG_GROUP, ""))
-    except (KeyError, ValueError):
-        return None
-
-
-def _config_tags(sagemaker: Any, endpoint: Mapping[str, Any]) -> dict[str, str]:
-    """The tags of the endpoint's current endpoint config ({} when it has none, or is gone)."""
-    config_name = endpoint.get("EndpointConfigName")
-    if not config_name:
-        return {}
-    try:
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-        return _tags(sagemaker, config["EndpointConfigArn"])
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-        return {}
-
-
-def _tags(sagemaker: Any, arn: str) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
-
-
-@dataclass(frozen=True)
 class Baselines:
     """What the job compares with: the served package ("<group>/<version>", or None), the S3 folder holding its
     baselines (None: none), the kinds without one, and why."""
@@ -284,17 +223,17 @@ class Baselines:
 
 def baselines_of(sagemaker: Any, settings: Settings, endpoint: Mapping[str, Any]) -> Baselines:
     """The served package and the folder of its baselines that the monitoring job may read."""
-    served = served_package(sagemaker, endpoint)
+    served = deploy.served_package(sagemaker, endpoint)
     name = endpoint.get("EndpointName", "")
     if served is None:
-        return Baselines(notes=(f"endpoint {name} serves no package of this project (no {TAG_ARN} tag): no baseline",))
+        return Baselines(notes=(f"endpoint {name} serves no package of this project (no {deploy.TAG_ARN} tag): no baseline",))
     package = f"{served.group or settings.group}/{served.version}"
     if served.group and served.group != settings.group:
         return Baselines(package, notes=(f"endpoint {name} serves a package of another group, {served.group}: no baseline",))
     try:
         described = sagemaker.describe_model_package(ModelPackageName=served.arn)
     except ClientError as exc:
-        if not is_not_found(exc):
+        if not deploy.is_not_found(exc):
             raise
         return Baselines(package, notes=(f"the served package {package} was deleted: no baseline",))
     return usable_baselines(settings, package, described.get("DriftCheckBaselines") or {})
@@ -413,7 +352,7 @@ def start(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, now: datet
         raise StartError(f"endpoint_name {endpoint!r} is not one this function monitors ({', '.join(sorted(settings.endpoints))})")
     window = window_before(now, settings.window_hours)
     answer: dict[str, Any] = {"endpoint_name": endpoint, "since": iso(window.since), "until": iso(window.until)}
-    described = describe_endpoint(sagemaker, endpoint)
+    described = deploy.describe_endpoint(sagemaker, endpoint)
     hours = captured_hours(s3, settings.bucket, settings.endpoints[endpoint], endpoint, window)
     if described is None and not hours:
         return {**answer, "status": "skipped", "reason": f"there is no endpoint {endpoint} and nothing was captured in the window"}
