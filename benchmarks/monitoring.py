@@ -44,7 +44,6 @@ from timing import best  # noqa: E402
 from containers.inference.local import LocalEndpoint  # noqa: E402
 from containers.monitoring import monitor, statistics  # noqa: E402
 from containers.monitoring.captures import decode  # noqa: E402
-from containers.monitoring.monitor import answer_statistics  # noqa: E402
 from pipelines.local.capture import capture_line  # noqa: E402
 
 
@@ -81,7 +80,7 @@ def main() -> None:
         baselines.mkdir()
         captured = [decode("bench", i, line) for i, line in enumerate(lines, 1)]
         inputs = statistics.summarize((statistics.input_statistics(photo.data) for photo in captured), "input")
-        outputs = statistics.summarize((answer_statistics(photo) for photo in captured), "output")
+        outputs = statistics.summarize((statistics.output_statistics(p.detections, p.width, p.height) for p in captured), "output")
         (baselines / statistics.DATA_BASELINE).write_text(json.dumps(inputs))
         (baselines / statistics.MODEL_BASELINE).write_text(json.dumps(outputs))
         # The window, and its first half: the difference is what each photo costs, the rest what a window costs

@@ -45,7 +45,6 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from containers.common.arguments import positive
-from containers.common.pictures import pixel_box
 from containers.common.program import exit_status
 from containers.monitoring import quality, statistics
 from containers.monitoring.captures import OPEN, Captured, Unusable, Window, decode, iso, parse_time, read_folder
@@ -139,15 +138,6 @@ def area_classes(baseline: Mapping[str, Any] | None) -> list[str]:
     return [name[len(AREA) :] for name in (baseline or {}).get("continuous", {}) if name.startswith(AREA)]
 
 
-def answer_statistics(photo: Captured) -> dict:
-    """The output statistics of a captured answer: its boxes in pixels, as the handler writes them (`box`, or
-    `box_normalized` scaled), as [xmin, ymin, xmax, ymax]."""
-    detections = [
-        {"class": d.get("class", ""), "score": d.get("score", 0.0), "box": list(pixel_box(d, photo.width, photo.height))} for d in photo.detections
-    ]
-    return statistics.output_statistics(detections, photo.width, photo.height)
-
-
 def watch(
     records: Iterable[tuple[str, int, str]],
     baselines: dict[str, dict | None],
@@ -172,7 +162,7 @@ def watch(
             continue
         try:
             inputs = statistics.input_statistics(item.data)
-            outputs = answer_statistics(item)
+            outputs = statistics.output_statistics(item.detections, item.width, item.height)
         except (StatisticsError, KeyError, TypeError, ValueError) as exc:
             findings.unusable.append(Unusable(item.source, f"its photo or answer cannot be measured ({type(exc).__name__}: {exc})"))
             continue

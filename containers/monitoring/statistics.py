@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from containers.common.pictures import pixel_box
+
 DOWNSCALE = 256  # the longest side, in pixels, that pixel statistics are computed at
 MAX_SAMPLE = 5000  # values kept per continuous statistic: KS on 5000 against a window is exact enough and small
 ALPHA = 0.01  # the family-wise chance that a window from the baseline's own distribution raises drift
@@ -95,9 +97,10 @@ def input_statistics(data: bytes) -> dict[str, Any]:
 
 
 def output_statistics(detections: Sequence[Mapping[str, Any]], width: int, height: int) -> dict[str, Any]:
-    """The output statistics of one answer: `detections` as the endpoint answers them (`class`, `score`,
-    `box` in pixels {xmin, ymin, xmax, ymax} of a `width` x `height` photo), already cut by its score threshold
-    and maximum. The area of a class is the union of its boxes, on a grid of at most DOWNSCALE cells a side."""
+    """The output statistics of one answer: `detections` as the endpoint answers them (`class`, `score`, and
+    `box` in pixels {xmin, ymin, xmax, ymax} of a `width` x `height` photo or `box_normalized`, read by
+    pictures.pixel_box), already cut by its score threshold and maximum. The area of a class is the union of its
+    boxes, on a grid of at most DOWNSCALE cells a side."""
     scores = [float(d.get("score", 0.0)) for d in detections]
     classes = [str(d.get("class", "")) for d in detections]
     areas: dict[str, float] = {}
@@ -110,9 +113,7 @@ def output_statistics(detections: Sequence[Mapping[str, Any]], width: int, heigh
                 if label != name:
                     continue
                 try:
-                    box = detection["box"]  # the endpoint's {"xmin", "ymin", "xmax", "ymax"}, or a list in that order
-                    corners = (box["xmin"], box["ymin"], box["xmax"], box["ymax"]) if isinstance(box, Mapping) else box
-                    xmin, ymin, xmax, ymax = (float(v) for v in corners)
+                    xmin, ymin, xmax, ymax = pixel_box(detection, width, height)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise StatisticsError(f"a detection's box is not {{xmin, ymin, xmax, ymax}} in pixels ({exc})") from None
                 rows = slice(max(0, math.floor(ymin * scale)), min(grid[0], math.ceil(ymax * scale)))

@@ -54,7 +54,8 @@ def photos(seeds, factor: float = 1.0) -> list[bytes]:
 
 def baseline_documents(seeds) -> dict[str, dict]:
     inputs = [statistics.input_statistics(data) for data in photos(seeds)]
-    outputs = [statistics.output_statistics([{"class": "dent", "score": 0.4, "box": [6.4, 4.8, 32, 24]}], *SIZE) for _ in seeds]
+    dent = {"class": "dent", "score": 0.4, "box": {"xmin": 6.4, "ymin": 4.8, "xmax": 32, "ymax": 24}}
+    outputs = [statistics.output_statistics([dent], *SIZE) for _ in seeds]
     return {DATA_BASELINE: statistics.summarize(inputs, "input"), MODEL_BASELINE: statistics.summarize(outputs, "output", classes=["dent"])}
 
 

@@ -125,8 +125,7 @@ def sets(tmp_path_factory) -> tuple[Path, list[Labelled]]:
     outputs = []
     for photo in model_half:
         prediction = photo.answer(640, 640)["predictions"][0]
-        detections = [{**d, "box": [d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")]} for d in prediction["detections"]]
-        outputs.append(statistics.output_statistics(detections, 640, 640))
+        outputs.append(statistics.output_statistics(prediction["detections"], 640, 640))
     (folder / DATA_BASELINE).write_text(json.dumps(statistics.summarize(inputs, "input")))
     (folder / MODEL_BASELINE).write_text(json.dumps(statistics.summarize(outputs, "output", classes=["dent", "scratch"])))
     return folder, pool

@@ -55,7 +55,7 @@ def baseline(tmp_path_factory) -> Path:
         data, body = photo_answer(seed)
         inputs.append(statistics.input_statistics(data))
         prediction = json.loads(body)["predictions"][0]
-        outputs.append(statistics.output_statistics([{**d, "box": list(d["box"].values())} for d in prediction["detections"]], *SIZE))
+        outputs.append(statistics.output_statistics(prediction["detections"], *SIZE))
     (folder / DATA_BASELINE).write_text(json.dumps(statistics.summarize(inputs, "input")))
     (folder / MODEL_BASELINE).write_text(json.dumps(statistics.summarize(outputs, "output", classes=["dent", "scratch"])))
     return folder
@@ -81,7 +81,8 @@ def test_monitor_json_has_the_contracts_shape_and_accounts_for_every_line(tmp_pa
     assert document["window"]["images"] + len(document["unusable"]) == len(lines)  # every line accounted for
     reasons = {entry["capture"].rsplit(":", 1)[1]: entry["reason"] for entry in document["unusable"]}
     assert set(reasons) == {"31", "32", "33"} and "JSONDecodeError" in reasons["31"]
-    assert "cannot be measured (KeyError: 'ymin')" in reasons["32"] and "not a readable photo" in reasons["33"]
+    unmeasured = "cannot be measured (StatisticsError: a detection's box is not {xmin, ymin, xmax, ymax} in pixels ('ymin'))"
+    assert unmeasured in reasons["32"] and "not a readable photo" in reasons["33"]
     names = [(entry["kind"], entry["name"]) for entry in document["statistics"]]
     expected = [("input", name) for name in (*statistics.INPUT_CONTINUOUS, *statistics.INPUT_CATEGORICAL)]
     expected += [("output", name) for name in ("top_score", "detections", "area_share:dent", "area_share:scratch", "empty", "class_mix")]

@@ -79,9 +79,9 @@ def test_what_is_not_a_photo_is_a_clear_error():
 
 def test_answer_statistics_union_each_class_s_boxes():
     detections = [
-        {"class": "dent", "score": 0.9, "box": [0, 0, 50, 100]},
-        {"class": "dent", "score": 0.4, "box": [25, 0, 75, 100]},  # overlaps the first: the union is 75 x 100
-        {"class": "scratch", "score": 0.6, "box": {"xmin": 0, "ymin": 0, "xmax": 100, "ymax": 10}},  # as the endpoint writes it
+        {"class": "dent", "score": 0.9, "box": {"xmin": 0, "ymin": 0, "xmax": 50, "ymax": 100}},
+        {"class": "dent", "score": 0.4, "box": {"xmin": 25, "ymin": 0, "xmax": 75, "ymax": 100}},  # overlaps the first: the union is 75 x 100
+        {"class": "scratch", "score": 0.6, "box_normalized": {"xmin": 0, "ymin": 0, "xmax": 1.0, "ymax": 0.1}},  # the other way it writes it
     ]
     row = output_statistics(detections, 100, 100)
     assert (row["top_score"], row["detections"], row["empty"]) == (0.9, 3, "no")
@@ -100,7 +100,8 @@ def test_documents_sample_merge_and_are_checked():
     assert document["categorical"] == {"format": {"JPEG": MAX_SAMPLE + 10}}
     merged = merge([summarize(rows[:3], "input"), summarize(rows[3:5], "input")])
     assert merged["images"] == 5 and sorted(merged["continuous"]["brightness"]) == [0, 1, 2, 3, 4]
-    answers = [output_statistics([{"class": "dent", "score": 0.5, "box": [0, 0, 5, 5]}], 10, 10), output_statistics([], 10, 10)]
+    dent = {"class": "dent", "score": 0.5, "box": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}}
+    answers = [output_statistics([dent], 10, 10), output_statistics([], 10, 10)]
     out = summarize(answers, "output", classes=["dent", "scratch"])
     assert out["continuous"]["area_share:dent"] == [0.25, 0.0] and out["continuous"]["area_share:scratch"] == [0.0, 0.0]
     assert out["categorical"] == {"empty": {"no": 1, "yes": 1}, "class_mix": {"dent": 1}}
@@ -133,7 +134,7 @@ def test_a_window_from_the_baseline_s_own_distribution_raises_no_drift_and_a_dar
 
 def test_categories_are_tested_by_chi_squared_and_untestable_ones_say_why():
     def answers(empty: int, full: int) -> dict:
-        one = [{"class": "dent", "score": 0.8, "box": [0, 0, 5, 5]}]
+        one = [{"class": "dent", "score": 0.8, "box": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}}]
         return summarize([output_statistics([], 10, 10)] * empty + [output_statistics(one, 10, 10)] * full, "output", classes=["dent"])
 
     results = {result.name: result for result in compare(answers(20, 180), answers(150, 50))}
