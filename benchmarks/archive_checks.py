@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from timing import best  # noqa: E402
 
 from containers.common.archives import checked_members, extract_tar  # noqa: E402
-from containers.deploy.deploy import check_archive  # noqa: E402
+from containers.deploy.deploy import check_archive, file_chunks  # noqa: E402
 
 
 def newest_archive() -> Path:
@@ -48,11 +48,6 @@ def main() -> None:
     size = archive.stat().st_size / 1e6
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
 
-    def chunks(uri: str):
-        with open(uri, "rb") as file:
-            while chunk := file.read(1 << 20):
-                yield chunk
-
     def members() -> int:
         with tarfile.open(archive) as tar:
             return len(checked_members(archive, tar))
@@ -67,7 +62,7 @@ def main() -> None:
         def checked() -> None:
             extract_tar(archive, Path(work) / f"checked-{next(counter)}")
 
-        sha = best(args.repeat, lambda: check_archive(chunks, str(archive), digest, 1))
+        sha = best(args.repeat, lambda: check_archive(file_chunks, str(archive), digest, 1))
         check = best(args.repeat, members)
         baseline = best(args.repeat, bare)
         guarded = best(args.repeat, checked)

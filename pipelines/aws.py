@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from containers.common import archives
 from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
+from containers.deploy import deploy as deployment
 from containers.deploy.champion import recorded_champion
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from pipelines.backends import BackendError, Package, data_label, present_baselines
@@ -37,7 +38,7 @@ from steps.context import PLACEHOLDERS
 from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
-APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
+APPROVAL_STATUSES = tuple(sorted(deployment.APPROVAL_STATUSES))
 BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "bounding_box.liquid.html"
 ADJUST_BOUNDING_BOX_TEMPLATE = Path(__file__).resolve().parent / "labeling" / "adjust_bounding_box.liquid.html"
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, parse_s3_uri
+from containers.deploy.deploy import APPROVAL_STATUSES
 from containers.deploy.monitor_start import MAX_WINDOW_HOURS
 from containers.deploy.monitor_start import job_name as monitoring_job_name
 from containers.inference import image as serving
@@ -43,7 +44,7 @@ InstanceCount = Annotated[int, Field(ge=1, le=100)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 # How far below the champion's mAP a challenger may fall; negative: the improvement it must show (mAPs are in [0, 1]).
 Tolerance = Annotated[float, Field(ge=-1.0, le=1.0)]
-ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+ApprovalStatus = Literal[APPROVAL_STATUSES]  # SageMaker's ModelApprovalStatus values, kept by the deployment function
 _DURATION = TypeAdapter(timedelta)
 
 

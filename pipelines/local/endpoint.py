@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 from containers.common import archives
 from containers.deploy import champion
 from containers.deploy.champion import Champion
-from containers.deploy.deploy import VARIANT, Candidate, DeployError, DeployResult, check_archive, decide, recorded_digest
+from containers.deploy.deploy import VARIANT, Candidate, DeployError, DeployResult, check_archive, decide, file_chunks, recorded_digest
 from containers.inference.inference import SERVING_ENVIRONMENT
 from pipelines.local.capture import CaptureSettings, DataCapture
 from pipelines.local.state import ACCOUNT, REGION, State
@@ -132,7 +132,7 @@ class LocalDeployer:
         decision = decide(self._candidate(package.arn), served, force=force, force_reason=reason, **rule)
         if not decision.deploy:
             return DeployResult("skipped", endpoint_name, package_arn, decision.reason, package.version, up_to_date=decision.up_to_date)
-        check_archive(self._chunks, package.model_data_url, recorded_digest(package.metadata), package.version)
+        check_archive(lambda uri: file_chunks(self.s3.path(uri)), package.model_data_url, recorded_digest(package.metadata), package.version)
         model_dir = self.folder / endpoint_name / f"v{package.version}"
         if not (model_dir / "1").is_dir():
             self._unpack(package, model_dir)
@@ -177,12 +177,6 @@ class LocalDeployer:
         if package is None and record is not None:
             return Candidate(record.package_arn, record.group, record.version)
         return Candidate(package.arn, package.group, package.version, package.status, package.map, package.approved_at_registration)
-
-    def _chunks(self, uri: str):
-        """A local model archive's bytes, for the digest check."""
-        with self.s3.path(uri).open("rb") as file:
-            while chunk := file.read(1 << 20):
-                yield chunk
 
     def capture(self, endpoint_name: str) -> DataCapture | None:
         """The data capture of the endpoint's deployment, when it configured one."""
