@@ -279,9 +279,11 @@ def by_atypicality(candidates: Sequence[Scored], baseline: Mapping) -> tuple[lis
     from containers.monitoring import statistics
 
     ranked, failed = [], []
+    unlike = None  # the baseline read once for every candidate (made here: a baseline that is not one fails each, as before)
     for candidate in candidates:
         try:
-            score, why = statistics.atypicality(baseline, statistics.input_statistics(candidate.photo.data))
+            unlike = unlike or statistics.Atypicality(baseline)
+            score, why = unlike(statistics.input_statistics(candidate.photo.data))
         except statistics.StatisticsError as exc:
             failed.append((candidate.photo.source, f"its statistics cannot be measured: {exc}"))
             continue

@@ -151,6 +151,7 @@ def watch(
     `labelled`: the captured digits of photos that came back labelled, whose newest answer since `served_since`
     is kept (Findings.answers)."""
     findings = Findings(window, baselines)
+    unlike = statistics.Atypicality(baselines["input"]) if baselines["input"] is not None and atypical > 0 else None
     ranked: list[tuple[float, int, Atypical]] = []  # a min-heap of the most atypical so far; ties keep the earlier
     for index, (file, line, raw) in enumerate(records):
         item = decode(file, line, raw, window)
@@ -170,8 +171,8 @@ def watch(
         findings.rows["output"].append(outputs)
         if labelled and item.digits in labelled:
             _keep_answer(findings, item, index, (inputs["width"], inputs["height"]), served_since)
-        if baselines["input"] is not None and atypical > 0:
-            score, why = statistics.atypicality(baselines["input"], inputs)
+        if unlike is not None:
+            score, why = unlike(inputs)
             heapq.heappush(ranked, (score, -index, Atypical(item, round(score, 4), why, inputs, outputs)))
             if len(ranked) > atypical:
                 heapq.heappop(ranked)

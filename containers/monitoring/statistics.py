@@ -258,24 +258,35 @@ def compare(baseline: Mapping[str, Any], window: Mapping[str, Any], *, alpha: fl
     return results
 
 
-def atypicality(baseline: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[float, str]:
-    """How unlike the baseline one photo's continuous statistics are: -log10 of the smallest two-sided
-    empirical tail share of its values among the baseline's (scipy.stats.percentileofscore; 0: typical), and
-    which statistic makes it so."""
-    from scipy import stats
+class Atypicality:
+    """How unlike a baseline a photo's continuous statistics are, the baseline read once (sorted) for the many
+    photos of a window: calling it with a photo's row gives -log10 of the smallest two-sided empirical tail share
+    of its values among the baseline's (0: typical), and which statistic makes it so. The shares are
+    scipy.stats.percentileofscore's "weak" and "strict" counts, found by binary search in the sorted values."""
 
-    worst, why = 1.0, ""
-    for name, values in check(baseline, "the baseline")["continuous"].items():
-        if name not in row or not values:
-            continue
-        value = round(float(row[name]), 6)  # as the documents keep values (_sample)
-        below = stats.percentileofscore(values, value, kind="weak") / 100.0
-        above = 1.0 - stats.percentileofscore(values, value, kind="strict") / 100.0
-        tail = max(min(below, above) * 2.0, 1.0 / (len(values) + 1))  # no tail is thinner than one value in the sample
-        if tail < worst:
-            side = "below" if below < above else "above"
-            worst, why = tail, f"{name} {value:.4g} is {side} {100 * (1 - min(below, above)):.1f}% of the baseline"
-    return -math.log10(worst), why
+    def __init__(self, baseline: Mapping[str, Any]):
+        continuous = check(baseline, "the baseline")["continuous"]
+        self.sorted = {name: np.sort(np.asarray(values, dtype=float)) for name, values in continuous.items() if values}
+
+    def __call__(self, row: Mapping[str, Any]) -> tuple[float, str]:
+        worst, why = 1.0, ""
+        for name, values in self.sorted.items():
+            if name not in row:
+                continue
+            value = round(float(row[name]), 6)  # as the documents keep values (_sample)
+            count = len(values)
+            below = np.searchsorted(values, value, side="right") / count  # the share at or below it
+            above = 1.0 - np.searchsorted(values, value, side="left") / count  # the share at or above it
+            tail = max(min(below, above) * 2.0, 1.0 / (count + 1))  # no tail is thinner than one value in the sample
+            if tail < worst:
+                side = "below" if below < above else "above"
+                worst, why = tail, f"{name} {value:.4g} is {side} {100 * (1 - min(below, above)):.1f}% of the baseline"
+        return float(-math.log10(worst)), why
+
+
+def atypicality(baseline: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[float, str]:
+    """One photo's Atypicality against `baseline` (for many photos, make one Atypicality and call it)."""
+    return Atypicality(baseline)(row)
 
 
 def _sample(values: list[float], sampler: random.Random) -> list[float]:
