@@ -18,7 +18,7 @@ CDK := node_modules/.bin/cdk
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast lint lock bench synth clean help labelstudio
+.PHONY: setup run test test-fast lint lock bench synth clean help labelstudio browser
 
 help:
 	@echo "make run    set up, then run the whole pipeline locally on the bundled sample (the main job)"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make synth  synthesize the AWS CDK app into cdk.out/ (offline, no AWS credentials, no Docker)"
 	@echo "make labelstudio  install the Label Studio server the review-loop test runs (part of make test)"
+	@echo "make browser  install the Chromium the browser tests drive (part of make test; Debian's package as root)"
 
 setup: $(STAMP) $(NODE_STAMP) $(WHEELS_STAMP)
 
@@ -70,6 +71,14 @@ $(LABELSTUDIO_STAMP): requirements/labelstudio.txt
 		migrate --no-input > $(LABELSTUDIO_TEMPLATE)/migrate.log
 	touch $(LABELSTUDIO_STAMP)
 
+# The Chromium the browser tests drive (tests/browser.py picks it): Debian's package here (apt-get as root, or
+# sudo -n), Playwright's own build on Ubuntu (CodeBuild), where Chromium is a snap. The choice is recorded in
+# .venv/browser.json, so a rebuilt venv asks again (a second time costs a second: nothing to install).
+BROWSER_STAMP := $(VENV)/browser.json
+browser: $(BROWSER_STAMP)
+$(BROWSER_STAMP): $(STAMP) tests/browser.py
+	$(BIN)/python -m tests.browser install
+
 # node_modules is reinstalled when the npm lock changes: the CDK CLI at the version package-lock.json pins.
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found (Node.js 20 or later runs the CDK CLI and aws-cdk-lib's jsii)"; exit 1; }
@@ -85,10 +94,10 @@ run: setup
 	$(BIN)/cardamage predict --local "$(IMAGE)" --state-dir $(STATE) --output $(STATE)/predictions/make-run.png \
 		--score-threshold 0 --max-detections 5
 
-test: setup lint labelstudio
+test: setup lint labelstudio browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
-test-fast: setup lint
+test-fast: setup lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: setup

@@ -32,6 +32,20 @@ _share_the_cores()  # before any test imports TensorFlow (nothing imported above
 os.environ.setdefault("SERVING_WHEELS", str(LOCAL_WHEELS))
 
 
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium driven by Playwright (tests/browser.py chose it), for one module's tests: Playwright's
+    synchronous API keeps an event loop of its own while it runs, which other modules' asyncio code must not meet."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def dataset(tmp_path: Path) -> Dataset:
     return Dataset(tmp_path / "data")
