@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What monitoring a window costs against serving it, on the same photos, in one run.
 
-    .venv/bin/python benchmarks/monitoring.py [--model DIR] [--size 512] [--copies 2] [--repeats 3]
+    .venv/bin/python benchmarks/monitoring.py [--model DIR] [--size 512] [--copies 2] [--repeats 3] [--baseline-images 5000]
 
 The model: an exported model folder (--model, e.g. `.cardamage/endpoints/car-damage-endpoint/v1` after
 `make run`), else EfficientDet-D0 trained one step from scratch on the bundled sample and exported as training
@@ -10,7 +10,9 @@ photos: the bundled sample's JPEGs, --copies times. Two passes, each timed best 
 - serving: each photo through the endpoint's handler and model (LocalEndpoint.invoke, one at a time), as the
   endpoint answers it; the answers become capture records in the local endpoint's format;
 - monitoring: the monitor program (containers/monitoring/monitor.py main) over those capture files, against
-  baselines made from the same photos and answers, writing monitor.json, atypical.json and report.html.
+  baselines made from the same photos and answers, repeated to --baseline-images records (a validation set's
+  size: what the monitor reads, tests against and ranks each photo in grows with it), writing monitor.json,
+  atypical.json and report.html.
 The monitor runs on the window and on its first half: the difference is its cost per photo, the rest its cost per
 window whatever the size (the report's plots). Reported: serving's cost per photo, the monitor's per photo and
 per window, and monitoring's time as a share of serving's, for this window and for a large one, where the
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="the built model's input size (default: %(default)s, D0's)")
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-images", type=int, default=5000, help="records in the baselines (default: %(default)s)")
     args = parser.parse_args()
     photos = [path.read_bytes() for path in sorted(SAMPLE.joinpath("images").rglob("*.jpg"))] * args.copies
     with tempfile.TemporaryDirectory(prefix="monitoring-bench-") as tmp:
@@ -79,8 +82,11 @@ def main() -> None:
         baselines = work / "baselines"
         baselines.mkdir()
         captured = [decode("bench", i, line) for i, line in enumerate(lines, 1)]
-        inputs = statistics.summarize((statistics.input_statistics(photo.data) for photo in captured), "input")
-        outputs = statistics.summarize((statistics.output_statistics(p.detections, p.width, p.height) for p in captured), "output")
+        records = -(-args.baseline_images // len(captured))  # each photo's statistics this many times, then cut
+        measured = [statistics.input_statistics(photo.data) for photo in captured] * records
+        answered = [statistics.output_statistics(p.detections, p.width, p.height) for p in captured] * records
+        inputs = statistics.summarize(measured[: args.baseline_images], "input")
+        outputs = statistics.summarize(answered[: args.baseline_images], "output")
         (baselines / statistics.DATA_BASELINE).write_text(json.dumps(inputs))
         (baselines / statistics.MODEL_BASELINE).write_text(json.dumps(outputs))
         # The window, and its first half: the difference is what each photo costs, the rest what a window costs
@@ -99,7 +105,7 @@ def main() -> None:
     per_photo = (monitoring - half_time) / (count - half)
     fixed = monitoring - count * per_photo
     built = "given" if args.model else f"D0 at {args.size}"
-    print(f"photos         {count} (the sample's {count // args.copies}, {args.copies} times); model {built}")
+    print(f"photos         {count} (the sample's {count // args.copies}, {args.copies} times); model {built}; baselines of {args.baseline_images}")
     serving_photo = serving / count
     print(f"serving        {serving:.2f} s, {1000 * serving_photo:.1f} ms a photo (handler and model, one at a time)")
     print(f"monitoring     {monitoring:.2f} s for the window: {1000 * per_photo:.1f} ms a photo and {fixed:.2f} s a window (the report's plots)")
