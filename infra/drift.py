@@ -2,7 +2,8 @@
 
     EventBridge Scheduler, on monitoring.schedule, one schedule per release stage's endpoint
       -> the starter function (containers/deploy/monitor_start.py): the window, its captured hours, the served
-         package's baselines -> CreateProcessingJob <project>-monitor-<window start>-<stage>
+         package's baselines, for the accuracy in service the label files and the capture files review batches
+         under s3://<artifacts>/review/ took photos from -> CreateProcessingJob <project>-monitor-<window start>-<stage>
       -> the job, as the monitoring job role: containers/monitoring/monitor.py on the processing image, writing
          monitor.json, report.html and atypical.json under s3://<artifacts>/monitoring/<endpoint>/<window start>/
       -> "SageMaker Processing Job State Change" (Completed) -> the metrics function
@@ -35,12 +36,13 @@ from infra.images import Images
 from infra.roles import list_under, sagemaker_role
 from infra.rules import event_rule
 from infra.storage import Storage, grants_for_aws_resources
-from pipelines.config import Config
+from pipelines.config import REVIEW_PREFIX, Config
 from steps.evaluate import OUTPUT as EVALUATION  # the folder of an execution's outputs that holds the baselines
 
 PROCESSING_LOGS = "/aws/sagemaker/ProcessingJobs"  # "Log groups and streams that Amazon SageMaker AI sends to Amazon CloudWatch Logs"
 # Processing jobs' instance metrics ("Amazon SageMaker AI metrics in Amazon CloudWatch", Processing job metrics).
 PROCESSING_METRICS = "/aws/sagemaker/ProcessingJobs"
+MANIFESTS = (monitor_start.LABELS_MANIFEST, monitor_start.CAPTURES_MANIFEST)  # the job's labelled inputs, by manifest
 
 
 def monitored(config: Config) -> bool:
@@ -82,6 +84,7 @@ class DriftMonitoring(Construct):
         reports = {endpoint: config.monitoring_reports(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
         jobs = sagemaker_arn(self, "processing-job", f"{config.monitoring_job_prefix}-*")
         report_objects = [artifacts.arn_for_objects(f"{prefix}*") for prefix in reports.values()]
+        labels = config.labels_prefix(storage.data.bucket_name)
         self.namespace = monitor_metrics.namespace(config.project.name)
 
         self.job_role = self._job_role(config, storage, images, captures, reports)
@@ -103,13 +106,16 @@ class DriftMonitoring(Construct):
             "job_prefix": config.monitoring_job_prefix,
             "baseline_prefix": f"{config.pipeline_name}/",
             "baseline_folder": EVALUATION,
+            "labels": str(labels),
+            "reviews": REVIEW_PREFIX,
+            **({"label_attribute": config.data.label_attribute} if config.data.label_attribute else {}),
         }
         self.starter, self.starter_log_group, starter = self._function(
             config,
             "StartFunction",
             handler="monitor_start.handler",
             does="start the drift monitor over the last window of each endpoint's captures",
-            environment={monitor_start.ENVIRONMENT[name]: value for name, value in settings.items()},
+            environment={({**monitor_start.ENVIRONMENT, **monitor_start.OPTIONAL_ENVIRONMENT})[name]: value for name, value in settings.items()},
         )
         packages = sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")
         starter.add_to_principal_policy(
@@ -121,7 +127,18 @@ class DriftMonitoring(Construct):
         )
         starter.add_to_principal_policy(read_endpoint_configs(self))
         starter.add_to_principal_policy(list_under("ListCaptures", artifacts.bucket_arn, captures.values()))
-        # A window without captures gets its empty monitor.json from the function itself.
+        # The accuracy in service: which label files there are, and the review batches' review.json (which capture
+        # files their photos came from), read through the key.
+        starter.add_to_principal_policy(list_under("ListLabels", storage.data.bucket_arn, [labels.key]))
+        starter.add_to_principal_policy(list_under("ListReviewBatches", artifacts.bucket_arn, [REVIEW_PREFIX]))
+        starter.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadReviewBatches", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{REVIEW_PREFIX}*{monitor_start.REVIEW}")]
+            )
+        )
+        starter.add_to_principal_policy(iam.PolicyStatement(sid="DecryptReviewBatches", actions=["kms:Decrypt"], resources=[key.key_arn]))
+        # A window without captures gets its empty monitor.json from the function itself; a job's labelled inputs
+        # get their manifests in the window's folder.
         starter.add_to_principal_policy(iam.PolicyStatement(sid="WriteEmptyReports", actions=["s3:PutObject"], resources=report_objects))
         starter.add_to_principal_policy(iam.PolicyStatement(sid="EncryptEmptyReports", actions=["kms:GenerateDataKey"], resources=[key.key_arn]))
         starter.add_to_principal_policy(iam.PolicyStatement(sid="StartMonitoringJobs", actions=["sagemaker:CreateProcessingJob"], resources=[jobs]))
@@ -211,6 +228,7 @@ class DriftMonitoring(Construct):
         artifacts, key = storage.artifacts, storage.key
         role = sagemaker_role(self, "JobRole", f"{config.project.name}: the drift monitoring jobs")
         baselines = baselines_prefix(config)
+        labels = config.labels_prefix(storage.data.bucket_name).key
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadCapturesAndBaselines",
@@ -219,6 +237,16 @@ class DriftMonitoring(Construct):
             )
         )
         role.add_to_policy(list_under("ListCapturesAndBaselines", artifacts.bucket_arn, [*captures.values(), baselines]))
+        # The accuracy in service: the label files and the capture files that review batches took photos from (the
+        # captures are read above), each input named by a manifest the starter writes into the window's folder.
+        manifests = [artifacts.arn_for_objects(f"{p}*/{name}") for p in reports.values() for name in MANIFESTS]
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadLabelsAndManifests", actions=["s3:GetObject"], resources=[storage.data.arn_for_objects(f"{labels}*"), *manifests]
+            )
+        )
+        # Whether SageMaker lists a ManifestFile input's prefix is not documented: allowed, for the labels prefix only.
+        role.add_to_policy(list_under("ListLabels", storage.data.bucket_arn, [labels]))
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteReports",

@@ -12,11 +12,12 @@ from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.drift import PROCESSING_LOGS, baselines_prefix
-from infra.people import LABELING_FILES, REVIEW
+from containers.deploy import monitor_start
+from infra.drift import MANIFESTS, PROCESSING_LOGS, baselines_prefix
+from infra.people import LABELING_FILES
 from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
 from infra.storage import DATA_CAPTURE
-from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, Config
+from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, REVIEW_PREFIX, Config
 
 
 def check(app: App) -> None:
@@ -183,8 +184,15 @@ def _acknowledge_drift(stack: Stack, config: Config) -> None:
 
     processing_logs = REGIONAL.format(service="logs", resource=f"log-group:{PROCESSING_LOGS}")
     wildcard = f"AwsSolutions-IAM5[Resource::{artifacts}"
+    labels = config.labels_prefix(stack.storage.data.bucket_name).key
     acknowledge(
         drift.job_role,
+        (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.storage.data)}/{labels}*]", "Label exports land under labels/<batch>/, any batch"),
+        *(
+            (f"{wildcard}/{MONITORING_PREFIX}/{endpoint}/*/{name}]", "The starter writes a window's input manifests into its report folder")
+            for endpoint in endpoints
+            for name in MANIFESTS
+        ),
         *((f"{wildcard}/{DATA_CAPTURE}/{endpoint}/*]", "SageMaker writes captures hourly under data-capture/<endpoint>/") for endpoint in endpoints),
         (f"{wildcard}/{baselines_prefix(config)}*]", "A package's baselines are in its execution's evaluation/ folder, any execution's"),
         *reports("Each window's report is written under monitoring/<endpoint>/<window start>/"),
@@ -204,6 +212,7 @@ def _acknowledge_drift(stack: Stack, config: Config) -> None:
         SERVED_CONFIG,
         jobs,
         *reports("A window without captures gets its empty monitor.json under monitoring/<endpoint>/<window start>/"),
+        (f"{wildcard}/{REVIEW_PREFIX}*{monitor_start.REVIEW}]", "cardamage review --output puts review.json under review/<batch>/"),
     )
     acknowledge(
         drift.metrics_function.role,
@@ -239,6 +248,11 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
         (wildcard(sagemaker(f"endpoint-config/{group}-v*")), "The served endpoint config is named <group>-v<version>-<hash> per version"),
         (wildcard("*"), "sagemaker:ListModelPackages has no resource type (the group is a request parameter)"),
         (wildcard(f"{artifacts}/{config.pipeline_name}/*"), "Evaluation reports are under <pipeline>/<execution id>/evaluation/"),
+        (wildcard(f"{artifacts}/{MONITORING_PREFIX}/*"), "cardamage monitor and models read the drift reports under monitoring/<endpoint>/<window>/"),
+        (
+            wildcard(REGIONAL.format(service="cloudformation", resource=f"stack/{config.stack_name}/*")),
+            "A stack ARN ends in its id, unknown before deploying; the CLI reads its outputs by name",
+        ),
     ]
     acknowledge(people.approver, *reading)
     batch_jobs = sagemaker(f"transform-job/{config.project.name}-batch-*")
@@ -247,21 +261,20 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
         *reading,
         *deploying,
         *((rule, f"{reason}; operators also write review photos, pulled labels and snapshots there") for rule, reason in reads),
-        (
-            wildcard(REGIONAL.format(service="cloudformation", resource=f"stack/{config.stack_name}/*")),
-            "A stack ARN ends in its id, unknown before deploying; the CLI reads its outputs by name",
-        ),
         (wildcard(batch_jobs), "cardamage batch-predict names each job <project>-batch-v<version>-<UTC time>"),
         (wildcard(sagemaker("labeling-job/*")), "cardamage label takes any job name a person gives it (--job-name)"),
         (wildcard(f"{artifacts}/{DATA_CAPTURE}/*"), "cardamage review reads the captures under data-capture/<endpoint>/<date>/"),
-        (wildcard(f"{artifacts}/{MONITORING_PREFIX}/*"), "cardamage monitor reads the drift reports under monitoring/<endpoint>/<window>/"),
+        (
+            wildcard(f"{artifacts}/{REVIEW_PREFIX}*{monitor_start.REVIEW}"),
+            "cardamage monitor --since reads each review batch's review.json under review/<batch>/, as the drift monitor's starter does",
+        ),
         (
             wildcard(f"arn:<AWS::Partition>:s3:::<{_logical_id(storage.data)}>/{BATCH_PREFIX}*"),
             "Operators upload the photos of a batch-predict under batch/<name>/",
         ),
         *(
             (wildcard(f"{artifacts}/{prefix}*"), f"Written per run under {prefix} by cardamage {command}")
-            for prefix, command in ((LABELING_FILES, "label"), (BATCH_PREFIX, "batch-predict"), (REVIEW, "review --output"))
+            for prefix, command in ((LABELING_FILES, "label"), (BATCH_PREFIX, "batch-predict"), (REVIEW_PREFIX, "review --output"))
         ),
     )
 

@@ -19,14 +19,14 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from containers.deploy import monitor_start
 from infra.arns import arn, sagemaker_arn
 from infra.deployment import deployment_statements
-from infra.roles import Roles, input_prefixes
+from infra.roles import Roles, input_prefixes, list_under
 from infra.storage import DATA_CAPTURE, Storage
-from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, Config
+from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, REVIEW_PREFIX, Config
 
 LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
-REVIEW = "review/"  # where `cardamage review --output s3://<ArtifactBucket>/review/<batch>/` puts a review batch
 
 
 def reading_statements(scope: Construct, config: Config, storage: Storage, pipeline_arn: str) -> list[iam.PolicyStatement]:
@@ -60,6 +60,17 @@ def reading_statements(scope: Construct, config: Config, storage: Storage, pipel
         iam.PolicyStatement(
             sid="ReadEvaluationReports", actions=["s3:GetObject"], resources=[storage.artifacts.arn_for_objects(f"{config.pipeline_name}/*")]
         ),
+        # `models` shows each package's accuracy in service from the newest drift report of each endpoint, found by
+        # listing monitoring/<endpoint>/ (the bucket's name comes from the stack's outputs).
+        list_under("ListMonitorReports", storage.artifacts.bucket_arn, [f"{MONITORING_PREFIX}/"]),
+        iam.PolicyStatement(
+            sid="ReadMonitorReports", actions=["s3:GetObject"], resources=[storage.artifacts.arn_for_objects(f"{MONITORING_PREFIX}/*")]
+        ),
+        iam.PolicyStatement(
+            sid="ReadTheStackOutputs",  # the CLI's account values (pipelines/aws.py with_stack_values)
+            actions=["cloudformation:DescribeStacks"],
+            resources=[arn(scope, "cloudformation", "stack", f"{config.stack_name}/*")],
+        ),
         iam.PolicyStatement(sid="DecryptWithTheKey", actions=["kms:Decrypt"], resources=[storage.key.key_arn]),
     ]
 
@@ -88,11 +99,6 @@ class People(Construct):
             statements=[
                 *reading_statements(self, config, storage, pipeline_arn),
                 iam.PolicyStatement(sid="StartExecutions", actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn]),
-                iam.PolicyStatement(
-                    sid="ReadTheStackOutputs",  # the CLI's account values (pipelines/aws.py with_stack_values)
-                    actions=["cloudformation:DescribeStacks"],
-                    resources=[arn(self, "cloudformation", "stack", f"{config.stack_name}/*")],
-                ),
                 *deployment_statements(self, config, storage=storage, execution_role_arn=roles.execution.role_arn),
                 iam.PolicyStatement(
                     sid="CallTheEndpoints",
@@ -146,13 +152,19 @@ class People(Construct):
                     artifacts.arn_for_objects(f"{config.pipeline_name}/*"),
                     artifacts.arn_for_objects(f"{DATA_CAPTURE}/*"),
                     artifacts.arn_for_objects(f"{BATCH_PREFIX}*"),
-                    artifacts.arn_for_objects(f"{MONITORING_PREFIX}/*"),  # `cardamage monitor`: the scheduled job's reports
                 ],
+            ),
+            # `cardamage monitor --since` finds the capture files review batches took photos from as the drift
+            # monitor's starter does: through each batch's review.json (not its photos).
+            iam.PolicyStatement(
+                sid="ReadReviewBatches",
+                actions=["s3:GetObject"],
+                resources=[artifacts.arn_for_objects(f"{REVIEW_PREFIX}*{monitor_start.REVIEW}")],
             ),
             iam.PolicyStatement(
                 sid="WriteData",
                 actions=["s3:PutObject"],
-                resources=[*writes, *(artifacts.arn_for_objects(f"{prefix}*") for prefix in (LABELING_FILES, BATCH_PREFIX, REVIEW))],
+                resources=[*writes, *(artifacts.arn_for_objects(f"{prefix}*") for prefix in (LABELING_FILES, BATCH_PREFIX, REVIEW_PREFIX))],
             ),
             iam.PolicyStatement(sid="EncryptWithTheKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]),
         ]

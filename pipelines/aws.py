@@ -30,6 +30,8 @@ from containers.common.s3 import S3Location
 from containers.common.s3 import parse_s3_uri as _parse_s3_uri
 from containers.deploy import deploy as deployment
 from containers.deploy.champion import recorded_champion
+from containers.evaluation.intervals import ReportIntervals
+from containers.evaluation.model_card import card_status
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from pipelines.backends import BackendError, Package, data_label, present_baselines
 from pipelines.config import Config, LabelingConfig
@@ -400,16 +402,24 @@ def newest_approved(sagemaker: Any, group: str) -> str:
     raise ControlPlaneError(f"no Approved package in {group}: approve one with `cardamage approve VERSION`")
 
 
-def read_map(s3: Any, package: Mapping[str, Any]) -> float | None:
-    """The package's mAP: the evaluation report its metrics point at, else the registered metadata, else None."""
+def read_report(s3: Any, package: Mapping[str, Any]) -> Any:
+    """The evaluation report (evaluation.json, parsed) the package's metrics point at; None when it cannot be read."""
     uri = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics", {}).get("S3Uri")
-    if uri:
-        try:
-            bucket, key = parse_s3_uri(uri)
-            report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            return float(report["metrics"]["mAP"]["value"])
-        except (ClientError, ControlPlaneError, ValueError, KeyError, TypeError):
-            pass
+    if not uri:
+        return None
+    try:
+        bucket, key = parse_s3_uri(uri)
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, ControlPlaneError, ValueError):
+        return None
+
+
+def read_map(report: Any, package: Mapping[str, Any]) -> float | None:
+    """The package's mAP: its evaluation report's (read_report), else the registered metadata's, else None."""
+    try:
+        return float(report["metrics"]["mAP"]["value"])
+    except (ValueError, KeyError, TypeError):
+        pass
     try:
         return float((package.get("CustomerMetadataProperties") or {})["mAP"])
     except (KeyError, TypeError, ValueError):
@@ -431,16 +441,18 @@ def list_packages(sagemaker: Any, s3: Any, group: str, limit: int) -> list[Packa
     packages = []
     for summary in package_summaries(sagemaker, group, limit=limit):
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        report = read_report(s3, package)
         packages.append(
             Package(
                 version=package.get("ModelPackageVersion", 0),
                 arn=package["ModelPackageArn"],
                 status=package.get("ModelApprovalStatus", ""),
                 created=package.get("CreationTime"),
-                map=read_map(s3, package),
+                map=read_map(report, package),
                 note=package.get("ApprovalDescription", ""),
                 data=data_label((package.get("CustomerMetadataProperties") or {}).get("TrainingData")),
                 champion=recorded_champion(package.get("CustomerMetadataProperties")),
+                intervals=ReportIntervals.from_report(report),
                 baselines=present_baselines(package.get("DriftCheckBaselines"), exists),
             )
         )
@@ -463,7 +475,11 @@ def set_approval(sagemaker: Any, sts: Any, arn: str, status: str, comment: str |
     package = describe_package(sagemaker, arn)
     identity = sts.get_caller_identity()["Arn"]
     text = f"{status} by {identity}" + (f": {comment.strip()}" if comment and comment.strip() else "")
-    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=text[:1024])
+    # Its model card's status follows in the same request (UpdateModelPackage takes ModelCard: botocore's service
+    # model). Only the status: the content stays Evaluate's, and an Archived card's content may not change (the API
+    # Reference, ModelPackageModelCard). A package registered without a card is left without one.
+    card = {"ModelCard": {"ModelCardStatus": card_status(status)}} if package.get("ModelCard") else {}
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=text[:1024], **card)
     return ApprovalChange(arn, package.get("ModelPackageVersion", 0), package.get("ModelApprovalStatus", ""), status, text[:1024])
 
 

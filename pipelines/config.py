@@ -30,6 +30,7 @@ from containers.common.s3 import S3_URI_EXAMPLE, S3_URI_PATTERN, S3Location, par
 from containers.deploy.deploy import APPROVAL_STATUSES
 from containers.deploy.monitor_start import MAX_WINDOW_HOURS
 from containers.deploy.monitor_start import job_name as monitoring_job_name
+from containers.evaluation.intervals import DEFAULT_SEED, MIN_RESAMPLES
 from containers.inference import image as serving
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
@@ -44,6 +45,10 @@ InstanceCount = Annotated[int, Field(ge=1, le=100)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 # How far below the champion's mAP a challenger may fall; negative: the improvement it must show (mAPs are in [0, 1]).
 Tolerance = Annotated[float, Field(ge=-1.0, le=1.0)]
+# How the quality gate compares a challenger with the champion (the ChampionRule parameter; steps/check_quality.py):
+# margin, the champion's lead itself; significant, the lower bound of the lead's bootstrap interval.
+CHAMPION_RULES = ("margin", "significant")
+ChampionRule = Literal[CHAMPION_RULES]
 ApprovalStatus = Literal[APPROVAL_STATUSES]  # SageMaker's ModelApprovalStatus values, kept by the deployment function
 _DURATION = TypeAdapter(timedelta)
 
@@ -170,6 +175,15 @@ class EvaluationConfig(_Section):
     # configured map_threshold and champion_tolerance themselves (an execution may tighten the gate, not loosen it).
     min_map_threshold: Fraction | None = None
     max_champion_tolerance: Tolerance | None = None
+    # How the champion's lead is judged (the ChampionRule parameter's default): margin refuses a challenger whose
+    # mAP falls more than champion_tolerance below the champion's; significant only one whose lead's 95% interval
+    # lies wholly above champion_tolerance. champion_rules: the rules an execution may choose (another ends at the
+    # definition's first step, naming this key).
+    champion_rule: ChampionRule = "margin"
+    champion_rules: Annotated[list[ChampionRule], Field(min_length=1)] = list(CHAMPION_RULES)
+    # Evaluate's bootstrap intervals over the validation images: how many resamples, and the seed that draws them.
+    bootstrap_resamples: Annotated[int, Field(ge=MIN_RESAMPLES)] = MIN_RESAMPLES
+    bootstrap_seed: Annotated[int, Field(ge=0)] = DEFAULT_SEED
 
     @property
     def map_floor(self) -> float:
@@ -187,6 +201,10 @@ class EvaluationConfig(_Section):
             raise ValueError(f"map_threshold ({self.map_threshold}) must be at least min_map_threshold ({self.map_floor})")
         if self.champion_tolerance > self.tolerance_ceiling:
             raise ValueError(f"champion_tolerance ({self.champion_tolerance}) must be at most max_champion_tolerance ({self.tolerance_ceiling})")
+        if len(set(self.champion_rules)) != len(self.champion_rules):
+            raise ValueError(f"champion_rules ({', '.join(self.champion_rules)}) names a rule twice")
+        if self.champion_rule not in self.champion_rules:
+            raise ValueError(f"champion_rule ({self.champion_rule}) must be one of champion_rules ({', '.join(self.champion_rules)})")
         return self
 
 
@@ -309,6 +327,9 @@ class AlarmsConfig(_Section):
 
 DATA_CAPTURE_PREFIX = "data-capture"  # of the artifacts bucket; its objects expire (infrastructure.data_capture_expiration_days)
 BATCH_PREFIX = "batch/"  # batch-predict on AWS: photos under it in the data bucket, answers in the artifacts bucket
+# Review batches on AWS: `cardamage review --output s3://<ArtifactBucket>/review/<batch>/`, the one place the operators'
+# policy lets a batch go (infra/people.py), where the drift monitor finds their review.json (infra/drift.py).
+REVIEW_PREFIX = "review/"
 
 
 class InfrastructureConfig(_Section):

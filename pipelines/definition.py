@@ -4,7 +4,8 @@
                          no:  GateLooserThanAllowed (Fail)                                     no:  QualityBelowThreshold (Fail)
 
 CheckGateSettings refuses an execution whose MapThreshold or ChampionTolerance is looser than pipeline.yaml
-allows. FindChampion (a Lambda) names the package the endpoint serves; Evaluate scores it beside the new model
+allows, or whose ChampionRule is not in evaluation.champion_rules.
+FindChampion (a Lambda) names the package the endpoint serves; Evaluate scores it beside the new model
 on the same records; CheckQuality asks for the threshold and, when something is served, not to fall behind it.
 Deploy is there only when pipeline.yaml registers packages Approved; otherwise a person's approval deploys.
 

@@ -2,7 +2,8 @@
 challenger) and on the package the endpoint serves (the champion, found by FindChampion), on the same
 validation records in the same job, with evaluation.json as a PropertyFile for the quality gate. It also
 writes the package's drift baselines beside it: PrepareData's photo statistics merged (data-baseline.json),
-and the challenger's answers under the endpoint's settings from pipeline.yaml (model-baseline.json)."""
+and the challenger's answers under the endpoint's settings from pipeline.yaml (model-baseline.json). It keeps the
+list of the photos the challenger learnt from (evaluation-images.json) and compares it with the champion's."""
 
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ CHAMPION_VERSION_PATH = "champion.version"
 CHAMPION_LEAD_PATH = "champion.map_lead"
 CHAMPION_MAP_TEXT_PATH = "champion.map_text"
 CHAMPION_TEXT_PATH = "champion.text"
+# And the bootstrap intervals' (containers/evaluation/intervals.py): the lower bound of the lead's interval (what
+# ChampionRule significant compares), the lead and the challenger's mAP with their intervals as text.
+CHAMPION_LEAD_LOW_PATH = "champion.lead_low"
+CHAMPION_LEAD_TEXT_PATH = "champion.lead_text"
+MAP_INTERVAL_TEXT_PATH = "map_interval_text"
 MODEL_SHA256_PATH = "model.sha256"  # the sha256 of the challenger's model archive, as scored
+PREPARED_REPORT = "report"  # the start of the names of PrepareData's reports (report.json, report-<host>.json)
+PREPARED_IMAGES = "images"  # and of its lists of the photos it wrote (images.jsonl, images-<host>.jsonl)
 
 
 def evaluate_step(context: BuildContext, params: Parameters, prepare, train, champion):
@@ -53,6 +61,17 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
             s3_input("champion", output(champion, "model_data_url"), "/opt/ml/processing/input/champion"),
             # PrepareData's photo statistics, one document per instance: the data baseline.
             s3_input("statistics", prepared_uri(prepare, STATISTICS_FOLDER), "/opt/ml/processing/input/statistics"),
+            # PrepareData's report.json (report-<host>.json per instance) for report.html's data section: the prefix
+            # <prepared>/report, so that none of the training records comes along (report*.png do, unread).
+            s3_input("prepared", prepared_uri(prepare, PREPARED_REPORT), "/opt/ml/processing/input/prepared"),
+            # PrepareData's lists of the photos it wrote (the prefix <prepared>/images), which Evaluate keeps beside
+            # evaluation.json: the prepared data expires, the execution's outputs do not.
+            s3_input("images", prepared_uri(prepare, PREPARED_IMAGES), "/opt/ml/processing/input/images"),
+            # The champion's evaluation.json and kept list of photos (a prefix that holds at least evaluation.json), or,
+            # when FindChampion cannot name them, a model archive that exists (its data_missing says why): an input
+            # whose prefix holds no object may fail the job (unverified for Processing; CreateTrainingJob refuses one with
+            # "No S3 objects found under S3 URL", an error quoted in aws/amazon-sagemaker-examples issue 2267, not documented).
+            s3_input("champion-data", output(champion, "data_uri"), "/opt/ml/processing/input/champion-data"),
         ],
         outputs=[
             ProcessingOutput(
@@ -77,11 +96,24 @@ def evaluate_step(context: BuildContext, params: Parameters, prepare, train, cha
             output(champion, "package_arn"),
             "--statistics",
             "/opt/ml/processing/input/statistics",
+            "--prepared",
+            "/opt/ml/processing/input/prepared",
+            "--images",
+            "/opt/ml/processing/input/images",
+            "--champion-data",
+            "/opt/ml/processing/input/champion-data",
+            "--champion-data-missing",
+            output(champion, "data_missing"),
             # The endpoint's default options, which the model baseline is measured under.
             "--score-threshold",
             str(deployment.score_threshold),
             "--max-detections",
             str(deployment.max_detections),
+            # The intervals: pipeline.yaml's, so that a rerun of the same inputs draws the same resamples.
+            "--bootstrap-resamples",
+            str(context.config.evaluation.bootstrap_resamples),
+            "--bootstrap-seed",
+            str(context.config.evaluation.bootstrap_seed),
             "--no-progress",
         ],
     )

@@ -8,8 +8,11 @@ from __future__ import annotations
 from steps.context import BuildContext
 
 NAME = "FindChampion"
-# The function's answer (champion.Champion.outputs): `found` is a Boolean, the others are strings.
-OUTPUTS = {"found": "Boolean", "reason": "String", "model_data_url": "String", "package_arn": "String", "version": "String", "recorded_map": "String"}
+# The function's answer (champion.Champion.outputs): `found` is a Boolean, the others are strings. `data_uri` names
+# the champion's data (its evaluation.json and image list) for Evaluate, or an object that exists when it cannot:
+# then `data_missing` says why ("none" when it names them).
+STRING_OUTPUTS = ("reason", "model_data_url", "package_arn", "version", "recorded_map", "data_uri", "data_missing")
+OUTPUTS = {"found": "Boolean", **dict.fromkeys(STRING_OUTPUTS, "String")}
 
 
 def find_champion_step(context: BuildContext, train):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from containers.training.hyperparameters import BatchSize, ImageSize, ModelVariant, TrainingSteps
-from pipelines.config import Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
+from pipelines.config import ChampionRule, Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
 
 if TYPE_CHECKING:
     from sagemaker.core.workflow.functions import Join
@@ -40,6 +40,7 @@ class Parameters:
     evaluation_instance_type: ParameterString
     map_threshold: ParameterFloat
     champion_tolerance: ParameterFloat
+    champion_rule: ParameterString
 
     def all(self) -> list[ParameterString | ParameterInteger | ParameterFloat]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -63,6 +64,9 @@ def build_parameters(config: Config, data_bucket: str) -> Parameters:
         evaluation_instance_type=ParameterString("EvaluationInstanceType", default_value=config.evaluation.instance_type),
         map_threshold=ParameterFloat("MapThreshold", default_value=config.evaluation.map_threshold),
         champion_tolerance=ParameterFloat("ChampionTolerance", default_value=config.evaluation.champion_tolerance),
+        # No EnumValues: AWS's published definition schema has none for a String parameter and no AWS page documents
+        # it; the definition's first step refuses a rule pipeline.yaml does not allow, and check_overrides any other.
+        champion_rule=ParameterString("ChampionRule", default_value=config.evaluation.champion_rule),
     )
 
 
@@ -88,6 +92,7 @@ RULES: dict[str, Any] = {
     "EvaluationInstanceType": InstanceType,
     "MapThreshold": Fraction,
     "ChampionTolerance": Tolerance,
+    "ChampionRule": ChampionRule,
 }
 # Former parameters, with why a run cannot set them any more.
 RETIRED = {

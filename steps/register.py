@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from containers.deploy.champion import METADATA_MAP, METADATA_VERSION
 from containers.deploy.deploy import METADATA_SHA256
+from containers.evaluation.model_card import MODEL_CARD, card_status
+from containers.evaluation.package_report import PAGE
 from containers.inference.inference import serving_environment
 from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
 from steps.common import service_retries
@@ -19,11 +21,14 @@ NAME = "Register"
 # Metadata keys besides the champion's: the prepared validation records' prefix (`cardamage promote` sends the
 # first photos of it to a stage as its smoke test).
 METADATA_VALIDATION = "ValidationData"
+# And the S3 URI of the package's report page (report.html, which Evaluate writes beside evaluation.json): `cardamage report`.
+METADATA_REPORT = "ReportUri"
 
 
 def register_step(context: BuildContext, params: Parameters, prepare, train, evaluate, report, champion):
     from sagemaker.core.drift_check_baselines import DriftCheckBaselines
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.shapes import ModelPackageModelCard
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.serve.model_builder import ModelBuilder
 
@@ -52,6 +57,13 @@ def register_step(context: BuildContext, params: Parameters, prepare, train, eva
         ),
         # pipeline.yaml's, not a parameter: whoever may start an execution may not approve its model.
         approval_status=config.registry.approval_status,
+        # The package's model card, shown on its page in Studio: its content is Evaluate's (containers/evaluation/
+        # model_card.py), read with JsonGet, as the definition cannot build JSON around run-time values safely; its
+        # status goes with the approval status (PendingReview while a person decides), and `cardamage approve` and
+        # `reject` keep it so.
+        model_card=ModelPackageModelCard(
+            model_card_content=measured_map(evaluate, report, MODEL_CARD), model_card_status=card_status(config.registry.approval_status)
+        ),
         description=f"EfficientDet ({config.training.model} by default) for {', '.join(config.data.classes or ['the manifests classes'])}",
         # TrainingData: the labels the model was trained on; a dataset snapshot's inputs/ prefix when the trigger
         # (or cardamage start) started the execution, with its snapshot.json beside it. The champion: the package
@@ -65,6 +77,9 @@ def register_step(context: BuildContext, params: Parameters, prepare, train, eva
             METADATA_VALIDATION: prepared_uri(prepare, "validation"),
             # The archive Evaluate scored: the deployment function deploys no other (containers/deploy/deploy.py).
             METADATA_SHA256: measured_map(evaluate, report, MODEL_SHA256_PATH),
+            # CreateModelPackage's CustomerMetadataValue holds up to 256 characters of letters, digits, spaces and
+            # _.:/=+-@ (botocore's sagemaker service model): an S3 URI of the artifact bucket fits.
+            METADATA_REPORT: evaluation_uri(evaluate, PAGE),
         },
         domain="COMPUTER_VISION",
         task="OBJECT_DETECTION",

@@ -8,11 +8,19 @@ is not mistaken for the champion).
 The answer always names a model for Evaluate to read: a Processing input must name objects that exist, so
 when there is no champion, `model_data_url` is the challenger's own and `found` is false (Evaluate then
 scores the challenger alone). Standard library and boto3 only: it ships beside deploy.py as the Lambda's code.
+
+It also names the champion's data, for the report page's "images new since the champion's data": beside each
+package's evaluation.json (its ModelMetrics), Evaluate keeps the list of the photos the model was trained and
+validated on (containers/evaluation/image_lists.py). `data_uri` is that evaluation.json's URI less ".json", a
+prefix that holds evaluation.json itself and the list when its Evaluate kept one, so never an empty prefix.
+When the champion's data cannot be named, `data_uri` is `model_data_url` (an object that exists, as for the
+model) and `data_missing` says why; Evaluate then shows the images as not known, and does not fail.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +37,11 @@ NONE = "none"  # the package ARN and mAP outputs when there is no champion (meta
 # against: its version ("0": none) and its mAP on the same validation records ("none": none).
 METADATA_VERSION = "ChampionVersion"
 METADATA_MAP = "ChampionMAP"
+EVALUATION_FILE = "evaluation.json"  # what a package's ModelMetrics (ModelQuality.Statistics) names: Evaluate's report
+# `data_missing` is one of Evaluate's container arguments, which hold at most 256 characters each (botocore's
+# sagemaker service model, shape ContainerArgument): a longer reason is cut.
+MAX_ARGUMENT = 256
+_PIPELINE_ROOT = re.compile(r"^s3://[^/]+/[^/]+/")  # s3://<artifact bucket>/<pipeline>/: the outputs the pipeline's role reads
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,8 @@ class Champion:
     version: int = 0
     group: str = ""
     recorded_map: float | None = None
+    data_uri: str = ""  # the prefix of its evaluation.json and image list; "" when not known
+    data_missing: str = ""  # why its data is not known, when it was found ("" otherwise: `reason` says why)
 
     def outputs(self) -> dict[str, Any]:
         """The Lambda's answer: the FindChampion step's outputs (`found` a Boolean, the others strings)."""
@@ -53,7 +68,13 @@ class Champion:
             "package_arn": self.package_arn,
             "version": str(self.version),
             "recorded_map": NONE if self.recorded_map is None else f"{self.recorded_map:.6f}",
+            "data_uri": self.data_uri or self.model_data_url,
+            "data_missing": NONE if self.data_uri else _argument(self.data_missing or self.reason),
         }
+
+
+def _argument(text: str) -> str:
+    return text if len(text) <= MAX_ARGUMENT else text[: MAX_ARGUMENT - 3] + "..."
 
 
 def recorded_champion(metadata: Mapping[str, Any] | None) -> tuple[int, float | None] | None:
@@ -82,10 +103,27 @@ def deleted(endpoint_name: str, version: int, challenger_model_url: str) -> Cham
     return none(f"endpoint {endpoint_name} serves version {version}, whose package was deleted", challenger_model_url)
 
 
-def served(endpoint_name: str, package: deploy.Candidate, model_data_url: str) -> Champion:
-    """The champion: the package `endpoint_name` serves, as the deployment rule reads it, and its model."""
+def served(endpoint_name: str, package: deploy.Candidate, model_data_url: str, evaluation_uri: str | None = None) -> Champion:
+    """The champion: the package `endpoint_name` serves, as the deployment rule reads it, its model and, from
+    `evaluation_uri` (the evaluation.json its ModelMetrics name), its data."""
     reason = f"endpoint {endpoint_name} serves version {package.version} of {package.group}"
-    return Champion(True, reason, model_data_url, package.arn, package.version, package.group, package.map)
+    data_uri, missing = champion_data(package.version, evaluation_uri, model_data_url)
+    return Champion(True, reason, model_data_url, package.arn, package.version, package.group, package.map, data_uri, missing)
+
+
+def champion_data(version: int, evaluation_uri: str | None, model_data_url: str) -> tuple[str, str]:
+    """(the prefix of the champion's evaluation.json and image list, "") or ("", why there is none to read). The
+    evaluation must be under the pipeline's outputs its model is under (s3://<bucket>/<pipeline>/), which
+    Evaluate's role reads: one elsewhere could fail the job when SageMaker downloads it."""
+    if not evaluation_uri:
+        return "", f"version {version}'s package names no {EVALUATION_FILE} (ModelMetrics)"
+    if not evaluation_uri.startswith("s3://") or not evaluation_uri.endswith(f"/{EVALUATION_FILE}"):
+        return "", f"version {version}'s package names {evaluation_uri} as its metrics, not an Evaluate {EVALUATION_FILE}"
+    root = _PIPELINE_ROOT.match(model_data_url)
+    if root is None or not evaluation_uri.startswith(root.group(0)):
+        where = root.group(0) if root else model_data_url
+        return "", f"version {version}'s {EVALUATION_FILE} ({evaluation_uri}) is not under its model's pipeline outputs ({where})"
+    return evaluation_uri.removesuffix(".json"), ""
 
 
 def of_package(package: Mapping[str, Any], endpoint_name: str, challenger_model_url: str) -> Champion:
@@ -95,7 +133,8 @@ def of_package(package: Mapping[str, Any], endpoint_name: str, challenger_model_
     url = containers[0].get("ModelDataUrl")
     if not url:
         return none(f"endpoint {endpoint_name} serves version {offered.version}, whose package names no model data", challenger_model_url)
-    return served(endpoint_name, offered, url)
+    statistics = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+    return served(endpoint_name, offered, url, statistics.get("S3Uri"))
 
 
 def another_group(endpoint_name: str, version: int, group: str, challenger_model_url: str) -> Champion:

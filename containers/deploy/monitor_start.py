@@ -12,12 +12,23 @@ window again. The function:
   `served_package`: this module ships beside deploy.py as the Lambda's code), and the S3 URIs of its
   DriftCheckBaselines: ModelDataQuality.Statistics (data-baseline.json) and ModelQuality.Statistics
   (model-baseline.json);
+- finds what the accuracy in service needs (containers/monitoring/quality.py), when the endpoint serves a package
+  of this project: the label files under the labels prefix (not a YOLO set's images), and the capture files that
+  review batches took photos from. A review batch's review.json (pipelines/review.py write_batch) names each
+  photo's capture line as "s3://<bucket>/<key>:<line>"; the batches the scheduled job finds are the ones written
+  under the review prefix of the artifacts bucket (`cardamage review --output s3://<artifacts>/review/<batch>/`,
+  the one place the operators' policy lets a batch go, infra/people.py). A photo is labelled after it was
+  answered, so those captures are older than the window: the job reads them for the accuracy in service only.
+  Only captures since the served package's endpoint config was made count (--served-since): earlier answers
+  were another package's;
 - starts a Processing job on the processing image running containers/monitoring/monitor.py, network-isolated,
   its volume and output encrypted with the project's key: one input per hour folder, one for the baselines'
-  folder, and its report written to s3://<artifacts>/<reports prefix><window start>/.
+  folder, the label files and the reviewed capture files (each a manifest the function writes into the window's
+  report folder), and its report written to s3://<artifacts>/<reports prefix><window start>/.
 
 A window with no captures starts no job: the function writes that window's monitor.json itself (no photos, no
-drift), so the latest report says so; an endpoint that does not exist gets neither. The job's name is derived
+drift, and no accuracy in service: a job per idle hour would cost more than the figure is worth), so the latest
+report says so; an endpoint that does not exist gets neither. The job's name is derived
 from the window (`job_name`), so a repeated invocation for a window starts nothing more.
 
 Standard library and boto3 only.
@@ -42,9 +53,11 @@ except ImportError:  # the Lambda: handler "monitor_start.handler", with this fo
     import deploy  # type: ignore[no-redef]
 
 # A Processing job takes at most 10 inputs ("ProcessingInputs: Maximum number of 10 items", the CreateProcessingJob
-# API reference): one per hour of the window, and one for the baselines.
+# API reference): one per hour of the window, one for the baselines, and two for the accuracy in service, which are
+# left out (and the answer says so) when a window of more than 7 captured hours leaves no room for them.
 MAX_INPUTS = 10
 MAX_WINDOW_HOURS = MAX_INPUTS - 1
+ACCURACY_INPUTS = 2  # the label files' input and the labelled capture files'
 NAME_LIMIT = 63  # a processing job's name: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62} (the same reference)
 
 # Where the job finds what it reads and writes (its program is the processing image's copy of containers/).
@@ -53,6 +66,17 @@ PROCESSING = "/opt/ml/processing"
 CAPTURES = f"{PROCESSING}/captures"
 BASELINE = f"{PROCESSING}/baseline"
 OUTPUT = f"{PROCESSING}/output"
+LABELS = f"{PROCESSING}/labels"
+LABELLED_CAPTURES = f"{PROCESSING}/labelled-captures"
+# The manifests of those two inputs, written into the window's report folder (S3DataType ManifestFile: "a JSON
+# file consisting of an array of elements. The first element is a prefix which is followed by one or more
+# suffixes", S3DataSource, SageMaker API Reference). A manifest names objects, so no input is ever an empty prefix.
+LABELS_MANIFEST = "labels.manifest"
+CAPTURES_MANIFEST = "labelled-captures.manifest"
+REVIEW = "review.json"  # a review batch's document (pipelines/review.py write_batch; a test holds them equal)
+# A YOLO set's images under the labels prefix are not labels: left out (containers/processing/formats/yolo.py's
+# IMAGE_SUFFIXES, lower case; a test holds them equal).
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 OUTPUT_NAME = "monitor"  # the job's one output, which the metrics function reads
 REPORT = "monitor.json"  # containers/monitoring/monitor.py's MONITOR; a test holds them equal
 # The package's baselines as Evaluate names them (containers/monitoring/statistics.py; a test holds them equal),
@@ -81,7 +105,10 @@ ENVIRONMENT = {
     "job_prefix": "JOB_PREFIX",
     "baseline_prefix": "BASELINE_PREFIX",
     "baseline_folder": "BASELINE_FOLDER",
+    "labels": "LABELS_PREFIX",
+    "reviews": "REVIEW_PREFIX",
 }
+OPTIONAL_ENVIRONMENT = {"label_attribute": "LABEL_ATTRIBUTE"}  # set only when pipeline.yaml names data.label_attribute
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,9 @@ class Settings:
     # the artifacts bucket (the executions' evaluation outputs; infra/drift.py grants exactly that).
     baseline_prefix: str
     baseline_folder: str
+    labels: str = ""  # the labels prefix, an S3 URI ending in /: where label exports land (Config.labels_prefix)
+    reviews: str = ""  # where review batches are written in the artifacts bucket (a key prefix ending in /)
+    label_attribute: str = ""  # of Ground Truth manifests with several bounding-box attributes
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -124,6 +154,9 @@ class Settings:
             if not value:
                 raise StartError(f"environment variable {variable} is not set")
             raw[name] = value
+        raw |= {name: (environ.get(variable) or "").strip() for name, variable in OPTIONAL_ENVIRONMENT.items()}
+        if not re.fullmatch(r"s3://[^/]+/(?:.+/)?", raw["labels"]):
+            raise StartError(f"environment variable LABELS_PREFIX must be an S3 URI ending in / (got {raw['labels']!r})")
         try:
             places = {endpoint: Place(**place) for endpoint, place in json.loads(raw["endpoints"]).items()}
         except (ValueError, TypeError, AttributeError) as exc:
@@ -268,12 +301,143 @@ def usable_baselines(settings: Settings, package: str, recorded: Mapping[str, An
     return Baselines(package, folder, tuple(missing), tuple(notes))
 
 
+# The accuracy in service.
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """What the job reads for the accuracy in service: the label files (keys below the labels prefix), the capture
+    files review batches took photos from (keys below the endpoint's variant folder, yyyy/mm/dd/hh/<file>), when
+    the served package began answering (None: not known), and what was left out, with why."""
+
+    labels: tuple[str, ...] = ()
+    captures: tuple[str, ...] = ()
+    served_since: datetime | None = None
+    notes: tuple[str, ...] = ()
+
+
+def served_since(sagemaker: Any, endpoint: Mapping[str, Any]) -> datetime | None:
+    """When the endpoint's current config was made: the deployment function makes one for each package it deploys
+    (deploy.py create_endpoint_config) just before the update, so no answer before it was the served package's.
+    A config made earlier for the same package and settings is reused, and then its first making counts. None
+    when the endpoint has no config that can be read."""
+    name = endpoint.get("EndpointConfigName")
+    if not name:
+        return None
+    try:
+        created = sagemaker.describe_endpoint_config(EndpointConfigName=name).get("CreationTime")
+    except ClientError as exc:
+        if not deploy.is_not_found(exc):
+            raise
+        return None
+    return created.astimezone(UTC) if isinstance(created, datetime) else None
+
+
+def _listed(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    return [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for item in page.get("Contents", [])]
+
+
+def label_files(s3: Any, labels: str) -> list[str]:
+    """The keys below the labels prefix (an S3 URI) that may be labels: every object but a YOLO set's images."""
+    bucket, _, prefix = labels.removeprefix("s3://").partition("/")
+    keys = (item["Key"] for item in _listed(s3, bucket, prefix))
+    return sorted(key[len(prefix) :] for key in keys if not key.endswith("/") and not key.lower().endswith(IMAGE_SUFFIXES))
+
+
+def reviewed_captures(s3: Any, settings: Settings, endpoint: str, since: datetime | None) -> tuple[list[str], list[str]]:
+    """The capture files of `endpoint` that the review batches under the review prefix took photos from, of hours
+    that end after `since`; and the notes on what could not be read. A batch whose review.json was written before
+    `since` took every photo earlier: it is not read."""
+    base = variant_folder(settings, endpoint)
+    found, notes = set(), []
+    for item in _listed(s3, settings.bucket, settings.reviews):
+        key = item["Key"]
+        if key.rsplit("/", 1)[-1] != REVIEW or (since is not None and item["LastModified"] < since):
+            continue
+        try:
+            entries = json.loads(s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())["images"]
+            captured = [str(entry["captured"]) for entry in entries]
+        except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            notes.append(f"s3://{settings.bucket}/{key} is not a review batch's {REVIEW} ({type(exc).__name__}: {exc}): not read")
+            continue
+        for source in captured:
+            uri = source.rpartition(":")[0] if re.search(r":\d+$", source) else source
+            relative = uri[len(base) :] if uri.startswith(base) else ""
+            hour = _hour(relative)
+            if hour is not None and (since is None or hour + timedelta(hours=1) > since):
+                found.add(relative)
+    return sorted(found), notes
+
+
+def variant_folder(settings: Settings, endpoint: str) -> str:
+    """The S3 folder SageMaker writes `endpoint`'s capture files under, each at yyyy/mm/dd/hh/<file> below it."""
+    return f"s3://{settings.bucket}/{settings.endpoints[endpoint].captures}{endpoint}/{deploy.VARIANT}/"
+
+
+def _hour(relative: str) -> datetime | None:
+    """The capture hour of a file below the variant folder (yyyy/mm/dd/hh/<file>), or None for another key."""
+    match = re.fullmatch(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+", relative)
+    if not match:
+        return None
+    try:
+        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def labelled_inputs(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, described: Mapping[str, Any] | None, room: int) -> Labelled:
+    """What the window's job reads for the accuracy in service, in at most `room` inputs."""
+    where = settings.labels
+    if room < 1:
+        return Labelled(notes=("the window's captured hours and the baselines take every input a job may have: no accuracy in service",))
+    labels = label_files(s3, where)
+    if not labels:
+        return Labelled(notes=(f"no label files under {where}: no accuracy in service",))
+    since = served_since(sagemaker, described) if described else None
+    captures, notes = reviewed_captures(s3, settings, endpoint, since)
+    reviews = f"s3://{settings.bucket}/{settings.reviews}"
+    if not captures:
+        notes.append(f"no review batch under {reviews} took a photo from {endpoint}'s captures since its package: the window's own answers only")
+    elif room < ACCURACY_INPUTS:
+        notes.append(f"no input left for the {len(captures)} capture file(s) review batches took photos from: the window's own answers only")
+        captures = []
+    return Labelled(tuple(labels), tuple(captures), since, tuple(notes))
+
+
+def accuracy_inputs(
+    sagemaker: Any, s3: Any, settings: Settings, endpoint: str, described: Mapping[str, Any] | None, baselines: Baselines, room: int
+) -> Labelled:
+    """What the window's job reads for the accuracy in service of the package `baselines` names, in at most `room`
+    inputs: nothing when the endpoint serves no package of the group (no labels of ours can score it). `cardamage
+    monitor --since` on AWS (pipelines/backends/aws.py) fetches the same, through this function."""
+    if not (baselines.package or "").startswith(f"{settings.group}/"):
+        return Labelled(notes=(f"{endpoint} serves no package of {settings.group}: no accuracy in service",))
+    return labelled_inputs(sagemaker, s3, settings, endpoint, described, room)
+
+
+def manifest(prefix: str, keys: list[str] | tuple[str, ...]) -> bytes:
+    """A ManifestFile input's manifest: the prefix, then each object's key below it."""
+    return (json.dumps([{"prefix": prefix}, *keys], indent=1) + "\n").encode("utf-8")
+
+
+def write_manifests(s3: Any, settings: Settings, endpoint: str, window: Window, labelled: Labelled) -> None:
+    """Put the manifests of the job's labelled inputs into the window's report folder, where the job role reads them."""
+    folder = f"{settings.endpoints[endpoint].reports}{window.folder}/"
+    variant = variant_folder(settings, endpoint)
+    for name, prefix, keys in ((LABELS_MANIFEST, settings.labels, labelled.labels), (CAPTURES_MANIFEST, variant, labelled.captures)):
+        if keys:
+            s3.put_object(Bucket=settings.bucket, Key=folder + name, Body=manifest(prefix, keys), ContentType="application/json")
+
+
 # The job.
 
 
-def job_request(settings: Settings, endpoint: str, window: Window, hours: list[datetime], baselines: Baselines) -> dict[str, Any]:
+def job_request(
+    settings: Settings, endpoint: str, window: Window, hours: list[datetime], baselines: Baselines, labelled: Labelled | None = None
+) -> dict[str, Any]:
     """The CreateProcessingJob request: one input per captured hour (at CAPTURES/yyyy/mm/dd/hh), the baselines'
-    folder (at BASELINE), the report to the window's folder under the endpoint's reports prefix."""
+    folder (at BASELINE), the label files (at LABELS) and the reviewed capture files (at LABELLED_CAPTURES) by
+    their manifests in the window's report folder, the report to that folder."""
     place = settings.endpoints[endpoint]
     inputs = [
         _input(f"hour-{hour:%Y%m%d%H}", f"s3://{settings.bucket}/{hour_prefix(place, endpoint, hour)}", f"{CAPTURES}/{hour:%Y/%m/%d/%H}")
@@ -281,6 +445,11 @@ def job_request(settings: Settings, endpoint: str, window: Window, hours: list[d
     ]
     if baselines.folder:
         inputs.append(_input("baseline", baselines.folder, BASELINE))
+    labelled = labelled or Labelled()
+    if labelled.labels:
+        inputs.append(_input("labels", report_folder(settings, endpoint, window) + LABELS_MANIFEST, LABELS, "ManifestFile"))
+    if labelled.labels and labelled.captures:
+        inputs.append(_input("labelled-captures", report_folder(settings, endpoint, window) + CAPTURES_MANIFEST, LABELLED_CAPTURES, "ManifestFile"))
     arguments = [
         "--captures", CAPTURES,
         *(["--baseline", BASELINE] if baselines.folder else []),  # without one, each kind is reported as having none
@@ -293,6 +462,10 @@ def job_request(settings: Settings, endpoint: str, window: Window, hours: list[d
     ]  # fmt: skip
     if baselines.package:
         arguments += ["--package", baselines.package]
+    if labelled.labels:
+        arguments += ["--labels", LABELS, *(["--label-attribute", settings.label_attribute] if settings.label_attribute else [])]
+        arguments += ["--served-since", iso(labelled.served_since)] if labelled.served_since else []
+        arguments += ["--labelled-captures", LABELLED_CAPTURES] if labelled.captures else []
     return {
         "ProcessingJobName": job_name(settings.job_prefix, place.stage, endpoint, window.since),
         "ProcessingInputs": inputs,
@@ -323,8 +496,8 @@ def job_request(settings: Settings, endpoint: str, window: Window, hours: list[d
     }
 
 
-def _input(name: str, uri: str, local_path: str) -> dict[str, Any]:
-    source = {"S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}
+def _input(name: str, uri: str, local_path: str, kind: str = "S3Prefix") -> dict[str, Any]:
+    source = {"S3Uri": uri, "LocalPath": local_path, "S3DataType": kind, "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}
     return {"InputName": name, "S3Input": source}
 
 
@@ -363,8 +536,11 @@ def start(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, now: datet
         body = (json.dumps(empty_report(window, baselines), indent=2) + "\n").encode("utf-8")
         s3.put_object(Bucket=settings.bucket, Key=f"{place.reports}{window.folder}/{REPORT}", Body=body, ContentType="application/json")
         return {**answer, "status": "empty", "reason": "nothing was captured in the window: no job, an empty report"}
-    request = job_request(settings, endpoint, window, hours, baselines)
+    labelled = accuracy_inputs(sagemaker, s3, settings, endpoint, described, baselines, MAX_INPUTS - len(hours) - bool(baselines.folder))
+    write_manifests(s3, settings, endpoint, window, labelled)
+    request = job_request(settings, endpoint, window, hours, baselines, labelled)
     answer |= {"job_name": request["ProcessingJobName"], "hours": [f"{hour:%Y-%m-%dT%H}" for hour in hours]}
+    answer |= {"labels": len(labelled.labels), "labelled_captures": len(labelled.captures), "accuracy": list(labelled.notes)}
     try:
         sagemaker.create_processing_job(**request)
     except ClientError as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bootstrap import ImageTable
 from .model import Detections
 from .validation import GroundTruth
 
@@ -55,6 +56,8 @@ class Metrics:
     per_class: dict[str, ClassResult]
     curves: list[Curve] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)  # COCOeval.summarize()'s lines
+    # COCOeval's per-image results, which the bootstrap intervals resample (None: not measured per image).
+    table: ImageTable | None = field(default=None, compare=False, repr=False)
 
 
 def coco_ground_truth(images: Sequence[GroundTruth], classes: Mapping[int, str]) -> dict:
@@ -121,7 +124,9 @@ def run_cocoeval(ground_truth: dict, detections: list[dict]):
     return evaluation, [line for line in printed.getvalue().splitlines() if line.strip()]
 
 
-def metrics_from_cocoeval(evaluation, classes: Mapping[int, str], counts: Mapping[int, int], summary: Sequence[str] = ()) -> Metrics:
+def metrics_from_cocoeval(
+    evaluation, classes: Mapping[int, str], counts: Mapping[int, int], summary: Sequence[str] = (), table: ImageTable | None = None
+) -> Metrics:
     """The report's figures from a finished `COCOeval`: its summary statistics, and per class the AP
     (IoU .5:.95), AP at IoU .5 and recall (IoU .5:.95) over all areas with 100 detections per image."""
     overall: dict[str, float | None] = {}
@@ -145,25 +150,30 @@ def metrics_from_cocoeval(evaluation, classes: Mapping[int, str], counts: Mappin
         per_class[name] = ClassResult(_mean_defined(class_precision), ap_50, _mean_defined(recall[:, k, area_all, max_dets]), counts.get(label, 0))
         if ap_50 is not None:
             curves.append(Curve(label, name, np.asarray(params.recThrs, dtype=np.float64), class_precision[iou_50].astype(np.float64), ap_50))
-    return Metrics(overall, per_class, curves, list(summary))
+    return Metrics(overall, per_class, curves, list(summary), table)
 
 
-def zero_metrics(classes: Mapping[int, str], counts: Mapping[int, int]) -> Metrics:
+def zero_metrics(classes: Mapping[int, str], counts: Mapping[int, int], table: ImageTable | None = None) -> Metrics:
     """The result when there is nothing to measure (no images, no ground-truth boxes or no detections):
     every figure 0, so that the quality gate reads a number and fails the model."""
     overall: dict[str, float | None] = dict.fromkeys(STATS, 0.0)
     per_class = {name: ClassResult(0.0, 0.0, 0.0, counts.get(label, 0)) for label, name in classes.items()}
-    return Metrics(overall, per_class)
+    return Metrics(overall, per_class, table=table)
 
 
 def compute_metrics(images: Sequence[GroundTruth], detections: Sequence[Detections], classes: Mapping[int, str]) -> Metrics:
-    """COCO metrics of `detections` on `images`, or `zero_metrics` when nothing can be measured."""
+    """COCO metrics of `detections` on `images`, or `zero_metrics` when nothing can be measured; with the
+    per-image table the bootstrap resamples."""
     counts = ground_truth_counts(images, classes)
     results = coco_detections(images, detections)
-    if not images or not sum(counts.values()) or not results:
-        return zero_metrics(classes, counts)
-    evaluation, summary = run_cocoeval(coco_ground_truth(images, classes), results)
-    return metrics_from_cocoeval(evaluation, classes, counts, summary)
+    if not images or not sum(counts.values()):
+        return zero_metrics(classes, counts, ImageTable.empty(classes, len(images)))
+    ground_truth = coco_ground_truth(images, classes)
+    if not results:  # every class with boxes has AP 0 in every resample that draws one: COCOeval says so per image
+        evaluation, _ = run_cocoeval(ground_truth, results)
+        return zero_metrics(classes, counts, ImageTable.from_cocoeval(evaluation, classes))
+    evaluation, summary = run_cocoeval(ground_truth, results)
+    return metrics_from_cocoeval(evaluation, classes, counts, summary, ImageTable.from_cocoeval(evaluation, classes))
 
 
 def _defined(value: float) -> float | None:

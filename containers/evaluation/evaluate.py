@@ -5,8 +5,9 @@ Runs as the pipeline's Evaluate step (a SageMaker Processing job; paths default 
 /opt/ml/processing/... layout) and, unchanged, on a laptop or in the local engine:
 
     python containers/evaluation/evaluate.py --model PATH --validation DIR --output DIR \\
-        [--statistics DIR] [--score-threshold F] [--max-detections N] \\
-        [--batch-size N] [--pictures N] [--picture-score-threshold F]
+        [--statistics DIR] [--score-threshold F] [--max-detections N] [--prepared DIR] [--images DIR] \\
+        [--champion DIR --champion-version N [--champion-data DIR] [--champion-data-missing REASON]] \\
+        [--batch-size N] [--pictures N] [--picture-score-threshold F] [--bootstrap-resamples N] [--bootstrap-seed N]
 
 --model is a model.tar.gz, a folder holding one (a Processing input of the training job's artifact), or an
 extracted model folder (`1/` SavedModel and `model.json`). --validation is a folder of OD API
@@ -15,8 +16,16 @@ model-quality shape; the quality gate reads metrics.mAP.value), OUTPUT/pr_curves
 OUTPUT/predictions.png, and the package's drift baselines (baselines.py): OUTPUT/model-baseline.json (the
 model's answers as the endpoint gives them at --score-threshold and --max-detections) and, when --statistics
 holds PrepareData's statistics documents, OUTPUT/data-baseline.json (evaluation.json's `baselines` says which
-were written, and why one was not). An empty validation set or a model that detects nothing gives mAP 0 with a
-warning, exit status 0; exit status 1 with a one-line reason on stderr when an input is unusable.
+were written, and why one was not), and OUTPUT/report.html, the approver's page (package_report.py; --prepared:
+PrepareData's report.json folder, for its data section). With --images (PrepareData's images.jsonl folder) it
+keeps the photos the model was trained and validated on as OUTPUT/evaluation-images.json and compares them with
+the champion's kept list in --champion-data (image_lists.py: evaluation.json's `training_data`). An empty
+validation set or a model that detects nothing gives mAP 0 with a warning, exit status 0; exit status 1 with a
+one-line reason on stderr when an input is unusable.
+
+Every figure comes with its 95% interval (evaluation.json's `intervals`, the champion's `lead_interval`): a
+percentile bootstrap over the validation images, --bootstrap-resamples resamples drawn from --bootstrap-seed
+(bootstrap.py), paired for the champion's lead (both models scored on the same drawn images).
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,9 +47,14 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 from containers.common.arguments import fraction, non_negative, positive
 from containers.common.program import exit_status
 from containers.evaluation.baselines import DataBaseline, Serving, data_baseline, model_baseline
+from containers.evaluation.bootstrap import Settings, draw, percentile_interval
 from containers.evaluation.coco import MAX_DETECTIONS, Metrics, compute_metrics
 from containers.evaluation.errors import EvaluationError
+from containers.evaluation.image_lists import IMAGE_LIST, NONE, ChampionData, training_data
+from containers.evaluation.intervals import CONFIDENCE, MIN_RESAMPLES, format_interval, intervals_section
 from containers.evaluation.model import SAVED_MODEL, Detections, Detector, ModelSource, archive_of, locate_model, read_metadata
+from containers.evaluation.model_card import MODEL_CARD, card_text, training_datasets
+from containers.evaluation.package_report import PAGE, data_summary, read_data_reports, write_report
 from containers.evaluation.pictures import Example, save_pr_curves_picture, save_predictions_picture
 from containers.evaluation.report import DIGITS, evaluation_report, evaluation_warnings, unknown_labels
 from containers.evaluation.validation import GroundTruth, Record, read_records, validation_files
@@ -50,6 +65,7 @@ REPORT = "evaluation.json"
 PR_CURVES = "pr_curves.png"
 PREDICTIONS = "predictions.png"
 NO_CHAMPION = "none"  # evaluation.json's champion.package_arn and map_text when nothing is served
+NOTHING_SERVED = "none (nothing is served)"  # its text and lead_text then
 T = TypeVar("T")
 DetectFunction = Callable[[Sequence[bytes], Sequence[str]], list[Detections]]
 
@@ -77,9 +93,13 @@ class Options:
     progress: bool = False
     champion: ChampionOptions | None = None
     statistics: Path | None = None  # PrepareData's statistics/ output: the data baseline's documents
+    prepared: Path | None = None  # PrepareData's report.json (one per instance), for report.html
+    images: Path | None = None  # PrepareData's images.jsonl (one per instance): the photos the model learnt from
+    champion_data: ChampionData = field(default_factory=ChampionData)  # the champion's kept image list (FindChampion)
     # The endpoint's default options (pipeline.yaml's deployment section), under which the model baseline is measured.
     score_threshold: float = Serving().score_threshold
     max_detections: int = Serving().max_detections
+    bootstrap: Settings = field(default_factory=Settings)  # the intervals' resamples and seed
 
 
 @dataclass(frozen=True)
@@ -166,7 +186,16 @@ def evaluate(options: Options, *, log: Callable[[str], None] = print) -> dict:
         pictures={"pr_curves": PR_CURVES, "predictions": PREDICTIONS},
     )
     report["champion"] = champion_section(report, options, files, champion)
+    add_intervals(report, options.bootstrap, scored, champion, log)
     report["baselines"] = write_baselines(options, scored, data, log)
+    report["training_data"] = _training_data(options, log)
+    report["pictures"]["report"] = PAGE
+    write_report(
+        options.output, report, files=files, truths=run.truths, challenger=run.detections, champion=champion.run.detections if champion else None,
+        threshold=options.picture_score_threshold, photos=options.pictures, prepared=options.prepared, log=log,
+    )  # fmt: skip
+    # Last, when the report is whole: the package's model card (model_card.py), which Register sends with JsonGet.
+    report[MODEL_CARD] = card_text(report, training_datasets(options.prepared))
     _write_json(options.output / REPORT, report)
     return report
 
@@ -199,6 +228,22 @@ def write_baselines(options: Options, scored: Scored, data: DataBaseline, log: C
     log(f"evaluate: data baseline: {data.document['images']} photo(s) from {len(data.files)} statistics document(s) -> {DATA_BASELINE}")
     section["data"] = {"file": DATA_BASELINE, "images": data.document["images"], "documents": list(data.files)}
     return section
+
+
+def _training_data(options: Options, log: Callable[[str], None]) -> dict:
+    """evaluation.json's `training_data` (image_lists.py), with the snapshot PrepareData's reports name."""
+    reports = read_data_reports(options.prepared).reports
+    summary = data_summary(reports) if reports else {}
+    version = options.champion.version if options.champion else 0
+    return training_data(
+        options.output,
+        options.images,
+        options.champion_data,
+        version,
+        snapshot=summary.get("snapshot"),
+        labels_uri=summary.get("labels_uri"),
+        log=log,
+    )
 
 
 def _warnings(options: Options, files: Sequence[Path], scored: Scored) -> list[str]:
@@ -253,7 +298,7 @@ def champion_section(report: dict, options: Options, files: Sequence[Path], cham
     `map_text`, the champion's mAP as text for the Fail message and the package's metadata)."""
     challenger_map = report["metrics"]["mAP"]["value"]
     if champion is None or options.champion is None:
-        return {"version": 0, "package_arn": NO_CHAMPION, "map_lead": 0.0, "map_text": NO_CHAMPION, "text": "none (nothing is served)"}
+        return {"version": 0, "package_arn": NO_CHAMPION, "map_lead": 0.0, "map_text": NO_CHAMPION, "text": NOTHING_SERVED}
     section = evaluation_report(
         champion.metrics,
         images=len(champion.run.truths),
@@ -275,6 +320,43 @@ def champion_section(report: dict, options: Options, files: Sequence[Path], cham
         "text": f"{champion_map:.6f} (version {options.champion.version}, on the same validation records)",
         **section,
     }
+
+
+def add_intervals(report: dict, settings: Settings, scored: Scored, champion: Scored | None, log: Callable[[str], None]) -> None:
+    """Add the 95% bootstrap intervals to evaluation.json (intervals.py has their shape): the challenger's figures
+    (`intervals`, and `map_interval_text` for the Fail message), the champion's on the same resamples (its
+    `intervals`) and the champion's lead (`lead_interval`, paired: both models on the same drawn images). The gate
+    reads `champion.lead_low`, the lead interval's lower bound (the lead itself when the interval is undefined,
+    so that ChampionRule significant is then margin), and the Fail message `champion.lead_text`."""
+    started = time.perf_counter()
+    counts = draw(len(scored.run.truths), settings)
+    figures = scored.metrics.table.figures(counts)
+    report["intervals"] = _intervals(figures, settings)
+    report["map_interval_text"] = format_interval(report["metrics"]["mAP"]["value"], report["intervals"]["metrics"]["mAP"])
+    section = report["champion"]
+    if champion is None or not section["version"]:
+        section.update(lead_interval=None, lead_low=0.0, lead_text=NOTHING_SERVED)
+    else:
+        served = figures if champion is scored else champion.metrics.table.figures(counts)
+        low, high = (_rounded(bound) for bound in percentile_interval(served["mAP"] - figures["mAP"]))
+        section.update(
+            intervals=_intervals(served, settings),
+            lead_interval=[low, high],
+            lead_low=section["map_lead"] if low is None else low,
+            lead_text=format_interval(section["map_lead"], (low, high)),
+        )
+    models = "both models" if champion is not None else "the model"
+    took = time.perf_counter() - started
+    log(f"evaluate: bootstrap: {settings.resamples} resamples of {len(scored.run.truths)} image(s) for {models} in {took:.1f} s")
+
+
+def _intervals(figures: dict, settings: Settings) -> dict:
+    bounds = {name: percentile_interval(values) for name, values in figures.items()}
+    return intervals_section(bounds, resamples=settings.resamples, seed=settings.seed, digits=DIGITS)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, DIGITS)
 
 
 def _class_warnings(report: dict, champion: Scored) -> list[str]:
@@ -368,7 +450,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--output", type=Path, default=PROCESSING / "evaluation", help="output folder (default: %(default)s)")
     parser.add_argument("--batch-size", type=positive, default=8, help="images per model call (default: %(default)s)")
-    parser.add_argument("--pictures", type=non_negative, default=6, help="validation images in predictions.png (default: %(default)s)")
+    parser.add_argument(
+        "--pictures", type=non_negative, default=6, help=f"validation images in predictions.png, and photos in {PAGE} (default: %(default)s)"
+    )
     parser.add_argument(
         "--picture-score-threshold", type=fraction(), default=0.3, help="lowest score drawn in predictions.png, in [0, 1] (default: %(default)s)"
     )
@@ -386,10 +470,23 @@ def parse_args(argv: list[str] | None = None) -> Options:
     baselines.add_argument(
         "--max-detections", type=positive, default=Serving().max_detections, help="the endpoint's maximum detections per photo (default: %(default)s)"
     )
+    parser.add_argument("--prepared", type=Path, default=None, help=f"PrepareData's report.json folder, shown in {PAGE} (default: none)")
+    parser.add_argument(
+        "--images", type=Path, default=None, help=f"PrepareData's images.jsonl folder, kept as {IMAGE_LIST} and compared (default: none)"
+    )
+    intervals = parser.add_argument_group("intervals", f"{CONFIDENCE:.0%} percentile bootstrap intervals over the validation images")
+    intervals.add_argument(
+        "--bootstrap-resamples", type=_resamples, default=MIN_RESAMPLES, help=f"resamples, at least {MIN_RESAMPLES} (default: %(default)s)"
+    )
+    intervals.add_argument("--bootstrap-seed", type=non_negative, default=Settings().seed, help="the seed that draws them (default: %(default)s)")
     champion = parser.add_argument_group("champion", "the package the endpoint serves, scored on the same records (the pipeline's FindChampion step)")
     champion.add_argument("--champion", type=Path, help="its model.tar.gz, a folder holding it, or a model folder")
     champion.add_argument("--champion-version", type=non_negative, default=0, help="its package version; 0: there is no champion (default)")
     champion.add_argument("--champion-package", default=NO_CHAMPION, help="its model package ARN, for the report")
+    champion.add_argument("--champion-data", type=Path, default=None, help=f"the folder holding its evaluation's {IMAGE_LIST}")
+    champion.add_argument(
+        "--champion-data-missing", default=NONE, help=f"why its data could not be named ({NONE}: --champion-data holds it) (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.champion_version and args.champion is None:
         parser.error("--champion-version needs --champion, the champion's model")
@@ -405,9 +502,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
         progress,
         champion,
         statistics=args.statistics,
+        prepared=args.prepared,
+        images=args.images,
+        champion_data=ChampionData(args.champion_data, args.champion_data_missing),
         score_threshold=args.score_threshold,
         max_detections=args.max_detections,
+        bootstrap=Settings(args.bootstrap_resamples, args.bootstrap_seed),
     )
+
+
+def _resamples(text: str) -> int:
+    value = int(text)
+    if value < MIN_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"{text} is fewer than {MIN_RESAMPLES} resamples")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,11 +540,19 @@ def _print_summary(options: Options, report: dict) -> None:
         )
     else:
         print("evaluate: no champion: nothing is served")
+    intervals, bounds = report["intervals"], report["intervals"]["metrics"]
+    figures = [({"mAP_50": "mAP@0.5"}.get(name, name.replace("AP/", "AP ", 1)), metrics[name]["value"], bounds[name]) for name in bounds]
+    lead = f"; the champion's lead {champion['lead_text']}" if champion["version"] else ""
+    print(
+        f"evaluate: {intervals['confidence']:.0%} intervals ({intervals['resamples']} bootstrap resamples of the validation images, "
+        f"seed {intervals['seed']}): {', '.join(f'{label} {format_interval(value, bound)}' for label, value, bound in figures)}{lead}"
+    )
     for warning in [*report["warnings"], *(champion.get("warnings") or [])]:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     baselines = report["baselines"]
-    written = ", ".join(section["file"] for section in (baselines["data"], baselines["model"]) if section["file"])
-    print(f"evaluate: outputs in {options.output} ({REPORT}, {PR_CURVES}, {PREDICTIONS}, {written})")
+    kept = (baselines["data"]["file"], baselines["model"]["file"], report["training_data"]["image_list"])
+    written = ", ".join(name for name in kept if name)
+    print(f"evaluate: outputs in {options.output} ({REPORT}, {PR_CURVES}, {PREDICTIONS}, {PAGE}, {written})")
 
 
 def _figure(value: float | None) -> str:

@@ -3,7 +3,7 @@
 
     python3 containers/monitoring/monitor.py --captures DIR --baseline DIR --output DIR
         [--since ISO] [--until ISO] [--package GROUP/VERSION] [--endpoint NAME] [--atypical N] [--no-progress]
-        [--labels DIR [--label-attribute NAME] [--served-since ISO]]
+        [--labels DIR [--label-attribute NAME] [--served-since ISO] [--labelled-captures DIR]]
 
 --captures is a folder of capture files (*.jsonl at any depth: SageMaker's `<endpoint>/<variant>/yyyy/mm/dd/hh/`
 layout, or the local endpoint's, which is the same), read by containers/monitoring/captures.py. --baseline is a
@@ -16,7 +16,10 @@ of the answer (containers/monitoring/statistics.py), summarizes the window, comp
 baseline, and ranks the photos by how unlike the data baseline they are. With --labels (a folder of label exports,
 such as a review batch's pulled back), it also scores the window's captured answers to the photos labelled there:
 the accuracy in service (containers/monitoring/quality.py); --served-since leaves out answers captured before the
-served package began answering. Writes into --output:
+served package began answering. Photos are labelled after they were answered, so their answers are usually older
+than the window: --labelled-captures is a second folder of capture files read for the accuracy in service only
+(the scheduled job on AWS gives it the capture files that review batches took photos from), whose photos are not
+measured for drift and whose records the window does not limit. Writes into --output:
 - monitor.json: {"drift", "window": {"since", "until", "images"}, "baseline": {"package", "images", "missing"},
   "statistics": [...], "atypical": [{"capture", "score", "why"}], "unusable": [{"capture", "reason"}],
   "quality": {"images", "boxes", "map", "map50", "labels", "unmatched", "package", "refused", "dropped"} or null};
@@ -78,6 +81,7 @@ class Options:
     labels: Path | None = None  # label exports of photos the endpoint answered: the accuracy in service
     label_attribute: str | None = None  # of Ground Truth manifests with several bounding-box attributes
     served_since: datetime | None = None  # answers captured before it came from another package: not scored
+    labelled_captures: Path | None = None  # capture files read for the accuracy in service only, whatever their time
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class Findings:
     results: list[Result] = field(default_factory=list)
     answers: dict[str, Answer] = field(default_factory=dict)  # the newest answer to each labelled photo, by its digits
     earlier: int = 0  # answers to labelled photos captured before --served-since (or at a time that cannot be read)
+    read: int = 0  # records read, the window's and then --labelled-captures': a record's place orders equal times
+    extra: dict[str, int] = field(default_factory=dict)  # --labelled-captures: what its records were, by kind
 
     @property
     def images(self) -> int:
@@ -154,6 +160,7 @@ def watch(
     unlike = statistics.Atypicality(baselines["input"]) if baselines["input"] is not None and atypical > 0 else None
     ranked: list[tuple[float, int, Atypical]] = []  # a min-heap of the most atypical so far; ties keep the earlier
     for index, (file, line, raw) in enumerate(records):
+        findings.read = index + 1
         item = decode(file, line, raw, window)
         if item is None:
             findings.outside += 1
@@ -189,6 +196,25 @@ def watch(
     for baseline, summary in compared.values():
         findings.results += statistics.compare(baseline, summary, alpha=statistics.ALPHA * _family(baseline, summary) / max(1, total))
     return findings
+
+
+def labelled_answers(findings: Findings, records: Iterable[tuple[str, int, str]], labelled: Collection[str], served_since: datetime | None) -> None:
+    """Keep the answers to labelled photos from capture files read for the accuracy in service only
+    (--labelled-captures): their photos are not measured for drift and the window does not limit them, since a
+    photo is labelled after it was answered; --served-since still does. Each record is counted by what it was
+    (findings.extra): an answer to a labelled photo, another photo, or not a captured photo and answer."""
+    for file, line, raw in records:
+        findings.read += 1
+        item = decode(file, line, raw)
+        kind = "unusable" if isinstance(item, Unusable) else "labelled" if item.digits in labelled else "other"
+        if kind == "labelled":
+            try:
+                inputs = statistics.input_statistics(item.data)
+            except StatisticsError:
+                kind = "unusable"
+            else:
+                _keep_answer(findings, item, findings.read, (inputs["width"], inputs["height"]), served_since)
+        findings.extra[kind] = findings.extra.get(kind, 0) + 1
 
 
 def _keep_answer(findings: Findings, photo: Captured, index: int, upright: tuple[int, int], served_since: datetime | None) -> None:
@@ -252,6 +278,8 @@ def monitor(options: Options, *, log: Callable[[str], None] = print) -> dict:
         labelled=frozenset(labels.labelled) if labels else frozenset(),
         served_since=options.served_since,
     )
+    if labels is not None and options.labelled_captures is not None:
+        labelled_answers(findings, read_folder(options.labelled_captures), frozenset(labels.labelled), options.served_since)
     service = quality.service_quality(labels, findings.answers, area_classes(baselines["output"]), options.package) if labels else None
     document = monitor_document(findings, options.package, service)
     options.output.mkdir(parents=True, exist_ok=True)
@@ -293,6 +321,12 @@ def summary(document: Mapping[str, Any]) -> str:
 
 def _quality_line(labels: Labels, findings: Findings, service: dict | None, options: Options) -> str:
     notes = [f"labels in {labels.folder}: {len(labels.labelled)} photo(s) from review batches"]
+    if options.labelled_captures is not None:
+        extra = findings.extra
+        notes.append(
+            f"--labelled-captures: {extra.get('labelled', 0)} answer(s) to labelled photos, {extra.get('other', 0)} to other photos, "
+            f"{extra.get('unusable', 0)} record(s) that are not a usable photo and answer"
+        )
     if findings.earlier:
         notes.append(f"{findings.earlier} answer(s) captured before --served-since {iso(options.served_since)} left out")
     if labels.others:
@@ -347,18 +381,21 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--served-since", type=_moment, help="with --labels: when the served package began answering; answers captured before are not scored"
     )
+    parser.add_argument(
+        "--labelled-captures", type=Path, help="with --labels: a folder of capture files read for the accuracy in service only, outside the window"
+    )
     args = parser.parse_args(argv)
-    for name in ("captures", "baseline", "labels"):
+    for name in ("captures", "baseline", "labels", "labelled_captures"):
         if getattr(args, name) is not None and not getattr(args, name).is_dir():
-            parser.error(f"--{name} {getattr(args, name)}: no such folder")
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: no such folder")
     if args.since and args.until and args.since >= args.until:
         parser.error(f"--since {iso(args.since)} is not before --until {iso(args.until)}: the window is empty")
-    for name in ("label_attribute", "served_since"):
+    for name in ("label_attribute", "served_since", "labelled_captures"):
         if getattr(args, name) is not None and args.labels is None:
             parser.error(f"--{name.replace('_', '-')} goes with --labels")
     progress = sys.stderr.isatty() and not args.no_progress
     window = Window(args.since, args.until)
-    labels = {"labels": args.labels, "label_attribute": args.label_attribute, "served_since": args.served_since}
+    labels = {name: getattr(args, name) for name in ("labels", "label_attribute", "served_since", "labelled_captures")}
     return Options(args.captures, args.baseline, args.output, window, args.package, args.endpoint, args.atypical, progress, **labels)
 
 

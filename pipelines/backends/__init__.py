@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from containers.deploy.deploy import DeployResult
+    from containers.evaluation.intervals import ReportIntervals
     from pipelines.config import Config
     from pipelines.promote import Promotion
 
@@ -55,6 +56,45 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class ServiceQuality:
+    """A package's accuracy in service: the monitor's `quality` (containers/monitoring/quality.py), Evaluate's mAP of
+    an endpoint's captured answers to photos that came back labelled from review batches."""
+
+    map: float | None  # COCO mAP@[.5:.95]; None when no labelled photo had a box
+    map50: float | None
+    images: int  # the labelled photos scored
+    when: datetime | None  # the end of the monitored window, else when the monitor ran
+    endpoint: str = ""
+    since: datetime | None = None  # the window's bounds, None when open
+    until: datetime | None = None
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any], endpoint: str, ran: datetime | None) -> tuple[str, ServiceQuality] | None:
+        """("<group>/<version>" of the package the monitor scored, its figure) from a monitor.json, or None when it
+        has no `quality` or names no package. `ran`: when the monitor ran (the report's time)."""
+        quality, package = document.get("quality"), (document.get("baseline") or {}).get("package")
+        if not isinstance(quality, Mapping) or not isinstance(package, str) or not package:
+            return None
+        window = document.get("window") or {}
+        since, until = (_moment_of(window.get(bound)) for bound in ("since", "until"))
+        figures = (_figure(quality.get("map")), _figure(quality.get("map50")))
+        return package, cls(*figures, int(quality.get("images") or 0), until or ran, endpoint, since, until)
+
+
+def _figure(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _moment_of(text: Any) -> datetime | None:
+    from containers.monitoring.captures import parse_time
+
+    try:
+        return parse_time(text) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
 class Package:
     """A model package of the project's group in the Model Registry."""
 
@@ -71,7 +111,9 @@ class Package:
     # The champion it was judged against at registration: (version, its mAP on the same records); (0, None):
     # nothing was served; None: registered before champions were recorded.
     champion: tuple[int, float | None] | None = None
+    intervals: ReportIntervals | None = None  # its evaluation.json's bootstrap intervals; None: evaluated before them
     baselines: tuple[str, ...] = ()  # the drift baselines it records whose files exist: "data", "model" (BASELINE_KINDS)
+    in_service: ServiceQuality | None = None  # its latest accuracy in service, when the monitor measured one
 
 
 # Where a package's DriftCheckBaselines (CreateModelPackage's shape, steps/register.py) hold each drift baseline's
@@ -134,6 +176,29 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class PackageReport:
+    """A package's report page (report.html, which Evaluate wrote beside its evaluation.json): where it is, and its bytes."""
+
+    version: int
+    uri: str
+    body: bytes
+
+
+def report_uri(version: int, metadata: Mapping[str, Any] | None) -> str:
+    """The S3 URI of a package's report page, from its metadata (steps/register.py `METADATA_REPORT`); a
+    BackendError for a package registered before packages carried one."""
+    from steps.register import METADATA_REPORT
+
+    uri = (metadata or {}).get(METADATA_REPORT)
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise BackendError(
+            f"version {version} has no report page: it was registered before packages carried one (its metadata has no {METADATA_REPORT}); "
+            "`cardamage models` shows its figures"
+        )
+    return uri
+
+
+@dataclass(frozen=True)
 class ReviewPlace:
     """Where `cardamage review` (pipelines/review.py) reads and writes on one backend."""
 
@@ -161,8 +226,9 @@ class ReviewPlace:
 @dataclass(frozen=True)
 class MonitorInputs:
     """What the monitor program (containers/monitoring/monitor.py) reads for one endpoint, in local folders: its
-    captures, the served package's baselines (under the names the program reads), and the labels of answered
-    photos; what was used (`said`, for stdout) and what is missing (`notes`, for stderr)."""
+    captures, the served package's baselines (under the names the program reads), the labels of answered photos
+    and the capture files of their answers outside the window; what was used (`said`, for stdout) and what is
+    missing (`notes`, for stderr)."""
 
     captures: Path
     baseline: Path
@@ -171,6 +237,9 @@ class MonitorInputs:
     served_since: datetime | None = None  # when the package began answering, when known: earlier answers are another's
     said: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # Capture files read for the accuracy in service only (the program's --labelled-captures): on AWS, the ones
+    # review batches took photos from, as the scheduled job gets them; None: the window's captures only.
+    labelled_captures: Path | None = None
 
 
 class Backend(Protocol):
@@ -207,6 +276,10 @@ class Backend(Protocol):
     def monitor_inputs(self, endpoint: str, since: datetime | None, until: datetime | None, work: Path) -> MonitorInputs:
         """Fetch into `work` what the monitor reads for `endpoint` over [since, until): its captures, the baselines
         of the package it serves, and the labels of answered photos."""
+        ...
+
+    def report(self, reference: str) -> PackageReport:
+        """A package's report page (a version number or an ARN), as its metadata's ReportUri names it."""
         ...
 
     def promote(

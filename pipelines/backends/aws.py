@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -16,10 +17,20 @@ from botocore.exceptions import ClientError
 from containers.common import archives
 from containers.deploy import deploy as deployment
 from containers.deploy import monitor_start as monitoring
-from containers.processing.formats.yolo import IMAGE_SUFFIXES
-from pipelines import aws, promote
-from pipelines.backends import Approval, BackendError, Execution, MonitorInputs, Package, ReviewPlace, Step, baseline_uris, mark_serving
-from pipelines.config import Config
+from pipelines import aws, backends, promote
+from pipelines.backends import (
+    Approval,
+    BackendError,
+    Execution,
+    MonitorInputs,
+    Package,
+    ReviewPlace,
+    ServiceQuality,
+    Step,
+    baseline_uris,
+    mark_serving,
+)
+from pipelines.config import REVIEW_PREFIX, Config
 from steps.evaluate import OUTPUT as EVALUATION
 
 
@@ -82,7 +93,40 @@ class AwsBackend:
     def packages(self, limit: int) -> list[Package]:
         packages = aws.list_packages(self._sagemaker, self.session.client("s3"), self.config.model_package_group, limit)
         served = {stage: self._served(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
+        measured = self._in_service()
+        group = self.config.model_package_group
+        packages = [replace(package, in_service=measured.get(f"{group}/{package.version}")) for package in packages]
         return mark_serving(packages, {stage: found.arn if found else None for stage, found in served.items()})
+
+    def _in_service(self) -> dict[str, ServiceQuality]:
+        """The accuracy in service that the newest report of each endpoint (the scheduled monitoring job's, or the
+        starter's for a window without captures) gives the package it names, by "<group>/<version>": one GetObject
+        per endpoint. When two endpoints name one package, the later window wins. A report that cannot be read is
+        a warning, not a failure of the listing."""
+        from containers.monitoring import monitor as program
+
+        bucket = self.account.aws.artifact_bucket
+        if not bucket:
+            self._warn("the artifact bucket is unknown (aws.artifact_bucket): the accuracy in service is not shown")
+            return {}
+        s3, found = self.session.client("s3"), {}
+        for endpoint in self.config.stage_endpoints.values():
+            reports = self.config.monitoring_reports(bucket, endpoint)
+            try:
+                folder = aws.latest_report(s3, reports, program.MONITOR)
+                if folder is None:
+                    continue
+                answer = s3.get_object(Bucket=bucket, Key=folder + program.MONITOR)
+                measured = ServiceQuality.of(json.loads(answer["Body"].read()), endpoint, answer.get("LastModified"))
+            except (ClientError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+                self._warn(f"cannot read the latest monitoring report under {reports} ({exc}): its accuracy in service is not shown")
+                continue
+            if measured is not None:
+                package, quality = measured
+                kept = found.get(package)
+                if kept is None or (quality.when or datetime.min.replace(tzinfo=UTC)) > (kept.when or datetime.min.replace(tzinfo=UTC)):
+                    found[package] = quality
+        return found
 
     def set_approval(self, reference: str, status: str, comment: str | None) -> Approval:
         arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)
@@ -189,10 +233,12 @@ class AwsBackend:
         return MonitorReport(f"s3://{bucket}/{folder}", tuple(files), tuple(missing))
 
     def monitor_inputs(self, endpoint: str, since: datetime | None, until: datetime | None, work: Path) -> MonitorInputs:
-        """The window's capture hour folders, the served package's baselines and the label exports, downloaded
-        into `work`, found as the scheduled job's starter finds them (containers/deploy/monitor_start.py): its
-        hour folders, and the baselines the package records where the monitoring job may read them. On AWS an
-        open start would download every capture the endpoint made: `since` is needed."""
+        """The window's capture hour folders, the served package's baselines, the label files and the capture
+        files review batches took photos from, downloaded into `work`, found by the scheduled job's starter's own
+        functions (containers/deploy/monitor_start.py): its hour folders, the baselines the package records where
+        the monitoring job may read them, and what the job reads for the accuracy in service, with the time the
+        served package's endpoint config was made (--served-since). On AWS an open start would download every
+        capture the endpoint made: `since` is needed."""
         if since is None:
             raise aws.usage_error("on AWS a window needs --since: an open start would download every capture the endpoint ever made")
         config = self.account
@@ -216,14 +262,38 @@ class AwsBackend:
                 where = aws.parse_s3_uri(found.folder + name)
                 s3.download_file(where.bucket, where.key, str(baseline / name))
                 said.append(f"{kind} baseline: {found.folder}{name}")
-        labels_prefix = config.labels_prefix(config.aws.data_bucket) if config.aws.data_bucket else None
-        labels = work / "labels"
-        if labels_prefix is not None:  # label files only: a YOLO dataset's images are not read
-            label_files = aws.download_prefix(s3, labels_prefix, labels, keep=lambda key: not key.lower().endswith(IMAGE_SUFFIXES))
-            said.append(f"labels: {len(label_files)} file(s) under {labels_prefix} (the accuracy in service, on photos from review batches)")
-        else:
-            notes.append("note: the data bucket is unknown (aws.data_bucket): no labels, no accuracy in service")
-        return MonitorInputs(captures, baseline, found.package, labels if labels.is_dir() else None, None, tuple(said), tuple(notes))
+        accuracy = monitoring.Labelled(notes=("the data bucket is unknown (aws.data_bucket): no labels, no accuracy in service",))
+        if settings.labels:  # both of the job's inputs for it: no job here limits their number
+            accuracy = monitoring.accuracy_inputs(self._sagemaker, s3, settings, endpoint, described, found, monitoring.ACCURACY_INPUTS)
+        notes += [f"note: {note}" for note in accuracy.notes]
+        labels = labelled = None
+        if accuracy.labels:  # the label files the job's manifest names (not a YOLO set's images)
+            where, labels = aws.parse_s3_uri(settings.labels), work / "labels"
+            aws.download_prefix(s3, where, labels, keep={where.key + name for name in accuracy.labels}.__contains__)
+            said.append(f"labels: {len(accuracy.labels)} file(s) under {settings.labels} (the accuracy in service, on photos from review batches)")
+        if accuracy.captures:  # each yyyy/mm/dd/hh/<file> below the variant folder, listed by its hour folder
+            variant, labelled = monitoring.variant_folder(settings, endpoint), work / "labelled-captures"
+            wanted = {aws.parse_s3_uri(variant + name).key for name in accuracy.captures}
+            for hour in sorted({name.rpartition("/")[0] for name in accuracy.captures}):
+                aws.download_prefix(s3, aws.parse_s3_uri(f"{variant}{hour}/"), labelled / hour, keep=wanted.__contains__)
+            answered = f", answered since {monitoring.iso(accuracy.served_since)}" if accuracy.served_since else ""
+            said.append(f"labelled captures: {len(accuracy.captures)} file(s) under {variant} that review batches took photos from{answered}")
+        return MonitorInputs(captures, baseline, found.package, labels, accuracy.served_since, tuple(said), tuple(notes), labelled_captures=labelled)
+
+    def report(self, reference: str) -> backends.PackageReport:
+        """The package's report page, read from S3 where its metadata's ReportUri says Evaluate wrote it."""
+        arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)
+        package = aws.describe_package(self._sagemaker, arn)
+        version = int(package["ModelPackageVersion"])
+        uri = backends.report_uri(version, package.get("CustomerMetadataProperties"))
+        location = aws.parse_s3_uri(uri)
+        try:
+            body = self.session.client("s3").get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            raise BackendError(f"version {version}'s report page {uri} is not in S3 (NoSuchKey): it was deleted") from None
+        return backends.PackageReport(version, uri, body)
 
     def _artifact_bucket(self, config: Config) -> str:
         if not config.aws.artifact_bucket:
@@ -365,8 +435,9 @@ def hours_covering(since: datetime, until: datetime) -> monitoring.Window:
 
 
 def _monitoring_settings(config: Config, bucket: str) -> monitoring.Settings:
-    """The starter's settings for what it finds (its endpoints' places, the group, where baselines may be read),
-    as the stack gives them (infra/drift.py); the job's own settings are not used here and are left empty."""
+    """The starter's settings for what it finds (its endpoints' places, the group, where baselines may be read,
+    the labels prefix and where review batches are), as the stack gives them (infra/drift.py); the job's own
+    settings are not used here and are left empty. Without a data bucket there is no labels prefix: empty."""
     places = {
         endpoint: monitoring.Place(stage, config.data_capture(bucket, endpoint).key, config.monitoring_reports(bucket, endpoint).key)
         for stage, endpoint in config.stage_endpoints.items()
@@ -375,6 +446,7 @@ def _monitoring_settings(config: Config, bucket: str) -> monitoring.Settings:
         bucket=bucket, endpoints=places, group=config.model_package_group, role_arn="", image_uri="", kms_key_id="", instance_type="",
         volume_size_gb=0, max_runtime_seconds=0, window_hours=1, atypical=config.monitoring.atypical, job_prefix=config.monitoring_job_prefix,
         baseline_prefix=f"{config.pipeline_name}/", baseline_folder=EVALUATION,
+        labels=str(config.labels_prefix(config.aws.data_bucket)) if config.aws.data_bucket else "", reviews=REVIEW_PREFIX,
     )  # fmt: skip
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from containers.deploy.champion import recorded_champion
 from containers.deploy.deploy import DeployError, DeployResult
+from containers.evaluation.intervals import ReportIntervals
+from containers.evaluation.model_card import card_status
+from containers.monitoring.captures import parse_time
 from pipelines import promote
 from pipelines.backends import (
     MONITORED_AS,
@@ -20,13 +23,16 @@ from pipelines.backends import (
     Execution,
     MonitorInputs,
     Package,
+    PackageReport,
     ReviewPlace,
+    ServiceQuality,
     Step,
     baseline_file,
     baseline_uris,
     data_label,
     mark_serving,
     present_baselines,
+    report_uri,
 )
 from pipelines.config import Config
 from pipelines.local.console import relative
@@ -66,8 +72,30 @@ class LocalBackend:
     def packages(self, limit: int) -> list[Package]:
         records = {stage: self.deployer.record(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
         newest = self.state.packages(self.config.model_package_group)[:limit]
-        listed = [replace(_package(p), baselines=self._baselines(p)) for p in newest]
+        listed = [replace(_package(p), baselines=self._baselines(p), in_service=_in_service(self.state.service_quality(p.arn))) for p in newest]
+        listed = [replace(package, intervals=self._intervals(registered)) for package, registered in zip(listed, newest, strict=True)]
         return mark_serving(listed, {stage: record.package_arn if record else None for stage, record in records.items()})
+
+    def _intervals(self, package: Registered) -> ReportIntervals | None:
+        """The bootstrap intervals of the evaluation.json the package was registered with, when it has them."""
+        path = self.deployer.s3.path(package.metrics_uri) if package.metrics_uri else None
+        try:
+            return ReportIntervals.from_report(json.loads(path.read_text())) if path and path.is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    def record_service_quality(self, endpoint: str, document: dict) -> Registered | None:
+        """Keep a monitor run's accuracy in service (monitor.json's `quality`) with the package it names
+        (`baseline.package`), so that `cardamage models --local` shows it; the package, or None when the run has no
+        figure or names no package of the group that is registered here."""
+        found = ServiceQuality.of(document, endpoint, None)
+        if found is None:
+            return None
+        group, _, version = found[0].rpartition("/")
+        package = self.state.package(version, group) if group == self.config.model_package_group else None
+        if package is not None:
+            self.state.record_service_quality(package.arn, endpoint, document.get("window") or {}, document["quality"])
+        return package
 
     def _baselines(self, package: Registered) -> tuple[str, ...]:
         return present_baselines(package.drift_check_baselines, lambda uri: self.deployer.s3.path(uri).is_file())
@@ -77,7 +105,9 @@ class LocalBackend:
         (with the same rule: never over a newer version)."""
         package = self.package(reference)
         note = f"{status} by {getpass.getuser()}@local" + (f": {comment.strip()}" if comment and comment.strip() else "")
-        self.state.set_status(package.arn, status, note[:1024])
+        # Its model card's status follows, as on AWS (pipelines/aws.py set_approval); a package without a card keeps none.
+        card = card_status(status) if package.card_status is not None else None
+        self.state.set_status(package.arn, status, note[:1024], card_status=card)
         served = self.deployer.record(self.config.endpoint_name)
         deployment = self._deploy(package.arn, self.config.approval_endpoint) if status == "Approved" else None
         still_served = status == "Rejected" and served is not None and served.package_arn == package.arn
@@ -151,7 +181,10 @@ class LocalBackend:
             said.append(f"labels: {labels_prefix} (the accuracy in service, on photos from review batches)")
         package_name = f"{record.group}/{record.version}"
         served_since = datetime.fromtimestamp(record.deployed, UTC)
-        return MonitorInputs(captures, baseline, package_name, labels if labels.is_dir() else None, served_since, tuple(said), tuple(notes))
+        # With a window named, a labelled photo answered outside it is still scored: the endpoint's capture files are
+        # read again for the accuracy in service only, as the scheduled job reads the review batches' on AWS.
+        labelled = captures if labels.is_dir() and (since or until) else None
+        return MonitorInputs(captures, baseline, package_name, labels if labels.is_dir() else None, served_since, tuple(said), tuple(notes), labelled)
 
     def _captures(self, record: Deployment, work: Path, notes: list[str]) -> Path:
         """The folder of the endpoint's capture files: SageMaker's `<destination>/<endpoint>/<variant>/...`, under
@@ -168,6 +201,15 @@ class LocalBackend:
         empty = work / "captures"
         empty.mkdir()
         return empty
+
+    def report(self, reference: str) -> PackageReport:
+        """The package's report page in the local S3 mirror, where the local engine's Evaluate wrote it."""
+        package = self.package(reference)
+        uri = report_uri(package.version, package.metadata)
+        path = self.deployer.s3.path(uri)
+        if not path.is_file():
+            raise BackendError(f"version {package.version}'s report page {uri} is not in the local S3 mirror ({relative(path)}): it was deleted")
+        return PackageReport(package.version, uri, path.read_bytes())
 
     def promote(
         self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
@@ -218,6 +260,14 @@ def _no_baseline(served: Deployment | None, package: Registered | None, looked: 
         return f"version {served.version} of {served.group}, which the endpoint serves, is no longer registered"
     where = f"looked for {', '.join(looked)}" if looked else "it records neither DriftCheckBaselines nor an evaluation"
     return f"version {served.version} of {served.group}, which the endpoint serves, has no data baseline ({where})"
+
+
+def _in_service(row: dict | None) -> ServiceQuality | None:
+    """A recorded accuracy in service (State.service_quality): measured at the window's end, else when it ran."""
+    if row is None:
+        return None
+    since, until = (parse_time(row[bound]) if row[bound] else None for bound in ("since", "until"))
+    return ServiceQuality(row["map"], row["map50"], row["images"], until or _moment(row["recorded"]), row["endpoint"], since, until)
 
 
 def _moment(seconds: float | None) -> datetime | None:

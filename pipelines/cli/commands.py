@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 import yaml
 
+from containers.evaluation.intervals import ReportIntervals, format_interval
+from pipelines import approvals
 from pipelines import promote as promote_checks
-from pipelines.backends import Execution
+from pipelines.backends import Execution, ServiceQuality
 from pipelines.cli.app import Invocation, Side, command, fail
 from pipelines.cli.options import ForceOption, ReasonOption, option
 from pipelines.cli.output import console, table, took, when
@@ -85,15 +87,27 @@ def models(cli: Invocation, limit: option(int, "--limit", "-n", metavar="N", min
     with_execution = any(package.execution for package in packages)
     with_data = any(package.data for package in packages)
     extra = [*(["execution"] if with_execution else []), *(["trained on"] if with_data else [])]
-    listing = table("version", "status", "created (UTC)", "mAP", "champion mAP", "endpoint", "baseline", *extra, "approval note")
+    with_service = any(package.in_service for package in packages)  # the monitor measured one: `cardamage monitor`
+    service = ["in service"] if with_service else []
+    listing = table("version", "status", "created (UTC)", "mAP", "champion mAP", "endpoint", "baseline", *service, *extra, "approval note")
     for p in packages:
-        figure = f"{p.map:.4f}" if p.map is not None else "-"
+        figure = map_figure(p.map, p.intervals)
         columns = [*([p.execution] if with_execution else []), *([p.data] if with_data else [])]
         serving = ", ".join(p.stages) if cli.config.deployment.stages else ("serving" if p.serving else "")
         listing.add_row(
-            str(p.version), p.status, when(p.created), figure, champion_figure(p.champion), serving, baseline_text(p.baselines), *columns, p.note
-        )
+            str(p.version), p.status, when(p.created), figure, champion_figure(p.champion, p.intervals), serving, baseline_text(p.baselines),
+            *([in_service_text(p.in_service)] if with_service else []), *columns, p.note,
+        )  # fmt: skip
     console().print(listing)
+
+
+def in_service_text(measured: ServiceQuality | None) -> str:
+    """A package's latest accuracy in service: its mAP on the labelled photos the endpoint answered, and when."""
+    if measured is None:
+        return "-"
+    figure = f"{measured.map:.4f}" if measured.map is not None else "-"
+    day = f" ({measured.when:%Y-%m-%d})" if measured.when else ""
+    return f"{figure} on {measured.images} photo{'' if measured.images == 1 else 's'}{day}"
 
 
 def baseline_text(kinds: tuple[str, ...]) -> str:
@@ -103,14 +117,26 @@ def baseline_text(kinds: tuple[str, ...]) -> str:
     return f"{kinds[0]} only" if kinds else "no"
 
 
-def champion_figure(champion: tuple[int, float | None] | None) -> str:
-    """The champion a package was judged against at registration: its mAP on the same records and version."""
+def map_figure(value: float | None, intervals: ReportIntervals | None) -> str:
+    """A package's mAP, with its 95% interval when its evaluation has one (`0.41 (0.33-0.49)`)."""
+    if value is None:
+        return "-"
+    return format_interval(value, intervals.map) if intervals and intervals.map else f"{value:.4f}"
+
+
+def champion_figure(champion: tuple[int, float | None] | None, intervals: ReportIntervals | None = None) -> str:
+    """The champion a package was judged against at registration: its version and mAP on the same records, and,
+    when the evaluation has intervals, both with their 95% interval and the champion's lead over the package."""
     if champion is None:
         return "-"  # registered before champions were recorded
     version, figure = champion
     if not version:
         return "none served"
-    return f"{figure:.4f} (v{version})" if figure is not None else f"- (v{version})"
+    if figure is None:
+        return f"- (v{version})"
+    if intervals is None or intervals.lead_interval is None:
+        return f"{figure:.4f} (v{version})"
+    return f"v{version}: {format_interval(figure, intervals.champion_map)}, lead {format_interval(intervals.lead, intervals.lead_interval)}"
 
 
 @command(Side.BOTH)
@@ -126,10 +152,10 @@ def approve(
     the endpoint's tags."""
     if force and not (comment or "").strip():
         fail("--force needs a reason: -m WHY (it is recorded in the approval and with the endpoint)", 2)
-    _set_approval(cli, package, "Approved", comment)
-    if force:
+    _set_approval(cli, package, "Approved", comment, pending=not force)
+    if force:  # the command line's own: the console cannot force, nor can the approvers' policy deploy
         result = cli.backend().deploy(package, force=True, reason=comment or "")
-        typer.echo(f"endpoint {result.endpoint_name}: {result.status} ({result.reason})")
+        typer.echo(approvals.deployment_line(result))
         if result.status == "skipped" and not result.up_to_date:
             raise typer.Exit(1)
 
@@ -140,19 +166,15 @@ def reject(cli: Invocation, package: PackageArgument, comment: CommentOption = N
     _set_approval(cli, package, "Rejected", comment)
 
 
-def _set_approval(cli: Invocation, package: str, status: str, comment: str | None) -> None:
-    change = cli.backend().set_approval(package, status, comment)
-    typer.echo(f"version {change.version}: {change.previous} -> {change.status} ({change.note})")
-    if change.deployment is not None:
-        typer.echo(f"endpoint {change.deployment.endpoint_name}: {change.deployment.status} ({change.deployment.reason})")
-    if change.still_served:
-        local = " --local" if cli.is_local else ""
-        typer.secho(
-            f"warning: endpoint {cli.config.endpoint_name} still serves version {change.version}; "
-            f"`cardamage deploy{local} --package N --force --reason WHY` puts another back",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
+def _set_approval(cli: Invocation, package: str, status: str, comment: str | None, *, pending: bool = True) -> None:
+    """The decision through pipelines/approvals.py, which the console (`cardamage console`) takes too, told as
+    the console tells it; `pending`: say that on AWS the approval's event deploys it."""
+    outcome = approvals.decide(cli.backend(), cli.config, package, status, comment, local=cli.is_local)
+    typer.echo(outcome.summary)
+    for line in [*outcome.deployments, *([outcome.pending] if outcome.pending and pending else [])]:
+        typer.echo(line)
+    if outcome.warning:
+        typer.secho(f"warning: {outcome.warning}", fg=typer.colors.YELLOW, err=True)
 
 
 def _check_forced(force: bool, reason: str | None) -> None:

@@ -2,8 +2,10 @@
 captured photos and answers, against the baselines of the package it serves, and with the labels of answered
 photos (review batches pulled back), their accuracy in service. Here (--local) it reads the local endpoint's
 captures in the state folder's S3 mirror. On AWS it reads the scheduled monitoring job's latest report, or, for a
-window named with --since/--until, fetches that window's captures, the baselines and the labels from S3 and runs
-the same program here."""
+window named with --since/--until, fetches what the scheduled job would get from S3 (that window's captures, the
+baselines, the labels and the capture files review batches took photos from) and runs the same program here. Here
+a run's accuracy in service is kept with the package it scored (the state folder's service_quality table), which
+`cardamage models --local` shows."""
 
 from __future__ import annotations
 
@@ -42,9 +44,10 @@ def monitor_command(
 
     With --local, the local endpoint's captures, the baselines its package records (else the ones beside its
     evaluation.json) and the labels pulled under the labels prefix. On AWS, without --since/--until, the latest
-    report of the scheduled monitoring job; with them, that window's captures, baselines and labels fetched from
-    S3 and monitored here. Exit status 0 when it ran, whatever it found; 1 with --fail-on-drift when a statistic
-    drifted; 2 for a wrong option."""
+    report of the scheduled monitoring job; with them, what that window's job would read (its captures, the
+    baselines, the labels and the capture files review batches took photos from, since the served package's
+    endpoint config was made) fetched from S3 and monitored here. Exit status 0 when it ran, whatever it found;
+    1 with --fail-on-drift when a statistic drifted; 2 for a wrong option."""
     window = _moment(since, "--since"), _moment(until, "--until")
     if window[0] and window[1] and window[0] >= window[1]:
         fail(f"--since {iso(window[0])} is not before --until {iso(window[1])}: the window is empty", 2)
@@ -72,6 +75,8 @@ def monitor_command(
         with tempfile.TemporaryDirectory(prefix="cardamage-monitor-") as work:
             inputs = backend.monitor_inputs(name, *window, Path(work))
             _run(inputs, output, name, window, config.data.label_attribute, config.monitoring.atypical)
+        if cli.is_local:
+            _record(backend, name, json.loads((output / program.MONITOR).read_text(encoding="utf-8")))
     if fail_on_drift and json.loads((output / program.MONITOR).read_text(encoding="utf-8"))["drift"]:
         typer.echo("drift found: exit status 1 (--fail-on-drift)", err=True)
         raise typer.Exit(1)
@@ -91,9 +96,24 @@ def _run(inputs: MonitorInputs, output: Path, endpoint: str, window: tuple, labe
         arguments += ["--labels", str(inputs.labels)]
         arguments += ["--label-attribute", label_attribute] if label_attribute else []
         arguments += ["--served-since", inputs.served_since.isoformat()] if inputs.served_since else []
+        arguments += ["--labelled-captures", str(inputs.labelled_captures)] if inputs.labelled_captures else []
     status = program.main(arguments)
     if status:
         raise typer.Exit(status)
+
+
+def _record(backend, endpoint: str, document: dict) -> None:
+    """Here, a run's accuracy in service is kept with the package it scored, for `cardamage models --local`."""
+    from pipelines.backends.local import LocalBackend
+
+    assert isinstance(backend, LocalBackend)
+    if document.get("quality") is None:
+        return
+    package = backend.record_service_quality(endpoint, document)
+    if package is None:
+        typer.echo(f"note: the accuracy in service is of {document['baseline'].get('package')}, which is not registered here: not recorded", err=True)
+    else:
+        typer.echo(f"accuracy in service recorded for version {package.version} (cardamage models --local shows it)")
 
 
 def _moment(text: str | None, flag: str) -> datetime | None:

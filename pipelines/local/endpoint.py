@@ -169,7 +169,7 @@ class LocalDeployer:
         package = self.state.package(record.package_arn)
         if package is None:
             return champion.deleted(endpoint_name, record.version, challenger_model_url)
-        return champion.served(endpoint_name, self._candidate(package.arn), package.model_data_url)
+        return champion.served(endpoint_name, self._candidate(package.arn), package.model_data_url, package.metrics_uri)
 
     def _candidate(self, arn: str, record: Deployment | None = None) -> Candidate:
         """A registered package as the rule reads it (a deployment record's, when the package is gone)."""

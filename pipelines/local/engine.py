@@ -280,6 +280,7 @@ class Engine:
             map_value=map_value,
             metadata={**metadata, "Environment": containers[0].get("Environment", {}), **baselines},
             execution=execution,
+            card=arguments.get("ModelCard"),  # its model card, kept as CreateModelPackage takes it
         )
         self.reporter.say(f"  registered {package.arn} ({package.status}, mAP {map_value if map_value is not None else '-'})")
         return {**arguments, "ModelPackageArn": package.arn, "ModelPackageVersion": package.version, "ModelApprovalStatus": package.status}

@@ -1,5 +1,6 @@
 """The local engine's records, in one SQLite file under the state folder: executions and their steps, the
-step cache, and the local Model Registry (model package groups and versioned packages)."""
+step cache, the local Model Registry (model package groups and versioned packages), and each package's accuracy
+in service as `cardamage monitor --local` measured it."""
 
 from __future__ import annotations
 
@@ -32,8 +33,12 @@ CREATE TABLE IF NOT EXISTS cache (
 CREATE TABLE IF NOT EXISTS packages (
     arn TEXT PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
     approval_description TEXT, model_data_url TEXT NOT NULL, image TEXT, metrics_uri TEXT, map REAL,
-    metadata TEXT NOT NULL, created REAL NOT NULL, execution TEXT, modified REAL,
+    metadata TEXT NOT NULL, created REAL NOT NULL, execution TEXT, modified REAL, card_content TEXT, card_status TEXT,
     UNIQUE (grp, version)
+);
+CREATE TABLE IF NOT EXISTS service_quality (
+    package TEXT NOT NULL, endpoint TEXT NOT NULL, since TEXT, until TEXT, images INTEGER NOT NULL, boxes INTEGER,
+    map REAL, map50 REAL, recorded REAL NOT NULL
 );
 """
 ACCOUNT = "000000000000"
@@ -59,6 +64,9 @@ class Package:
     created: float
     execution: str | None
     modified: float | None = None  # when a person last set its approval status (UpdateModelPackage on AWS); None: never
+    # Its model card as CreateModelPackage's ModelCard gives it (ModelCardContent, ModelCardStatus); None: registered without one.
+    card_content: str | None = None
+    card_status: str | None = None
 
     @property
     def drift_check_baselines(self) -> dict:
@@ -82,6 +90,9 @@ class State:
             columns = {row[1] for row in db.execute("PRAGMA table_info(packages)")}
             if "modified" not in columns:  # a state folder made before approvals were told from registrations
                 db.execute("ALTER TABLE packages ADD COLUMN modified REAL")
+            for column in ("card_content", "card_status"):  # a state folder made before packages had model cards
+                if column not in columns:
+                    db.execute(f"ALTER TABLE packages ADD COLUMN {column} TEXT")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -171,15 +182,21 @@ class State:
         map_value: float | None,
         metadata: dict,
         execution: str | None,
+        card: dict | None = None,
     ) -> Package:
+        """A new version of `group`; `card` is CreateModelPackage's ModelCard (ModelCardContent, ModelCardStatus)."""
+        card = card or {}
         with self._connect() as db:
             version = (db.execute("SELECT MAX(version) FROM packages WHERE grp = ?", (group,)).fetchone()[0] or 0) + 1
             arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/{version}"
             db.execute(
                 "INSERT INTO packages (arn, grp, version, status, approval_description, model_data_url, image, metrics_uri, map, metadata,"
-                " created, execution) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
-                (arn, group, version, status, model_data_url, image, metrics_uri, map_value, json.dumps(metadata), time.time(), execution),
-            )
+                " created, execution, card_content, card_status) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    arn, group, version, status, model_data_url, image, metrics_uri, map_value, json.dumps(metadata), time.time(), execution,
+                    card.get("ModelCardContent"), card.get("ModelCardStatus"),
+                ),
+            )  # fmt: skip
         return self.package(arn)
 
     def package(self, reference: str, group: str | None = None) -> Package | None:
@@ -195,12 +212,32 @@ class State:
         with self._connect() as db:
             return [_package(row) for row in db.execute("SELECT * FROM packages WHERE grp = ? ORDER BY version DESC", (group,))]
 
-    def set_status(self, arn: str, status: str, description: str | None) -> Package:
+    def set_status(self, arn: str, status: str, description: str | None, card_status: str | None = None) -> Package:
+        """Set its approval status, and its model card's status when `card_status` is given (in the same
+        transaction, as UpdateModelPackage takes both in one request)."""
         with self._connect() as db:
             db.execute(
-                "UPDATE packages SET status = ?, approval_description = ?, modified = ? WHERE arn = ?", (status, description, time.time(), arn)
+                "UPDATE packages SET status = ?, approval_description = ?, modified = ?, card_status = COALESCE(?, card_status) WHERE arn = ?",
+                (status, description, time.time(), card_status, arn),
             )
         return self.package(arn)
+
+    # The accuracy in service ------------------------------------------------------------------------
+    def record_service_quality(self, arn: str, endpoint: str, window: dict, quality: dict) -> None:
+        """One monitor run's accuracy in service of the package `arn` on `endpoint`: monitor.json's `window` and
+        `quality` (containers/monitoring/monitor.py)."""
+        figures = (quality.get("images") or 0, quality.get("boxes"), quality.get("map"), quality.get("map50"))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO service_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (arn, endpoint, window.get("since"), window.get("until"), *figures, time.time()),
+            )
+
+    def service_quality(self, arn: str) -> dict | None:
+        """The package's latest recorded accuracy in service, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM service_quality WHERE package = ? ORDER BY recorded DESC, rowid DESC LIMIT 1", (arn,)).fetchone()
+        return dict(row) if row else None
 
 
 def _package(row: sqlite3.Row) -> Package:
@@ -218,4 +255,6 @@ def _package(row: sqlite3.Row) -> Package:
         created=row["created"],
         execution=row["execution"],
         modified=row["modified"],
+        card_content=row["card_content"],
+        card_status=row["card_status"],
     )

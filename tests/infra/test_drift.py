@@ -1,6 +1,7 @@
 """Drift monitoring as CloudFormation receives it (infra/drift.py, infra/monitoring.py): a schedule per stage's
-endpoint with pipeline.yaml's expression, the starter's settings, the three roles each narrowed to its work, the
-completed-job rule, and the drift alarm and failed-job rule that reach the topic."""
+endpoint with pipeline.yaml's expression, the starter's settings, the three roles each narrowed to its work (the
+accuracy in service's reads included: label files, review batches, the job's manifests), the completed-job rule,
+and the drift alarm and failed-job rule that reach the topic."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import pytest
 
 from containers.deploy import monitor_metrics, monitor_start
-from infra.drift import drift_alarm_name
+from infra.drift import MANIFESTS, drift_alarm_name
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import actions, statements_of
 from tests.infra.test_workflow_stack import logical_id, one, resources
@@ -19,12 +20,13 @@ STAGES = {
     "  schedule: rate(1 hour)\n": "  schedule: cron(15 * * * ? *)\n",
     "  window_hours: 1 ": "  window_hours: 3 ",
     "  drift_alarm: true ": "  drift_alarm: false ",
+    "  label_attribute: null\n": "  label_attribute: review\n",
 }
 
 
 @pytest.fixture(scope="module")
 def staged(synthesize):
-    """Two release stages, a cron schedule, three-hour windows and no drift alarm."""
+    """Two release stages, a cron schedule, three-hour windows, no drift alarm and a Ground Truth label attribute."""
     return synthesize(with_infrastructure("", STAGES))
 
 
@@ -76,7 +78,10 @@ def test_the_starter_is_configured_from_pipeline_yaml_in_the_variables_it_reads(
     function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "StartFunction")]["Properties"]
     assert function["Handler"] == "monitor_start.handler"
     variables = function["Environment"]["Variables"]
-    assert set(variables) == set(monitor_start.ENVIRONMENT.values())
+    assert set(variables) == {*monitor_start.ENVIRONMENT.values(), *monitor_start.OPTIONAL_ENVIRONMENT.values()}
+    assert (variables["LABEL_ATTRIBUTE"], variables["REVIEW_PREFIX"]) == ("review", "review/")
+    data = logical_id(template, "AWS::S3::Bucket", "StorageData")
+    assert variables["LABELS_PREFIX"] == {"Fn::Join": ["", ["s3://", {"Ref": data}, "/labels/"]]}
     places = json.loads(variables["ENDPOINTS"])
     assert places == {
         endpoint: {"stage": stage, "captures": f"data-capture/{endpoint}/", "reports": f"monitoring/{endpoint}/"}
@@ -105,6 +110,31 @@ def test_the_job_role_reads_captures_and_baselines_and_writes_only_the_reports(w
     assert writes == [role["WriteReports"]] and ends(role["WriteReports"]["Resource"], f"/monitoring/{endpoint}/*")
     assert role["PublishJobMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/ProcessingJobs"}}
     assert ":log-group:/aws/sagemaker/ProcessingJobs" in json.dumps(role["WriteJobLogs"]["Resource"])
+
+
+def test_without_a_label_attribute_the_starter_gets_no_variable_for_it(workflow_template):
+    function = workflow_template["Resources"][logical_id(workflow_template, "AWS::Lambda::Function", "StartFunction")]["Properties"]
+    assert set(function["Environment"]["Variables"]) == set(monitor_start.ENVIRONMENT.values())
+
+
+def test_for_the_accuracy_in_service_the_job_reads_label_files_and_its_manifests_and_the_starter_reads_review_batches(workflow, workflow_template):
+    template, endpoint = workflow_template, workflow.config.endpoint_name
+    data = logical_id(template, "AWS::S3::Bucket", "StorageData")
+    job = statements_of(template, "DriftMonitoringJobRole")
+    assert actions(job["ReadLabelsAndManifests"]) == ["s3:GetObject"]
+    label_files, *manifests = job["ReadLabelsAndManifests"]["Resource"]
+    assert label_files == {"Fn::Join": ["", [{"Fn::GetAtt": [data, "Arn"]}, "/labels/*"]]}
+    assert [ends(resource, f"/monitoring/{endpoint}/*/{name}") for resource, name in zip(manifests, MANIFESTS, strict=True)] == [True, True]
+    assert job["ListLabels"]["Resource"] == {"Fn::GetAtt": [data, "Arn"]} and job["ListLabels"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["labels/*"]}
+    }
+    starter = statements_of(template, "StartFunctionRole")
+    assert starter["ListLabels"]["Condition"] == {"StringLike": {"s3:prefix": ["labels/*"]}}
+    assert starter["ListReviewBatches"]["Condition"] == {"StringLike": {"s3:prefix": ["review/*"]}}
+    assert actions(starter["ReadReviewBatches"]) == ["s3:GetObject"] and ends(starter["ReadReviewBatches"]["Resource"], "/review/*review.json")
+    assert actions(starter["DecryptReviewBatches"]) == ["kms:Decrypt"]
+    reads = [s for s in starter.values() if "s3:GetObject" in actions(s)]
+    assert reads == [starter["ReadReviewBatches"]]  # review batches' documents only: not their photos, nor the captures
 
 
 def test_the_starter_lists_captures_starts_only_monitoring_jobs_and_passes_only_the_job_role(workflow, workflow_template):
@@ -165,3 +195,14 @@ def test_without_captured_data_there_is_nothing_to_monitor_and_the_stack_has_no_
     assert not resources(template, "AWS::Scheduler::Schedule")
     assert not [name for name in template["Resources"] if "DriftMonitoring" in name or "OnMonitoringJob" in name]
     assert not [body for body in resources(template, "AWS::CloudWatch::Alarm").values() if body["Properties"].get("MetricName") == "Drift"]
+
+
+def test_operators_read_review_batches_review_json_as_the_starter_does(workflow_template):
+    """`cardamage monitor --since` on AWS finds the capture files review batches took photos from as the starter
+    does: through each batch's review.json, and nothing else under review/."""
+    template = workflow_template
+    policy = template["Resources"][logical_id(template, "AWS::IAM::ManagedPolicy", "PeopleOperator")]
+    operator = {statement.get("Sid"): statement for statement in policy["Properties"]["PolicyDocument"]["Statement"]}
+    starter = statements_of(template, "StartFunctionRole")
+    assert operator["ReadReviewBatches"]["Action"] == "s3:GetObject"
+    assert operator["ReadReviewBatches"]["Resource"] == starter["ReadReviewBatches"]["Resource"]

@@ -166,15 +166,25 @@ CLI_FILES = (
     "pipelines/batch.py",
     "pipelines/cli/app.py",
     "pipelines/cli/commands.py",
+    "pipelines/approvals.py",
+    "pipelines/console/app.py",
+    "pipelines/cli/console_commands.py",
     "pipelines/cli/aws_commands.py",
     "pipelines/cli/review_commands.py",
     "pipelines/cli/batch_commands.py",
     "pipelines/cli/local_commands.py",
     "pipelines/cli/monitor_commands.py",
+    "pipelines/cli/report_commands.py",
 )
 CLI = "pipelines/cli/"
-# Approvers: `approve` without --force and `reject` (both _set_approval), `models`, `executions`.
-APPROVER = (f"{CLI}commands.py:_set_approval", f"{CLI}commands.py:models", f"{CLI}commands.py:executions")
+# Approvers: `approve` without --force and `reject` (both _set_approval), `models`, `executions`, `console` and `report`.
+APPROVER = (
+    f"{CLI}commands.py:_set_approval",
+    f"{CLI}commands.py:models",
+    f"{CLI}commands.py:executions",
+    f"{CLI}console_commands.py:console_command",
+    f"{CLI}report_commands.py:report",
+)
 # Operators: the other commands on AWS, and the reads they need to choose what to deploy (not `upsert`: the stack
 # owns the pipeline). `approve --force` deploys, so it needs both policies.
 OPERATOR = (
@@ -183,6 +193,7 @@ OPERATOR = (
     f"{CLI}aws_commands.py:label",
     f"{CLI}commands.py:executions",
     f"{CLI}commands.py:models",
+    f"{CLI}report_commands.py:report",
     f"{CLI}commands.py:deploy",
     f"{CLI}commands.py:promote",
     f"{CLI}review_commands.py:review_command",

@@ -182,6 +182,18 @@ def test_the_configured_gate_may_not_be_looser_than_its_own_floor():
     assert (unset.map_floor, unset.tolerance_ceiling) == (0.4, 0.01)  # by default an execution may tighten the gate, not loosen it
 
 
+def test_the_champion_rule_is_one_a_run_may_choose_and_the_bootstrap_draws_enough():
+    defaults = parse_config("").evaluation
+    assert (defaults.champion_rule, defaults.champion_rules) == ("margin", ["margin", "significant"])
+    assert (defaults.bootstrap_resamples, defaults.bootstrap_seed) == (1000, 23)
+    assert "champion_rule (significant) must be one of champion_rules (margin)" in problems(
+        "evaluation:\n  champion_rule: significant\n  champion_rules: [margin]\n"
+    )
+    assert "evaluation.champion_rule: must be one of 'margin' or 'significant' (got 'strict')" in problems("evaluation:\n  champion_rule: strict\n")
+    assert "champion_rules (margin, margin) names a rule twice" in problems("evaluation:\n  champion_rules: [margin, margin]\n")
+    assert "evaluation.bootstrap_resamples: must be at least 1000 (got 999)" in problems("evaluation:\n  bootstrap_resamples: 999\n")
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [

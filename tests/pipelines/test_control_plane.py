@@ -389,10 +389,16 @@ def s3_bucket(env, name):
 
 
 def register(
-    env, status="PendingManualApproval", evaluation: dict | None = None, metadata_map: str | None = None, baselines: dict | None = None
+    env,
+    status="PendingManualApproval",
+    evaluation: dict | None = None,
+    metadata_map: str | None = None,
+    baselines: dict | None = None,
+    champion: dict | None = None,
 ) -> str:
     """A package as the Register step makes it: ModelMetrics pointing at the evaluation report in S3 and, with
-    `baselines` ({file name: whether Evaluate wrote it}), DriftCheckBaselines pointing at the files beside it."""
+    `baselines` ({file name: whether Evaluate wrote it}), DriftCheckBaselines pointing at the files beside it;
+    `champion`: the champion's metadata (ChampionVersion, ChampionMAP)."""
     sagemaker = client("sagemaker", env.url)
     version = len(sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) + 1
     key = f"{PIPELINE}/execution-{version}/evaluation/evaluation.json"
@@ -406,7 +412,7 @@ def register(
         drift["ModelDataQuality" if name == "data-baseline.json" else "ModelQuality"] = {
             "Statistics": {"ContentType": "application/json", "S3Uri": uri}
         }
-    metadata = {"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}
+    metadata = {**({"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}), **(champion or {})}
     arn = sagemaker.create_model_package(
         ModelPackageGroupName=GROUP,
         ModelApprovalStatus="PendingManualApproval",
@@ -454,6 +460,23 @@ def test_models_show_status_and_map(env, config, registry):
     assert "trained on" in result.stdout.splitlines()[0]
     assert "20261130T101500Z-0123456789ab" in rows["2"]  # the dataset snapshot it was trained on
     assert list(table_rows(cli(env, config, "models", "-n", "1").stdout)) == ["3"]
+
+
+def test_models_show_the_intervals_of_the_evaluation_report(env, config):
+    s3_bucket(env, ARTIFACTS)
+    client("sagemaker", env.url).create_model_package_group(ModelPackageGroupName=GROUP)
+    evaluation = {
+        "metrics": {"mAP": {"value": 0.4083}},
+        "intervals": {"method": "percentile bootstrap over validation images", "metrics": {"mAP": [0.3301, 0.4902]}},
+        "champion": {"version": 1, "map_lead": 0.0524, "lead_interval": [0.012, 0.09], "intervals": {"metrics": {"mAP": [0.40, 0.52]}}},
+    }
+    register(env, evaluation={"metrics": {"mAP": {"value": 0.35}}})  # evaluated before intervals
+    register(env, evaluation=evaluation, champion={"ChampionVersion": "1", "ChampionMAP": "0.460700"})
+    result = cli(env, config, "models")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert "0.41 (0.33-0.49)" in rows["2"] and "v1: 0.46 (0.40-0.52), lead 0.05 (0.01-0.09)" in rows["2"], result.stdout
+    assert table_rows(result.stdout)["1"][4] == "0.3500"
 
 
 def test_models_show_whether_each_package_has_its_drift_baselines(env, config):

@@ -32,6 +32,7 @@ PARAMETERS = {
     "EvaluationInstanceType": "ml.m5.xlarge",
     "MapThreshold": 0.3,
     "ChampionTolerance": 0.0,
+    "ChampionRule": "margin",
 }
 CACHED = {"PrepareData", "Train", "Evaluate"}
 FIND_CHAMPION_OUTPUTS = {
@@ -41,6 +42,8 @@ FIND_CHAMPION_OUTPUTS = {
     "package_arn": "String",
     "version": "String",
     "recorded_map": "String",
+    "data_uri": "String",
+    "data_missing": "String",
 }
 
 
@@ -91,18 +94,25 @@ def test_the_steps_their_types_and_the_condition_wiring(definition):
     # pipeline.yaml registers PendingManualApproval: no Deploy step, only a person's approval deploys.
     assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("Register", "RegisterModel")]
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("QualityBelowThreshold", "Fail")]
-    threshold, champion = gate["Conditions"]
+    threshold, margin, significant = gate["Conditions"]
     assert threshold["Type"] == "GreaterThanOrEqualTo"
     assert threshold["LeftValue"] == evaluation("metrics.mAP.value")
     assert threshold["RightValue"] == {"Get": "Parameters.MapThreshold"}
-    # Nothing served, or the champion's mAP less the challenger's (both measured by Evaluate) within the tolerance.
-    assert champion == {
-        "Type": "Or",
-        "Conditions": [
-            {"Type": "Equals", "LeftValue": evaluation("champion.version"), "RightValue": 0},
-            {"Type": "LessThanOrEqualTo", "LeftValue": evaluation("champion.map_lead"), "RightValue": {"Get": "Parameters.ChampionTolerance"}},
-        ],
-    }
+
+    # Nothing served, or by ChampionRule margin the champion's mAP less the challenger's (both measured by Evaluate)
+    # within the tolerance; by significant, the lower bound of that lead's bootstrap interval within it. Each of the
+    # two holds when nothing is served, or the other rule was chosen, or its own figure is within the tolerance.
+    def rule(other: str, figure: str) -> dict:
+        return {
+            "Type": "Or",
+            "Conditions": [
+                {"Type": "Equals", "LeftValue": evaluation("champion.version"), "RightValue": 0},
+                {"Type": "Equals", "LeftValue": {"Get": "Parameters.ChampionRule"}, "RightValue": other},
+                {"Type": "LessThanOrEqualTo", "LeftValue": evaluation(figure), "RightValue": {"Get": "Parameters.ChampionTolerance"}},
+            ],
+        }
+
+    assert margin == rule("significant", "champion.map_lead") and significant == rule("margin", "champion.lead_low")
 
 
 @pytest.fixture(scope="module")
@@ -126,21 +136,36 @@ def test_only_a_configuration_that_approves_at_registration_deploys_in_the_pipel
 
 
 def test_an_execution_looser_than_the_configured_floor_ends_at_a_fail_step(definition):
-    """MapThreshold and ChampionTolerance are parameters anyone who may start an execution can set: the first
-    step compares them with pipeline.yaml's floor (by default the configured values) before any job runs."""
+    """MapThreshold, ChampionTolerance and ChampionRule are parameters anyone who may start an execution can set:
+    the first step compares them with pipeline.yaml's floor (by default the configured values, and both rules)
+    before any job runs. A ChampionRule that is no rule at all fails there too."""
     first = definition["Steps"][0]["Arguments"]
+    rule = {"Get": "Parameters.ChampionRule"}
     assert first["Conditions"] == [
         {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.MapThreshold"}, "RightValue": 0.3},
         {"Type": "LessThanOrEqualTo", "LeftValue": {"Get": "Parameters.ChampionTolerance"}, "RightValue": 0.0},
+        {
+            "Type": "Or",
+            "Conditions": [
+                {"Type": "Equals", "LeftValue": rule, "RightValue": "margin"},
+                {"Type": "Equals", "LeftValue": rule, "RightValue": "significant"},
+            ],
+        },
     ]
     message = step(definition, "GateLooserThanAllowed")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
-    assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message
+    assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message and rule in message
     text = "".join(part for part in message if isinstance(part, str))
     assert "at least 0.3 (evaluation.min_map_threshold)" in text and "at most 0.0 (evaluation.max_champion_tolerance)" in text
+    assert "one of margin, significant (evaluation.champion_rules)" in text
     floors = json.loads(
-        render_definition(parse_config("evaluation:\n  map_threshold: 0.4\n  min_map_threshold: 0.25\n  max_champion_tolerance: 0.02\n"))
+        render_definition(
+            parse_config("evaluation:\n  map_threshold: 0.4\n  min_map_threshold: 0.25\n  max_champion_tolerance: 0.02\n  champion_rules: [margin]\n")
+        )
     )
-    assert [c["RightValue"] for c in floors["Steps"][0]["Arguments"]["Conditions"]] == [0.25, 0.02]
+    assert [c.get("RightValue") for c in floors["Steps"][0]["Arguments"]["Conditions"]] == [0.25, 0.02, None]
+    assert floors["Steps"][0]["Arguments"]["Conditions"][2]["Conditions"] == [{"Type": "Equals", "LeftValue": rule, "RightValue": "margin"}]
+    message = step(floors, "GateLooserThanAllowed")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert "one of margin (evaluation.champion_rules)" in "".join(part for part in message if isinstance(part, str))
 
 
 def test_jobs_that_parse_uploaded_files_are_network_isolated(definition):
@@ -178,6 +203,15 @@ def test_the_champion_is_found_after_training_and_scored_by_evaluate(definition)
     assert metadata["ChampionMAP"] == {"Std:Join": {"On": "", "Values": [evaluation("champion.map_text")]}}
 
 
+def test_evaluate_draws_the_bootstrap_pipeline_yaml_sets(definition):
+    def bootstrap(rendered):
+        container = step(rendered, "Evaluate")["Arguments"]["AppSpecification"]["ContainerArguments"]
+        return container[container.index("--bootstrap-resamples") + 1], container[container.index("--bootstrap-seed") + 1]
+
+    assert bootstrap(definition) == ("1000", "23")
+    assert bootstrap(json.loads(render_definition(parse_config("evaluation:\n  bootstrap_resamples: 2000\n  bootstrap_seed: 5\n")))) == ("2000", "5")
+
+
 def test_dependencies_follow_the_data(definition):
     assert references(step(definition, "PrepareData")["Arguments"]) <= {
         "Parameters.InputManifestUri",
@@ -195,7 +229,7 @@ def test_the_fail_message_names_both_maps_the_threshold_and_the_tolerance(defini
     message = step(definition, "QualityBelowThreshold")["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     assert evaluation("metrics.mAP.value") in message and evaluation("champion.text") in message
     assert {"Get": "Parameters.MapThreshold"} in message and {"Get": "Parameters.ChampionTolerance"} in message
-    # Each figure after the words that say what it is.
+    # Each figure after the words that say what it is; the rule, and the figures' intervals as Evaluate wrote them.
     assert message == [
         "Not registered: the challenger's mAP ",
         evaluation("metrics.mAP.value"),
@@ -205,14 +239,26 @@ def test_the_fail_message_names_both_maps_the_threshold_and_the_tolerance(defini
         {"Get": "Parameters.ChampionTolerance"},
         " (ChampionTolerance) below the champion's mAP, ",
         evaluation("champion.text"),
+        ", by the rule ",
+        {"Get": "Parameters.ChampionRule"},
+        " (ChampionRule: margin judges the champion's lead, significant the lower bound of its 95% interval). "
+        "With 95% bootstrap intervals over the validation images, the challenger's mAP is ",
+        evaluation("map_interval_text"),
+        " and the champion's lead ",
+        evaluation("champion.lead_text"),
+        ".",
     ]
 
 
 def test_parameters_and_their_defaults_come_from_pipeline_yaml(definition):
     assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]} == PARAMETERS
-    changed = json.loads(render_definition(parse_config("training:\n  steps: 50\n  image_size: 256\nevaluation:\n  map_threshold: 0.05\n")))
+    changed = json.loads(
+        render_definition(
+            parse_config("training:\n  steps: 50\n  image_size: 256\nevaluation:\n  map_threshold: 0.05\n  champion_rule: significant\n")
+        )
+    )
     defaults = {p["Name"]: p["DefaultValue"] for p in changed["Parameters"]}
-    assert (defaults["TrainingSteps"], defaults["ImageSize"], defaults["MapThreshold"]) == (50, 256, 0.05)
+    assert (defaults["TrainingSteps"], defaults["ImageSize"], defaults["MapThreshold"], defaults["ChampionRule"]) == (50, 256, 0.05, "significant")
 
 
 def test_prepare_data_gives_every_instance_all_the_labels_and_images(definition):
@@ -477,6 +523,7 @@ def test_every_step_validates_against_aws_schema_with_only_the_known_deviations(
             ("Register", "DriftCheckBaselines"),
             ("Register", "Domain"),
             ("Register", "ModelApprovalStatus"),
+            ("Register", "ModelCard"),  # the package's model card (tests/pipelines/test_model_card.py)
             ("Register", "SkipModelValidation"),
             ("Register", "Task"),
         ]

@@ -1,8 +1,10 @@
 """`cardamage monitor`: with --local, the local endpoint's captures, the served package's baselines (the ones it
 records as DriftCheckBaselines first, else the ones beside its evaluation.json) and the review labels pulled
 under the labels prefix, through the monitor program; exit 0 whatever it found, 1 on drift with --fail-on-drift, 2
-for a wrong option, naming it. On AWS (moto): the scheduled job's latest report copied from S3, or a named window's
-captures, baselines and labels fetched from S3 and monitored here."""
+for a wrong option, naming it; a run's accuracy in service kept with its package for `cardamage models --local`.
+On AWS (moto): the scheduled job's latest report copied from S3, or a named window's captures, baselines, labels
+and the capture files review batches took photos from fetched from S3 as the job gets them and monitored here;
+`cardamage models` shows the accuracy in service of each endpoint's newest report."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from containers.monitoring import monitor as program
 from containers.monitoring import statistics
 from containers.monitoring.statistics import DATA_BASELINE, MODEL_BASELINE
-from pipelines import review
+from pipelines import aws, review
 from pipelines.cli import app
 from pipelines.config import load_config
 from pipelines.local.capture import DataCapture, capture_line
@@ -28,7 +31,7 @@ from pipelines.local.endpoint import Deployment
 from pipelines.local.runner import LOCAL_VALUES
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
-from tests.aws_fakes import REGION, client, isolate_aws
+from tests.aws_fakes import REGION, client, isolate_aws, stub_operation
 from tests.containers.deploy.test_deploy import server  # noqa: F401  (the moto server fixture)
 from tests.containers.deploy.test_monitor_start import register, serve
 from tests.review_support import answer, detection
@@ -62,6 +65,17 @@ def baseline_documents(seeds) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def documents():
     return baseline_documents(range(40))
+
+
+def test_a_named_window_here_still_scores_a_labelled_photo_answered_before_it(tmp_path, documents):
+    """The labelled photo was answered at 10:03; a window from 10:05 holds its answer no more, and the endpoint's
+    capture files are read again for the accuracy in service only, as review batches' are on AWS."""
+    state_dir, _, _ = labelled_state(tmp_path, documents, WHEN - timedelta(days=1), "review")
+    result = monitor(state_dir, tmp_path / "out", "--since", (WHEN + timedelta(minutes=5)).isoformat())
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "monitor.json").read_text())
+    assert document["window"]["images"] == 5  # 10:05 to 10:09: the labelled photo is not measured for drift
+    assert document["quality"]["images"] == 1 and document["quality"]["map"] == pytest.approx(1.0)
 
 
 def served_state(tmp_path, documents, *, metadata=None, metrics_uri=EVALUATION, window=(), deployed=None):
@@ -182,20 +196,28 @@ def test_without_output_or_a_deployment_it_says_what_is_missing(tmp_path, docume
     assert nothing.exit_code == 1 and "nothing is deployed to the local endpoint car-damage-endpoint" in nothing.stderr
 
 
-def review_export(photo: bytes, size=SIZE) -> str:
-    """A Label Studio export of the review copy of `photo` (named after its hash), its dent where the endpoint saw it."""
+def review_export(photo: bytes, size=SIZE, box=(10.0, 10.0)) -> str:
+    """A Label Studio export of the review copy of `photo` (named after its hash), its dent where the endpoint saw it
+    (or, with `box`, at another top-left corner, in percent)."""
     name = review.photo_key(review.Captured("c", photo, "image/jpeg", (), *size))
-    value = {"x": 10.0, "y": 10.0, "width": 40.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["dent"]}
+    value = {"x": box[0], "y": box[1], "width": 40.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["dent"]}
     result = {"type": "rectanglelabels", "original_width": size[0], "original_height": size[1], "value": value}
     return json.dumps([{"id": 1, "data": {"image": f"s3://local-data/images/review/b1/{name}"}, "annotations": [{"id": 1, "result": [result]}]}])
 
 
-def test_the_review_labels_pulled_here_give_the_accuracy_in_service_of_what_the_package_answered(tmp_path, documents):
+def labelled_state(folder, documents, deployed: datetime, export: str) -> tuple:
+    """A state folder serving version 1 since `deployed`, whose window's fourth photo (answered at 10:03) came back
+    labelled in the review export `labels/<export>/export.json`: (state folder, package, the export's path)."""
     window = photos(range(100, 110))
-    state_dir, package = served_state(tmp_path, documents, window=window, deployed=WHEN - timedelta(days=1))
-    labels = LocalS3(state_dir / "s3").path("s3://local-data/labels/labelstudio-cardamage-review-0123456789ab/export.json")
+    state_dir, package = served_state(folder, documents, window=window, deployed=deployed)
+    labels = LocalS3(state_dir / "s3").path(f"s3://local-data/labels/{export}/export.json")
     labels.parent.mkdir(parents=True)
     labels.write_text(review_export(window[3]))
+    return state_dir, package, labels
+
+
+def test_the_review_labels_pulled_here_give_the_accuracy_in_service_of_what_the_package_answered(tmp_path, documents):
+    state_dir, package, labels = labelled_state(tmp_path, documents, WHEN - timedelta(days=1), "labelstudio-cardamage-review-0123456789ab")
     result = monitor(state_dir, tmp_path / "out")
     assert result.exit_code == 0, result.output
     quality = json.loads((tmp_path / "out" / "monitor.json").read_text())["quality"]
@@ -204,14 +226,56 @@ def test_the_review_labels_pulled_here_give_the_accuracy_in_service_of_what_the_
     assert "labels: s3://local-data/labels/ (the accuracy in service" in result.stdout
     assert "monitor: accuracy in service: mAP 1.0000" in result.stdout
     # Deployed after those answers: they were another package's, so they are not this one's accuracy.
-    later, _ = served_state(tmp_path / "later", documents, window=window, deployed=WHEN + timedelta(days=1))
-    moved = LocalS3(later / "s3").path("s3://local-data/labels/review/export.json")
-    moved.parent.mkdir(parents=True)
-    moved.write_text(review_export(window[3]))
+    later, _, _ = labelled_state(tmp_path / "later", documents, WHEN + timedelta(days=1), "review")
     result = monitor(later, tmp_path / "later-out")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "later-out" / "monitor.json").read_text())["quality"] is None
     assert "1 answer(s) captured before --served-since 2026-12-02T10:00:00Z left out" in result.stdout
+
+
+def models_rows(state_dir) -> dict[str, str]:
+    """`cardamage models --local`'s "in service" column by version ({} when it has no such column)."""
+    result = CliRunner().invoke(app, ["models", "--local", "--state-dir", str(state_dir), "--config", str(CONFIG)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if "in service" not in lines[0]:
+        return {}
+    column = lines[0].index("in service")  # the table's columns start where their headers do
+    return {line.split()[0]: line[column:].split("  ")[0] for line in lines[1:]}
+
+
+def test_a_local_run_s_accuracy_in_service_is_kept_with_its_package_and_models_shows_the_latest(tmp_path, documents):
+    state_dir, package, labels = labelled_state(tmp_path, documents, WHEN - timedelta(days=1), "review-1")
+    assert models_rows(state_dir) == {}  # nothing measured yet: no column
+
+    export = labels.read_text()
+    labels.unlink()  # no labels yet: no figure (quality null), nothing recorded
+    result = monitor(state_dir, tmp_path / "out")
+    assert result.exit_code == 0 and "accuracy in service recorded" not in result.stdout, result.output
+    assert State(state_dir).service_quality(package.arn) is None
+    labels.write_text(export)
+    result = monitor(state_dir, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "accuracy in service recorded for version 1 (cardamage models --local shows it)" in result.stdout
+    recorded = State(state_dir).service_quality(package.arn)
+    assert (recorded["endpoint"], recorded["images"], recorded["map"], recorded["until"]) == ("car-damage-endpoint", 1, pytest.approx(1.0), None)
+    assert models_rows(state_dir) == {"1": f"1.0000 on 1 photo ({datetime.now(UTC):%Y-%m-%d})"}  # an open window: the day it ran
+
+    window = photos(range(100, 110))
+    labels.write_text(review_export(window[3], box=(60.0, 60.0)))  # relabelled elsewhere: the answer now misses
+    assert monitor(state_dir, tmp_path / "again", "--until", "2026-12-01T11:00:00Z").exit_code == 0
+    assert models_rows(state_dir) == {"1": "0.0000 on 1 photo (2026-12-01)"}  # the latest, dated by its window's end
+
+
+def test_the_accuracy_in_service_table_is_added_to_a_state_folder_made_before_it(tmp_path, documents):
+    import sqlite3
+
+    state_dir, package = served_state(tmp_path, documents)
+    with sqlite3.connect(state_dir / "state.sqlite") as db:
+        db.execute("DROP TABLE service_quality")  # as a state folder made before this release has it
+    state = State(state_dir)
+    state.record_service_quality(package.arn, "car-damage-endpoint", {"since": None, "until": "2026-12-01T10:00:00Z"}, {"images": 2, "map": 0.5})
+    assert state.service_quality(package.arn)["map"] == 0.5
 
 
 # On AWS, against moto.
@@ -291,7 +355,14 @@ def test_on_aws_without_a_report_it_says_where_it_looked_and_a_broken_one_is_nam
     assert f"s3://{ARTIFACTS}/{REPORTS}20261201T0900Z/monitor.json is not a monitor report (JSONDecodeError" in broken.stderr
 
 
-def test_on_aws_a_named_window_is_fetched_and_monitored_here_as_the_scheduled_job_would(account, tmp_path, documents):
+SERVED = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)  # when the served package's endpoint config was made
+
+
+@pytest.fixture
+def served(account, documents, monkeypatch):
+    """Version 1 of the group served on ENDPOINT since SERVED, its baselines where the monitoring job may read
+    them; the S3 client. moto stamps an endpoint config with its own clock, so the CLI's sessions answer
+    DescribeEndpointConfig as moto does but with CreationTime SERVED."""
     moto, s3, _ = account
     sagemaker = client("sagemaker", moto.url)
     sagemaker.create_model_package_group(ModelPackageGroupName="car-damage-models")
@@ -302,12 +373,33 @@ def test_on_aws_a_named_window_is_fetched_and_monitored_here_as_the_scheduled_jo
     serve(sagemaker, ENDPOINT, register(sagemaker, recorded), 1)
     for name, document in documents.items():
         s3.put_object(Bucket=ARTIFACTS, Key=f"{BASELINES.removeprefix(f's3://{ARTIFACTS}/')}{name}", Body=json.dumps(document).encode())
+    connect = aws.connect
+
+    def made_at_served(params: dict) -> dict:
+        return {**sagemaker.describe_endpoint_config(**params), "CreationTime": SERVED}
+
+    def connected(*args, **kwargs):
+        made = connect(*args, **kwargs)
+        stub_operation(made.session.events, "sagemaker", "DescribeEndpointConfig", made_at_served)
+        return made
+
+    monkeypatch.setattr(aws, "connect", connected)
+    return s3
+
+
+def put_capture(s3, data: bytes, when: datetime, index: int) -> str:
+    """`data` answered with a dent at `when`, in a capture file of its own where SageMaker writes it; its key."""
+    line = capture_line(data, "image/jpeg", answer([detection("dent", 0.4, size=SIZE)], SIZE), "application/json", when=when, event_id=str(index))
+    key = f"data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/{when:%Y/%m/%d/%H}/{when:%M}-00-000-{index}.jsonl"
+    s3.put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(line).encode() + b"\n")
+    return key
+
+
+def test_on_aws_a_named_window_is_fetched_and_monitored_here_as_the_scheduled_job_would(account, served, tmp_path):
+    s3 = served
     shots = photos(range(100, 112))
     for index, data in enumerate(shots):  # three an hour, from 09:00 to 12:00
-        when = datetime(2026, 12, 1, 9, tzinfo=UTC) + timedelta(minutes=20 * index)
-        line = capture_line(data, "image/jpeg", answer([detection("dent", 0.4, size=SIZE)], SIZE), "application/json", when=when, event_id=str(index))
-        key = f"data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/{when:%Y/%m/%d/%H}/{when:%M}-00-000-{index}.jsonl"
-        s3.put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(line).encode() + b"\n")
+        put_capture(s3, data, datetime(2026, 12, 1, 9, tzinfo=UTC) + timedelta(minutes=20 * index), index)
     s3.put_object(Bucket="cardamage-data", Key="labels/labelstudio-cardamage-review-0123/export.json", Body=review_export(shots[5]).encode())
     s3.put_object(Bucket="cardamage-data", Key="labels/some-yolo-set/images/a.jpg", Body=shots[0])  # not a label file: not fetched
 
@@ -322,3 +414,74 @@ def test_on_aws_a_named_window_is_fetched_and_monitored_here_as_the_scheduled_jo
     assert "labels: 1 file(s) under s3://cardamage-data/labels/" in result.stdout
     assert document["quality"]["images"] == 1 and document["quality"]["map"] == pytest.approx(1.0)  # shots[5] was answered at 10:40
     assert "2 captured record(s) outside the window were left out" in result.stdout  # the hours' 10:00 and 11:40
+    assert f"note: no review batch under s3://{ARTIFACTS}/review/ took a photo from {ENDPOINT}'s captures" in result.stderr
+
+
+def test_on_aws_a_named_window_also_scores_the_answers_review_batches_took_photos_from_since_the_served_config(account, served, tmp_path, documents):
+    """Photos are labelled after they were answered: as the scheduled job, the window's run fetches the capture files
+    that review batches (review.json under review/) took photos from, and leaves out answers captured before the
+    served package's endpoint config was made. The figure is the monitor program's on the same files."""
+    s3 = served
+    shots = photos(range(200, 205))
+    window = [put_capture(s3, shots[index], datetime(2026, 12, 1, 10, 20 * index, tzinfo=UTC), index) for index in range(2)]  # not labelled
+    reviewed = {
+        "hit": put_capture(s3, shots[2], datetime(2026, 12, 1, 9, 0, tzinfo=UTC), 2),  # labelled where the endpoint saw its dent
+        "miss": put_capture(s3, shots[3], datetime(2026, 12, 1, 9, 10, tzinfo=UTC), 3),  # labelled elsewhere
+        "before": put_capture(s3, shots[4], datetime(2026, 12, 1, 8, 10, tzinfo=UTC), 4),  # answered before SERVED: another package's
+    }
+    images = [
+        {"image": f"{i}.jpg", "captured": f"s3://{ARTIFACTS}/{key}:1", "score": 0.5, "reason": "uncertain"} for i, key in enumerate(reviewed.values())
+    ]
+    batch = {"images_prefix": "s3://cardamage-data/images/review/b1/", "images": images}
+    s3.put_object(Bucket=ARTIFACTS, Key="review/20261201T1200Z/review.json", Body=json.dumps(batch).encode())
+    exports = {"hit": review_export(shots[2]), "miss": review_export(shots[3], box=(60.0, 60.0)), "before": review_export(shots[4])}
+    for name, export in exports.items():
+        s3.put_object(Bucket="cardamage-data", Key=f"labels/labelstudio-review-{name}/export.json", Body=export.encode())
+
+    result = on_aws(account, tmp_path / "out", "--since", "2026-12-01T10:00:00Z", "--until", "2026-12-01T11:00:00Z")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "monitor.json").read_text())
+    quality = document["quality"]
+    assert quality is not None and quality["images"] == 2 and 0 < quality["map"] < 1  # "hit" and "miss"; not "before"
+    assert document["window"]["images"] == 2
+    variant = f"s3://{ARTIFACTS}/data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/"
+    assert f"labelled captures: 3 file(s) under {variant} that review batches took photos from, answered since 2026-12-01T08:30:00Z" in result.stdout
+    assert "1 answer(s) captured before --served-since 2026-12-01T08:30:00Z left out" in result.stdout
+    # The program here on the same files: every capture file, the label files, --served-since.
+    here = tmp_path / "here"
+    for key in [*window, *reviewed.values()]:
+        (here / "captures" / key).parent.mkdir(parents=True, exist_ok=True)
+        (here / "captures" / key).write_bytes(s3.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
+    for name, export in exports.items():
+        (here / "labels" / name).mkdir(parents=True)
+        (here / "labels" / name / "export.json").write_text(export)
+    (here / "baseline").mkdir()
+    (here / "baseline" / MODEL_BASELINE).write_text(json.dumps(documents[MODEL_BASELINE]))
+    arguments = ["--captures", str(here / "captures"), "--baseline", str(here / "baseline"), "--output", str(here / "out")]
+    arguments += ["--package", "car-damage-models/1", "--labels", str(here / "labels"), "--served-since", "2026-12-01T08:30:00Z", "--no-progress"]
+    assert program.main(arguments) == 0
+    expected = json.loads((here / "out" / "monitor.json").read_text())["quality"]
+    assert {**quality, "labels": None} == {**expected, "labels": None}  # the folders differ
+
+
+def test_on_aws_models_shows_the_accuracy_in_service_of_each_endpoint_s_newest_report(account, tmp_path):
+    moto, s3, config = account
+    sagemaker = client("sagemaker", moto.url)
+    sagemaker.create_model_package_group(ModelPackageGroupName="car-damage-models")
+    for _ in range(2):
+        register(sagemaker, None)
+    quality = {"images": 12, "boxes": 20, "map": 0.38124, "map50": 0.6, "package": "car-damage-models/1"}
+    newest = {"window": {"since": "2026-12-07T09:00:00Z", "until": "2026-12-07T10:00:00Z", "images": 40}}
+    newest |= {"baseline": {"package": "car-damage-models/1"}, "quality": quality}
+    older = {**newest, "window": {"since": None, "until": "2026-12-06T10:00:00Z", "images": 1}, "quality": {**quality, "map": 0.9}}
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261207T0900Z/monitor.json", Body=report(newest))
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{REPORTS}20261206T0900Z/monitor.json", Body=report(older))
+
+    result = CliRunner().invoke(app, ["models", "--config", str(config), "--endpoint-url", moto.url], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    column = lines[0].index("in service")  # the table's columns start where their headers do
+    shown = {line.split()[0]: line[column:].split("  ")[0] for line in lines[1:]}
+    assert shown == {"1": "0.3812 on 12 photos (2026-12-07)", "2": "-"}  # the newest report's; version 2 was not measured

@@ -1,5 +1,6 @@
 """FindChampion: the champion function against moto, and the local deployer's lookup, find the same package;
-what the function answers is what the pipeline's FindChampion step declares."""
+what the function answers is what the pipeline's FindChampion step declares, and it names the champion's data
+(its evaluation.json's prefix) or an object that exists with the reason it cannot."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def test_the_function_and_the_local_deployer_find_the_same_champion(aws, tmp_pat
             assert found.reason == f"there is no endpoint {ENDPOINT}: nothing is served"
     if version:
         assert on_aws.package_arn == arns[version - 1]
+    assert (on_aws.data_uri, on_aws.data_missing) == (here.data_uri, here.data_missing)
 
 
 def test_a_served_package_that_was_deleted_is_no_champion(aws):
@@ -103,7 +105,10 @@ def test_an_endpoint_config_without_our_tags_is_read_by_the_endpoints_tags(aws):
     config_arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
     sagemaker.delete_tags(ResourceArn=config_arn, TagKeys=list(TAGS_OF.values()))
     found = champion.find_champion(sagemaker, ENDPOINT, CHALLENGER)
-    assert found == champion.Champion(True, f"endpoint {ENDPOINT} serves version 1 of {GROUP}", "s3://artifacts/model.tar.gz", served, 1, GROUP, 0.3)
+    unnamed = "version 1's package names no evaluation.json (ModelMetrics)"
+    assert found == champion.Champion(
+        True, f"endpoint {ENDPOINT} serves version 1 of {GROUP}", "s3://artifacts/model.tar.gz", served, 1, GROUP, 0.3, data_missing=unnamed
+    )
 
 
 def test_an_endpoint_this_project_did_not_deploy_has_no_champion(aws):
@@ -176,6 +181,8 @@ def test_the_function_runs_from_its_packaged_code_alone(aws, tmp_path):
         "package_arn": served,
         "version": "1",
         "recorded_map": "0.250000",
+        "data_uri": "s3://artifacts/model.tar.gz",  # registered without ModelMetrics: its model, which exists
+        "data_missing": "version 1's package names no evaluation.json (ModelMetrics)",
     }
     packaged = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
     assert packaged == {"champion": str(function.code / "champion.py"), "deploy": str(function.code / "deploy.py")}
@@ -200,3 +207,92 @@ def test_a_malformed_event_is_refused_naming_the_field(event, message):
     with pytest.raises(DeployError) as caught:
         champion.parse_event(event)
     assert str(caught.value) == message
+
+
+# The champion's data: the prefix of its evaluation.json and kept image list, or an object that exists and why
+
+PIPELINE_MODEL = "s3://artifacts/car-damage-pipeline/run-1/model/job-1/output/model.tar.gz"
+EVALUATION = "s3://artifacts/car-damage-pipeline/run-2/evaluation/evaluation.json"
+
+
+def registered_with_metrics(aws, evaluation_uri: str) -> str:
+    """A package as Register makes it: its ModelMetrics name its evaluation.json; deployed to the endpoint."""
+    sagemaker, autoscaling = aws
+    metrics = {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}}
+
+    def add_metrics(params, **_):
+        params["ModelMetrics"] = metrics
+
+    sagemaker.meta.events.register("provide-client-params.sagemaker.CreateModelPackage", add_metrics)
+    try:
+        arn = register(sagemaker, recorded_map=0.3, model_data_url=PIPELINE_MODEL)
+    finally:
+        sagemaker.meta.events.unregister("provide-client-params.sagemaker.CreateModelPackage", add_metrics)
+    settings = DeploySettings(endpoint_name=ENDPOINT, role_arn=ROLE, model_package_group=GROUP, data_capture_percent=0)
+    assert deploy_package(sagemaker, autoscaling, settings, arn).status == "created"
+    return arn
+
+
+def test_the_champions_data_is_the_prefix_of_the_evaluation_its_package_names(aws):
+    registered_with_metrics(aws, EVALUATION)
+    answer = champion.handler({"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER, "model_package_group": GROUP})
+    # The prefix holds evaluation.json, which the package names, and the image list beside it (evaluation-images.json).
+    assert answer["data_uri"] == "s3://artifacts/car-damage-pipeline/run-2/evaluation/evaluation"
+    assert answer["data_missing"] == champion.NONE and answer["model_data_url"] == PIPELINE_MODEL
+
+
+def test_the_local_deployer_names_the_champions_data_as_the_function_does(aws, tmp_path):
+    registered_with_metrics(aws, EVALUATION)
+    on_aws = champion.handler({"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER, "model_package_group": GROUP})
+    state, s3 = State(tmp_path / "state"), LocalS3(tmp_path / "state" / "s3")
+    s3.put_file(_archive(tmp_path), PIPELINE_MODEL)
+    package = state.register(GROUP, "PendingManualApproval", PIPELINE_MODEL, None, EVALUATION, 0.4, {}, None)
+    state.set_status(package.arn, "Approved", "by a person")
+    deployer = LocalDeployer(state, s3, tmp_path / "state" / "endpoints", group=GROUP)
+    assert deployer.deploy(package.arn, ENDPOINT).status == "created"
+    here = deployer.champion(ENDPOINT, CHALLENGER, GROUP).outputs()
+    expected = (EVALUATION.removesuffix(".json"), champion.NONE)
+    assert (here["data_uri"], here["data_missing"]) == (on_aws["data_uri"], on_aws["data_missing"]) == expected
+
+
+def _archive(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(model_archive())
+    return archive
+
+
+OUTSIDE = "is not under its model's pipeline outputs (s3://artifacts/car-damage-pipeline/)"
+
+
+@pytest.mark.parametrize(
+    ("evaluation_uri", "missing"),
+    [
+        ("s3://artifacts/car-damage-pipeline/run-2/evaluation/metrics.json", "as its metrics, not an Evaluate evaluation.json"),
+        ("s3://elsewhere/car-damage-pipeline/run-2/evaluation/evaluation.json", OUTSIDE),
+        ("s3://artifacts/old-pipeline/run-2/evaluation/evaluation.json", OUTSIDE),
+    ],
+    ids=["not an evaluation.json", "another bucket", "another pipeline's outputs"],
+)
+def test_data_the_function_cannot_name_falls_back_to_the_champions_model_with_the_reason(aws, evaluation_uri, missing):
+    """Evaluate's role reads its own pipeline's outputs: an evaluation elsewhere could fail the job, so it is not named."""
+    registered_with_metrics(aws, evaluation_uri)
+    answer = champion.find_champion(aws[0], ENDPOINT, CHALLENGER, GROUP).outputs()
+    assert answer["data_uri"] == PIPELINE_MODEL
+    assert answer["data_missing"].startswith("version 1's ") and evaluation_uri in answer["data_missing"]
+    assert answer["data_missing"].endswith(missing)
+
+
+def test_without_a_champion_the_data_is_the_challengers_model_and_the_reason_is_why():
+    answer = champion.nothing_served(ENDPOINT, CHALLENGER).outputs()
+    assert (answer["data_uri"], answer["data_missing"]) == (CHALLENGER, f"there is no endpoint {ENDPOINT}: nothing is served")
+
+
+def test_a_reason_longer_than_a_container_argument_is_cut():
+    """data_missing is one of Evaluate's ContainerArguments, at most 256 characters each (botocore's model)."""
+    import botocore.session
+
+    limit = botocore.session.get_session().get_service_model("sagemaker").shape_for("ContainerArgument").metadata["max"]
+    long = "s3://artifacts/" + "x" * 400 + "/evaluation.json"
+    answer = champion.served(ENDPOINT, champion.deploy.Candidate("arn", GROUP, 4), "s3://artifacts/p/m.tar.gz", long).outputs()
+    assert len(answer["data_missing"]) == limit == champion.MAX_ARGUMENT and answer["data_missing"].endswith("...")
+    assert answer["data_missing"].startswith("version 4's evaluation.json (s3://artifacts/xxx")

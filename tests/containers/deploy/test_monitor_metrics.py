@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from containers.deploy import monitor_metrics, monitor_start
-from containers.deploy.monitor_start import Baselines
+from containers.deploy.monitor_start import Baselines, Labelled
 from tests.aws_fakes import REGION, client
 from tests.containers.deploy.test_monitor_start import BUCKET, ENDPOINT, ENVIRONMENT, GROUP, NOW, SETTINGS, packaged
 
@@ -122,6 +122,33 @@ def test_accuracy_in_service_becomes_its_own_metrics_when_the_window_has_labelle
     no_boxes = {**document, "quality": {"images": 2, "map": None, "map50": None}}  # labelled photos, no labelled box: no figure
     names = [point["MetricName"] for point in monitor_metrics.metric_data(no_boxes, ENDPOINT, "3")]
     assert [name for name in names if name.startswith("Service")] == ["ServiceImages"]
+
+
+def test_a_job_started_with_labels_publishes_its_accuracy_in_service_for_the_served_package(clients):
+    """The starter's request with the labelled inputs (their arguments after --package): the report's quality becomes
+    ServiceMAP, ServiceMAP50 and ServiceImages of the package the job names."""
+    sagemaker, s3 = clients
+    cloudwatch = client("cloudwatch", sagemaker.meta.endpoint_url)
+    window = monitor_start.window_before(NOW, 3)
+    labelled = Labelled(("review-1/export.json",), ("2026/01/01/15/f.jsonl",), datetime(2026, 1, 1, 12, tzinfo=UTC))
+    request = monitor_start.job_request(
+        SETTINGS, ENDPOINT, window, window.hours, Baselines(f"{GROUP}/4", "s3://artifacts/e/evaluation/", ()), labelled
+    )
+    assert "--labelled-captures" in request["AppSpecification"]["ContainerArguments"]
+    sagemaker.create_processing_job(**request)
+    quality = {"images": 12, "boxes": 30, "map": 0.41, "map50": 0.66, "package": f"{GROUP}/4"}
+    s3.put_object(Bucket=BUCKET, Key=f"monitoring/{ENDPOINT}/{window.folder}/monitor.json", Body=json.dumps({**REPORT, "quality": quality}).encode())
+
+    answer = monitor_metrics.publish(sagemaker, s3, cloudwatch, NAMESPACE, request["ProcessingJobName"])
+
+    assert answer["package_version"] == "4" and answer["metrics"] == 15
+    found = published(cloudwatch)
+    window_dimensions = (("Endpoint", ENDPOINT), ("PackageVersion", "4"))
+    assert {name: found[(name, window_dimensions)] for name in ("ServiceMAP", "ServiceMAP50", "ServiceImages")} == {
+        "ServiceMAP": 0.41,
+        "ServiceMAP50": 0.66,
+        "ServiceImages": 12.0,
+    }
 
 
 def test_the_packaged_function_publishes_on_the_completed_event_and_skips_others(job, tmp_path):

@@ -1,6 +1,8 @@
 """The drift monitor's starter (containers/deploy/monitor_start.py) against moto: the window's captured hours become
-the job's inputs and no others, the served package's baselines become an input, the request passes botocore's
-validation and the monitor's own argument parser, and an empty window gets its report without a job."""
+the job's inputs and no others, the served package's baselines become an input, the label files and the capture
+files review batches took photos from (since the served package) become manifest inputs for the accuracy in
+service, the request passes botocore's validation and the monitor's own argument parser, and an empty window gets
+its report without a job."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import pytest
 from botocore.validate import validate_parameters
 
 from containers.deploy import deploy, monitor_start
-from containers.deploy.monitor_start import Baselines, Place, Settings
-from tests.aws_fakes import ACCOUNT, REGION, ROLE, PackagedFunction, deleted_package, packaged_function, stub_operation
-from tests.containers.deploy.conftest import BUCKET
+from containers.deploy.monitor_start import Baselines, Labelled, Place, Settings
+from tests.aws_fakes import ACCOUNT, REGION, ROLE, PackagedFunction, client, deleted_package, packaged_function, stub_operation
+from tests.containers.deploy.conftest import BUCKET, DATA
 from tests.containers.deploy.test_deploy import GROUP
 
 ENDPOINT, STAGING = "car-damage-endpoint", "car-damage-endpoint-staging"
@@ -42,6 +44,8 @@ ENVIRONMENT = {
     "JOB_PREFIX": "car-damage-monitor",
     "BASELINE_PREFIX": "car-damage-pipeline/",
     "BASELINE_FOLDER": "evaluation",
+    "LABELS_PREFIX": f"s3://{DATA}/labels/",
+    "REVIEW_PREFIX": "review/",
 }
 SETTINGS = Settings.from_environment(ENVIRONMENT)
 RECORDED = {
@@ -50,11 +54,13 @@ RECORDED = {
 }
 
 
-def capture(s3, endpoint: str, *hours: int) -> None:
-    """A capture file in each hour's folder of 2026-01-02, where SageMaker writes them."""
+def capture(s3, endpoint: str, *hours: int, day: int = 2) -> list[str]:
+    """A capture file in each hour's folder of 2026-01-<day>, where SageMaker writes them; their keys."""
+    keys = []
     for hour in hours:
-        key = f"data-capture/{endpoint}/{endpoint}/AllTraffic/2026/01/02/{hour:02d}/{hour:02d}-00-000-event.jsonl"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"captureData": {}}\n')
+        keys.append(f"data-capture/{endpoint}/{endpoint}/AllTraffic/2026/01/{day:02d}/{hour:02d}/{hour:02d}-00-000-event.jsonl")
+        s3.put_object(Bucket=BUCKET, Key=keys[-1], Body=b'{"captureData": {}}\n')
+    return keys
 
 
 def register(sagemaker, baselines: dict | None = RECORDED, group: str = GROUP) -> str:
@@ -116,6 +122,7 @@ def test_only_the_window_s_captured_hours_and_the_served_package_s_baselines_bec
 
     assert answer["status"] == "started" and answer["job_name"] == "car-damage-monitor-2026010210-production"
     assert answer["hours"] == ["2026-01-02T10", "2026-01-02T12"] and answer["notes"] == []
+    assert answer["accuracy"] == [f"no label files under s3://{DATA}/labels/: no accuracy in service"] and answer["labels"] == 0
     (request,) = sent.calls
     prefix = f"s3://{BUCKET}/data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/2026/01/02"
     assert [(i["InputName"], i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in request["ProcessingInputs"]] == [
@@ -137,27 +144,120 @@ def test_only_the_window_s_captured_hours_and_the_served_package_s_baselines_bec
 def test_the_request_passes_botocore_s_validation_and_the_monitor_s_argument_parser(tmp_path):
     """What CreateProcessingJob accepts by its service model, and what containers/monitoring/monitor.py accepts."""
     from containers.monitoring import monitor, statistics
+    from containers.processing.formats import yolo
+    from pipelines.cli import review_commands
     from steps.common import CONTAINER_ROOT
     from tests.support import ROOT
 
     window = monitor_start.window_before(NOW, 3)
     hours = window.hours
-    for baselines in (Baselines(f"{GROUP}/4", EVALUATION, ()), Baselines()):
-        request = monitor_start.job_request(SETTINGS, STAGING, window, hours, baselines)
+    settings = replace(SETTINGS, label_attribute="review")
+    labelled = Labelled(("export.json",), ("2026/01/01/15/f.jsonl",), datetime(2026, 1, 1, 12, tzinfo=UTC))
+    for baselines, labels in ((Baselines(f"{GROUP}/4", EVALUATION, ()), labelled), (Baselines(), Labelled())):
+        request = monitor_start.job_request(settings, STAGING, window, hours, baselines, labels)
         validate_parameters(request, botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateProcessingJob").input_shape)
-        assert len(request["ProcessingInputs"]) == len(hours) + bool(baselines.folder) <= monitor_start.MAX_INPUTS
+        assert len(request["ProcessingInputs"]) == len(hours) + bool(baselines.folder) + 2 * bool(labels.labels) <= monitor_start.MAX_INPUTS
         entry, program = request["AppSpecification"]["ContainerEntrypoint"]
         assert (entry, program) == ("python3", f"{CONTAINER_ROOT}/monitoring/monitor.py") and (ROOT / "containers/monitoring/monitor.py").is_file()
         local = [argument.replace(monitor_start.PROCESSING, str(tmp_path)) for argument in request["AppSpecification"]["ContainerArguments"]]
-        (tmp_path / "captures").mkdir(exist_ok=True)
-        (tmp_path / "baseline").mkdir(exist_ok=True)
+        for folder in ("captures", "baseline", "labels", "labelled-captures"):
+            (tmp_path / folder).mkdir(exist_ok=True)
         options = monitor.parse_args(local)
         assert (options.window.since, options.window.until) == (window.since, window.until)
         assert (options.endpoint, options.package, options.atypical) == (STAGING, baselines.package, 20)
         assert options.baseline == (tmp_path / "baseline" if baselines.folder else None)  # none: no baseline of either kind
+        given = (options.labels, options.labelled_captures, options.served_since, options.label_attribute)
+        assert given == ((tmp_path / "labels", tmp_path / "labelled-captures", labels.served_since, "review") if labels.labels else (None,) * 4)
     assert monitor_start.REPORT == monitor.MONITOR
+    assert set(monitor_start.IMAGE_SUFFIXES) == {suffix.lower() for suffix in yolo.IMAGE_SUFFIXES}
+    assert monitor_start.REVIEW in review_commands.BATCH_FILES  # the document a review batch writes, whose captures it reads
     assert {name: kind for name, kind in monitor_start.BASELINES.values()} == {name: kind for kind, name in monitor.BASELINES.items()}
     assert [name for name, _ in monitor_start.BASELINES.values()] == [statistics.DATA_BASELINE, statistics.MODEL_BASELINE]
+
+
+def configs_made_at(sagemaker, moment: datetime):
+    """DescribeEndpointConfig as moto answers it, but made at `moment` (moto stamps the test's own clock)."""
+    plain = client("sagemaker", sagemaker.meta.endpoint_url)
+    return stub_operation(
+        sagemaker.meta.events, "sagemaker", "DescribeEndpointConfig", lambda p: {**plain.describe_endpoint_config(**p), "CreationTime": moment}
+    )
+
+
+def review_batch(s3, key: str, *captured: str) -> None:
+    """A review batch's review.json (pipelines/review.py write_batch) whose photos came from `captured` lines."""
+    images = [{"image": f"{index:020x}.jpg", "captured": source, "score": 0.5, "reason": "uncertain"} for index, source in enumerate(captured)]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"images_prefix": f"s3://{DATA}/images/review/b/", "images": images}).encode())
+
+
+def test_label_files_and_the_captures_review_batches_took_photos_from_since_the_served_package_become_manifest_inputs(clients):
+    sagemaker, s3 = clients
+    serve(sagemaker, ENDPOINT, register(sagemaker), 1)
+    configs_made_at(sagemaker, datetime(2026, 1, 1, 12, 30, tzinfo=UTC))  # the served package answers since then
+    capture(s3, ENDPOINT, 12)  # the window's
+    before, during, after = capture(s3, ENDPOINT, 11, 12, 15, day=1)  # the hour of 11 ended before the package was served
+    (theirs,) = capture(s3, STAGING, 16, day=1)  # another endpoint's: not this job's
+    review_batch(
+        s3, "review/20260101T1600Z/review.json", *(f"s3://{BUCKET}/{key}:{line}" for key, line in ((before, 1), (during, 3), (after, 2), (theirs, 1)))
+    )
+    review_batch(s3, "review/older/nested/review.json", f"s3://{BUCKET}/{after}:5", f"s3://elsewhere/{after}:1")
+    s3.put_object(Bucket=BUCKET, Key="review/20260101T1600Z/tasks.json", Body=b"[]")  # not a review.json: not read
+    s3.put_object(Bucket=BUCKET, Key="review/broken/review.json", Body=b"{not json")
+    for key in ("labels/labelstudio-review-1/export.json", "labels/yolo-set/labels/a.txt", "labels/yolo-set/images/a.JPG"):
+        s3.put_object(Bucket=DATA, Key=key, Body=b"[]")
+    sent = sent_jobs(sagemaker)
+
+    answer = monitor_start.start(sagemaker, s3, SETTINGS, ENDPOINT, NOW)
+
+    assert answer["status"] == "started" and (answer["labels"], answer["labelled_captures"]) == (2, 2)
+    (note,) = answer["accuracy"]
+    assert note.startswith(f"s3://{BUCKET}/review/broken/review.json is not a review batch's review.json (JSONDecodeError") and note.endswith(
+        "not read"
+    )
+    (request,) = sent.calls
+    folder = f"s3://{BUCKET}/monitoring/{ENDPOINT}/20260102T1000Z/"
+    inputs = [(i["InputName"], i["S3Input"]["S3Uri"], i["S3Input"]["S3DataType"], i["S3Input"]["LocalPath"]) for i in request["ProcessingInputs"]]
+    assert inputs[2:] == [
+        ("labels", f"{folder}labels.manifest", "ManifestFile", "/opt/ml/processing/labels"),
+        ("labelled-captures", f"{folder}labelled-captures.manifest", "ManifestFile", "/opt/ml/processing/labelled-captures"),
+    ]
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--labels") :] == [
+        "--labels", "/opt/ml/processing/labels",
+        "--served-since", "2026-01-01T12:30:00Z",
+        "--labelled-captures", "/opt/ml/processing/labelled-captures",
+    ]  # fmt: skip
+    assert "--label-attribute" not in arguments  # pipeline.yaml names none
+
+    def manifest(name):
+        return json.loads(s3.get_object(Bucket=BUCKET, Key=f"monitoring/{ENDPOINT}/20260102T1000Z/{name}")["Body"].read())
+
+    assert manifest("labels.manifest") == [{"prefix": f"s3://{DATA}/labels/"}, "labelstudio-review-1/export.json", "yolo-set/labels/a.txt"]
+    variant = f"s3://{BUCKET}/data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/"
+    reviewed = ["2026/01/01/12/12-00-000-event.jsonl", "2026/01/01/15/15-00-000-event.jsonl"]  # not the hour of 11, nor staging's
+    assert manifest("labelled-captures.manifest") == [{"prefix": variant}, *reviewed]
+    assert [f"s3://{BUCKET}/{key}" for key in (during, after)] == [variant + key for key in reviewed]
+
+
+@pytest.mark.parametrize(
+    ("room", "labels", "captures", "note"),
+    [
+        (2, 1, 1, None),
+        (1, 1, 0, "no input left for the 1 capture file(s) review batches took photos from: the window's own answers only"),
+        (0, 0, 0, "the window's captured hours and the baselines take every input a job may have: no accuracy in service"),
+    ],
+)
+def test_the_accuracy_in_service_gives_way_to_the_window_s_hours_when_inputs_run_out(clients, room, labels, captures, note):
+    sagemaker, s3 = clients
+    (key,) = capture(s3, ENDPOINT, 15, day=1)
+    review_batch(s3, "review/b/review.json", f"s3://{BUCKET}/{key}:1")
+    s3.put_object(Bucket=DATA, Key="labels/b/export.json", Body=b"[]")
+    found = monitor_start.labelled_inputs(sagemaker, s3, SETTINGS, ENDPOINT, None, room)
+    assert (len(found.labels), len(found.captures), list(found.notes)) == (labels, captures, [note] if note else [])
+    window = monitor_start.window_before(NOW, 9)
+    request = monitor_start.job_request(
+        SETTINGS, ENDPOINT, window, window.hours[: monitor_start.MAX_INPUTS - 1 - room], Baselines("g/1", EVALUATION, ()), found
+    )
+    assert len(request["ProcessingInputs"]) <= monitor_start.MAX_INPUTS
 
 
 def test_a_window_without_captures_gets_an_empty_report_and_no_job(clients):

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from containers.evaluation.bootstrap import Settings
 from containers.evaluation.errors import EvaluationError
 from containers.evaluation.evaluate import ChampionOptions, Options, evaluate, main
+from containers.evaluation.image_lists import IMAGE_LIST, ChampionData
 from containers.evaluation.validation import parse_example
 from containers.processing.records import ShardWriter, build_example, bytes_feature, float_feature, serialize_example
 from tests.containers.evaluation.helpers import DENT, ELSEWHERE, SCRATCH, box, detection, write_validation
@@ -110,9 +112,12 @@ def test_the_champion_is_scored_on_the_same_records_and_its_lead_is_what_the_gat
     assert section["images"] == report["images"] == IMAGES and section["per_class"]["dent"]["AP"] == 1.0
     assert section["model"]["label_map"] == report["model"]["label_map"]
     assert_pictures(tmp_path)
+    # Much better on every image: every resample's lead is 1, an interval that excludes 0; the gate's scalars beside it.
+    assert section["lead_interval"] == [1.0, 1.0] and section["lead_low"] == 1.0 and section["lead_text"] == "1.00 (1.00-1.00)"
+    assert section["intervals"]["metrics"]["mAP"] == [1.0, 1.0] and report["intervals"]["metrics"]["mAP"] == [0.0, 0.0]
     # The challenger ahead: a negative lead, below any tolerance of zero or more.
     ahead = run(models["perfect"], dents, tmp_path / "ahead", champion=ChampionOptions(models["elsewhere"], 2, arn))
-    assert ahead["champion"]["map_lead"] == -1.0
+    assert ahead["champion"]["map_lead"] == -1.0 and ahead["champion"]["lead_interval"] == [-1.0, -1.0]
 
 
 def test_a_champion_that_is_the_challengers_very_archive_is_scored_once(models, dents, tmp_path):
@@ -128,11 +133,52 @@ def test_a_champion_that_is_the_challengers_very_archive_is_scored_once(models, 
     assert any("is the challenger's very model file: scored once" in line for line in lines)
     assert sum("champion: detecting" in line or line.startswith("evaluate: champion ") for line in lines) == 0
     assert report["champion"]["map_lead"] == 0.0 and report["champion"]["metrics"] == report["metrics"]
+    assert report["champion"]["lead_interval"] == [0.0, 0.0] and report["champion"]["intervals"] == report["intervals"]
 
 
 def test_without_a_champion_the_gate_reads_version_zero(models, dents, tmp_path):
     section = run(models["perfect"], dents, tmp_path)["champion"]
-    assert section == {"version": 0, "package_arn": "none", "map_lead": 0.0, "map_text": "none", "text": "none (nothing is served)"}
+    assert section == {
+        "version": 0,
+        "package_arn": "none",
+        "map_lead": 0.0,
+        "map_text": "none",
+        "text": "none (nothing is served)",
+        "lead_interval": None,
+        "lead_low": 0.0,  # the gate reads a number: version 0 waves it through
+        "lead_text": "none (nothing is served)",
+    }
+
+
+@pytest.fixture(scope="module")
+def hits_and_misses(work) -> Path:
+    """Six images the fakes answer alike: three dents where they look, three elsewhere, so resamples differ."""
+    return write_validation(work / "mixed", [[box(1, "dent", DENT)]] * 3 + [[box(1, "dent", ELSEWHERE)]] * 3)
+
+
+def test_every_figure_has_its_bootstrap_interval_and_a_rerun_gives_the_same(models, hits_and_misses, tmp_path):
+    report = run(models["perfect"], hits_and_misses, tmp_path / "a", bootstrap=Settings(1000, seed=5))
+    intervals = report["intervals"]
+    assert {key: intervals[key] for key in ("method", "resamples", "confidence", "seed")} == {
+        "method": "percentile bootstrap over validation images",
+        "resamples": 1000,
+        "confidence": 0.95,
+        "seed": 5,
+    }
+    assert list(intervals["metrics"]) == ["mAP", "mAP_50", "AP/dent", "AP/scratch"]
+    assert intervals["metrics"]["AP/scratch"] == [None, None]  # no scratch in the set: undefined
+    low, high = intervals["metrics"]["mAP"]
+    assert 0.0 <= low < report["metrics"]["mAP"]["value"] < high <= 1.0
+    assert intervals["metrics"]["AP/dent"] == intervals["metrics"]["mAP"]  # the only class with boxes
+    assert report["map_interval_text"] == f"{report['metrics']['mAP']['value']:.2f} ({low:.2f}-{high:.2f})"
+    again = run(models["perfect"], hits_and_misses, tmp_path / "b", bootstrap=Settings(1000, seed=5))
+    assert again["intervals"] == intervals  # (that another seed draws other resamples: test_bootstrap.py)
+
+
+def test_the_same_detections_from_two_models_give_a_lead_interval_of_zero(models, hits_and_misses, tmp_path):
+    twin = write_model_dir(tmp_path / "twin", [detection(1, 0.9, DENT)])  # another model file, the same answers
+    section = run(models["perfect"], hits_and_misses, tmp_path / "out", champion=ChampionOptions(twin, 1))["champion"]
+    assert section["lead_interval"] == [0.0, 0.0] and section["lead_low"] == 0.0 and section["lead_text"] == "0.00 (0.00-0.00)"
 
 
 def test_a_champion_of_other_classes_is_compared_with_a_warning(models, dents, tmp_path):
@@ -147,7 +193,10 @@ def test_a_champion_of_other_classes_is_compared_with_a_warning(models, dents, t
 def test_the_command_line_takes_the_champion_and_version_zero_means_none(models, dents, tmp_path, capsys):
     common = ["--model", str(models["elsewhere"]), "--validation", str(dents), "--no-progress"]
     assert main([*common, "--output", str(tmp_path / "a"), "--champion", str(models["perfect"]), "--champion-version", "4"]) == 0
-    assert "champion (version 4) on the same records: mAP 1.000, ahead of the challenger by 1.000" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "champion (version 4) on the same records: mAP 1.000, ahead of the challenger by 1.000" in out
+    assert "95% intervals (1000 bootstrap resamples of the validation images, seed 23): mAP 0.00 (0.00-0.00), mAP@0.5 0.00 (0.00-0.00)" in out
+    assert out.rstrip().count("the champion's lead 1.00 (1.00-1.00)") == 1
     # What the pipeline passes when nothing is served: the challenger's model again, and version 0.
     assert main([*common, "--output", str(tmp_path / "b"), "--champion", str(models["elsewhere"]), "--champion-version", "0"]) == 0
     assert json.loads((tmp_path / "b" / "evaluation.json").read_text())["champion"]["version"] == 0
@@ -155,6 +204,63 @@ def test_the_command_line_takes_the_champion_and_version_zero_means_none(models,
     with pytest.raises(SystemExit) as exit_info:
         main([*common, "--output", str(tmp_path / "c"), "--champion-version", "2"])
     assert exit_info.value.code == 2 and "--champion-version needs --champion" in capsys.readouterr().err
+
+
+def images_list(folder: Path, *photos: tuple[str, str, str]) -> Path:
+    """PrepareData's images.jsonl: (key, content, split) per photo, the content's sha256 as its digest."""
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"key": key, "sha256": hashlib.sha256(content.encode()).hexdigest(), "split": split}) for key, content, split in photos]
+    (folder / "images.jsonl").write_text("".join(line + "\n" for line in lines))
+    return folder
+
+
+def test_the_photos_are_kept_and_the_next_evaluation_counts_those_new_since_them(models, dents, tmp_path):
+    first = run(
+        models["perfect"], dents, tmp_path / "first", images=images_list(tmp_path / "p1", ("a.jpg", "a", "train"), ("b.jpg", "b", "validation"))
+    )
+    assert first["training_data"]["image_list"] == IMAGE_LIST and (tmp_path / "first" / IMAGE_LIST).is_file()
+    # The champion's data input: the prefix <its evaluation>/evaluation, named as the local engine names what follows it.
+    champion_data = tmp_path / "champion-data"
+    champion_data.mkdir()
+    for name in ("evaluation.json", IMAGE_LIST):
+        (champion_data / name.removeprefix("evaluation")).write_bytes((tmp_path / "first" / name).read_bytes())
+    images = images_list(tmp_path / "p2", ("copies/b.jpg", "b", "train"), ("c.jpg", "c", "train"), ("d.jpg", "d", "validation"))
+    champion = ChampionOptions(models["perfect"], 1)
+    second = run(models["elsewhere"], dents, tmp_path / "second", images=images, champion=champion, champion_data=ChampionData(champion_data))
+    since = second["training_data"]["since_champion"]
+    assert (since["new"], since["gone"], since["unchanged"]) == (2, 1, 1)
+    assert (since["new_examples"], since["gone_examples"]) == (["c.jpg", "d.jpg"], ["a.jpg"])
+    page = (tmp_path / "second" / "report.html").read_text()
+    assert "<p>New: c.jpg, d.jpg.</p>" in page and "<p>No longer present: a.jpg.</p>" in page
+    # The model card's training section says it in one line.
+    card = json.loads(second["model_card"])
+    assert "2 image(s) new since the champion's data (version 1), 1 no longer present." in card["training_details"]["training_observations"]
+
+
+def test_the_command_line_takes_the_images_and_the_champions_data(models, dents, tmp_path, capsys):
+    images = images_list(tmp_path / "images", ("a.jpg", "a", "train"))
+    common = ["--model", str(models["perfect"]), "--validation", str(dents), "--no-progress", "--images", str(images)]
+    champion = ["--champion", str(models["perfect"]), "--champion-version", "2", "--champion-data", str(models["perfect"])]
+    reason = "version 2's package names no evaluation.json (ModelMetrics)"
+    assert main([*common, "--output", str(tmp_path / "out"), *champion, "--champion-data-missing", reason]) == 0
+    section = json.loads((tmp_path / "out" / "evaluation.json").read_text())["training_data"]
+    assert section["images"] == 1 and section["since_champion"] == {"known": False, "reason": reason}
+    assert f"{IMAGE_LIST})" in capsys.readouterr().out  # among the outputs listed
+    # Without the reason the folder is read as the champion's data: a model folder holds no image list.
+    assert main([*common, "--output", str(tmp_path / "read"), *champion]) == 0
+    since = json.loads((tmp_path / "read" / "evaluation.json").read_text())["training_data"]["since_champion"]
+    assert since["reason"] == "version 2's evaluation kept no image list (it ran before Evaluate kept one)"
+
+
+def test_the_command_line_takes_the_resamples_and_the_seed(models, dents, tmp_path, capsys):
+    common = ["--model", str(models["perfect"]), "--validation", str(dents), "--no-progress", "--output", str(tmp_path)]
+    assert main([*common, "--bootstrap-resamples", "1200", "--bootstrap-seed", "7"]) == 0
+    intervals = json.loads((tmp_path / "evaluation.json").read_text())["intervals"]
+    assert (intervals["resamples"], intervals["seed"]) == (1200, 7)
+    assert "(1200 bootstrap resamples of the validation images, seed 7)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--bootstrap-resamples", "999"])
+    assert exit_info.value.code == 2 and "999 is fewer than 1000 resamples" in capsys.readouterr().err
 
 
 def test_a_model_archive_or_a_folder_holding_one_is_extracted(models, dents, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,11 +56,11 @@ def answered(data: bytes, rows) -> bytes:
     return body.encode()
 
 
-def write_captures(folder: Path, answers: list[tuple[bytes, bytes, datetime]]) -> Path:
-    hour = folder / "car-damage-endpoint" / "AllTraffic" / "2026" / "12" / "01" / "10"
-    hour.mkdir(parents=True, exist_ok=True)
+def write_captures(folder: Path, answers: list[tuple[bytes, bytes, datetime]], hour: str = "car-damage-endpoint/AllTraffic/2026/12/01/10") -> Path:
+    """A capture file of `answers` (photo, answer, time) in the hour folder `hour` below `folder`."""
+    (folder / hour).mkdir(parents=True, exist_ok=True)
     lines = [capture_line(data, "image/jpeg", body, "application/json", when=when, event_id=str(n)) for n, (data, body, when) in enumerate(answers)]
-    (hour / "00-00-000-window.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / hour / "00-00-000-window.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return folder
 
 
@@ -92,7 +93,9 @@ def run(captures: Path, baseline: Path, labels: Path, output: Path, *extra: str)
     return json.loads((output / "monitor.json").read_text())
 
 
-def test_the_accuracy_in_service_is_evaluates_map_of_the_captured_answers_on_the_same_photos_and_boxes(tmp_path, baseline, capsys):
+def labelled_photos() -> tuple[list[bytes], list[bytes], list[dict], dict]:
+    """PHOTOS as captured (the photos, the handler's answers), the Label Studio tasks of their review copies, and
+    Evaluate's figures (compute_metrics) on the model's own outputs and the labelled boxes."""
     photos = [jpeg_bytes(size=size, seed=n, exif_orientation=orientation) for n, (size, orientation, _, _) in enumerate(PHOTOS)]
     answers = [answered(data, rows) for data, (_, _, _, rows) in zip(photos, PHOTOS, strict=True)]
     tasks, truths, found = [], [], []
@@ -107,6 +110,11 @@ def test_the_accuracy_in_service_is_evaluates_map_of_the_captured_answers_on_the
         found.append(Detections(np.array([row[2:] for row in rows]), np.array([row[1] for row in rows]), np.array([row[0] for row in rows])))
     expected = compute_metrics(truths, found, CLASSES).overall  # Evaluate's figures on the model's own outputs
     assert 0 < expected["mAP"] < expected["mAP_50"] < 1  # a figure that can be told from a wrong one
+    return photos, answers, tasks, expected
+
+
+def test_the_accuracy_in_service_is_evaluates_map_of_the_captured_answers_on_the_same_photos_and_boxes(tmp_path, baseline, capsys):
+    photos, answers, tasks, expected = labelled_photos()
     # Also: a review photo labelled but never captured, an image of the training data, and the first photo sent
     # again earlier, with an answer that missed everything: the newest answer counts.
     tasks.append(task("0" * NAME_DIGITS + ".jpg", (100, 80), [(1, 0.1, 0.1, 0.5, 0.5)], 9))
@@ -176,3 +184,43 @@ def test_a_labels_file_that_cannot_be_read_is_named_and_the_monitor_stops(tmp_pa
     with pytest.raises(SystemExit):
         monitor.parse_args(["--captures", str(captures), "--output", str(tmp_path / "out"), "--served-since", "2026-12-01"])
     assert "--served-since goes with --labels" in capsys.readouterr().err
+
+
+def test_the_scheduled_job_s_inputs_give_the_accuracy_in_service_of_photos_answered_before_its_window(tmp_path, baseline, capsys):
+    """The program as the starter (containers/deploy/monitor_start.py) runs it, its inputs laid out as the job sees
+    them: the window's captures, the label files, and the capture files review batches took the labelled photos
+    from, a day before the window. Its quality is Evaluate's mAP of those answers; they are not measured as the
+    window's photos, and an answer from before the served package is left out."""
+    from containers.deploy import monitor_start
+    from tests.containers.deploy.test_monitor_start import ENDPOINT, SETTINGS
+
+    photos, answers, tasks, expected = labelled_photos()
+    served = WHEN - timedelta(minutes=30)
+    window = monitor_start.window_before(WHEN + timedelta(days=1, hours=3), 3)  # [12-02 10:00, 13:00)
+    labelled = monitor_start.Labelled(("review-1/export.json",), ("2026/12/01/09/a.jsonl", "2026/12/01/10/b.jsonl"), served)
+    baselines = monitor_start.Baselines("car-damage-models/3", "s3://artifacts/car-damage-pipeline/e/evaluation/", ("input",))
+    request = monitor_start.job_request(SETTINGS, ENDPOINT, window, window.hours[1:2], baselines, labelled)
+    job = tmp_path / "job"
+    arguments = [argument.replace(monitor_start.PROCESSING, str(job)) for argument in request["AppSpecification"]["ContainerArguments"]]
+    for item in request["ProcessingInputs"]:  # where SageMaker puts each input
+        (job / item["S3Input"]["LocalPath"].removeprefix(monitor_start.PROCESSING + "/")).mkdir(parents=True)
+    others = [jpeg_bytes(size=(100, 80), seed=50 + n) for n in range(2)]
+    write_captures(
+        job / "captures", [(data, answered(data, []), window.since + timedelta(hours=1, minutes=n)) for n, data in enumerate(others)], "2026/12/02/11"
+    )
+    missed = answered(photos[0], [(2, 0.9, 0.0, 0.0, 0.05, 0.05)])  # the package served before, which missed everything
+    write_captures(job / "labelled-captures", [(photos[0], missed, WHEN - timedelta(hours=1))], "2026/12/01/09")
+    write_captures(job / "labelled-captures", [(data, body, WHEN) for data, body in zip(photos, answers, strict=True)], "2026/12/01/10")
+    write_labels(job / "labels" / "review-1", tasks)
+    shutil.copyfile(baseline / MODEL_BASELINE, job / "baseline" / MODEL_BASELINE)
+
+    assert monitor.main(arguments) == 0
+
+    document = json.loads((job / "output" / "monitor.json").read_text())
+    service = document["quality"]
+    assert service["map"] == pytest.approx(expected["mAP"], abs=1e-9) and service["map50"] == pytest.approx(expected["mAP_50"], abs=1e-9)
+    assert (service["images"], service["unmatched"], service["package"]) == (3, 0, "car-damage-models/3")
+    assert document["window"]["images"] == 2  # the window's own photos only
+    out = capsys.readouterr().out
+    assert "--labelled-captures: 4 answer(s) to labelled photos, 0 to other photos, 0 record(s) that are not a usable photo and answer" in out
+    assert "1 answer(s) captured before --served-since 2026-12-01T09:30:00Z left out" in out

@@ -138,11 +138,13 @@ def test_a_threshold_no_model_reaches_ends_in_the_fail_step(release):
 
 def test_models_shows_each_packages_map_and_its_champions(release):
     _, state, _, (second, _) = release
-    champion = evaluation(state, second.execution)["champion"]["metrics"]["mAP"]["value"]  # version 1, as Evaluate measured it
+    report = evaluation(state, second.execution)
+    champion = report["champion"]["metrics"]["mAP"]["value"]  # version 1, as Evaluate measured it
     listing = cardamage("models", "--local", "--state-dir", str(state))
     assert listing.returncode == 0, listing.stderr
     rows = {int(m.group(1)): line for line in listing.stdout.splitlines() if (m := re.match(r"\s*│?\s*(\d+)\s", line))}
-    assert "none served" in rows[1] and f"{champion:.4f} (v1)" in rows[2], listing.stdout
+    # With their intervals from evaluation.json: the champion's mAP and its lead over version 2 (negative: behind).
+    assert "none served" in rows[1] and f"v1: {champion:.2f} (" in rows[2] and f"lead {report['champion']['lead_text']}" in rows[2], listing.stdout
     assert "champion mAP" in listing.stdout
 
 

@@ -66,6 +66,31 @@ def test_models_lists_versions_status_and_map(state_dir):
     assert [(r[0], r[1], r[4]) for r in rows] == [("2", "PendingManualApproval", "0.3400"), ("1", "PendingManualApproval", "0.2100")]
 
 
+def test_models_shows_the_map_and_the_champions_lead_with_their_intervals(state_dir):
+    """A package whose evaluation.json has the bootstrap intervals (containers/evaluation/intervals.py) shows them;
+    one evaluated before them keeps its figures alone."""
+    config = load_config(CONFIG, profile="local")
+    state, s3 = State(state_dir), LocalS3(state_dir / "s3")
+    uri = "s3://local-artifacts/run-3/evaluation/evaluation.json"
+    s3.path(uri).parent.mkdir(parents=True, exist_ok=True)
+    s3.path(uri).write_text(
+        json.dumps(
+            {
+                "metrics": {"mAP": {"value": 0.4083}},
+                "intervals": {"method": "percentile bootstrap over validation images", "metrics": {"mAP": [0.3301, 0.4902]}},
+                "champion": {"version": 1, "map_lead": 0.0524, "lead_interval": [-0.041, 0.152], "intervals": {"metrics": {"mAP": [0.40, 0.52]}}},
+            }
+        )
+    )
+    metadata = {"ChampionVersion": "1", "ChampionMAP": "0.460700"}
+    state.register(config.model_package_group, "PendingManualApproval", "s3://local-artifacts/m.tar.gz", "i", uri, 0.4083, metadata, "run-3")
+    result = cli("models", "--local", "--state-dir", str(state_dir))
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert "0.41 (0.33-0.49)" in rows["3"] and "v1: 0.46 (0.40-0.52), lead 0.05 (-0.04 to 0.15)" in rows["3"], result.output
+    assert "0.3400" in rows["2"] and "(" not in rows["2"]  # evaluated before intervals
+
+
 def test_models_shows_whether_each_package_has_its_drift_baselines(state_dir):
     config = load_config(CONFIG, profile="local")
     state, s3 = State(state_dir), LocalS3(state_dir / "s3")

@@ -128,4 +128,4 @@ def test_the_next_run_trains_on_all_labelled_data_and_registers_with_its_champio
     assert packages[2].metadata[METADATA_VERSION] == "1"
     assert float(packages[2].metadata[METADATA_MAP]) == pytest.approx(report["champion"]["metrics"]["mAP"]["value"], abs=1e-6)
     models = CliRunner().invoke(app, ["models", "--local", "--state-dir", str(state)])
-    assert models.exit_code == 0 and re.search(r"^\s*2\s.*\(v1\)", models.output, re.M), models.output
+    assert models.exit_code == 0 and re.search(r"^\s*2\s.*\bv1: ", models.output, re.M), models.output
