@@ -8,6 +8,8 @@ deployment.py  the deployment function and its rules (approval, endpoint in serv
 triggers.py    the new-manifest trigger (S3 -> EventBridge -> function -> pipeline)
 monitoring.py  the SNS topic, failure and approval notices, endpoint alarms
 people.py      the approvers' and operators' policies (the CLI's identities)
+cross_account.py  the grants to release stages in accounts of their own (deployment.accounts)
+drift.py       drift monitoring: the schedule, the starter, the job's role, its metrics and alarm
 rules.py       the EventBridge rules' one shape
 stack.py       the workflow stack that holds them, and the stage CI/CD deploys
 cicd.py        the self-mutating CodePipeline

@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Environment, Stack, Stage, Tags
 from constructs import Construct
 
 from infra import nag
+from infra.cross_account import StageAccountGrants
 from infra.deployment import Deployment
 from infra.drift import DriftMonitoring, monitored
 from infra.images import Images
@@ -51,6 +52,7 @@ class WorkflowStack(Stack):
             "ChampionFunctionArn": self.deployment.champion_function.function_arn,
         }
         self.pipeline = Pipeline(self, "Pipeline", config=config, definition=definition, values=self.values, role_arn=self.roles.pipeline.role_arn)
+        self.stage_accounts = StageAccountGrants(self, "StageAccounts", config=config, storage=self.storage, group=self.pipeline.group)
         self.trigger = NewLabelsTrigger(self, "Trigger", config=config, storage=self.storage, pipeline_arn=self.pipeline.pipeline_arn)
         self.drift = DriftMonitoring(self, "DriftMonitoring", config=config, storage=self.storage, images=self.images) if monitored(config) else None
         self.monitoring = Monitoring(self, "Monitoring", config=config, key=self.storage.key, pipeline_arn=self.pipeline.pipeline_arn)

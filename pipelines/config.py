@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -66,6 +67,16 @@ def _positive_iso_duration(text: str) -> str:
 
 
 IsoDuration = Annotated[str, AfterValidator(_positive_iso_duration)]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+
+
+class KeyProblem(ValueError):
+    """A check's problem with a key below the one it validates (a stage under deployment.accounts), or with
+    another section's key when the check spans sections: the message then names that key and its line."""
+
+    def __init__(self, message: str, *key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Section(BaseModel):
@@ -211,7 +222,7 @@ class EvaluationConfig(_Section):
 class AwsConfig(_Section):
     """Account-specific values. Left null, the definition carries a `${Name}` placeholder that the CDK app fills."""
 
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
+    region: Region | None = None
     role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")] | None = None
     data_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
     artifact_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
@@ -241,6 +252,59 @@ class RegistryConfig(_Section):
     response_types: Annotated[list[str], Field(min_length=1)] = ["application/json"]
 
 
+def _account_id(value: Any) -> str:
+    if isinstance(value, str) and re.fullmatch(r"\d{12}", value):
+        return value
+    raise ValueError('must be an AWS account id: 12 digits in quotes, e.g. "111111111111" (YAML reads bare digits as a number)')
+
+
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+
+
+class StageAccount(_Section):
+    """Where a release stage is served from when it is not the workflow's account (deployment.accounts)."""
+
+    account: AccountId
+    region: Region | None = None  # null: the workflow's region
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_account(cls, value: Any) -> Any:
+        # `staging: "111111111111"` is short for `staging: {account: "111111111111"}`.
+        return value if isinstance(value, dict) else {"account": _account_id(value)}
+
+
+# The names one account's policies give to another account's roles and event bus (docs/aws.md#stage-accounts):
+# built here only, so that the workflow stack's grants and the stage stacks' resources cannot disagree. A stage
+# account holds, per project and stage: the endpoint's execution role (SageMaker assumes it to read the model
+# package, its archive and the key), the deploy function's role, the role `cardamage promote` assumes there, and
+# the bus the workflow account's approval events are sent to (a bus of its own, not the account's default bus,
+# so that its policy is the stage stack's alone). IAM role names are at most 64 characters ("IAM and AWS STS
+# quotas", IAM User Guide); the config refuses a project whose names would be longer.
+ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE = "endpoint", "deploy", "promote"
+STAGE_ROLES = (ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE)
+IAM_ROLE_NAME_MAX = 64
+
+
+def stage_role_name(project: str, stage: str, role: str) -> str:
+    """The name of a stage account's role: one of STAGE_ROLES."""
+    if role not in STAGE_ROLES:
+        raise ValueError(f"no stage role {role!r} (one of {', '.join(STAGE_ROLES)})")
+    return f"{project}-{stage}-{role}"
+
+
+def stage_role_arn(project: str, stage: str, account: str, role: str, *, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account}:role/{stage_role_name(project, stage, role)}"
+
+
+def stage_event_bus_name(project: str, stage: str) -> str:
+    return f"{project}-{stage}-approvals"
+
+
+def stage_event_bus_arn(project: str, stage: str, account: str, region: str, *, partition: str = "aws") -> str:
+    return f"arn:{partition}:events:{region}:{account}:event-bus/{stage_event_bus_name(project, stage)}"
+
+
 class DeploymentConfig(_Section):
     endpoint_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
     instance_type: InstanceType = "ml.m5.xlarge"
@@ -262,6 +326,22 @@ class DeploymentConfig(_Section):
     # `cardamage promote` smoke-tests a stage and deploys the same package to the next. The last stage is served
     # at endpoint_name, each other at <endpoint_name>-<stage>. Empty: one endpoint.
     stages: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]] = []
+    # Stages served from accounts of their own: stage -> the account's id, or {account, region} for a region of
+    # its own too. A stage not listed, or listed with infrastructure.account, is served from the workflow's account.
+    accounts: dict[str, StageAccount] = {}
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_of_stages(cls, accounts: dict[str, StageAccount], info: ValidationInfo) -> dict[str, StageAccount]:
+        stages = info.data.get("stages")
+        if not accounts or stages is None:  # wrong stages are reported on their own
+            return accounts
+        if not stages:
+            raise ValueError("names release stages' accounts, but deployment.stages lists no stages: list them, e.g. [staging, production]")
+        unknown = [stage for stage in accounts if stage not in stages]
+        if unknown:
+            raise KeyProblem(f"is not a release stage (deployment.stages: {', '.join(stages)})", unknown[0])
+        return accounts
 
     @model_validator(mode="after")
     def _stages(self) -> DeploymentConfig:
@@ -513,6 +593,40 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _stage_accounts_are_placed(self) -> Config:
+        accounts, workflow = self.deployment.accounts, self.infrastructure.account
+        if not accounts:
+            return self
+        if workflow is None:
+            raise KeyProblem(
+                "must name the workflow's account when deployment.accounts names stages' accounts: it tells a stage's account "
+                "from the workflow's, and the stage accounts' own policies will name it",
+                "infrastructure",
+                "account",
+            )
+        for stage, place in accounts.items():
+            if place.account == workflow and place.region is not None and place.region != self.aws.region:
+                raise KeyProblem(
+                    f"a stage in the workflow's own account ({workflow}) is served from the workflow's region (aws.region: "
+                    f"{self.aws.region or 'null'}): leave region out, or give the stage an account of its own",
+                    "deployment",
+                    "accounts",
+                    stage,
+                    "region",
+                )
+        for stage in self.stage_accounts:
+            names = [stage_role_name(self.project.name, stage, role) for role in STAGE_ROLES]
+            too_long = [name for name in names if len(name) > IAM_ROLE_NAME_MAX]
+            if too_long:
+                raise KeyProblem(
+                    f"the role name {too_long[0]} of stage {stage}'s account is over IAM's {IAM_ROLE_NAME_MAX} characters: "
+                    "shorten the project's name or the stage's",
+                    "project",
+                    "name",
+                )
+        return self
+
     # Names derived from the project's when the file leaves them null.
     @property
     def pipeline_name(self) -> str:
@@ -537,6 +651,15 @@ class Config(_Section):
     def approval_endpoint(self) -> str:
         """Where an approved package is deployed: the first stage's endpoint (the only one without stages)."""
         return next(iter(self.stage_endpoints.values()))
+
+    @property
+    def stage_accounts(self) -> dict[str, StageAccount]:
+        """The release stages served from accounts other than the workflow's, in stage order. A stage listed with
+        infrastructure.account is the workflow's own account: it needs no grant across accounts, so it is not here."""
+        accounts = self.deployment.accounts
+        return {
+            stage: accounts[stage] for stage in self.deployment.stages if stage in accounts and accounts[stage].account != self.infrastructure.account
+        }
 
     @property
     def stack_name(self) -> str:
@@ -696,6 +819,9 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 def _describe(error: Any, root: yaml.Node | None, source: str, profile: str | None = None) -> str:
     loc = [part for part in error["loc"] if not _is_union_branch(part)]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyProblem):
+        loc += list(cause.key)
     key = ".".join(str(part) for part in loc) or "(top level)"
     line = _line_of(root, loc)
     if profile is not None:  # the value may come from the profile's overrides or from the section it overrides
@@ -757,13 +883,16 @@ def _is_union_branch(part: Any) -> bool:
 
 def _model_at(loc: list[Any]) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
-    for part in loc:
+    parts = iter(loc)
+    for part in parts:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         nested = next((t for t in _types_of(field.annotation) if isinstance(t, type) and issubclass(t, BaseModel)), None)
         if nested is None:
             return None
+        if get_origin(field.annotation) is dict:  # a mapping of sections: the next part is its key (a stage's name)
+            next(parts, None)
         model = nested
     return model
 

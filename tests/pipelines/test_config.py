@@ -8,7 +8,19 @@ import pytest
 import yaml
 
 from containers.training.hyperparameters import VARIANTS
-from pipelines.config import ConfigError, load_config, parse_config
+from pipelines.config import (
+    ENDPOINT_ROLE,
+    PROMOTE_ROLE,
+    STAGE_ROLES,
+    ConfigError,
+    StageAccount,
+    load_config,
+    parse_config,
+    stage_event_bus_arn,
+    stage_event_bus_name,
+    stage_role_arn,
+    stage_role_name,
+)
 from tests.support import ROOT
 
 
@@ -244,3 +256,107 @@ def test_release_stages_name_their_endpoints_and_impossible_ones_are_refused():
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             parse_config(text)
+
+
+STAGE_ACCOUNTS = 'infrastructure:\n  account: "123456789012"\ndeployment:\n  stages: [staging, production]\n  accounts:\n'
+
+
+def test_stage_accounts_are_ids_or_an_id_and_a_region_and_the_workflow_s_own_account_is_not_one():
+    text = STAGE_ACCOUNTS + '    staging: "111111111111"\n    production: {account: "222222222222", region: eu-west-1}\n'
+    config = parse_config(text)
+    assert config.stage_accounts == {
+        "staging": StageAccount(account="111111111111"),
+        "production": StageAccount(account="222222222222", region="eu-west-1"),
+    }
+    assert list(parse_config(text.replace("    staging:", "    s:").replace("[staging,", "[s,")).stage_accounts) == ["s", "production"]
+    # A stage listed with the workflow's account is served from it: nothing crosses accounts for it.
+    same = parse_config(STAGE_ACCOUNTS + '    staging: "123456789012"\n    production: "222222222222"\n')
+    assert list(same.stage_accounts) == ["production"] and same.deployment.accounts["staging"].account == "123456789012"
+    assert parse_config("").stage_accounts == {} and parse_config("").deployment.accounts == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            STAGE_ACCOUNTS + "    staging: 111111111111\n",
+            'pipeline.yaml:6: deployment.accounts.staging: must be an AWS account id: 12 digits in quotes, e.g. "111111111111"',
+        ),
+        (STAGE_ACCOUNTS + "    staging: '11111111111'\n", "pipeline.yaml:6: deployment.accounts.staging: must be an AWS account id"),
+        (
+            STAGE_ACCOUNTS + "    staging: {account: 'x11111111111'}\n",
+            "pipeline.yaml:6: deployment.accounts.staging.account: must be an AWS account id",
+        ),
+        (STAGE_ACCOUNTS + "    staging: {region: eu-west-1}\n", "pipeline.yaml:6: deployment.accounts.staging.account: required key is missing"),
+        (
+            STAGE_ACCOUNTS + "    staging: {account: '111111111111', region: Ireland}\n",
+            "pipeline.yaml:6: deployment.accounts.staging.region: must match",
+        ),
+        (
+            STAGE_ACCOUNTS + "    staging: {account: '111111111111', zone: a}\n",
+            "pipeline.yaml:6: deployment.accounts.staging.zone: unknown key (expected one of: account, region)",
+        ),
+        (
+            STAGE_ACCOUNTS + '    staging: "111111111111"\n    prod: "222222222222"\n',
+            "pipeline.yaml:7: deployment.accounts.prod: is not a release stage (deployment.stages: staging, production)",
+        ),
+        (
+            'infrastructure:\n  account: "123456789012"\ndeployment:\n  accounts:\n    staging: "111111111111"\n',
+            "pipeline.yaml:4: deployment.accounts: names release stages' accounts, but deployment.stages lists no stages",
+        ),
+        (
+            'deployment:\n  stages: [staging, production]\n  accounts:\n    staging: "111111111111"\ninfrastructure:\n  account: null\n',
+            "pipeline.yaml:6: infrastructure.account: must name the workflow's account when deployment.accounts names stages' accounts",
+        ),
+        (
+            "aws:\n  region: us-east-1\n" + STAGE_ACCOUNTS + '    staging: {account: "123456789012", region: eu-west-1}\n',
+            "pipeline.yaml:8: deployment.accounts.staging.region: a stage in the workflow's own account (123456789012) is served from "
+            "the workflow's region (aws.region: us-east-1)",
+        ),
+        (
+            f"project:\n  name: {'p' * 41}\n" + STAGE_ACCOUNTS.replace("production]", "productionworlds]") + '    productionworlds: "111111111111"\n',
+            f"pipeline.yaml:2: project.name: the role name {'p' * 41}-productionworlds-endpoint of stage productionworlds's account is "
+            "over IAM's 64 characters",
+        ),
+    ],
+)
+def test_a_wrong_stage_account_names_its_key_and_line(text, expected):
+    assert expected in problems(text)
+
+
+def test_long_names_are_refused_only_for_stages_in_other_accounts():
+    # The same name is fine when the stage is served from the workflow's account (its roles are not built by name).
+    text = f"project:\n  name: {'p' * 41}\n" + STAGE_ACCOUNTS.replace("production]", "productionworlds]") + '    productionworlds: "123456789012"\n'
+    assert parse_config(text).stage_accounts == {}
+    # The workflow's own region, named, is its region.
+    own_region = "aws:\n  region: eu-west-1\n" + STAGE_ACCOUNTS + '    staging: {account: "123456789012", region: eu-west-1}\n'
+    assert parse_config(own_region).stage_accounts == {}
+
+
+def test_the_names_across_accounts_come_from_the_project_the_stage_and_the_account():
+    assert stage_role_name("car-damage", "staging", ENDPOINT_ROLE) == "car-damage-staging-endpoint"
+    assert [stage_role_arn("fleet", "production", "222222222222", role) for role in STAGE_ROLES] == [
+        "arn:aws:iam::222222222222:role/fleet-production-endpoint",
+        "arn:aws:iam::222222222222:role/fleet-production-deploy",
+        "arn:aws:iam::222222222222:role/fleet-production-promote",
+    ]
+    assert stage_role_arn("fleet", "qa", "111111111111", PROMOTE_ROLE, partition="aws-cn") == "arn:aws-cn:iam::111111111111:role/fleet-qa-promote"
+    assert stage_event_bus_name("fleet", "qa") == "fleet-qa-approvals"
+    assert stage_event_bus_arn("fleet", "qa", "111111111111", "eu-west-1") == "arn:aws:events:eu-west-1:111111111111:event-bus/fleet-qa-approvals"
+    with pytest.raises(ValueError, match="no stage role 'deployer'"):
+        stage_role_name("fleet", "qa", "deployer")
+
+
+def test_the_commented_stage_accounts_in_the_repository_file_are_valid():
+    """pipeline.yaml shows stage accounts as a comment; uncommented, with the stages and the workflow's account, it loads."""
+    text = (ROOT / "pipeline.yaml").read_text()
+    example = re.search(r"^  accounts: \{\}\n((?:  #   .*\n)+)", text, re.M)
+    assert example, "pipeline.yaml's deployment.accounts example"
+    entries = "".join("    " + line[len("  #   ") :] + "\n" for line in example[1].splitlines())
+    text = text.replace(example[0], "  stages: [staging, production]\n  accounts:\n" + entries)
+    text = text.replace("  account: null\n", '  account: "123456789012"\n')
+    config = parse_config(text, base_dir=ROOT)
+    assert config.stage_accounts == {
+        "staging": StageAccount(account="111111111111"),
+        "production": StageAccount(account="222222222222", region="eu-west-1"),
+    }

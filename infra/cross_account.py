@@ -1,0 +1,92 @@
+"""The workflow stack's grants to release stages served from accounts of their own (deployment.accounts).
+
+For each such stage, the stage account's endpoint role (SageMaker assumes it to fetch the model) and its deploy
+function's role may, and nothing else may:
+- describe and list the packages of the model package group (the group's resource policy);
+- read the model archives, `<pipeline>/<execution>/model/<training job>/output/model.tar.gz`, and nothing else
+  of the artifacts bucket: not the prepared data, not the captured requests (the bucket policy);
+- decrypt them, through S3 only (the key policy).
+A stage served from the workflow's own account gets nothing here: its roles are this account's, and the stack's
+own policies cover them. Without stage accounts this construct adds nothing, so the template is today's.
+
+The principal of each statement is the stage account, narrowed by an `aws:PrincipalArn` condition to the two
+role ARNs that pipelines.config.stage_role_arn builds, which the stage stacks will create with those names.
+Naming the roles as principals would need them to exist first: IAM turns a role ARN in a policy's Principal into
+the role's unique id when the policy is saved ("AWS JSON policy elements: Principal", IAM User Guide), and a key
+policy's principals "must exist and be visible to AWS KMS" (CreateKey and PutKeyPolicy, AWS KMS API Reference).
+The stage stacks are deployed after this one, so their roles do not exist yet; a condition on the ARN needs no
+role to exist, and holds only for the role of that name ("aws:PrincipalArn", AWS global condition context keys).
+Each stage account must still allow the use in its roles' own policies: access across accounts needs both
+("Cross-account policy evaluation logic", IAM User Guide). Whether SageMaker's model package group policies
+evaluate aws:PrincipalArn like S3 and KMS do is unverified here (a global condition key, which AWS's group policy
+examples do not show).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from infra.arns import sagemaker_arn
+from infra.storage import Storage
+from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, Config, stage_role_arn
+
+# What the stage accounts' roles call on the workflow account's resources: the deploy function describes the
+# package it deploys and reads its archive to check the sha256 (containers/deploy/deploy.py check_archive);
+# SageMaker, as the endpoint role, reads the archive (CreateModel's ModelDataUrl). ListModelPackages is what
+# issue 24 names with DescribeModelPackage for reading packages; no stage code calls it yet (the deploy function
+# only describes), so the stage slices drop it unless a caller comes. It takes the model-package resource type
+# ("Actions, resources, and condition keys for Amazon SageMaker", Service Authorization Reference), so a group
+# policy may grant it on the group's packages, as AWS's examples do. AWS's own example of a group policy across
+# accounts ("Deploy a Model Version from a Different Account", SageMaker Developer Guide) also grants
+# DescribeModelPackageGroup on the group, and UpdateModelPackage and CreateModel on the packages: not here, since
+# no stage code describes the group, only a person in the workflow account approves, and CreateModel's one
+# resource type is model, which the stage account's own policies grant.
+PACKAGE_ACTIONS = ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
+ARCHIVE_ACTIONS = ["s3:GetObject"]
+KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey"]
+READING_ROLES = (DEPLOY_ROLE, ENDPOINT_ROLE)
+
+
+def model_archives(config: Config) -> str:
+    """The keys of the model archives in the artifacts bucket. Train writes under <pipeline>/<execution id>/model
+    (steps/train.py, its OutputDataConfig), and SageMaker puts a job's archive at
+    <S3OutputPath>/<training job name>/output/model.tar.gz, as the local engine does (pipelines/local/jobs.py)."""
+    return f"{config.pipeline_name}/*/model/*/output/model.tar.gz"
+
+
+def stage_roles(config: Config, stage: str, account: str) -> list[str]:
+    """The ARNs of a stage account's roles that read the workflow's packages and archives."""
+    return [stage_role_arn(config.project.name, stage, account, role, partition=Aws.PARTITION) for role in READING_ROLES]
+
+
+def stage_grant(config: Config, stage: str, account: str, what: str, actions: list[str], resource: str, **conditions: dict) -> iam.PolicyStatement:
+    """A resource policy's statement allowing `actions` on `resource` to the stage account's reading roles only."""
+    return iam.PolicyStatement(
+        sid=f"{stage.capitalize()}{what}",  # stage names are lower-case letters and digits
+        principals=[iam.AccountPrincipal(account)],
+        actions=actions,
+        resources=[resource],
+        conditions={"ArnEquals": {"aws:PrincipalArn": stage_roles(config, stage, account)}, **conditions},
+    )
+
+
+class StageAccountGrants(Construct):
+    def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, group: sagemaker.CfnModelPackageGroup) -> None:
+        super().__init__(scope, id)
+        packages = sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")
+        archives = storage.artifacts.arn_for_objects(model_archives(config))
+        # kms:ViaService: the key is used only in requests S3 makes for these roles, in the bucket's (and the key's)
+        # region ("AWS KMS condition keys", kms:ViaService, AWS KMS Developer Guide).
+        through_s3 = {"kms:ViaService": f"s3.{Aws.REGION}.{Aws.URL_SUFFIX}"}
+        reading = []
+        for stage, place in config.stage_accounts.items():
+            reading.append(stage_grant(config, stage, place.account, "ReadsPackages", PACKAGE_ACTIONS, packages))
+            storage.artifacts.add_to_resource_policy(stage_grant(config, stage, place.account, "ReadsModelArchives", ARCHIVE_ACTIONS, archives))
+            # A key policy names its own key as "*".
+            key = stage_grant(config, stage, place.account, "DecryptsModelArchivesThroughS3", KEY_ACTIONS, "*", StringEquals=through_s3)
+            storage.key.add_to_resource_policy(key)
+        if reading:
+            group.model_package_group_policy = iam.PolicyDocument(statements=reading)
