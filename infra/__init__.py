@@ -9,6 +9,7 @@ triggers.py    the new-manifest trigger (S3 -> EventBridge -> function -> pipeli
 monitoring.py  the SNS topic, failure and approval notices, endpoint alarms
 people.py      the approvers' and operators' policies (the CLI's identities)
 cross_account.py  the grants to release stages in accounts of their own (deployment.accounts)
+stage_stack.py  a release stage's stack in an account of its own: its roles and the bus approvals reach
 drift.py       drift monitoring: the schedule, the starter, the job's role, its metrics and alarm
 rules.py       the EventBridge rules' one shape
 stack.py       the workflow stack that holds them, and the stage CI/CD deploys

@@ -7,6 +7,7 @@ from aws_cdk import App, Environment, Stack
 from infra import nag
 from infra.pipeline import render_for_cdk
 from infra.stack import WorkflowStack, stack_name
+from infra.stage_stack import stage_stacks
 from pipelines.config import Config
 
 
@@ -20,4 +21,9 @@ def build(app: App, config: Config, *, account: str | None = None, region: str |
         from infra.cicd import CicdStack
 
         return CicdStack(app, f"{stack_name(config)}-cicd", config=config, definition=definition, env=env)
-    return WorkflowStack(app, stack_name(config), config=config, definition=definition, env=env)
+    workflow = WorkflowStack(app, stack_name(config), config=config, definition=definition, env=env)
+    # Release stages in accounts of their own (the CI/CD app deploys them with a later slice of issue 24).
+    workflow.stage_stacks = stage_stacks(
+        app, config, prefix=stack_name(config), workflow_account=config.infrastructure.account, workflow_region=region
+    )
+    return workflow

@@ -6,6 +6,7 @@ function's role may, and nothing else may:
 - read the model archives, `<pipeline>/<execution>/model/<training job>/output/model.tar.gz`, and nothing else
   of the artifacts bucket: not the prepared data, not the captured requests (the bucket policy);
 - decrypt them, through S3 only (the key policy).
+With stage accounts it also forwards approvals of the group's packages to each stage account's bus (forward_approvals).
 A stage served from the workflow's own account gets nothing here: its roles are this account's, and the stack's
 own policies cover them. Without stage accounts this construct adds nothing, so the template is today's.
 
@@ -25,13 +26,16 @@ examples do not show).
 from __future__ import annotations
 
 from aws_cdk import Aws
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.arns import sagemaker_arn
+from infra.rules import approvals, event_rule
 from infra.storage import Storage
-from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, Config, stage_role_arn
+from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, Config, stage_event_bus_arn, stage_role_arn
 
 # What the stage accounts' roles call on the workflow account's resources: the deploy function describes the
 # package it deploys and reads its archive to check the sha256 (containers/deploy/deploy.py check_archive);
@@ -90,3 +94,37 @@ class StageAccountGrants(Construct):
             storage.key.add_to_resource_policy(key)
         if reading:
             group.model_package_group_policy = iam.PolicyDocument(statements=reading)
+            self.forwarding = forward_approvals(self, config)
+
+
+def stage_buses(config: Config) -> list[str]:
+    """The ARNs of the stage accounts' approval buses, in stage order. A stage without a region of its own is in
+    the workflow's region, which is this stack's."""
+    return [
+        stage_event_bus_arn(config.project.name, stage, place.account, place.region or Aws.REGION, partition=Aws.PARTITION)
+        for stage, place in config.stage_accounts.items()
+    ]
+
+
+def forward_approvals(scope: Construct, config: Config) -> events.Rule:
+    """Send each approval of our group's packages to every stage account's bus, where the stage's deploy function
+    will take it. Across accounts a rule's target is the other account's bus, put to with a role of the sender's
+    that may call events:PutEvents on it, and the receiving bus's policy admits the sender ("Sending and receiving
+    events between AWS accounts in Amazon EventBridge", EventBridge User Guide; "Permissions for event buses in
+    Amazon EventBridge": "We recommend always using IAM roles when the target of a rule is an event bus")."""
+    buses = stage_buses(config)
+    # Each target grants this role events:PutEvents on its bus, and on nothing else (aws_events_targets.EventBus).
+    role = iam.Role(
+        scope,
+        "ForwardApprovals",
+        assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+        description=f"{config.project.name}: send approvals to the stage accounts' buses",
+    )
+    description = f"Send approvals of {config.model_package_group} to the stage accounts' buses"
+    return event_rule(
+        scope,
+        "OnApprovalToStageAccounts",
+        description=description,
+        **approvals(config),
+        targets=[targets.EventBus(events.EventBus.from_event_bus_arn(scope, f"Bus{index}", bus), role=role) for index, bus in enumerate(buses)],
+    )

@@ -23,7 +23,7 @@ from constructs import Construct
 from containers.deploy import deploy
 from infra.arns import arn, sagemaker_arn
 from infra.functions import small_function
-from infra.rules import event_rule
+from infra.rules import approvals, event_rule
 from infra.storage import Storage, grants_for_aws_resources
 from pipelines.config import Config
 
@@ -64,9 +64,7 @@ class Deployment(Construct):
             self,
             "OnApproval",
             description=f"Deploy packages of {config.model_package_group} approved in the Model Registry",
-            source="aws.sagemaker",
-            detail_type=deploy.PACKAGE_EVENT,
-            detail={"ModelPackageGroupName": [config.model_package_group], "ModelApprovalStatus": ["Approved"]},
+            **approvals(config),
             targets=[target],
         )
         self.in_service_rule = event_rule(

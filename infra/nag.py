@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from containers.deploy import monitor_start
+from infra.cross_account import model_archives
 from infra.drift import MANIFESTS, PROCESSING_LOGS, baselines_prefix
 from infra.people import LABELING_FILES
 from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
@@ -277,6 +278,34 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
             for prefix, command in ((LABELING_FILES, "label"), (BATCH_PREFIX, "batch-predict"), (REVIEW_PREFIX, "review --output"))
         ),
     )
+
+
+def acknowledge_stage(stack: Stack, config: Config) -> None:
+    """The findings of a stage account's stack (infra.stage_stack.StageStack, which calls this): its roles read the
+    workflow account's packages, archives and key by pattern, since that account's ids are not known here."""
+    workflow = f"{_as_nag_shows(stack.workflow_region, 'Region')}:{stack.workflow_account}"
+    reads = [
+        (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:{workflow}:model-package/{config.model_package_group.lower()}/*]",
+            "Any version of our group in the workflow account may be approved and is described before deploying",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::*/{model_archives(config)}]",
+            "The model archives only, in a bucket of the workflow account (aws:ResourceAccount) whose name CloudFormation picks there",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:{workflow}:key/*]",
+            "The workflow key only, by its alias (kms:ResourceAliases) and through S3: its id is picked by KMS in another account",
+        ),
+    ]
+    logs = REGIONAL.format(service="logs", resource=f"log-group:{endpoint_log_group(stack.endpoint_name)}")
+    acknowledge(
+        stack.endpoint_role,
+        *reads,
+        (f"AwsSolutions-IAM5[Resource::{logs}:log-stream:*]", "SageMaker names a log stream per variant and instance"),
+        ("AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource type"),
+    )
+    acknowledge(stack.deploy_role, *reads)
 
 
 def _as_nag_shows(value: str, pseudo: str) -> str:

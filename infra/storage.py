@@ -8,7 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from pipelines.config import DATA_CAPTURE_PREFIX, Config
+from pipelines.config import DATA_CAPTURE_PREFIX, Config, workflow_key_alias
 from steps.prepare_data import OUTPUT_FOLDER as PREPARED_DATA
 
 # Key prefixes in the artifacts bucket besides each execution's outputs (<pipeline name>/<execution id>/...).
@@ -33,7 +33,7 @@ class Storage(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            alias=f"alias/{config.project.name}",
+            alias=workflow_key_alias(config.project.name),  # stage stacks find the key by it (infra/stage_stack.py)
             description=f"{config.project.name}: data, artifacts, job volumes, captured requests, notifications",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,

@@ -305,6 +305,12 @@ def stage_event_bus_arn(project: str, stage: str, account: str, region: str, *, 
     return f"arn:{partition}:events:{region}:{account}:event-bus/{stage_event_bus_name(project, stage)}"
 
 
+def workflow_key_alias(project: str) -> str:
+    """The workflow key's alias. A stage account's roles find the key by it (kms:ResourceAliases): the key's ARN
+    ends in an id KMS picks, and a stack in another account cannot reference the workflow stack's outputs."""
+    return f"alias/{project}"
+
+
 class DeploymentConfig(_Section):
     endpoint_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")] | None = None
     instance_type: InstanceType = "ml.m5.xlarge"

@@ -15,7 +15,7 @@ from infra.cross_account import model_archives
 from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, stage_role_arn
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_artifact_expiry import key_prefix
-from tests.infra.test_checks import IGNORED_CFN_LINT, templates
+from tests.infra.test_checks import IGNORED_CFN_LINT
 from tests.infra.test_permissions import key_statements
 from tests.infra.test_workflow_stack import logical_id, one, resources
 from tests.pipelines.test_definition import step
@@ -136,13 +136,15 @@ def test_no_account_but_the_configured_ones_is_named(three_accounts):
         logical_id(template, "AWS::SageMaker::ModelPackageGroup", "ModelPackageGroup"),
         logical_id(template, "AWS::S3::BucketPolicy", "ArtifactsPolicy"),
         next(iter(resources(template, "AWS::KMS::Key"))),
+        logical_id(template, "AWS::Events::Rule", "OnApprovalToStageAccounts"),
+        logical_id(template, "AWS::IAM::Policy", "ForwardApprovalsDefaultPolicy"),
     }
 
 
 def test_the_three_account_template_passes_cfn_lint(three_accounts):
     from cfnlint.api import ManualArgs, lint_file
 
-    (path,) = templates(three_accounts.outdir)
+    path = three_accounts.outdir / f"{three_accounts.stack.artifact_id}.template.json"  # the stage stacks': test_stage_stacks.py
     matches = lint_file(path, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
     assert not [f"{m.rule.id} {m.message}" for m in matches if m.rule.id not in IGNORED_CFN_LINT and not m.rule.id.startswith("I")]
 
