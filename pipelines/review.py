@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from containers.common.pictures import pixel_box
+from containers.common.pictures import box_iou, pixel_box
 from containers.common.s3 import parse_s3_uri
 from containers.monitoring.captures import NAME_DIGITS, Captured, captured_digits, captured_photos  # noqa: F401  (review.captured_photos, review.Captured)
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
@@ -154,7 +154,7 @@ def uncertainty(detections: Sequence[Mapping]) -> tuple[float, str]:
         for second in detections[i + 1 :]:
             if first.get("class") == second.get("class"):
                 continue
-            overlap = iou(_box(first), _box(second))
+            overlap = box_iou(_box(first), _box(second))
             if overlap >= OVERLAP_IOU:
                 a, b = float(first.get("score", 0.0)), float(second.get("score", 0.0))
                 ratio = min(a, b) / max(a, b) if max(a, b) > 0 else 0.0
@@ -170,14 +170,6 @@ def uncertainty(detections: Sequence[Mapping]) -> tuple[float, str]:
 def _box(detection: Mapping) -> tuple[float, float, float, float]:
     box = detection.get("box_normalized") or detection.get("box") or {}
     return float(box.get("xmin", 0)), float(box.get("ymin", 0)), float(box.get("xmax", 0)), float(box.get("ymax", 0))
-
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def fingerprint(data: bytes) -> int:

@@ -78,3 +78,14 @@ def pixel_box(detection: Mapping[str, Any], width: int, height: int) -> tuple[fl
         return float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])
     box = detection["box_normalized"]
     return float(box["xmin"]) * width, float(box["ymin"]) * height, float(box["xmax"]) * width, float(box["ymax"]) * height
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes: 0 for boxes that do not overlap."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from containers.common.pictures import box_iou
 from containers.processing.split import SPLITS
 
 from .intervals import format_interval
@@ -83,17 +84,6 @@ class Tally:
     @property
     def errors(self) -> int:
         return self.missed + self.false
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def tally(truth: GroundTruth, found: Detections, threshold: float) -> Tally:
