@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -67,6 +67,13 @@ class ServiceQuality:
     endpoint: str = ""
     since: datetime | None = None  # the window's bounds, None when open
     until: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        """As `cardamage models` and the console show it: `0.3812 on 12 photos (2026-12-07)`, the day in UTC."""
+        figure = f"{self.map:.4f}" if self.map is not None else "-"
+        day = f" ({self.when.astimezone(UTC):%Y-%m-%d})" if self.when else ""
+        return f"{figure} on {self.images} photo{'' if self.images == 1 else 's'}{day}"
 
     @classmethod
     def of(cls, document: Mapping[str, Any], endpoint: str, ran: datetime | None) -> tuple[str, ServiceQuality] | None:

@@ -103,11 +103,7 @@ def models(cli: Invocation, limit: option(int, "--limit", "-n", metavar="N", min
 
 def in_service_text(measured: ServiceQuality | None) -> str:
     """A package's latest accuracy in service: its mAP on the labelled photos the endpoint answered, and when."""
-    if measured is None:
-        return "-"
-    figure = f"{measured.map:.4f}" if measured.map is not None else "-"
-    day = f" ({measured.when:%Y-%m-%d})" if measured.when else ""
-    return f"{figure} on {measured.images} photo{'' if measured.images == 1 else 's'}{day}"
+    return measured.text if measured is not None else "-"
 
 
 def baseline_text(kinds: tuple[str, ...]) -> str:

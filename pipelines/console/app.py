@@ -244,11 +244,7 @@ def _lead(package: Package) -> str:
 
 def _in_service(measured: ServiceQuality | None) -> str:
     """The mAP the monitor measured on labelled photos the endpoint answered while it served the package."""
-    if measured is None:
-        return ""
-    figure = f"{measured.map:.4f}" if measured.map is not None else "-"
-    photos = f"{measured.images} photo{'' if measured.images == 1 else 's'}"
-    return f"{figure} on {photos}" + (f" ({measured.when.astimezone(UTC):%Y-%m-%d})" if measured.when else "")
+    return measured.text if measured is not None else ""
 
 
 class Console:
