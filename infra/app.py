@@ -17,13 +17,14 @@ def build(app: App, config: Config, *, account: str | None = None, region: str |
     definition = definition if definition is not None else render_for_cdk(config)
     env = Environment(account=account, region=region) if account or region else None
     nag.check(app)
+    problem = config.cross_account_deploy_step_problem()
+    if problem:
+        raise ValueError(f"pipeline.yaml: {problem}")
     if config.infrastructure.source.repository:
         from infra.cicd import CicdStack
 
         return CicdStack(app, f"{stack_name(config)}-cicd", config=config, definition=definition, env=env)
     workflow = WorkflowStack(app, stack_name(config), config=config, definition=definition, env=env)
-    # Release stages in accounts of their own (the CI/CD app deploys them with a later slice of issue 24).
-    workflow.stage_stacks = stage_stacks(
-        app, config, prefix=stack_name(config), workflow_account=config.infrastructure.account, workflow_region=region
-    )
+    # Release stages in accounts of their own, deployed with each account's credentials (CI/CD: infra.cicd deploys them).
+    workflow.stage_stacks = stage_stacks(app, config, workflow_account=config.infrastructure.account, workflow_region=region)
     return workflow

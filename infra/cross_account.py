@@ -6,9 +6,11 @@ function's role may, and nothing else may:
 - read the model archives, `<pipeline>/<execution>/model/<training job>/output/model.tar.gz`, and nothing else
   of the artifacts bucket: not the prepared data, not the captured requests (the bucket policy);
 - decrypt them, through S3 only (the key policy).
-With stage accounts it also forwards approvals of the group's packages to each stage account's bus (forward_approvals).
-A stage served from the workflow's own account gets nothing here: its roles are this account's, and the stack's
-own policies cover them. Without stage accounts this construct adds nothing, so the template is today's.
+When the first release stage is served from an account of its own, it also forwards approvals of the group's
+packages to that stage's bus (forward_approvals): approvals deploy to the first stage only, later stages are reached
+by `cardamage promote`. A stage served from the workflow's own account gets nothing here: its roles are this
+account's, and the stack's own policies cover them. Without stage accounts this construct adds nothing, so the
+template is today's. Which stages are the workflow account's own is workflow_stages, the one home of that rule.
 
 The principal of each statement is the stage account, narrowed by an `aws:PrincipalArn` condition to the two
 role ARNs that pipelines.config.stage_role_arn builds, which the stage stacks will create with those names.
@@ -61,19 +63,37 @@ def model_archives(config: Config) -> str:
     return f"{config.pipeline_name}/*/model/*/output/model.tar.gz"
 
 
-def stage_roles(config: Config, stage: str, account: str) -> list[str]:
-    """The ARNs of a stage account's roles that read the workflow's packages and archives."""
-    return [stage_role_arn(config.project.name, stage, account, role, partition=Aws.PARTITION) for role in READING_ROLES]
+def stage_roles(config: Config, stage: str, account: str, roles: tuple[str, ...] = READING_ROLES) -> list[str]:
+    """The ARNs of a stage account's roles that read the workflow's archives (`roles`: some of them)."""
+    return [stage_role_arn(config.project.name, stage, account, role, partition=Aws.PARTITION) for role in roles]
 
 
-def stage_grant(config: Config, stage: str, account: str, what: str, actions: list[str], resource: str, **conditions: dict) -> iam.PolicyStatement:
-    """A resource policy's statement allowing `actions` on `resource` to the stage account's reading roles only."""
+def first_stage(config: Config) -> str:
+    """The stage approvals deploy to."""
+    return next(iter(config.stage_endpoints))
+
+
+def last_stage(config: Config) -> str:
+    """The stage that serves customers, whose package is the pipeline's champion."""
+    return list(config.stage_endpoints)[-1]
+
+
+def workflow_stages(config: Config) -> dict[str, str]:
+    """The release stages served from the workflow's own account, stage -> endpoint, in stage order: the endpoints
+    the workflow stack deploys, scales, watches and monitors (the stage stacks hold the others')."""
+    return {stage: endpoint for stage, endpoint in config.stage_endpoints.items() if stage not in config.stage_accounts}
+
+
+def stage_grant(
+    config: Config, stage: str, account: str, what: str, actions: list[str], resource: str, roles: tuple[str, ...] = READING_ROLES, **conditions: dict
+) -> iam.PolicyStatement:
+    """A resource policy's statement allowing `actions` on `resource` to the stage account's `roles` only."""
     return iam.PolicyStatement(
         sid=f"{stage.capitalize()}{what}",  # stage names are lower-case letters and digits
         principals=[iam.AccountPrincipal(account)],
         actions=actions,
         resources=[resource],
-        conditions={"ArnEquals": {"aws:PrincipalArn": stage_roles(config, stage, account)}, **conditions},
+        conditions={"ArnEquals": {"aws:PrincipalArn": stage_roles(config, stage, account, roles)}, **conditions},
     )
 
 
@@ -87,44 +107,40 @@ class StageAccountGrants(Construct):
         through_s3 = {"kms:ViaService": f"s3.{Aws.REGION}.{Aws.URL_SUFFIX}"}
         reading = []
         for stage, place in config.stage_accounts.items():
-            reading.append(stage_grant(config, stage, place.account, "ReadsPackages", PACKAGE_ACTIONS, packages))
+            # Only the deploy function describes packages: the endpoint's model is made from the package's archive and
+            # the stage's own serving image (containers/deploy/deploy.py create_model), so SageMaker reads no package.
+            reading.append(stage_grant(config, stage, place.account, "ReadsPackages", PACKAGE_ACTIONS, packages, roles=(DEPLOY_ROLE,)))
             storage.artifacts.add_to_resource_policy(stage_grant(config, stage, place.account, "ReadsModelArchives", ARCHIVE_ACTIONS, archives))
             # A key policy names its own key as "*".
             key = stage_grant(config, stage, place.account, "DecryptsModelArchivesThroughS3", KEY_ACTIONS, "*", StringEquals=through_s3)
             storage.key.add_to_resource_policy(key)
         if reading:
             group.model_package_group_policy = iam.PolicyDocument(statements=reading)
-            self.forwarding = forward_approvals(self, config)
+        self.forwarding = forward_approvals(self, config) if first_stage(config) in config.stage_accounts else None
 
 
-def stage_buses(config: Config) -> list[str]:
-    """The ARNs of the stage accounts' approval buses, in stage order. A stage without a region of its own is in
-    the workflow's region, which is this stack's."""
-    return [
-        stage_event_bus_arn(config.project.name, stage, place.account, place.region or Aws.REGION, partition=Aws.PARTITION)
-        for stage, place in config.stage_accounts.items()
-    ]
+def stage_bus(config: Config, stage: str) -> str:
+    """The ARN of a stage account's approval bus. A stage without a region of its own is in the workflow's region,
+    which is this stack's."""
+    place = config.stage_accounts[stage]
+    return stage_event_bus_arn(config.project.name, stage, place.account, place.region or Aws.REGION, partition=Aws.PARTITION)
 
 
 def forward_approvals(scope: Construct, config: Config) -> events.Rule:
-    """Send each approval of our group's packages to every stage account's bus, where the stage's deploy function
-    will take it. Across accounts a rule's target is the other account's bus, put to with a role of the sender's
-    that may call events:PutEvents on it, and the receiving bus's policy admits the sender ("Sending and receiving
-    events between AWS accounts in Amazon EventBridge", EventBridge User Guide; "Permissions for event buses in
-    Amazon EventBridge": "We recommend always using IAM roles when the target of a rule is an event bus")."""
-    buses = stage_buses(config)
-    # Each target grants this role events:PutEvents on its bus, and on nothing else (aws_events_targets.EventBus).
+    """Send each approval of our group's packages to the first stage's bus in its account, where that stage's deploy
+    function takes it; later stages are promoted to, never approved into. Across accounts a rule's target is the
+    other account's bus, put to with a role of the sender's that may call events:PutEvents on it, and the receiving
+    bus's policy admits the sender ("Sending and receiving events between AWS accounts in Amazon EventBridge",
+    EventBridge User Guide; "Permissions for event buses in Amazon EventBridge": "We recommend always using IAM roles
+    when the target of a rule is an event bus")."""
+    stage = first_stage(config)
+    # The target grants this role events:PutEvents on that bus, and on nothing else (aws_events_targets.EventBus).
     role = iam.Role(
         scope,
         "ForwardApprovals",
         assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-        description=f"{config.project.name}: send approvals to the stage accounts' buses",
+        description=f"{config.project.name}: send approvals to the {stage} account's bus",
     )
-    description = f"Send approvals of {config.model_package_group} to the stage accounts' buses"
-    return event_rule(
-        scope,
-        "OnApprovalToStageAccounts",
-        description=description,
-        **approvals(config),
-        targets=[targets.EventBus(events.EventBus.from_event_bus_arn(scope, f"Bus{index}", bus), role=role) for index, bus in enumerate(buses)],
-    )
+    bus = events.EventBus.from_event_bus_arn(scope, "Bus", stage_bus(config, stage))
+    description = f"Send approvals of {config.model_package_group} to the {stage} account's bus"
+    return event_rule(scope, "OnApprovalToStageAccounts", description=description, **approvals(config), targets=[targets.EventBus(bus, role=role)])

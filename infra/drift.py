@@ -10,7 +10,9 @@
          (containers/deploy/monitor_metrics.py): CloudWatch metrics in the namespace <project>/Monitoring
 
 The drift alarms and the notice of a failed job are the notifications' (infra/monitoring.py). Each role may do
-what its code calls and no more (tests/infra/test_role_calls.py).
+what its code calls and no more (tests/infra/test_role_calls.py). Only the endpoints of release stages served from
+the workflow's own account are monitored (infra.cross_account.workflow_stages): a stage account's endpoint captures
+into that account's bucket, which this stack's job cannot read; monitoring it there is left for later.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from constructs import Construct
 
 from containers.deploy import monitor_metrics, monitor_start
 from infra.arns import arn, sagemaker_arn
+from infra.cross_account import workflow_stages
 from infra.deployment import read_endpoint_configs
 from infra.functions import small_function
 from infra.images import Images
@@ -46,8 +49,9 @@ MANIFESTS = (monitor_start.LABELS_MANIFEST, monitor_start.CAPTURES_MANIFEST)  # 
 
 
 def monitored(config: Config) -> bool:
-    """Whether the stack monitors drift: pipeline.yaml turns it on, and the endpoints capture something."""
-    return config.monitoring.enabled and config.deployment.data_capture_percent > 0
+    """Whether the stack monitors drift: pipeline.yaml turns it on, the endpoints capture something, and a stage's
+    endpoint is in the workflow's account."""
+    return config.monitoring.enabled and config.deployment.data_capture_percent > 0 and bool(workflow_stages(config))
 
 
 def drift_alarm_name(endpoint: str) -> str:
@@ -79,7 +83,7 @@ class DriftMonitoring(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, images: Images) -> None:
         super().__init__(scope, id)
         artifacts, key = storage.artifacts, storage.key
-        endpoints = config.stage_endpoints
+        endpoints = workflow_stages(config)
         captures = {endpoint: config.data_capture(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
         reports = {endpoint: config.monitoring_reports(artifacts.bucket_name, endpoint).key for endpoint in endpoints.values()}
         jobs = sagemaker_arn(self, "processing-job", f"{config.monitoring_job_prefix}-*")

@@ -16,18 +16,31 @@ LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 
 
 def small_function(
-    scope: Construct, id: str, *, folder: str, handler: str, description: str, environment: dict[str, str], timeout_seconds: int = 60
+    scope: Construct,
+    id: str,
+    *,
+    folder: str,
+    handler: str,
+    description: str,
+    environment: dict[str, str],
+    timeout_seconds: int = 60,
+    function_name: str | None = None,
+    role: iam.Role | None = None,
+    role_name: str | None = None,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
     """A function whose code is containers/<folder>/ (standard library and boto3 only), with its own role that
-    may write only its own log group."""
+    may write only its own log group. `function_name` and `role_name`: names another account's policies or
+    programs rely on (CloudFormation picks one otherwise); `role`: a role made beforehand, trusting Lambda."""
     log_group = logs.LogGroup(scope, f"{id}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
-    role = iam.Role(scope, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description)
+    if role is None:
+        role = iam.Role(scope, f"{id}Role", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description)
     function = lambda_.Function(
         scope,
         id,
         runtime=RUNTIME,
         handler=handler,
         code=lambda_.Code.from_asset(str(ROOT / "containers" / folder), exclude=["__pycache__", "*.pyc"]),
+        function_name=function_name,
         description=description,
         environment=environment,
         timeout=Duration.seconds(timeout_seconds),

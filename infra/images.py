@@ -32,6 +32,26 @@ def serving_tag(config: Config) -> str:
     return serving.tag(config.infrastructure.serving_version, gpu=bool(_GPU.match(config.deployment.instance_type)))
 
 
+def serving_image(scope: Construct, config: Config) -> tuple[str, str | None]:
+    """The serving image of the region `scope`'s stack is deployed in, and the ARN of its repository to pull from:
+    aws.inference_image_uri (no repository: whoever names it grants the pull), else AWS's TensorFlow Serving image
+    of that region, published from an account that CDK's region facts name."""
+    if config.aws.inference_image_uri:
+        return config.aws.inference_image_uri, None
+    account = Stack.of(scope).regional_fact(FactName.DLC_REPOSITORY_ACCOUNT)
+    uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{serving.REPOSITORY}:{serving_tag(config)}"
+    return uri, f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{serving.REPOSITORY}"
+
+
+def pull_serving_image(repository_arn: str) -> iam.PolicyStatement:
+    """What a role that runs the serving image needs of its repository (with ecr:GetAuthorizationToken, which has no resource)."""
+    return iam.PolicyStatement(
+        sid="PullServingImage",
+        actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+        resources=[repository_arn],
+    )
+
+
 class Images(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
@@ -48,24 +68,11 @@ class Images(Construct):
 
         self.processing = asset("Processing", "containers/processing/Dockerfile")
         self.training = asset("Training", "containers/training/Dockerfile")
-        stack = Stack.of(self)
-        if config.aws.inference_image_uri:
-            self.inference_uri = config.aws.inference_image_uri
-            self._serving_repository_arn = None
-        else:
-            account = stack.regional_fact(FactName.DLC_REPOSITORY_ACCOUNT)
-            self.inference_uri = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{serving.REPOSITORY}:{serving_tag(config)}"
-            self._serving_repository_arn = f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{serving.REPOSITORY}"
+        self.inference_uri, self._serving_repository_arn = serving_image(self, config)
 
     def grant_pull(self, role: iam.IGrantable) -> None:
         """Pull the project's images and the serving image (the endpoint's model runs as `role`)."""
         self.processing.repository.grant_pull(role)
         self.training.repository.grant_pull(role)
         if self._serving_repository_arn:
-            role.grant_principal.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="PullServingImage",
-                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                    resources=[self._serving_repository_arn],
-                )
-            )
+            role.grant_principal.add_to_principal_policy(pull_serving_image(self._serving_repository_arn))

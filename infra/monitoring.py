@@ -2,7 +2,9 @@
 pipeline executions, packages waiting for approval, and the endpoint's alarms (5XX errors, model latency, the
 share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names).
 With drift monitoring (infra/drift.py), also each endpoint's drift alarm and the monitoring jobs that failed.
-Only those rules and alarms may publish to the topic and use the key to do it."""
+Only those rules and alarms may publish to the topic and use the key to do it. The endpoints are those of the
+stages served from the workflow's account; a stage account's stack has its own topic and alarms, built by the
+functions here (infra/stage_stack.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from constructs import Construct
 from containers.deploy import deploy, monitor_metrics
 from containers.deploy.deploy import VARIANT
 from infra.arns import arn
+from infra.cross_account import workflow_stages
 from infra.drift import drift_alarm_name, monitored, monitoring_jobs_rule
 from infra.rules import event_rule
 from pipelines.config import Config
@@ -30,9 +33,7 @@ EXECUTION_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
 class Monitoring(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, key: kms.IKey, pipeline_arn: str) -> None:
         super().__init__(scope, id)
-        self.topic = sns.Topic(self, "Notifications", display_name=f"{config.project.name} notifications", master_key=key, enforce_ssl=True)
-        for email in config.infrastructure.notification_emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.topic = notification_topic(self, config, key)
 
         self.failure_rule = event_rule(
             self,
@@ -58,12 +59,13 @@ class Monitoring(Construct):
                 {"arn": "$.detail.ModelPackageArn"},
             ),
         )
-        # Every release stage's endpoint has its own three (a staging update rolls back as production's does).
+        # Every release stage's endpoint in this account has its own three (a staging update rolls back as
+        # production's does); a stage account's endpoint has them in its stage stack (infra/stage_stack.py).
+        local = workflow_stages(config)
         self.endpoint_alarms = {
             endpoint: endpoint_alarms(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
-            for stage, endpoint in config.stage_endpoints.items()
+            for stage, endpoint in local.items()
         }
-        self.errors_alarm, self.latency_alarm, self.client_errors_alarm = self.endpoint_alarms[config.endpoint_name]
         rules = [self.failure_rule, self.approval_rule]
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         if monitored(config):
@@ -71,12 +73,12 @@ class Monitoring(Construct):
             if config.monitoring.drift_alarm:
                 self.drift_alarms = {
                     endpoint: drift_alarm(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
-                    for stage, endpoint in config.stage_endpoints.items()
+                    for stage, endpoint in local.items()
                 }
-        for alarm in [*(alarm for alarms in self.endpoint_alarms.values() for alarm in alarms), *self.drift_alarms.values()]:
-            alarm.add_alarm_action(actions.SnsAction(self.topic))
-            alarm.add_ok_action(actions.SnsAction(self.topic))
-        self._allow_publishing(config, key, rules=rules)
+        tell(self.topic, *(alarm for alarms in self.endpoint_alarms.values() for alarm in alarms), *self.drift_alarms.values())
+        names = [name for endpoint in self.endpoint_alarms for name in deploy.rollback_alarm_names(endpoint)]
+        names += [drift_alarm_name(endpoint) for endpoint in self.drift_alarms]
+        allow_publishing(self, self.topic, key, rules=rules, alarm_names=names)
 
     def _tell(self, text: str, paths: dict[str, str]) -> list[events.IRuleTarget]:
         """A rule's one target: the topic, told `text` with each {name} the event's value at its JSON path in `paths`."""
@@ -100,44 +102,66 @@ class Monitoring(Construct):
         )
         return self.monitoring_failed_rule
 
-    def _allow_publishing(self, config: Config, key: kms.IKey, *, rules: list[events.Rule]) -> None:
-        """Only the project's rules and alarms may publish to the topic, and use the key to do it.
 
-        The rules' source is the rule ARN ("Cross-service confused deputy prevention in Amazon EventBridge":
-        for event bus rule targets aws:SourceArn is the rule ARN). The alarms' is the alarm ARN, built from the
-        names the alarms are given (an alarm's own ARN attribute would make the key depend on the alarm, which
-        depends on the topic and so on the key). CloudWatch publishes only if the topic policy allows it ("Why
-        didn't I receive an SNS notification for my CloudWatch alarm trigger?", AWS re:Post Knowledge Center),
-        and the topic policy CDK writes replaces SNS's default one: the alarms need a statement of their own."""
-        topic = self.topic.topic_arn
-        names = [name for endpoint in config.stage_endpoints.values() for name in deploy.rollback_alarm_names(endpoint)]
-        names += [drift_alarm_name(endpoint) for endpoint in self.drift_alarms]
-        alarms = [arn(self, "cloudwatch", "alarm", name, colon=True) for name in names]
-        from_alarms = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnEquals": {"aws:SourceArn": alarms}}
-        events_principal, cloudwatch_principal = iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")
-        self.topic.add_to_resource_policy(
+def notification_topic(scope: Construct, config: Config, key: kms.IKey) -> sns.Topic:
+    """The team's topic, encrypted with `key`, refusing plain HTTP, with pipeline.yaml's emails subscribed (each confirms)."""
+    topic = sns.Topic(scope, "Notifications", display_name=f"{config.project.name} notifications", master_key=key, enforce_ssl=True)
+    for email in config.infrastructure.notification_emails:
+        topic.add_subscription(subscriptions.EmailSubscription(email))
+    return topic
+
+
+def tell(topic: sns.ITopic, *alarms: cloudwatch.Alarm) -> None:
+    """Each alarm tells `topic` when it goes off and when it is back to OK."""
+    for alarm in alarms:
+        alarm.add_alarm_action(actions.SnsAction(topic))
+        alarm.add_ok_action(actions.SnsAction(topic))
+
+
+def allow_publishing(scope: Construct, topic: sns.Topic, key: kms.IKey, *, rules: list[events.Rule], alarm_names: list[str]) -> None:
+    """Only the project's rules and alarms (by name, in `scope`'s account and region) may publish to the topic, and
+    use the key to do it.
+
+    The rules' source is the rule ARN ("Cross-service confused deputy prevention in Amazon EventBridge":
+    for event bus rule targets aws:SourceArn is the rule ARN). The alarms' is the alarm ARN, built from the
+    names the alarms are given (an alarm's own ARN attribute would make the key depend on the alarm, which
+    depends on the topic and so on the key). CloudWatch publishes only if the topic policy allows it ("Why
+    didn't I receive an SNS notification for my CloudWatch alarm trigger?", AWS re:Post Knowledge Center),
+    and the topic policy CDK writes replaces SNS's default one: the alarms need a statement of their own."""
+    alarms = [arn(scope, "cloudwatch", "alarm", name, colon=True) for name in alarm_names]
+    from_alarms = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnEquals": {"aws:SourceArn": alarms}}
+    events_principal, cloudwatch_principal = iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")
+    if rules:
+        topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="TheProjectsRulesPublish",
                 principals=[events_principal],
                 actions=["sns:Publish"],
-                resources=[topic],
+                resources=[topic.topic_arn],
                 conditions={"ArnEquals": {"aws:SourceArn": [rule.rule_arn for rule in rules]}},
             )
         )
-        self.topic.add_to_resource_policy(
+    if alarms:
+        topic.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="TheProjectsAlarmsPublish", principals=[cloudwatch_principal], actions=["sns:Publish"], resources=[topic], conditions=from_alarms
+                sid="TheProjectsAlarmsPublish",
+                principals=[cloudwatch_principal],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions=from_alarms,
             )
         )
-        # Publishers to an encrypted topic need kms:GenerateDataKey* and kms:Decrypt, and the key policy should
-        # hold aws:SourceAccount and aws:SourceArn, except for EventBridge: "Adding the aws:SourceAccount,
-        # aws:SourceArn, and aws:SourceOrgID to a AWS KMS policy is not supported for EventBridge-to-encrypted
-        # topics" ("Managing Amazon SNS encryption keys and costs", Enable compatibility between event sources
-        # from AWS services and encrypted topics). The topic policy above is what limits EventBridge to our rules.
-        publishing = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    # Publishers to an encrypted topic need kms:GenerateDataKey* and kms:Decrypt, and the key policy should
+    # hold aws:SourceAccount and aws:SourceArn, except for EventBridge: "Adding the aws:SourceAccount,
+    # aws:SourceArn, and aws:SourceOrgID to a AWS KMS policy is not supported for EventBridge-to-encrypted
+    # topics" ("Managing Amazon SNS encryption keys and costs", Enable compatibility between event sources
+    # from AWS services and encrypted topics). The topic policy above is what limits EventBridge to our rules.
+    publishing = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    if rules:
         key.add_to_resource_policy(
             iam.PolicyStatement(sid="RulesPublishToTheEncryptedTopic", principals=[events_principal], actions=publishing, resources=["*"])
         )
+    if alarms:
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AlarmsPublishToTheEncryptedTopic",

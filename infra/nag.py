@@ -13,11 +13,11 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from containers.deploy import monitor_start
-from infra.cross_account import model_archives
+from infra.cross_account import model_archives, workflow_stages
 from infra.drift import MANIFESTS, PROCESSING_LOGS, baselines_prefix
 from infra.people import LABELING_FILES
 from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
-from infra.storage import DATA_CAPTURE
+from infra.storage import DATA_CAPTURE, MODEL_COPIES
 from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, REVIEW_PREFIX, Config
 
 
@@ -64,7 +64,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     for bucket, prefix in input_prefixes(config, data.bucket_name):
         shown = f"<{_logical_id(data)}>" if bucket == data.bucket_name else bucket
         reads.append((f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{shown}/{prefix}*]", f"Reads the pipeline's input prefix {prefix}"))
-    log_groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in config.stage_endpoints.values())]
+    log_groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in workflow_stages(config).values())]
     acknowledge(
         roles.execution,
         (
@@ -112,26 +112,17 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
         ("AwsSolutions-IAM5[Resource::*]", "cloudwatch:PutMetricData has no resource type; Ground Truth publishes the workers' metrics with it"),
     )
     deploying = [
-        ("AwsSolutions-IAM5[Resource::*]", "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN"),
+        NO_RESOURCE_TYPE,
         (
             f"AwsSolutions-IAM5[Resource::{sagemaker(f'model-package/{group}/*')}]",
             "Any version of our group may be approved and is described before deploying",
         ),
-        (f"AwsSolutions-IAM5[Resource::{sagemaker(f'model/{group}-v*')}]", "Models are named <group>-v<version>-<hash> per approved version"),
-        (
-            f"AwsSolutions-IAM5[Resource::{sagemaker(f'endpoint-config/{group}-v*')}]",
-            "Endpoint configs are named <group>-v<version>-<hash> per version",
-        ),
-        (
-            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='cloudwatch', resource='alarm:TargetTracking-endpoint/*')}]",
-            "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
-        ),
-        SERVED_CONFIG,
+        *_deploying(config),
     ]
     acknowledge(
         stack.deployment.function.role,
         *deploying,
-        ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key"),
+        PUBLISHING,
         (f"AwsSolutions-IAM5[Resource::{pipeline_prefix}]", "The model archive to check is under <pipeline>/<execution id>/, any execution's"),
     )
     acknowledge(
@@ -167,6 +158,31 @@ SERVED_CONFIG = (
     f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource='endpoint-config/*')}]",
     "Only reads (describe, tags): the endpoint's current config may be another project's or hand-made, and its tags say whether it is ours",
 )
+NO_RESOURCE_TYPE = (
+    "AwsSolutions-IAM5[Resource::*]",
+    "Application Auto Scaling's target and policy actions for SageMaker variants take no resource ARN",
+)
+PUBLISHING = ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Publishing a rollback notice to the topic encrypted with the project's key")
+
+
+def _deploying(config: Config) -> list[tuple[str, str]]:
+    """The name patterns of deploying to an endpoint (infra.deployment.endpoint_statements), in any account."""
+    group = config.model_package_group.lower()
+    return [
+        (
+            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'model/{group}-v*')}]",
+            "Models are named <group>-v<version>-<hash> per approved version",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'endpoint-config/{group}-v*')}]",
+            "Endpoint configs are named <group>-v<version>-<hash> per version",
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='cloudwatch', resource='alarm:TargetTracking-endpoint/*')}]",
+            "Target tracking creates its alarms as TargetTracking-endpoint/<endpoint>/...; the name is Application Auto Scaling's",
+        ),
+        SERVED_CONFIG,
+    ]
 
 
 def _acknowledge_drift(stack: Stack, config: Config) -> None:
@@ -174,7 +190,7 @@ def _acknowledge_drift(stack: Stack, config: Config) -> None:
     schedules'. Each wildcard is a folder per endpoint, per window or per execution, or a name per job."""
     drift = stack.drift
     artifacts = _arn_of(stack.storage.artifacts)
-    endpoints = list(config.stage_endpoints.values())
+    endpoints = list(workflow_stages(config).values())
     jobs = (
         f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'processing-job/{config.monitoring_job_prefix}-*')}]",
         "Monitoring jobs are named <project>-monitor-<window start>-<stage>, one per window, named when the window ends",
@@ -282,7 +298,8 @@ def _acknowledge_people(stack: Stack, config: Config, reads: list[tuple[str, str
 
 def acknowledge_stage(stack: Stack, config: Config) -> None:
     """The findings of a stage account's stack (infra.stage_stack.StageStack, which calls this): its roles read the
-    workflow account's packages, archives and key by pattern, since that account's ids are not known here."""
+    workflow account's packages, archives and key by pattern, since that account's ids are not known here, and deploy
+    to the stage's endpoint by the same name patterns as the workflow's deployment."""
     workflow = f"{_as_nag_shows(stack.workflow_region, 'Region')}:{stack.workflow_account}"
     reads = [
         (
@@ -299,18 +316,36 @@ def acknowledge_stage(stack: Stack, config: Config) -> None:
         ),
     ]
     logs = REGIONAL.format(service="logs", resource=f"log-group:{endpoint_log_group(stack.endpoint_name)}")
+    bucket = _arn_of(stack.storage.bucket)
+    captures = (
+        f"AwsSolutions-IAM5[Resource::{bucket}/{DATA_CAPTURE}/{stack.endpoint_name}/*]",
+        "The endpoint captures requests under data-capture/<endpoint>/<variant>/<hour>/, named by SageMaker",
+    )
+    copies = [(f"AwsSolutions-IAM5[Resource::{bucket}/{MODEL_COPIES}*]", "Model archives are copied to models/<group>/v<version>/<sha256>/")]
+    copies = copies if stack.model_copies else []
     acknowledge(
         stack.endpoint_role,
         *reads,
         (f"AwsSolutions-IAM5[Resource::{logs}:log-stream:*]", "SageMaker names a log stream per variant and instance"),
         ("AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource type"),
+        captures,
+        *copies,
     )
-    acknowledge(stack.deploy_role, *reads)
+    deploying = [NO_RESOURCE_TYPE, *_deploying(config), *copies]
+    acknowledge(stack.deploy_role, *reads, *deploying, PUBLISHING)
+    acknowledge(stack.promote_role, *deploying)
+    acknowledge(stack.reader_role, SERVED_CONFIG)
 
 
 def _as_nag_shows(value: str, pseudo: str) -> str:
     """A stack's account or region as cdk-nag writes it in a finding id: the literal, or <AWS::...>."""
     return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
+
+
+UNENCRYPTED_BUILDS = (
+    "AwsSolutions-CB4",
+    "Build outputs are the repository's code and synthesized templates (no secrets); CodeBuild encrypts them with the AWS managed key",
+)
 
 
 def acknowledge_cicd(pipeline) -> None:  # aws_cdk.pipelines.CodePipeline, after build_pipeline()
@@ -343,10 +378,8 @@ def acknowledge_cicd(pipeline) -> None:  # aws_cdk.pipelines.CodePipeline, after
         (f"AwsSolutions-IAM5[Resource::{codebuild_logs}*]", "CodeBuild log groups of the asset projects, one per project, named by CodeBuild"),
         (f"AwsSolutions-IAM5[Resource::{codebuild_logs}<{synth}>:*]", "The synth project's log streams, named by CodeBuild"),
         (f"AwsSolutions-IAM5[Resource::{codebuild_logs}<{mutation}>:*]", "The self-mutation project's log streams, named by CodeBuild"),
-        (
-            "AwsSolutions-CB4",
-            "Build outputs are the repository's code and synthesized templates (no secrets); CodeBuild encrypts them with the AWS managed key",
-        ),
+        # With cross-account keys every project uses the artifact bucket's key, and CB4 is not found: not acknowledged then.
+        *([UNENCRYPTED_BUILDS] if pipeline.pipeline.artifact_bucket.encryption_key is None else []),
         (
             "AwsSolutions-S1",
             "The pipeline's artifact bucket holds transient build artifacts written only by the pipeline's roles; CloudTrail records its use",

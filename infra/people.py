@@ -7,7 +7,8 @@
   `batch-predict` and `predict` call: the reads above, starting executions on dataset snapshots, the deployment
   code's own calls (infra.deployment.deployment_statements: `cardamage deploy` runs the function's code), calling
   the endpoints, Batch Transform and Ground Truth jobs, and the data and artifact prefixes those commands read
-  and write. `approve --force` deploys too, so it needs both. Not `upsert`: the stack owns the pipeline.
+  and write; with release stages in accounts of their own, assuming each one's promote role. `approve --force`
+  deploys too, so it needs both. Not `upsert`: the stack owns the pipeline.
 
 The stack outputs both ARNs; attach them to the approvers' and operators' own roles or groups.
 tests/infra/test_role_calls.py holds each to the calls its commands make.
@@ -24,7 +25,7 @@ from infra.arns import arn, sagemaker_arn
 from infra.deployment import deployment_statements
 from infra.roles import Roles, input_prefixes, list_under
 from infra.storage import DATA_CAPTURE, Storage
-from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, REVIEW_PREFIX, Config
+from pipelines.config import BATCH_PREFIX, MONITORING_PREFIX, PROMOTE_ROLE, READER_ROLE, REVIEW_PREFIX, Config, stage_role_arn
 
 LABELING_FILES = "labeling/"  # the task page and label categories `cardamage label` uploads to the artifacts bucket
 
@@ -75,6 +76,15 @@ def reading_statements(scope: Construct, config: Config, storage: Storage, pipel
     ]
 
 
+def stage_role_statements(config: Config, kind: str, sid: str) -> list[iam.PolicyStatement]:
+    """Assuming one kind of role in each stage account (the stage stacks' roles trust this account): none without
+    stage accounts. `cardamage promote` to or from such a stage assumes its promote role; `models` and the console
+    read what it serves as its reader role."""
+    project = config.project.name
+    roles = [stage_role_arn(project, stage, place.account, kind, partition=Aws.PARTITION) for stage, place in config.stage_accounts.items()]
+    return [iam.PolicyStatement(sid=sid, actions=["sts:AssumeRole"], resources=roles)] if roles else []
+
+
 class People(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, roles: Roles, pipeline_arn: str) -> None:
         super().__init__(scope, id)
@@ -90,6 +100,7 @@ class People(Construct):
                     actions=["sagemaker:UpdateModelPackage"],
                     resources=[sagemaker_arn(self, "model-package", f"{config.model_package_group}/*")],
                 ),
+                *stage_role_statements(config, READER_ROLE, "AssumeStageReaderRoles"),
             ],
         )
         self.operator = iam.ManagedPolicy(
@@ -122,6 +133,8 @@ class People(Construct):
                     conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
                 ),
                 *self._data_statements(config, storage),
+                *stage_role_statements(config, PROMOTE_ROLE, "AssumeStagePromoteRoles"),
+                *stage_role_statements(config, READER_ROLE, "AssumeStageReaderRoles"),
             ],
         )
 

@@ -21,6 +21,7 @@ from constructs import Construct
 
 from containers.common.s3 import S3Location, parse_s3_uri
 from infra.arns import arn, sagemaker_arn
+from infra.cross_account import workflow_stages
 from infra.storage import DATA_CAPTURE, Storage, grants_for_aws_resources
 from pipelines.config import Config
 
@@ -117,8 +118,9 @@ class Roles(Construct):
             )
         )
         self.execution.add_to_policy(grants_for_aws_resources("EncryptJobVolumes", storage.key))
-        # Processing and training jobs, batch-predict's transform jobs and the project's endpoints run as this role.
-        groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in config.stage_endpoints.values())]
+        # Processing and training jobs, batch-predict's transform jobs and the project's endpoints in this account run as
+        # this role (a stage account's endpoint runs as its own, infra/stage_stack.py).
+        groups = [*JOB_LOG_GROUPS, *(endpoint_log_group(endpoint) for endpoint in workflow_stages(config).values())]
         log_groups = [arn(self, "logs", "log-group", group, colon=True) for group in groups]
         self.execution.add_to_policy(
             iam.PolicyStatement(

@@ -1,13 +1,21 @@
 """A release stage's stack in an account of its own (deployment.accounts), one per such stage.
 
-It holds what the stage account owns of issue 24 so far:
-- the endpoint's execution role, which SageMaker assumes to read the model from the workflow account (the
-  package, its archive, the key) and to pull the serving image and write the endpoint's logs here;
-- the deploy function's role: describe packages in the workflow account, read and check the archive, and pass
-  the endpoint role to SageMaker only. The function itself comes with the next slice;
-- the bus the workflow account forwards approvals to, whose policy admits that account only.
-Role and bus names come from pipelines.config's names functions, which the workflow stack's grants
-(infra.cross_account) use too, so the two sides name the same roles.
+It holds what the stage account owns:
+- its key and bucket (infra.storage.StageStorage): what the endpoint captures, the customers' photos, is that
+  account's data; a stage in another region than the workflow's also keeps copies of the model archives there;
+- the endpoint's execution role, which SageMaker assumes to read the model (from the workflow account: the package,
+  its archive, the key; or the regional copy), pull the serving image, and write the endpoint's logs and captures;
+- the deploy function, containers/deploy/deploy.py named stage_function_name, with its role: describe the package
+  and read its archive in the workflow account, and deploy to this stage's endpoint only; the endpoint's rollback
+  alarms and the topic they and the function report to;
+- the rules that invoke the function: its endpoint's state changes and, in the first stage's stack only, the
+  approvals the workflow account forwards to a bus whose policy admits that account only (later stages are
+  reached by `cardamage promote`);
+- the promote role `cardamage promote` assumes from the workflow account, and the reader role the workflow
+  account's people and (for the last stage) its champion function assume to read what the stage serves.
+Role, function and bus names come from pipelines.config's names functions, which the workflow stack's grants
+(infra.cross_account) use too, so the two sides name the same roles. The function, its rules and its statements
+are infra.deployment's, as the workflow account's are: one recipe for both.
 
 Nothing here may reference the workflow stack: it is in another account (and maybe region), where CloudFormation
 exports do not reach ("Walkthrough: Refer to resource outputs in another AWS CloudFormation stack": exports work
@@ -17,18 +25,44 @@ the workflow's account and region, the group's name, the archives' key pattern a
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Environment, Stack, Tags
+from aws_cdk import Aws, CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk.region_info import FactName
 from constructs import Construct
 
-from containers.inference import image as serving
+from containers.deploy import deploy
 from infra import nag
-from infra.arns import arn
-from infra.cross_account import model_archives
-from infra.roles import endpoint_log_group
-from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, Config, stage_event_bus_name, stage_role_name, workflow_key_alias
+from infra.arns import arn, sagemaker_arn
+from infra.cross_account import first_stage, model_archives
+from infra.deployment import (
+    approval_rule,
+    deploy_environment,
+    deploy_function,
+    deploy_target,
+    endpoint_state_rule,
+    endpoint_statements,
+    read_endpoint_configs,
+    report_to,
+)
+from infra.images import pull_serving_image, serving_image
+from infra.monitoring import allow_publishing, endpoint_alarms, notification_topic, tell
+from infra.roles import endpoint_log_group, list_under
+from infra.storage import MODEL_COPIES, StageStorage
+from pipelines.config import (
+    DEPLOY_ROLE,
+    ENDPOINT_ROLE,
+    PROMOTE_ROLE,
+    PROMOTE_ROLE_OUTPUT,
+    READER_ROLE,
+    READER_ROLE_OUTPUT,
+    Config,
+    stage_event_bus_name,
+    stage_function_name,
+    stage_role_name,
+    workflow_key_alias,
+)
+
+DESCRIBE_PACKAGES = "DescribeWorkflowPackages"
 
 
 def workflow_reads(config: Config, account: str, region: str) -> list[iam.PolicyStatement]:
@@ -40,7 +74,7 @@ def workflow_reads(config: Config, account: str, region: str) -> list[iam.Policy
     partition = Aws.PARTITION
     return [
         iam.PolicyStatement(
-            sid="DescribeWorkflowPackages",
+            sid=DESCRIBE_PACKAGES,
             actions=["sagemaker:DescribeModelPackage"],
             resources=[f"arn:{partition}:sagemaker:{region}:{account}:model-package/{config.model_package_group.lower()}/*"],
         ),
@@ -66,34 +100,52 @@ def workflow_reads(config: Config, account: str, region: str) -> list[iam.Policy
     ]
 
 
-def stage_role(scope: Construct, config: Config, stage: str, role: str, service: str, purpose: str) -> iam.Role:
+def stage_role(scope: Construct, config: Config, stage: str, role: str, principal: iam.IPrincipal, purpose: str) -> iam.Role:
     """A stage account's role by the name the workflow stack's grants admit (pipelines.config.stage_role_name)."""
-    name = stage_role_name(config.project.name, stage, role)
     return iam.Role(
         scope,
         f"{role.capitalize()}Role",
-        role_name=name,
-        assumed_by=iam.ServicePrincipal(f"{service}.amazonaws.com"),
+        role_name=stage_role_name(config.project.name, stage, role),
+        assumed_by=principal,
         description=f"{config.project.name}: {purpose}",
     )
 
 
 class StageStack(Stack):
-    """`workflow_account` and `workflow_region` locate the workflow's registry, artifacts and key."""
+    """`workflow_account` and `workflow_region` locate the workflow's registry, artifacts and key; `model_copies`:
+    the stage is in another region than the workflow's, so its function copies each archive into its own bucket."""
 
-    def __init__(self, scope: Construct, id: str, *, config: Config, stage: str, workflow_account: str, workflow_region: str, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: Config,
+        stage: str,
+        workflow_account: str,
+        workflow_region: str,
+        model_copies: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, id, description=f"{config.project.name}: release stage {stage} in an account of its own", **kwargs)
         Tags.of(self).add("project", config.project.name)
         project, reads = config.project.name, workflow_reads(config, workflow_account, workflow_region)
-        self.workflow_account, self.workflow_region, self.endpoint_name = workflow_account, workflow_region, config.stage_endpoints[stage]
+        self.stage, self.workflow_account, self.workflow_region = stage, workflow_account, workflow_region
+        self.endpoint_name = endpoint = config.stage_endpoints[stage]
+        self.storage = StageStorage(self, "Storage", config=config, stage=stage)
+        key, bucket = self.storage.key, self.storage.bucket
+        self.model_copies = model_copies
+        image_uri, repository = serving_image(self, config)
 
+        sagemaker = iam.ServicePrincipal("sagemaker.amazonaws.com")
         self.endpoint_role = stage_role(
-            self, config, stage, ENDPOINT_ROLE, "sagemaker", f"the {stage} endpoint's model, read from the workflow account"
+            self, config, stage, ENDPOINT_ROLE, sagemaker, f"the {stage} endpoint's model, read from the workflow account"
         )
         for statement in reads:
-            self.endpoint_role.add_to_policy(statement)
+            if statement.sid != DESCRIBE_PACKAGES:  # the model is made from the archive and an image: SageMaker reads no package
+                self.endpoint_role.add_to_policy(statement)
         # The endpoint's container logs ("Log groups and streams that Amazon SageMaker AI sends to Amazon CloudWatch Logs").
-        logs = arn(self, "logs", "log-group", endpoint_log_group(self.endpoint_name), colon=True)
+        logs = arn(self, "logs", "log-group", endpoint_log_group(endpoint), colon=True)
         self.endpoint_role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteEndpointLogs",
@@ -102,61 +154,158 @@ class StageStack(Stack):
             )
         )
         self.endpoint_role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        if not config.aws.inference_image_uri:  # AWS's TensorFlow Serving image of this region (infra.images)
-            account = self.regional_fact(FactName.DLC_REPOSITORY_ACCOUNT)
-            self.endpoint_role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="PullServingImage",
-                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                    resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{serving.REPOSITORY}"],
-                )
-            )
+        if repository:  # AWS's TensorFlow Serving image of this region (infra.images)
+            self.endpoint_role.add_to_policy(pull_serving_image(repository))
+        # The model runs as this role: it writes the captures and reads the regional copy, both with this account's key
+        # (CreateModel's execution role: "How to use SageMaker AI execution roles", as the workflow's execution role).
+        if config.deployment.data_capture_percent:
+            captures = bucket.arn_for_objects(f"{config.data_capture(bucket.bucket_name, endpoint).key}*")
+            self.endpoint_role.add_to_policy(iam.PolicyStatement(sid="WriteCapturedData", actions=["s3:PutObject"], resources=[captures]))
+        if model_copies:
+            copies = bucket.arn_for_objects(f"{MODEL_COPIES}*")
+            self.endpoint_role.add_to_policy(iam.PolicyStatement(sid="ReadModelCopies", actions=["s3:GetObject"], resources=[copies]))
+        data_keys = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+        self.endpoint_role.add_to_policy(iam.PolicyStatement(sid="UseTheStageKeyForData", actions=data_keys, resources=[key.key_arn]))
 
-        # The deploy function's role; the function (containers/deploy/deploy.py) is added with the next slice.
-        # It describes the package and checks its archive's sha256 (deploy.check_archive), as in the workflow account.
-        self.deploy_role = stage_role(self, config, stage, DEPLOY_ROLE, "lambda", f"the {stage} deploy function")
-        for statement in reads:
+        # What deploying in this account takes, the deploy function's and the promote role's alike (infra.deployment).
+        deploying = [
+            *endpoint_statements(self, config, key=key, endpoints=[endpoint], execution_role_arn=self.endpoint_role.role_arn),
+            *(self._copying() if model_copies else []),
+        ]
+        lambda_principal = iam.ServicePrincipal("lambda.amazonaws.com")
+        self.deploy_role = stage_role(self, config, stage, DEPLOY_ROLE, lambda_principal, f"the {stage} deploy function")
+        for statement in [*reads, *deploying]:
             self.deploy_role.add_to_policy(statement)
-        to_sagemaker = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-        passing = iam.PolicyStatement(
-            sid="PassEndpointRoleToSageMaker", actions=["iam:PassRole"], resources=[self.endpoint_role.role_arn], conditions=to_sagemaker
-        )
-        self.deploy_role.add_to_policy(passing)
 
-        # Admits the workflow account's PutEvents and nothing else ("Example policy: Send events to a custom bus in a
-        # different account in Amazon EventBridge", EventBridge User Guide: the sender's account as principal).
-        self.bus = events.EventBus(self, "Approvals", event_bus_name=stage_event_bus_name(project, stage))
-        self.bus.add_to_resource_policy(
+        # The endpoint's rollback alarms, and the topic they and the function tell (as the workflow's, infra.monitoring).
+        self.topic = notification_topic(self, config, key)
+        self.alarms = endpoint_alarms(self, "", config, endpoint)
+        tell(self.topic, *self.alarms)
+        allow_publishing(self, self.topic, key, rules=[], alarm_names=list(deploy.rollback_alarm_names(endpoint)))
+
+        environment = deploy_environment(
+            config,
+            role_arn=self.endpoint_role.role_arn,
+            data_capture_s3_uri=self.storage.data_capture_uri(config, endpoint),
+            kms_key_id=key.key_arn,
+            later_stage_endpoints=[],  # a stage account's function deploys its own endpoint only
+            endpoint_name=endpoint,
+            inference_image_uri=image_uri,
+            model_copy_s3_uri=self.storage.model_copies_uri() if model_copies else None,
+        )
+        self.function, self.log_group = deploy_function(
+            self,
+            description=f"{project}: deploy model packages to {endpoint}, the {stage} stage",
+            environment=environment,
+            function_name=stage_function_name(project, stage),  # promote reads its settings by this name
+            role=self.deploy_role,
+        )
+        report_to(self.function, self.topic)
+        target = deploy_target(self.function)
+        self.bus = self.approval_rule = None
+        if stage == first_stage(config):
+            self.bus = approvals_bus(self, config, stage, workflow_account)
+            self.approval_rule = approval_rule(self, config, target, event_bus=self.bus)
+        self.in_service_rule = endpoint_state_rule(self, target, [endpoint])
+
+        # `cardamage promote` to or from this stage, from the workflow account: it reads the function's settings,
+        # describes and calls the endpoint (the smoke test) and deploys as the function does. It describes packages and
+        # reads archives with the promoter's own credentials in the workflow account, so it reads nothing across.
+        promoter = iam.AccountPrincipal(workflow_account)
+        self.promote_role = stage_role(
+            self, config, stage, PROMOTE_ROLE, promoter, f"cardamage promote from the workflow account ({workflow_account})"
+        )
+        self.promote_role.add_to_policy(
+            iam.PolicyStatement(sid="ReadTheDeploySettings", actions=["lambda:GetFunctionConfiguration"], resources=[self.function.function_arn])
+        )
+        self.promote_role.add_to_policy(
             iam.PolicyStatement(
-                sid="WorkflowAccountPutsApprovals",
-                principals=[iam.AccountPrincipal(workflow_account)],
-                actions=["events:PutEvents"],
-                resources=[self.bus.event_bus_arn],
+                sid="SmokeTestTheEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[sagemaker_arn(self, "endpoint", endpoint)]
             )
         )
+        for statement in deploying:
+            self.promote_role.add_to_policy(statement)
+
+        self.reader_role = self._reader_role(config, stage, workflow_account)
+
+        CfnOutput(self, PROMOTE_ROLE_OUTPUT, value=self.promote_role.role_arn, description="cardamage promote assumes it (--role-arn overrides)")
+        CfnOutput(self, READER_ROLE_OUTPUT, value=self.reader_role.role_arn, description="cardamage models and FindChampion read what it serves")
+        CfnOutput(self, "DeployFunctionName", value=self.function.function_name, description="cardamage promote reads the stage's settings from it")
+        CfnOutput(self, "BucketName", value=bucket.bucket_name, description=f"{endpoint}'s captured requests")
+        CfnOutput(self, "KeyArn", value=key.key_arn, description="the stage account's key")
         nag.acknowledge_stage(self, config)
 
+    def _copying(self) -> list[iam.PolicyStatement]:
+        """A stage in another region copies each archive under models/ of its bucket once (skipped when the copy
+        exists): HeadObject (s3:GetObject; with s3:ListBucket a missing copy is 404, not 403: HeadObject, Amazon S3
+        API Reference) and the upload, with the stage key (SSE-KMS uploads need kms:GenerateDataKey, multipart ones
+        kms:Decrypt too: "Using server-side encryption with AWS KMS keys (SSE-KMS)", S3 User Guide)."""
+        bucket, key = self.storage.bucket, self.storage.key
+        return [
+            iam.PolicyStatement(
+                sid="CopyModelArchives", actions=["s3:GetObject", "s3:PutObject"], resources=[bucket.arn_for_objects(f"{MODEL_COPIES}*")]
+            ),
+            list_under("ListModelCopies", bucket.bucket_arn, [MODEL_COPIES]),
+            iam.PolicyStatement(sid="EncryptModelCopies", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn]),
+        ]
 
-def stage_stacks(scope: Construct, config: Config, *, prefix: str, workflow_account: str, workflow_region: str | None) -> list[StageStack]:
-    """One stack per stage account, in that account and its region (the workflow's unless the stage names its own)."""
-    stacks = []
-    for stage, place in config.stage_accounts.items():
-        if place.region and not workflow_region:
-            raise ValueError(
-                f"deployment.accounts.{stage}.region is set, but the workflow's region is unknown: set aws.region in the "
-                "configuration or CDK_DEFAULT_REGION, so that the stage's roles can name the workflow's resources"
-            )
-        region = place.region or workflow_region
-        env = Environment(account=place.account, region=region)
-        stacks.append(
-            StageStack(
-                scope,
-                f"{prefix}-{stage}",
-                config=config,
-                stage=stage,
-                workflow_account=workflow_account,
-                workflow_region=workflow_region or Aws.REGION,
-                env=env,
+    def _reader_role(self, config: Config, stage: str, workflow_account: str) -> iam.Role:
+        """Which package this endpoint serves, by its config's tags (deploy.served_package), and nothing else: for the
+        workflow account's people (`cardamage models`, the console) and, for the last stage, its champion function
+        (the pipeline's FindChampion). Trusted by the workflow account, whose own policies say who may assume it
+        ("How IAM roles differ from resource-based policies", IAM User Guide: both sides must allow)."""
+        trust = iam.AccountPrincipal(workflow_account)
+        role = stage_role(self, config, stage, READER_ROLE, trust, "the workflow account reads what this endpoint serves")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadTheServedEndpoint",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"],
+                resources=[sagemaker_arn(self, "endpoint", self.endpoint_name)],
             )
         )
-    return stacks
+        role.add_to_policy(read_endpoint_configs(self))
+        return role
+
+
+def approvals_bus(scope: Construct, config: Config, stage: str, workflow_account: str) -> events.EventBus:
+    """The bus the workflow account forwards approvals to. It admits the workflow account's PutEvents and nothing
+    else ("Example policy: Send events to a custom bus in a different account in Amazon EventBridge", EventBridge
+    User Guide: the sender's account as principal)."""
+    bus = events.EventBus(scope, "Approvals", event_bus_name=stage_event_bus_name(config.project.name, stage))
+    bus.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="WorkflowAccountPutsApprovals",
+            principals=[iam.AccountPrincipal(workflow_account)],
+            actions=["events:PutEvents"],
+            resources=[bus.event_bus_arn],
+        )
+    )
+    return bus
+
+
+def stage_stack_args(config: Config, stage: str, *, workflow_account: str, workflow_region: str | None) -> dict:
+    """StageStack's arguments for a stage account (`cdk deploy` and CI/CD alike): that account, in the stage's own
+    region or the workflow's, copying the model archives when the regions differ."""
+    place = config.stage_accounts[stage]
+    if place.region and not workflow_region:
+        raise ValueError(
+            f"deployment.accounts.{stage}.region is set, but the workflow's region is unknown: set aws.region in the "
+            "configuration or CDK_DEFAULT_REGION, so that the stage's roles can name the workflow's resources"
+        )
+    return {
+        "config": config,
+        "stage": stage,
+        "workflow_account": workflow_account,
+        "workflow_region": workflow_region or Aws.REGION,
+        # SageMaker reads a model's archive from a bucket in the endpoint's region (ContainerDefinition, ModelDataUrl,
+        # SageMaker API Reference): a stage elsewhere copies it first.
+        "model_copies": bool(place.region) and place.region != workflow_region,
+        "env": Environment(account=place.account, region=place.region or workflow_region),
+    }
+
+
+def stage_stacks(scope: Construct, config: Config, *, workflow_account: str, workflow_region: str | None) -> list[StageStack]:
+    """One stack per stage account, in that account and its region (the workflow's unless the stage names its own),
+    named config.stage_stack_name(stage)."""
+    places = {"workflow_account": workflow_account, "workflow_region": workflow_region}
+    return [StageStack(scope, config.stage_stack_name(stage), **stage_stack_args(config, stage, **places)) for stage in config.stage_accounts]

@@ -34,7 +34,7 @@ from containers.evaluation.intervals import ReportIntervals
 from containers.evaluation.model_card import card_status
 from containers.processing.formats.groundtruth import OBJECT_DETECTION_TYPE, class_map
 from pipelines.backends import BackendError, Package, data_label, present_baselines
-from pipelines.config import Config, LabelingConfig
+from pipelines.config import Config, LabelingConfig, stage_function_name
 from pipelines.loopback import is_loopback
 from steps.context import PLACEHOLDERS
 from steps.parameters import Declared, ParameterError, as_text, check_overrides, declared_parameters
@@ -70,6 +70,9 @@ class Aws:
 
     session: boto3.Session
     endpoint_url: str | None = None
+    # The session's keys came from a service on this machine (an AssumeRole that moto or LocalStack answered): they
+    # are that service's own, so they may go back to it, and they name the account it keeps the resources of.
+    keys_from_here: bool = False
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,7 +83,7 @@ class Aws:
         if service not in self._clients:
             config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, user_agent_appid="cardamage")
             client = self.session.client(service, endpoint_url=self.endpoint_url, config=config)
-            if self.endpoint_url is None and is_loopback(client.meta.endpoint_url):
+            if self.endpoint_url is None and not self.keys_from_here and is_loopback(client.meta.endpoint_url):
                 # An endpoint set by AWS_ENDPOINT_URL(_<SERVICE>) or the profile's endpoint_url (AWS SDKs and Tools
                 # Reference Guide, "Service-specific endpoints"): the same rule as --endpoint-url.
                 client = self.session.client(service, endpoint_url=client.meta.endpoint_url, config=config, **LOOPBACK_CREDENTIALS)
@@ -481,6 +484,91 @@ def set_approval(sagemaker: Any, sts: Any, arn: str, status: str, comment: str |
     card = {"ModelCard": {"ModelCardStatus": card_status(status)}} if package.get("ModelCard") else {}
     sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=text[:1024], **card)
     return ApprovalChange(arn, package.get("ModelPackageVersion", 0), package.get("ModelApprovalStatus", ""), status, text[:1024])
+
+
+# Release stages in accounts of their own (deployment.accounts): `cardamage promote` works in such a stage's account
+# through the role the stage stack makes for it (pipelines.config.stage_role_arn with PROMOTE_ROLE).
+
+# An IAM role's ARN: arn:<partition>:iam::<account>:role/<path><name>, the path "/" or "/.../" of ASCII ! to ~ and
+# the name 1-64 of letters, digits and _+=,.@- ("IAM identifiers", IAM User Guide; CreateRole's Path and RoleName).
+_ROLE_ARN = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[!-~]+/)?[\w+=,.@-]{1,64}", re.ASCII)
+# AssumeRole's RoleSessionName: 2-64 of letters, digits and _+=,.@- (botocore's sts model, roleSessionNameType).
+_SESSION_NAME_REFUSED = re.compile(r"[^\w+=,.@-]", re.ASCII)
+
+
+@dataclass(frozen=True)
+class RoleArn:
+    arn: str
+    partition: str
+    account: str
+
+
+def parse_role_arn(value: str, what: str) -> RoleArn:
+    """`value` as an IAM role ARN; anything else is a usage error naming `what` (an option, a setting)."""
+    match = _ROLE_ARN.fullmatch(value.strip())
+    if not match:
+        raise usage_error(f"{what} {value!r} is not an IAM role ARN: expected arn:aws:iam::<12-digit account>:role/<name>")
+    return RoleArn(match.group(0), match.group(1), match.group(2))
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who the credentials are (STS GetCallerIdentity, which needs no permission: the STS API Reference)."""
+
+    arn: str
+
+    @property
+    def partition(self) -> str:
+        return self.arn.split(":")[1]
+
+    def session_name(self, command: str) -> str:
+        """A role session name that says who assumed the role and for what (the role's account logs it in
+        CloudTrail): `cardamage-<command>-<the caller's user or session name>`."""
+        who = self.arn.rsplit("/", 1)[-1] or "unknown"
+        return _SESSION_NAME_REFUSED.sub("-", f"cardamage-{command}-{who}")[:64]
+
+
+def caller(sts: Any) -> Caller:
+    return Caller(sts.get_caller_identity()["Arn"])
+
+
+def assume_role(session: Aws, role_arn: str, *, region: str, session_name: str) -> Aws:
+    """A session with the temporary keys of `role_arn` (STS AssumeRole through `session`), in `region`, sent
+    where `session` sends its requests. STS's refusal is its ClientError, for the caller to word."""
+    sts = session.client("sts")
+    keys = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+    secrets = {"aws_access_key_id": keys["AccessKeyId"], "aws_secret_access_key": keys["SecretAccessKey"], "aws_session_token": keys["SessionToken"]}
+    assumed = boto3.Session(region_name=region, **secrets)
+    return Aws(assumed, session.endpoint_url, keys_from_here=is_loopback(sts.meta.endpoint_url))
+
+
+def stage_stack_name(config: Config, stage: str) -> str:
+    """The stack of a stage in an account of its own."""
+    return config.stage_stack_name(stage)
+
+
+def stage_deploy_settings(session: Aws, config: Config, stage: str, account: str) -> deployment.DeploySettings:
+    """The deploy settings of a stage in an account of its own: the environment of its deploy function (the stage
+    stack's; `session` is in that account), the one place they are kept, read with Lambda GetFunctionConfiguration."""
+    name, stack = stage_function_name(config.project.name, stage), stage_stack_name(config, stage)
+    where = f"deploy function {name} of stage {stage} (account {account}, {session.region})"
+    try:
+        function = session.client("lambda").get_function_configuration(FunctionName=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise ControlPlaneError(f"there is no {where}: deploy the stage's stack {stack} (cdk deploy {stack})") from None
+        raise
+    try:
+        settings = deployment.DeploySettings.from_environment((function.get("Environment") or {}).get("Variables") or {})
+    except deployment.SettingsError as exc:
+        raise ControlPlaneError(f"the {where}: {exc}: deploy the stage's stack {stack} again") from None
+    endpoint = config.stage_endpoints[stage]
+    if settings.endpoint_name != endpoint:
+        raise ControlPlaneError(
+            f"the {where} deploys to endpoint {settings.endpoint_name}, but pipeline.yaml names {stage}'s endpoint {endpoint}: "
+            f"deploy the stage's stack {stack} again from this pipeline.yaml"
+        )
+    return settings
 
 
 # Ground Truth.

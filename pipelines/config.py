@@ -281,8 +281,12 @@ class StageAccount(_Section):
 # the bus the workflow account's approval events are sent to (a bus of its own, not the account's default bus,
 # so that its policy is the stage stack's alone). IAM role names are at most 64 characters ("IAM and AWS STS
 # quotas", IAM User Guide); the config refuses a project whose names would be longer.
-ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE = "endpoint", "deploy", "promote"
-STAGE_ROLES = (ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE)
+# Every stage account also holds a read-only role, trusted by the workflow account: what its endpoint serves, for
+# `cardamage models` and the console, and for the workflow's champion function when the stage is the last one.
+ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE = "endpoint", "deploy", "promote", "reader"
+STAGE_ROLES = (ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE)
+# The stage stack's outputs naming the roles the workflow account's people assume there.
+PROMOTE_ROLE_OUTPUT, READER_ROLE_OUTPUT = "PromoteRoleArn", "ReaderRoleArn"
 IAM_ROLE_NAME_MAX = 64
 
 
@@ -295,6 +299,12 @@ def stage_role_name(project: str, stage: str, role: str) -> str:
 
 def stage_role_arn(project: str, stage: str, account: str, role: str, *, partition: str = "aws") -> str:
     return f"arn:{partition}:iam::{account}:role/{stage_role_name(project, stage, role)}"
+
+
+def stage_function_name(project: str, stage: str) -> str:
+    """The stage account's deploy function (Lambda names are at most 64 characters, like the roles': checked with them).
+    `cardamage promote` reads the stage's deployment settings from its environment."""
+    return stage_role_name(project, stage, DEPLOY_ROLE)
 
 
 def stage_event_bus_name(project: str, stage: str) -> str:
@@ -672,6 +682,10 @@ class Config(_Section):
         """The workflow stack's CloudFormation name (the CDK app's; the CLI reads its outputs by it)."""
         return self.project.name
 
+    def stage_stack_name(self, stage: str) -> str:
+        """The stack of a release stage in an account of its own (infra/stage_stack.py), named after the workflow's."""
+        return f"{self.stack_name}-{stage}"
+
     # Where the data is when the file names no other place: prefixes of the data bucket. `data_bucket` may be a
     # stand-in (the definition's placeholder, a CDK token), so the defaults are built, never parsed.
     def input_manifests(self, data_bucket: str) -> S3Location:
@@ -695,6 +709,21 @@ class Config(_Section):
         """Where the drift monitor's reports of `endpoint` go: `<window start>/monitor.json`, `report.html` and
         `atypical.json` below it (containers/deploy/monitor_start.py names the window's folder)."""
         return S3Location(artifact_bucket, f"{MONITORING_PREFIX}/{endpoint}/")
+
+    def cross_account_deploy_step_problem(self) -> str:
+        """Why the pipeline's Deploy step cannot deploy, or "": it runs in the workflow's account, so with
+        registry.approval_status Approved (the step exists) the first stage must be served from that account. Checked
+        where stacks are built (infra/app.py), not when the file loads: the local engine has no accounts, and the
+        repository's own `local` profile registers Approved."""
+        first = (self.deployment.stages or ["production"])[0]
+        if self.registry.approval_status != "Approved" or first not in self.stage_accounts:
+            return ""
+        return (
+            f"registry.approval_status: Approved deploys each package from the pipeline's Deploy step in the workflow's "
+            f"account, but the first release stage ({first}) is served from account {self.stage_accounts[first].account} "
+            "(deployment.accounts): register PendingManualApproval (a person's approval reaches that account's deploy "
+            f"function), or serve {first} from the workflow's account"
+        )
 
     @property
     def monitoring_job_prefix(self) -> str:

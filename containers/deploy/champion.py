@@ -15,11 +15,17 @@ validated on (containers/evaluation/image_lists.py). `data_uri` is that evaluati
 prefix that holds evaluation.json itself and the list when its Evaluate kept one, so never an empty prefix.
 When the champion's data cannot be named, `data_uri` is `model_data_url` (an object that exists, as for the
 model) and `data_missing` says why; Evaluate then shows the images as not known, and does not fail.
+
+Production may be served from an account of its own (deployment.accounts): the function's environment then
+names production's reader role (CHAMPION_ROLE_ARN) and, when production names its own region, that region
+(CHAMPION_REGION). The function assumes the role to read the endpoint, its config and their tags, and reads the
+package with its own credentials: the registry is the workflow account's, where the function runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +48,9 @@ EVALUATION_FILE = "evaluation.json"  # what a package's ModelMetrics (ModelQuali
 # sagemaker service model, shape ContainerArgument): a longer reason is cut.
 MAX_ARGUMENT = 256
 _PIPELINE_ROOT = re.compile(r"^s3://[^/]+/[^/]+/")  # s3://<artifact bucket>/<pipeline>/: the outputs the pipeline's role reads
+ROLE_VARIABLE = "CHAMPION_ROLE_ARN"  # production's reader role, when production is in another account
+REGION_VARIABLE = "CHAMPION_REGION"  # production's region, when it is not the function's
+_SESSION_NAME = re.compile(r"[^\w+=,.@-]")  # the characters a RoleSessionName may not hold (AssumeRole, AWS STS API Reference)
 
 
 @dataclass(frozen=True)
@@ -141,13 +150,15 @@ def another_group(endpoint_name: str, version: int, group: str, challenger_model
     return none(f"endpoint {endpoint_name} serves version {version} of another group, {group}: no champion of ours", challenger_model_url)
 
 
-def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str, group: str | None = None) -> Champion:
+def find_champion(sagemaker: Any, endpoint_name: str, challenger_model_url: str, group: str | None = None, *, endpoints: Any = None) -> Champion:
     """The package `endpoint_name` serves now, or why there is none to compare with. With `group`, a package of
-    another group is none (the deployment rule deploys over it; the function may not read it)."""
-    endpoint = deploy.describe_endpoint(sagemaker, endpoint_name)
+    another group is none (the deployment rule deploys over it; the function may not read it). `sagemaker`
+    describes the package; `endpoints` (None: `sagemaker`) reads the endpoint, in production's account."""
+    endpoints = endpoints or sagemaker
+    endpoint = deploy.describe_endpoint(endpoints, endpoint_name)
     if endpoint is None:
         return nothing_served(endpoint_name, challenger_model_url)
-    tagged = deploy.served_package(sagemaker, endpoint)
+    tagged = deploy.served_package(endpoints, endpoint)
     if tagged is None:
         return none(f"endpoint {endpoint_name} serves no package of this project (no {deploy.TAG_ARN} tag)", challenger_model_url)
     if group and tagged.group and tagged.group != group:
@@ -177,11 +188,47 @@ def parse_event(event: Any) -> tuple[str, str, str | None]:
     return endpoint, challenger, group
 
 
+def endpoint_reader(environ: Mapping[str, str]) -> Any:
+    """The SageMaker client that reads production's endpoint: with CHAMPION_ROLE_ARN, the role's (assumed with a
+    session named after the function), in CHAMPION_REGION when set; None when neither is set (production is in the
+    function's own account and region). A role that cannot be assumed fails the invocation, naming the role and the fix."""
+    import boto3
+
+    role, region = (environ.get(ROLE_VARIABLE) or "").strip(), (environ.get(REGION_VARIABLE) or "").strip()
+    if role and not deploy._ROLE.match(role):
+        raise deploy.DeployError(f"environment variable {ROLE_VARIABLE} must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {role!r}")
+    if region and not deploy._REGION.match(region):
+        raise deploy.DeployError(f"environment variable {REGION_VARIABLE} must be an AWS region such as eu-west-1, got {region!r}")
+    if not (role or region):
+        return None
+    credentials = {}
+    if role:
+        # Lambda sets AWS_LAMBDA_FUNCTION_NAME ("Defined runtime environment variables", AWS Lambda Developer Guide).
+        session = _SESSION_NAME.sub("-", environ.get("AWS_LAMBDA_FUNCTION_NAME") or "cardamage-champion")[:64]
+        try:
+            assumed = boto3.client("sts").assume_role(RoleArn=role, RoleSessionName=session)["Credentials"]
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            why = f"{error.get('Code')}: {str(error.get('Message')).rstrip('.')}"
+            raise deploy.DeployError(
+                f"cannot assume {role} ({ROLE_VARIABLE}) to read what production serves: {why}. "
+                "The production stage stack's reader role trusts the workflow account, and this function's role may assume it: "
+                "deploy (or update) that stack after the workflow stack, so that the role exists"
+            ) from None
+        credentials = {
+            "aws_access_key_id": assumed["AccessKeyId"],
+            "aws_secret_access_key": assumed["SecretAccessKey"],
+            "aws_session_token": assumed["SessionToken"],
+        }
+    return boto3.client("sagemaker", region_name=region or None, **credentials)
+
+
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda entry point; raises (the step fails) only when SageMaker cannot be read."""
     import boto3
 
     endpoint, challenger, group = parse_event(event)
-    answer = find_champion(boto3.client("sagemaker"), endpoint, challenger, group).outputs()
+    endpoints = endpoint_reader(os.environ)
+    answer = find_champion(boto3.client("sagemaker"), endpoint, challenger, group, endpoints=endpoints).outputs()
     print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
     return answer

@@ -17,6 +17,10 @@ The rules it keeps:
 - The model archive is the one that was evaluated: its sha256, recorded at registration (metadata
   `ModelSha256`), is checked before anything is created. The endpoint is tagged with the package it serves
   (`cardamage:model-package-version`, `-arn`, `-group`).
+- A release stage in an account of its own (`inference_image_uri`) gets a model made from the package's
+  container with its region's serving image, so CreateModel names no image of the workflow's account; in
+  another region (`model_copy_s3_uri`) the model serves a copy of the archive in the stage's bucket, checked as
+  it is copied. `registry` reads the packages where the caller's own SageMaker client cannot (`cardamage promote`).
 - Resource names are deterministic, so a retried invocation reuses what the first one created:
   `<group>-v<version>-<hash>`, the hash covering the package ARN and the settings that shaped the resource,
   at most 63 characters.
@@ -62,6 +66,14 @@ _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")  # containers/common/s3.py's pattern; a test holds them equal
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")  # us-east-1, us-gov-west-1, cn-north-1
+# An ECR image: <account>.dkr.ecr.<region>.<domain suffix>/<repository>[:<tag>|@sha256:<digest>]. The repository is
+# botocore's RepositoryName pattern (ecr service model); a tag is up to 128 letters, digits, _ . - (Docker's rule).
+_IMAGE_URI = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-\d+\.[a-z0-9.-]+/"
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?$"
+)
 # Instance families with NVMe instance storage (the "d" families such as m5d, c5d, g4dn, p3dn, p4d, and the
 # g5/g6/p5 GPUs): SageMaker encrypts that storage itself and CreateEndpointConfig fails when KmsKeyId is set.
 _LOCAL_STORAGE = re.compile(r"^ml\.(?:[a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|trn1|trn1n)\.")
@@ -102,6 +114,8 @@ ENVIRONMENT = {
     "notification_topic_arn": "NOTIFICATION_TOPIC_ARN",
     "later_stage_endpoints": "LATER_STAGE_ENDPOINTS",
     "registry_approval_status": "REGISTRY_APPROVAL_STATUS",
+    "inference_image_uri": "INFERENCE_IMAGE_URI",
+    "model_copy_s3_uri": "MODEL_COPY_S3_URI",
 }
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")  # ModelApprovalStatus (the API reference)
 METADATA_SHA256 = "ModelSha256"  # the package metadata holding the sha256 of the archive Evaluate scored
@@ -148,6 +162,14 @@ class DeploySettings:
     # The status the pipeline registers packages with (registry.approval_status). Only Approved lets a package
     # its execution registered Approved be deployed without a person's approval.
     registry_approval_status: str = "PendingManualApproval"
+    # A release stage in an account of its own (deployment.accounts; infra/stage_stack.py). `inference_image_uri`:
+    # the serving image of the stage's region; when set, the model is made from the package's archive and this
+    # image (CreateModel's Image and ModelDataUrl) rather than from the package in another account.
+    # `model_copy_s3_uri`: a stage in another region than the workflow's: the archive is first copied under this
+    # prefix of the stage's own bucket, since "the model artifacts must be in an S3 bucket that is in the same
+    # region as the model or endpoint you are creating" (ContainerDefinition, ModelDataUrl, SageMaker API Reference).
+    inference_image_uri: str | None = None
+    model_copy_s3_uri: str | None = None
 
     def __post_init__(self) -> None:
         for field, ok, message in self._checks():
@@ -192,6 +214,21 @@ class DeploySettings:
                 "later_stage_endpoints",
                 all(_NAME.match(name) for name in self.later_stages()),
                 "must be endpoint names (1-63 letters, digits and hyphens), comma-separated",
+            ),
+            (
+                "inference_image_uri",
+                self.inference_image_uri is None or bool(_IMAGE_URI.match(str(self.inference_image_uri))),
+                "must be an ECR image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/repository:tag (or @sha256:<digest>)",
+            ),
+            (
+                "model_copy_s3_uri",
+                self.model_copy_s3_uri is None or (bool(_S3_URI.match(str(self.model_copy_s3_uri))) and str(self.model_copy_s3_uri).endswith("/")),
+                "must be an S3 prefix URI ending in / such as s3://bucket/models/",
+            ),
+            (
+                "model_copy_s3_uri",
+                self.model_copy_s3_uri is None or self.inference_image_uri is not None,
+                "only a model made from inference_image_uri serves the copy: set inference_image_uri too",
             ),
             ("bake_seconds", _is_int(self.bake_seconds, 0, 3600), "must be an integer from 0 to 3600"),
             ("canary_percent", _is_int(self.canary_percent, 1, 50), "must be an integer from 1 to 50"),
@@ -249,9 +286,10 @@ class DeploySettings:
         return cls(**{key: value for key, value in values.items() if value is not None})  # None: the setting's default
 
 
-def config_values(
-    config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None, endpoint_name: str | None = None
-) -> dict[str, Any]:
+# fmt: off
+def config_values(config: Any, *, role_arn: str, data_capture_s3_uri: str | None = None, kms_key_id: str | None = None,
+                  endpoint_name: str | None = None, inference_image_uri: str | None = None, model_copy_s3_uri: str | None = None) -> dict[str, Any]:
+    # fmt: on
     """The settings' values from a loaded pipeline.yaml (`pipelines.config.Config`, read by attribute so that
     this module does not import `pipelines`), unchecked: the CDK app passes tokens for the account values.
     `endpoint_name`: the stage endpoint to deploy to; by default where approvals deploy (the first stage's)."""
@@ -278,6 +316,8 @@ def config_values(
         "rollback_alarms": ",".join(rollback_alarm_names(endpoint)),
         "later_stage_endpoints": ",".join(later) or None,
         "registry_approval_status": config.registry.approval_status,
+        "inference_image_uri": inference_image_uri,
+        "model_copy_s3_uri": model_copy_s3_uri,
     }
 
 
@@ -417,21 +457,45 @@ class DeployResult:
 
 
 def deploy_package(
-    sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool = False, reason: str = "", s3: Any = None
+    sagemaker: Any,
+    autoscaling: Any,
+    settings: DeploySettings,
+    package_arn: str,
+    *,
+    force: bool = False,
+    reason: str = "",
+    s3: Any = None,
+    registry: Any = None,
+    copy_s3: Any = None,
 ) -> DeployResult:
     """Create or update the endpoint for `package_arn` when `decide` says so (`force` with a `reason` lets an
-    older or worse package in, never an unapproved one). `sagemaker`, `autoscaling` and `s3` (which reads the
-    model archive to check its digest; None: a default client, as in the Lambda) are boto3 clients; nothing
-    waits for the endpoint."""
+    older or worse package in, never an unapproved one). The boto3 clients: `sagemaker` and `autoscaling` act on
+    the endpoint; `registry` describes the packages (the offered one and the served one; None: `sagemaker`); `s3`
+    reads the model archive to check its digest; `copy_s3` writes its regional copy (`model_copy_s3_uri`; None:
+    `s3`). None for `s3` or `copy_s3` is a default client, as in the Lambda. `cardamage promote` into a stage
+    account passes the workflow session's clients as `registry` and `s3`, and the assumed role's for the rest.
+    Nothing waits for the endpoint."""
+    clients = _Clients(sagemaker, autoscaling, registry or sagemaker, s3, copy_s3 or s3)
     try:
-        return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason, s3=s3)
+        return _deploy(clients, settings, package_arn, force=force, reason=reason)
     except _EndpointAppeared:
         # Another invocation (the EventBridge rule and the Deploy step fire for the same package) created the
         # endpoint between our check and our request: decide again against what is there now.
         try:
-            return _deploy(sagemaker, autoscaling, settings, package_arn, force=force, reason=reason, s3=s3)
+            return _deploy(clients, settings, package_arn, force=force, reason=reason)
         except _EndpointAppeared:
             raise DeployError(f"endpoint {settings.endpoint_name} appeared and vanished while deploying: deploy again") from None
+
+
+@dataclass(frozen=True)
+class _Clients:
+    """The clients a deployment uses; see `deploy_package`."""
+
+    sagemaker: Any
+    autoscaling: Any
+    registry: Any
+    s3: Any
+    copy_s3: Any
 
 
 class _EndpointAppeared(Exception):
@@ -482,19 +546,32 @@ def check_archive(read_chunks: Callable[[str], Any], uri: str, recorded: str, ve
     """Refuse (`DeployError`, naming both digests) the model archive at `uri` when its sha256 is not
     `recorded`, the one recorded at registration: the archive changed after Evaluate scored it.
     `read_chunks(uri)` yields the archive's bytes. Returns a note for a package that recorded none."""
-    if not recorded:
-        return f"version {version} recorded no archive digest (registered before digests were): not checked"
-    if not _SHA256.match(recorded):
-        raise DeployError(f"version {version}'s metadata {METADATA_SHA256} is not a sha256 ({recorded!r}): not deployed")
+    if not _digest_to_check(recorded, version):
+        return _not_checked(version)
     digest = hashlib.sha256()
     for chunk in read_chunks(uri):
         digest.update(chunk)
-    if digest.hexdigest() != recorded:
+    _same_digest(uri, digest.hexdigest(), recorded, version)
+    return ""
+
+
+def _digest_to_check(recorded: str, version: Any) -> bool:
+    """Whether the package recorded a digest to check; a recorded value that is not a sha256 is refused."""
+    if recorded and not _SHA256.match(recorded):
+        raise DeployError(f"version {version}'s metadata {METADATA_SHA256} is not a sha256 ({recorded!r}): not deployed")
+    return bool(recorded)
+
+
+def _not_checked(version: Any) -> str:
+    return f"version {version} recorded no archive digest (registered before digests were): not checked"
+
+
+def _same_digest(uri: str, found: str, recorded: str, version: Any) -> None:
+    if found != recorded:
         raise DeployError(
-            f"model archive {uri} has sha256 {digest.hexdigest()}, but version {version} was registered with {recorded}: "
+            f"model archive {uri} has sha256 {found}, but version {version} was registered with {recorded}: "
             "the archive changed after it was evaluated; not deployed"
         )
-    return ""
 
 
 def file_chunks(path: Any) -> Iterator[bytes]:
@@ -506,12 +583,10 @@ def file_chunks(path: Any) -> Iterator[bytes]:
 
 def s3_chunks(s3: Any) -> Callable[[str], Any]:
     """`check_archive`'s reader for S3: the object streamed in 1 MiB chunks (`s3` None: a default client,
-    made only when there is a digest to check)."""
+    made only when there is something to read)."""
 
     def read(uri: str) -> Any:
-        match = re.match(r"^s3://([^/]+)/(.+)$", uri)
-        if not match:
-            raise DeployError(f"the package's ModelDataUrl is not an S3 object URI: {uri!r}")
+        bucket, key = _s3_object(uri)
         if s3 is None:
             import boto3
 
@@ -519,13 +594,122 @@ def s3_chunks(s3: Any) -> Callable[[str], Any]:
         else:
             client = s3
         try:
-            body = client.get_object(Bucket=match.group(1), Key=match.group(2))["Body"]
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
         except ClientError as exc:
             message = exc.response.get("Error", {}).get("Message", exc)
-            raise DeployError(f"cannot read the model archive {uri} to check its digest: {message}") from None
+            raise DeployError(f"cannot read the model archive {uri}: {message}") from None
         return body.iter_chunks(_CHUNK)
 
     return read
+
+
+def _s3_object(uri: str) -> tuple[str, str]:
+    match = re.match(r"^s3://([^/]+)/(.+)$", uri)
+    if not match:
+        raise DeployError(f"the package's ModelDataUrl is not an S3 object URI: {uri!r}")
+    return match.group(1), match.group(2)
+
+
+def model_data(settings: DeploySettings, package: Mapping[str, Any], s3: Any, copy_s3: Any) -> tuple[str, str]:
+    """The archive the model serves, and a note for the answer ("": nothing to say): the package's own, its
+    sha256 checked against the recorded one, or with `model_copy_s3_uri` its regional copy (`copy_archive`)."""
+    if settings.model_copy_s3_uri:
+        return copy_archive(s3_chunks(s3), copy_s3, settings, package)
+    uri = archive_location(package)
+    return uri, check_archive(s3_chunks(s3), uri, recorded_digest(package.get("CustomerMetadataProperties")), package.get("ModelPackageVersion"))
+
+
+def copy_location(settings: DeploySettings, group: str, version: Any, recorded: str) -> str:
+    """`<model_copy_s3_uri><group>/v<version>/<sha256>/model.tar.gz`: a copy's key names the digest its bytes
+    were checked against, so it is never taken for another archive; `unchecked` for a package that recorded none."""
+    return f"{settings.model_copy_s3_uri}{group}/v{version}/{recorded or 'unchecked'}/model.tar.gz"
+
+
+def copy_archive(read_chunks: Callable[[str], Any], copy_s3: Any, settings: DeploySettings, package: Mapping[str, Any]) -> tuple[str, str]:
+    """The package's archive copied under `model_copy_s3_uri` (the stage's bucket, in the stage's region): its URI
+    and a note for the answer. The archive is read once, hashed as it streams into the copy, and a digest that is
+    not the recorded one fails the upload before S3 completes the object (`_HashingReader`), so a changed archive
+    leaves no copy. A copy already there is not made again but checked: it is what the model serves, and it is
+    read in the stage's own region. A package that recorded no digest is copied again each time, since nothing
+    says what an earlier copy holds. The copy is encrypted with the stage's key (`kms_key_id`), when there is one."""
+    source, group, version = archive_location(package), package["ModelPackageGroupName"], package["ModelPackageVersion"]
+    recorded = recorded_digest(package.get("CustomerMetadataProperties"))
+    checked = _digest_to_check(recorded, version)
+    uri = copy_location(settings, group, version, recorded)
+    bucket, key = _s3_object(uri)
+    if copy_s3 is None:
+        import boto3
+
+        copy_s3 = boto3.client("s3")
+    if checked and _copy_exists(copy_s3, bucket, key, uri):
+        check_archive(s3_chunks(copy_s3), uri, recorded, version)
+        return uri, f"the archive's copy {uri} was there already (its sha256 checked)"
+
+    def at_end(found: str) -> None:
+        if checked:
+            _same_digest(source, found, recorded, version)
+
+    reader = _HashingReader(read_chunks(source), at_end)
+    # SSEKMSKeyId takes a "Key ID, Key ARN, or Key Alias", the ARN only for a key of another account (PutObject and
+    # CreateMultipartUpload, Amazon S3 API Reference): the stage's key is in the caller's own account.
+    encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id} if settings.kms_key_id else {}
+    try:
+        copy_s3.upload_fileobj(reader, bucket, key, ExtraArgs=encryption)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise DeployError(f"cannot write the archive's copy {uri}: {error.get('Code')}: {error.get('Message')}") from None
+    if not checked:
+        return uri, f"{_not_checked(version)}; copied unchecked to {uri} (sha256 {reader.hexdigest()})"
+    return uri, f"the archive was copied to {uri}"
+
+
+def _copy_exists(copy_s3: Any, bucket: str, key: str, uri: str) -> bool:
+    """Whether the copy is there (HeadObject). Without s3:ListBucket on the bucket, S3 answers a missing object
+    with 403 rather than 404 (HeadObject, Amazon S3 API Reference), which is refused here, naming that."""
+    try:
+        copy_s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if str(error.get("Code")) in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise DeployError(
+            f"cannot tell whether the archive's copy {uri} exists: HeadObject answered {error.get('Code')} ({error.get('Message')}); "
+            "S3 answers 403 for a missing object when the caller may not s3:ListBucket the bucket"
+        ) from None
+    return True
+
+
+class _HashingReader:
+    """The archive's chunks as the file object `upload_fileobj` reads, hashed as they arrive. When the archive
+    ends, `at_end(sha256)` runs, before the read that reached the end returns: an error raised there fails the
+    transfer before S3 completes the object. boto3's transfer (s3transfer) reads a stream it cannot seek either
+    whole before its one PutObject (below 8 MiB, its multipart threshold) or part by part until a read returns
+    nothing, and aborts the multipart upload when a read raises. upload_fileobj is used over a hand-written
+    multipart upload because it is that, with retries and parts in parallel."""
+
+    def __init__(self, chunks: Any, at_end: Callable[[str], None]):
+        self._chunks, self._at_end = iter(chunks), at_end
+        self._digest = hashlib.sha256()
+        self._buffer = bytearray()
+        self._ended = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        whole = size is None or size < 0
+        while not self._ended and (whole or len(self._buffer) < size):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._ended = True
+                self._at_end(self._digest.hexdigest())
+            else:
+                self._digest.update(chunk)
+                self._buffer += chunk
+        count = len(self._buffer) if whole else size
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def _served_candidate(sagemaker: Any, served: ServedPackage | None, group: str) -> Candidate | None:
@@ -543,12 +727,13 @@ def _served_candidate(sagemaker: Any, served: ServedPackage | None, group: str) 
         return Candidate(served.arn, served.group, served.version)  # deleted since: its mAP is unknown
 
 
-def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_arn: str, *, force: bool, reason: str, s3: Any) -> DeployResult:
-    package = describe_package(sagemaker, package_arn)
+def _deploy(clients: _Clients, settings: DeploySettings, package_arn: str, *, force: bool, reason: str) -> DeployResult:
+    sagemaker, autoscaling = clients.sagemaker, clients.autoscaling
+    package = describe_package(clients.registry, package_arn)
     offered = candidate(package)
     arn, group, version = offered.arn, offered.group, offered.version
     endpoint = describe_endpoint(sagemaker, settings.endpoint_name) if offered.group == settings.model_package_group else None
-    served = _served_candidate(sagemaker, served_package(sagemaker, endpoint), settings.model_package_group) if endpoint else None
+    served = _served_candidate(clients.registry, served_package(sagemaker, endpoint), settings.model_package_group) if endpoint else None
     rule = {"group": settings.model_package_group, "registry_approval_status": settings.registry_approval_status}
     decision = decide(offered, served, force=force, force_reason=reason, **rule)
     if not decision.deploy:
@@ -556,10 +741,10 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
         return DeployResult("skipped", settings.endpoint_name, arn, decision.reason, version, up_to_date=decision.up_to_date)
     if endpoint is not None:
         _check_updatable(endpoint)
-    unchecked = check_archive(s3_chunks(s3), archive_location(package), recorded_digest(package.get("CustomerMetadataProperties")), version)
+    model_data_url, archive_note = model_data(settings, package, clients.s3, clients.copy_s3)
 
     tags = package_tags(arn, version, group, force_reason=reason if force else "")
-    model_name = create_model(sagemaker, settings, package, tags)
+    model_name = create_model(sagemaker, settings, package, tags, model_data_url=model_data_url)
     config_name = create_endpoint_config(sagemaker, settings, model_name, package, tags)
     if endpoint is None:
         try:
@@ -587,7 +772,7 @@ def _deploy(sagemaker: Any, autoscaling: Any, settings: DeploySettings, package_
         outcome,
         settings.endpoint_name,
         arn,
-        "; ".join(filter(None, [decision.reason, unchecked, f"version {version} of {group} is {state}"])),
+        "; ".join(filter(None, [decision.reason, archive_note, f"version {version} of {group} is {state}"])),
         version,
         model_name,
         config_name,
@@ -677,25 +862,51 @@ def model_environment(settings: DeploySettings) -> dict[str, str]:
     return {"SCORE_THRESHOLD": str(settings.score_threshold), "MAX_DETECTIONS": str(settings.max_detections)}
 
 
-def create_model(sagemaker: Any, settings: DeploySettings, package: Mapping[str, Any], tags: list[dict[str, str]]) -> str:
-    """A SageMaker Model from the package (its image and artifact), reused when a retry finds it.
+def create_model(
+    sagemaker: Any, settings: DeploySettings, package: Mapping[str, Any], tags: list[dict[str, str]], *, model_data_url: str | None = None
+) -> str:
+    """A SageMaker Model from the package (its image and artifact), reused when a retry finds it. With
+    `inference_image_uri` (a stage in an account of its own) the model is made from the package's container
+    instead (`image_container`; `model_data_url`: the archive's regional copy, when there is one).
 
     Network-isolated: the serving container reaches no network (SageMaker still fetches the artifact and
     writes captured data). The model carries its handler's libraries in code/lib, so the container has
     nothing to install at start (containers/inference/libraries.py)."""
-    environment = model_environment(settings)
     arn, group, version = package["ModelPackageArn"], package["ModelPackageGroupName"], package["ModelPackageVersion"]
-    name = resource_name(group, version, arn, settings.role_arn, json.dumps(environment, sort_keys=True), "isolated")
+    if settings.inference_image_uri:
+        container = image_container(settings, package, model_data_url)
+        shaped_by = json.dumps(container, sort_keys=True)  # the image, the archive and the environment
+    else:
+        environment = model_environment(settings)
+        container = {"ModelPackageName": arn, "Environment": environment}
+        shaped_by = json.dumps(environment, sort_keys=True)  # as before stages had accounts: the same names
+    name = resource_name(group, version, arn, settings.role_arn, shaped_by, "isolated")
     _create_unless_exists(
         lambda: sagemaker.create_model(
             ModelName=name,
-            PrimaryContainer={"ModelPackageName": arn, "Environment": environment},
+            PrimaryContainer=container,
             ExecutionRoleArn=settings.role_arn,
             EnableNetworkIsolation=True,
             Tags=tags,
         )
     )
     return name
+
+
+def image_container(settings: DeploySettings, package: Mapping[str, Any], model_data_url: str | None = None) -> dict[str, Any]:
+    """CreateModel's PrimaryContainer for a stage in an account of its own: the package's first container with
+    the stage region's serving image (`inference_image_uri`), the archive (`model_data_url`, else the package's),
+    and the package's environment with ours over it. A model made from the package (ModelPackageName) would have
+    SageMaker pull the package's image, an ECR repository of the workflow's account and region, which the stage
+    could use only through a repository policy ("Deploy a Model Version from a Different Account", SageMaker
+    Developer Guide: the group, the image's repository and the archive's bucket each need a cross-account policy)."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    first = containers[0]
+    url = model_data_url or first.get("ModelDataUrl")
+    if not url:
+        raise DeployError(f"version {package.get('ModelPackageVersion')}'s package names no ModelDataUrl: nothing to serve")
+    environment = {**(first.get("Environment") or {}), **model_environment(settings)}
+    return {"Image": settings.inference_image_uri, "ModelDataUrl": url, "Environment": environment}
 
 
 def endpoint_config_request(settings: DeploySettings, model_name: str) -> dict[str, Any]:
@@ -1009,6 +1220,19 @@ def _clients() -> tuple[Any, Any]:
     return boto3.client("sagemaker"), boto3.client("application-autoscaling")
 
 
+def registry_for(package_arn: str, sagemaker: Any) -> Any:
+    """The SageMaker client that describes `package_arn`: `sagemaker` itself, or one of the package's region when
+    that is not the client's (a stage in a region of its own: SageMaker's API is regional, and a package is
+    described in the region its ARN names)."""
+    parts = package_arn.split(":")
+    region = parts[3] if len(parts) > 3 else ""
+    if not region or region == sagemaker.meta.region_name:
+        return sagemaker
+    import boto3
+
+    return boto3.client("sagemaker", region_name=region)
+
+
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
     """The Lambda entry point. Returns `{"status", "endpoint_name", "model_package_arn", "reason", ...}`, all
     strings; raises (so the invocation fails and is retried) only when the deployment could not be done."""
@@ -1040,7 +1264,10 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, str]:
         result = DeployResult("reported", settings.endpoint_name, "", notice, endpoint_status=endpoint.get("EndpointStatus", ""))
     else:
         sagemaker, autoscaling = _clients()
-        result = deploy_package(sagemaker, autoscaling, settings, request.model_package_arn, force=request.force, reason=request.reason)
+        registry = registry_for(request.model_package_arn, sagemaker)
+        result = deploy_package(
+            sagemaker, autoscaling, settings, request.model_package_arn, force=request.force, reason=request.reason, registry=registry
+        )
     answer = result.as_dict()
     print(json.dumps(answer, sort_keys=True))  # the Lambda's log line
     return answer

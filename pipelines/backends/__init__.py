@@ -289,9 +289,11 @@ class Backend(Protocol):
         """A package's report page (a version number or an ARN), as its metadata's ReportUri names it."""
         ...
 
-    def promote(
-        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
-    ) -> Promotion:
+    # fmt: off
+    def promote(self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False,
+                reason: str = "", role_arn: str | None = None) -> Promotion:
+        # fmt: on
         """Smoke-test the package a stage serves (pipelines/promote.py), then deploy it to the next stage by the
-        deployment rule. `reference`, when given, must be the package the stage serves."""
+        deployment rule. `reference`, when given, must be the package the stage serves. `role_arn`: on AWS, the role to
+        assume in the next stage's account (deployment.accounts); here there are no accounts."""
         ...

@@ -30,7 +30,7 @@ from pipelines.backends import (
     baseline_uris,
     mark_serving,
 )
-from pipelines.config import REVIEW_PREFIX, Config
+from pipelines.config import PROMOTE_ROLE, PROMOTE_ROLE_OUTPUT, READER_ROLE, READER_ROLE_OUTPUT, REVIEW_PREFIX, Config, stage_role_arn
 from steps.evaluate import OUTPUT as EVALUATION
 
 
@@ -92,7 +92,7 @@ class AwsBackend:
 
     def packages(self, limit: int) -> list[Package]:
         packages = aws.list_packages(self._sagemaker, self.session.client("s3"), self.config.model_package_group, limit)
-        served = {stage: self._served(endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
+        served = {stage: self._served_or_warn(stage, endpoint) for stage, endpoint in self.config.stage_endpoints.items()}
         measured = self._in_service()
         group = self.config.model_package_group
         packages = [replace(package, in_service=measured.get(f"{group}/{package.version}")) for package in packages]
@@ -135,11 +135,20 @@ class AwsBackend:
         return Approval(change.version, change.previous, change.status, change.description, still_served=served is not None and served.arn == arn)
 
     def deploy(self, reference: str | None, *, force: bool = False, reason: str = "") -> deployment.DeployResult:
+        """Deploy to the first stage, where approvals deploy: in its own account (deployment.accounts) through that
+        stage's promote role and its deploy function's settings, as `promote` deploys there."""
         config = self.account
-        settings = self._settings(config.approval_endpoint)
+        first = next(iter(config.stage_endpoints))
+        settings, into = self._stage_target(first) if first in config.stage_accounts else (self._settings(config.approval_endpoint), None)
         group = config.model_package_group
         arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
-        return self._deploy(settings, arn, force=force, reason=reason)
+        return self._deploy(settings, arn, force=force, reason=reason, into=into)
+
+    def _stage_target(self, stage: str, role_arn: str | None = None) -> tuple[deployment.DeploySettings, aws.Aws]:
+        """A stage in an account of its own, to deploy to: its promote role's session (or `role_arn`'s), and its deploy
+        function's settings (the one place the stage's settings are kept)."""
+        session = self._stage_session(stage, role_arn)
+        return aws.stage_deploy_settings(session, self.config, stage, self.config.stage_accounts[stage].account), session
 
     def _settings(self, endpoint: str) -> deployment.DeploySettings:
         """The deployment function's settings for one of the project's endpoints, from pipeline.yaml and the stack."""
@@ -160,16 +169,24 @@ class AwsBackend:
         except deployment.SettingsError as exc:
             raise aws.usage_error(f"deployment settings: {exc}") from None
 
-    def _deploy(self, settings: deployment.DeploySettings, arn: str, *, force: bool, reason: str) -> deployment.DeployResult:
+    def _deploy(
+        self, settings: deployment.DeploySettings, arn: str, *, force: bool, reason: str, into: aws.Aws | None = None
+    ) -> deployment.DeployResult:
+        """Deploy in the workflow's account, or `into` a stage account's session. There the package is still
+        described, and its archive read, in the workflow's account with the caller's own rights (`registry`, `s3`),
+        and the stage's session makes the model, endpoint and scaling, and copies the archive when it must."""
+        target = into or self.session
+        across = {} if target is self.session else {"registry": self._sagemaker, "copy_s3": target.client("s3")}
         try:
             return deployment.deploy_package(
-                self._sagemaker,
-                self.session.client("application-autoscaling"),
+                target.client("sagemaker"),
+                target.client("application-autoscaling"),
                 settings,
                 arn,
                 force=force,
                 reason=reason,
                 s3=self.session.client("s3"),
+                **across,
             )
         except deployment.DeployError as exc:
             raise aws.ControlPlaneError(str(exc)) from None
@@ -300,25 +317,86 @@ class AwsBackend:
             raise BackendError("the artifact bucket is unknown: deploy the stack, or set aws.artifact_bucket", 2)
         return config.aws.artifact_bucket
 
-    def promote(
-        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
-    ) -> promote.Promotion:
+    # fmt: off
+    def promote(self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False,
+                reason: str = "", role_arn: str | None = None) -> promote.Promotion:
+        # fmt: on
+        """A stage in an account of its own (deployment.accounts) is reached through its promote role: the source's
+        for what it serves and the smoke test, the target's (or `role_arn`) to read its deploy function's settings
+        and deploy. Packages, archives and smoke photos stay the workflow account's, read with the caller's rights."""
         stages = self.config.stage_endpoints
         source, target = promote.next_stage(stages, source)
-        served = self._served(stages[source])
+        target_role = self._target_role(target, role_arn)  # before any request: a wrong value is found first
+        origin = self._stage_session(source)
+        served = self._served(stages[source], origin.client("sagemaker"))
         if served is None:
-            raise aws.usage_error(f"nothing is deployed to {source} ({stages[source]}) yet: approve a package first")
+            raise aws.usage_error(f"nothing is deployed to {source} ({stages[source]}{self._account_of(source)}) yet: approve a package first")
         if reference:
             arn = aws.resolve_package(self._sagemaker, self.config.model_package_group, reference)
             if arn != served.arn:
                 raise aws.usage_error(f"{source} serves version {served.version}, not {reference}: deploy that one to {source} first")
-        settings = self._settings(stages[target])  # before the smoke test: a missing value is found first
+        # The settings before the smoke test: a missing value is found first.
+        if target in self.config.stage_accounts:
+            settings, destination = self._stage_target(target, target_role)
+        else:
+            settings, destination = self._settings(stages[target]), self.session
         package = self._sagemaker.describe_model_package(ModelPackageName=served.arn)
         smoke_images = promote.folder_images(images, count) if images is not None else self._validation_images(package, count)
-        runtime = self.session.client("sagemaker-runtime")
+        runtime = origin.client("sagemaker-runtime")
         answers = promote.smoke(smoke_images, lambda body: _invoke(runtime, stages[source], body), self.config.data.classes)
-        result = self._deploy(settings, served.arn, force=force, reason=reason) if all(a.problem is None for a in answers) else None
-        return promote.Promotion(served.version, served.arn, f"{source} ({stages[source]})", f"{target} ({stages[target]})", answers, result)
+        passed = all(a.problem is None for a in answers)
+        result = self._deploy(settings, served.arn, force=force, reason=reason, into=destination) if passed else None
+        return promote.Promotion(
+            served.version, served.arn, f"{source} ({stages[source]}{self._account_of(source)})",
+            f"{target} ({stages[target]}{self._account_of(target)})", answers, result,
+        )  # fmt: skip
+
+    def _account_of(self, stage: str) -> str:
+        """The words ", account N" for a stage in an account of its own, for messages; else nothing."""
+        place = self.config.stage_accounts.get(stage)
+        return f", account {place.account}" if place else ""
+
+    def _target_role(self, stage: str, role_arn: str | None) -> str | None:
+        """`--role-arn`, checked: a role of the account the target stage is served from."""
+        if role_arn is None:
+            return None
+        place = self.config.stage_accounts.get(stage)
+        if place is None:
+            raise aws.usage_error(
+                f"--role-arn: {stage} is served from the workflow's account (deployment.accounts does not name another), "
+                "where promote deploys with your own credentials: drop --role-arn"
+            )
+        role = aws.parse_role_arn(role_arn, "--role-arn")
+        if role.account != place.account:
+            raise aws.usage_error(
+                f"--role-arn {role.arn} is a role of account {role.account}, but {stage} is served from account {place.account} (deployment.accounts)"
+            )
+        return role.arn
+
+    @cached_property
+    def _caller(self) -> aws.Caller:
+        return aws.caller(self.session.client("sts"))
+
+    def _stage_session(self, stage: str, role_arn: str | None = None, *, kind: str = PROMOTE_ROLE) -> aws.Aws:
+        """The session that reaches a stage: the workflow's own for a stage in its account, else the stage's promote
+        role (or `role_arn`; `kind` READER_ROLE: its read-only role), assumed in the stage's region (its own, or the
+        workflow's). A refusal is one line that says how to get the role right."""
+        place = self.config.stage_accounts.get(stage)
+        if place is None:
+            return self.session
+        caller, stack = self._caller, aws.stage_stack_name(self.config, stage)
+        role = role_arn or stage_role_arn(self.config.project.name, stage, place.account, kind, partition=caller.partition)
+        output = PROMOTE_ROLE_OUTPUT if kind == PROMOTE_ROLE else READER_ROLE_OUTPUT
+        try:
+            return aws.assume_role(self.session, role, region=place.region or self.session.region, session_name=caller.session_name(kind))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            said = " ".join(str(error.get("Message") or exc).split())
+            override = " (deploy it, or name another role of the next stage's account with --role-arn)" if kind == PROMOTE_ROLE else " (deploy it)"
+            raise aws.ControlPlaneError(
+                f"cannot assume {role} for stage {stage} (account {place.account}): {error.get('Code', 'error')}: {said}; the stage's "
+                f"stack {stack} outputs its {kind} role as {output}{override}, and your own policy must allow sts:AssumeRole on that role"
+            ) from None
 
     def _validation_images(self, package: Mapping[str, Any], count: int) -> list[promote.SmokeImage]:
         """The first photos of the validation records the package was evaluated on (its ValidationData metadata)."""
@@ -420,10 +498,25 @@ class AwsBackend:
         failure = description.get("FailureReason", "") if status != "Completed" else ""
         return TransformSummary(f"s3://{target.bucket}/{key}", len(outcomes), len(outcomes) - refused, refused, status, failure)
 
-    def _served(self, endpoint_name: str | None = None) -> deployment.ServedPackage | None:
-        """The package an endpoint (by default production's) serves, as the deployment function tagged it."""
-        endpoint = deployment.describe_endpoint(self._sagemaker, endpoint_name or self.config.endpoint_name)
-        return deployment.served_package(self._sagemaker, endpoint) if endpoint else None
+    def _served(self, endpoint_name: str | None = None, sagemaker: Any = None) -> deployment.ServedPackage | None:
+        """The package an endpoint (by default production's) serves, as the deployment function tagged it;
+        `sagemaker`: a client of the endpoint's account. Without one, a stage's endpoint in an account of its own is
+        read through that stage's read-only role (the reader role), any other in the workflow's account."""
+        name = endpoint_name or self.config.endpoint_name
+        if sagemaker is None:
+            stage = next((stage for stage, endpoint in self.config.stage_endpoints.items() if endpoint == name), None)
+            far = stage is not None and stage in self.config.stage_accounts
+            sagemaker = self._stage_session(stage, kind=READER_ROLE).client("sagemaker") if far else self._sagemaker
+        endpoint = deployment.describe_endpoint(sagemaker, name)
+        return deployment.served_package(sagemaker, endpoint) if endpoint else None
+
+    def _served_or_warn(self, stage: str, endpoint: str) -> deployment.ServedPackage | None:
+        """What a stage serves, for listings: a stage account that cannot be read is a warning, not a failure."""
+        try:
+            return self._served(endpoint)
+        except aws.ControlPlaneError as exc:
+            self._warn(f"what {stage} serves is not shown: {exc}")
+            return None
 
 
 def hours_covering(since: datetime, until: datetime) -> monitoring.Window:

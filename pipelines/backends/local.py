@@ -211,9 +211,11 @@ class LocalBackend:
             raise BackendError(f"version {package.version}'s report page {uri} is not in the local S3 mirror ({relative(path)}): it was deleted")
         return PackageReport(package.version, uri, path.read_bytes())
 
-    def promote(
-        self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False, reason: str = ""
-    ) -> promote.Promotion:
+    # fmt: off
+    def promote(self, reference: str | None, *, source: str | None, images: Path | None, count: int, force: bool = False,
+                reason: str = "", role_arn: str | None = None) -> promote.Promotion:
+        # fmt: on
+        # role_arn: there are no accounts here (the command line refuses --role-arn with --local).
         from containers.inference.local import LocalEndpoint
         from pipelines.local.endpoint import apply_serving_environment
 

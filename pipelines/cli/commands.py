@@ -202,13 +202,21 @@ def promote(
     count: option(int, "--count", "-n", metavar="N", min=1, help="How many photos to send to the stage.") = promote_checks.SMOKE_IMAGES,
     force: ForceOption = False,
     reason: ReasonOption = None,
+    role_arn: option(
+        str | None, "--role-arn", metavar="ARN", help="The role to assume in the next stage's account (default: its stage stack's promote role)."
+    ) = None,
 ) -> None:
     """Promote the package a release stage serves (deployment.stages, e.g. [staging, production]) to the next stage:
     send the stage's endpoint a smoke set of photos, check every answer, then deploy the same package to the
-    next stage by the deployment rule. Exit 1 when an answer is wrong (nothing is deployed) or the rule refuses."""
+    next stage by the deployment rule. Exit 1 when an answer is wrong (nothing is deployed) or the rule refuses.
+
+    A stage in an account of its own (deployment.accounts) is reached through the promote role of its stage stack,
+    and deployed with the settings of that stack's deploy function; a refused role is exit 1."""
     _check_forced(force, reason)
+    if role_arn is not None and cli.is_local:
+        fail("--role-arn names a role in a stage's AWS account; with --local, drop it", 2)
     try:
-        promotion = cli.backend().promote(package, source=source, images=images, count=count, force=force, reason=reason or "")
+        promotion = cli.backend().promote(package, source=source, images=images, count=count, force=force, reason=reason or "", role_arn=role_arn)
     except promote_checks.PromotionError as exc:
         fail(str(exc), 2)
     typer.echo(f"smoke test of version {promotion.version} on {promotion.source}: {len(promotion.answers)} photo(s)")

@@ -1,7 +1,10 @@
 """Release stages in accounts of their own (issue 24, the workflow stack's side): with a workflow, a staging and a
 production account, the model package group, the artifacts bucket and the key admit each stage account's
 endpoint and deploy-function roles, by the ARNs pipelines.config.stage_role_arn builds, to read packages, model archives
-only, and decrypt through S3 only; no other account is admitted; and without stage accounts nothing changes."""
+only, and decrypt through S3 only; no other account is admitted; and without stage accounts nothing changes.
+The workflow's own deployment keeps to the stages served from its account: no approval rule when the first stage is
+elsewhere, no rule, statement or alarm for another account's endpoint; the champion function reads production
+through production's champion role, and operators may assume each stage's promote role."""
 
 from __future__ import annotations
 
@@ -11,8 +14,11 @@ from fnmatch import fnmatchcase
 
 import pytest
 
+from containers.deploy.deploy import rollback_alarm_names
 from infra.cross_account import model_archives
+from infra.drift import drift_alarm_name
 from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, stage_role_arn
+from tests.infra.calls import policy_statements
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_artifact_expiry import key_prefix
 from tests.infra.test_checks import IGNORED_CFN_LINT
@@ -35,16 +41,25 @@ def three_accounts(synthesize):
     return synthesize(text, account=WORKFLOW, region="us-east-1")  # cdk-nag raises here on an unacknowledged finding
 
 
+@pytest.fixture(scope="module")
+def staging_here(synthesize):
+    """Staging in the workflow's account, production in an account and region of its own."""
+    production = f'  stages: [staging, production]\n  accounts:\n    production: {{account: "{PRODUCTION}", region: eu-west-1}}\n'
+    text = with_infrastructure("", {"  account: null\n": f'  account: "{WORKFLOW}"\n', ACCOUNTS[0]: production})
+    return synthesize(text, account=WORKFLOW, region="us-east-1")
+
+
 def root(account: str) -> dict:
     return {"AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{account}:root"]]}}
 
 
-def only_the_stage_roles(synthesized, stage: str) -> dict:
-    """The condition every grant to a stage carries: the principal is one of its two roles, by the names function."""
+def only_the_stage_roles(synthesized, stage: str, roles: tuple[str, ...] = (DEPLOY_ROLE, ENDPOINT_ROLE)) -> dict:
+    """The condition every grant to a stage carries: the principal is one of its `roles` (the deploy function's, and
+    for the archives the endpoint's), by the names function."""
     from aws_cdk import Aws
 
     account, project = STAGE_ACCOUNTS[stage], synthesized.config.project.name
-    built = [stage_role_arn(project, stage, account, role, partition=Aws.PARTITION) for role in (DEPLOY_ROLE, ENDPOINT_ROLE)]
+    built = [stage_role_arn(project, stage, account, role, partition=Aws.PARTITION) for role in roles]
     arns = [synthesized.stack.resolve(arn) for arn in built]
     assert arns[0] == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{account}:role/car-damage-{stage}-deploy"]]}
     return {"ArnEquals": {"aws:PrincipalArn": arns}}
@@ -54,7 +69,9 @@ def granted(statements: list[dict], account: str) -> list[dict]:
     return [s for s in statements if s.get("Principal") == root(account)]
 
 
-def test_the_group_lets_each_stage_account_s_roles_describe_and_list_its_packages(three_accounts):
+def test_the_group_lets_each_stage_account_s_deploy_role_describe_and_list_its_packages(three_accounts):
+    """Only the deploy function describes packages; SageMaker, as the endpoint role, makes the model from the
+    archive and the stage's image and reads no package."""
     template = three_accounts.template_json()
     _, group = one(template, "AWS::SageMaker::ModelPackageGroup")
     statements = group["Properties"]["ModelPackageGroupPolicy"]["Statement"]
@@ -63,7 +80,7 @@ def test_the_group_lets_each_stage_account_s_roles_describe_and_list_its_package
         (statement,) = granted(statements, account)
         assert statement["Effect"] == "Allow"
         assert statement["Action"] == ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
-        assert statement["Condition"] == only_the_stage_roles(three_accounts, stage)
+        assert statement["Condition"] == only_the_stage_roles(three_accounts, stage, (DEPLOY_ROLE,))
         assert json.dumps(statement["Resource"]).endswith(':model-package/car-damage-models/*"]]}')
 
 
@@ -136,8 +153,12 @@ def test_no_account_but_the_configured_ones_is_named(three_accounts):
         logical_id(template, "AWS::SageMaker::ModelPackageGroup", "ModelPackageGroup"),
         logical_id(template, "AWS::S3::BucketPolicy", "ArtifactsPolicy"),
         next(iter(resources(template, "AWS::KMS::Key"))),
-        logical_id(template, "AWS::Events::Rule", "OnApprovalToStageAccounts"),
+        logical_id(template, "AWS::Events::Rule", "OnApprovalToStageAccounts"),  # staging's bus
         logical_id(template, "AWS::IAM::Policy", "ForwardApprovalsDefaultPolicy"),
+        logical_id(template, "AWS::Lambda::Function", "ChampionFunction"),  # production's reader role, assumed
+        logical_id(template, "AWS::IAM::Policy", "ChampionFunctionRoleDefaultPolicy"),
+        logical_id(template, "AWS::IAM::ManagedPolicy", "PeopleOperator"),  # the promote and reader roles, assumed
+        logical_id(template, "AWS::IAM::ManagedPolicy", "PeopleApprover"),  # the reader roles, assumed
     }
 
 
@@ -166,3 +187,104 @@ def test_without_stage_accounts_the_template_is_the_one_made_without_the_grants(
     without = build(app, workflow.config, definition=definition)
     app.synth()
     assert json.dumps(workflow.template_json(without), sort_keys=True) == json.dumps(template, sort_keys=True)
+
+
+def rules_invoking(template: dict, function_fragment: str) -> dict[str, dict]:
+    function = logical_id(template, "AWS::Lambda::Function", function_fragment)
+    return {
+        name: rule["Properties"]
+        for name, rule in resources(template, "AWS::Events::Rule").items()
+        if {"Fn::GetAtt": [function, "Arn"]} in [target["Arn"] for target in rule["Properties"]["Targets"]]
+    }
+
+
+def test_with_no_stage_in_its_account_the_workflow_s_deploy_function_has_no_rule_no_deploying_and_no_alarm(three_accounts):
+    """Both stages are elsewhere: the function stays (its code is the champion function's too) but nothing invokes
+    it, its role deploys nothing, and this stack has no endpoint alarm and no drift monitoring."""
+    template = three_accounts.template_json()
+    assert rules_invoking(template, "DeploymentDeployFunction") == {}
+    statements = policy_statements(template, logical_id(template, "AWS::IAM::Policy", "DeployFunctionRoleDefaultPolicy"))
+    assert [s.get("Sid") for s in statements] == ["WriteOwnLogs", None, None]  # its logs, and the topic (sns:Publish, its key)
+    assert not resources(template, "AWS::CloudWatch::Alarm") and not resources(template, "AWS::Scheduler::Schedule")
+    assert not [name for name in template["Resources"] if "DriftMonitoring" in name or "OnMonitoringJob" in name]
+    variables = template["Resources"][logical_id(template, "AWS::Lambda::Function", "DeployFunction")]["Properties"]["Environment"]["Variables"]
+    assert "LATER_STAGE_ENDPOINTS" not in variables
+
+
+def test_with_staging_here_the_workflow_deploys_approvals_to_staging_and_names_no_endpoint_of_production_s_account(staging_here):
+    """The first stage is the workflow's: approvals deploy here (no forwarding), and the state rule, the function's
+    later stages, its CreateAndUpdateTheEndpoint statement and the operators' name staging's endpoint only."""
+    template, config = staging_here.template_json(), staging_here.config
+    staging, production = config.stage_endpoints["staging"], config.stage_endpoints["production"]
+    rules = rules_invoking(template, "DeploymentDeployFunction")
+    (approval,) = [rule for rule in rules.values() if rule["EventPattern"]["detail-type"] == ["SageMaker Model Package State Change"]]
+    assert "EventBusName" not in approval
+    (in_service,) = [rule for rule in rules.values() if rule["EventPattern"]["detail-type"] == ["SageMaker Endpoint State Change"]]
+    assert in_service["EventPattern"]["detail"]["EndpointName"] == [staging]
+    assert not [name for name in template["Resources"] if "ForwardApprovals" in name or "OnApprovalToStageAccounts" in name]
+    function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "DeployFunction")]["Properties"]
+    assert function["Environment"]["Variables"]["ENDPOINT_NAME"] == staging
+    assert "LATER_STAGE_ENDPOINTS" not in function["Environment"]["Variables"]  # production is promoted to in its account
+    for policy in (
+        logical_id(template, "AWS::IAM::Policy", "DeployFunctionRoleDefaultPolicy"),
+        logical_id(template, "AWS::IAM::ManagedPolicy", "PeopleOperator"),
+    ):
+        (endpoint,) = [s for s in policy_statements(template, policy) if s.get("Sid") == "CreateAndUpdateTheEndpoint"]
+        assert endpoint["Resource"]["Fn::Join"][1][-1] == f":endpoint/{staging}"
+    deploying = json.dumps(policy_statements(template, logical_id(template, "AWS::IAM::Policy", "DeployFunctionRoleDefaultPolicy")))
+    assert f':endpoint/{production}"' not in deploying  # the ARN's end: staging's endpoint name starts with production's
+    alarms = {body["Properties"]["AlarmName"] for body in resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert alarms == {*rollback_alarm_names(staging), drift_alarm_name(staging)}
+
+
+@pytest.mark.parametrize("app", ["three_accounts", "staging_here"])
+def test_the_champion_function_reads_production_through_its_reader_role(app, request):
+    """Production is in an account (and region) of its own in both apps: the function's role may assume production's
+    reader role only, and reads the packages itself; its environment names the role and production's region
+    (containers/deploy/champion.py)."""
+    from aws_cdk import Aws
+
+    from containers.deploy import champion
+    from pipelines.config import READER_ROLE
+
+    synthesized = request.getfixturevalue(app)
+    template = synthesized.template_json()
+    reader = synthesized.stack.resolve(stage_role_arn("car-damage", "production", PRODUCTION, READER_ROLE, partition=Aws.PARTITION))
+    statements = {s["Sid"]: s for s in policy_statements(template, logical_id(template, "AWS::IAM::Policy", "ChampionFunctionRoleDefaultPolicy"))}
+    assert statements["AssumeTheReaderRole"] == {"Sid": "AssumeTheReaderRole", "Action": "sts:AssumeRole", "Effect": "Allow", "Resource": reader}
+    assert statements["ReadThePackages"]["Action"] == "sagemaker:DescribeModelPackage"
+    assert set(statements) == {"WriteOwnLogs", "ReadThePackages", "AssumeTheReaderRole"}  # no endpoint of its own account
+    function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "ChampionFunction")]["Properties"]
+    assert function["Environment"]["Variables"] == {champion.ROLE_VARIABLE: reader, champion.REGION_VARIABLE: "eu-west-1"}
+
+
+def test_without_stage_accounts_the_champion_function_reads_the_endpoint_itself(workflow_template):
+    role = workflow_template["Resources"][logical_id(workflow_template, "AWS::IAM::Role", "ChampionFunctionRole")]
+    assert "RoleName" not in role["Properties"]
+    assert "sts:AssumeRole" not in json.dumps(resources(workflow_template, "AWS::IAM::Policy"))
+    function = workflow_template["Resources"][logical_id(workflow_template, "AWS::Lambda::Function", "ChampionFunction")]["Properties"]
+    assert "Variables" not in function.get("Environment", {})
+
+
+@pytest.mark.parametrize("app", ["three_accounts", "staging_here"])
+def test_operators_may_assume_each_stage_account_s_promote_and_reader_roles_and_approvers_its_reader_roles(app, request):
+    from aws_cdk import Aws
+
+    from pipelines.config import PROMOTE_ROLE, READER_ROLE
+
+    synthesized = request.getfixturevalue(app)
+    template = synthesized.template_json()
+    accounts = {stage: place.account for stage, place in synthesized.config.stage_accounts.items()}
+    assert list(accounts) == (["staging", "production"] if app == "three_accounts" else ["production"])
+
+    def assuming(policy: str) -> dict[str, object]:
+        statements = policy_statements(template, logical_id(template, "AWS::IAM::ManagedPolicy", policy))
+        return {s["Sid"]: s["Resource"] for s in statements if "sts:AssumeRole" in json.dumps(s["Action"])}
+
+    def roles(kind: str):
+        resolve = synthesized.stack.resolve
+        arns = [resolve(stage_role_arn("car-damage", stage, account, kind, partition=Aws.PARTITION)) for stage, account in accounts.items()]
+        return arns if len(arns) > 1 else arns[0]
+
+    assert assuming("PeopleOperator") == {"AssumeStagePromoteRoles": roles(PROMOTE_ROLE), "AssumeStageReaderRoles": roles(READER_ROLE)}
+    assert assuming("PeopleApprover") == {"AssumeStageReaderRoles": roles(READER_ROLE)}  # approvers read, never deploy

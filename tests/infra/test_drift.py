@@ -1,7 +1,8 @@
 """Drift monitoring as CloudFormation receives it (infra/drift.py, infra/monitoring.py): a schedule per stage's
 endpoint with pipeline.yaml's expression, the starter's settings, the three roles each narrowed to its work (the
 accuracy in service's reads included: label files, review batches, the job's manifests), the completed-job rule,
-and the drift alarm and failed-job rule that reach the topic."""
+and the drift alarm and failed-job rule that reach the topic. Only the endpoints of stages served from the workflow's
+own account are monitored: none at all when every stage is in an account of its own."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 
 from containers.deploy import monitor_metrics, monitor_start
 from infra.drift import MANIFESTS, drift_alarm_name
+from tests.infra import test_cross_account
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_permissions import actions, statements_of
 from tests.infra.test_workflow_stack import logical_id, one, resources
 
+three_accounts, staging_here = test_cross_account.three_accounts, test_cross_account.staging_here  # the same apps (cached)
 STAGES = {
     "  linear_step_percent: 25\n": "  linear_step_percent: 25\n  stages: [staging, production]\n",
     "  schedule: rate(1 hour)\n": "  schedule: cron(15 * * * ? *)\n",
@@ -206,3 +209,23 @@ def test_operators_read_review_batches_review_json_as_the_starter_does(workflow_
     starter = statements_of(template, "StartFunctionRole")
     assert operator["ReadReviewBatches"]["Action"] == "s3:GetObject"
     assert operator["ReadReviewBatches"]["Resource"] == starter["ReadReviewBatches"]["Resource"]
+
+
+def test_only_the_endpoints_of_stages_in_the_workflow_s_account_are_monitored(staging_here, three_accounts):
+    """Production is in an account of its own: it gets no schedule, no place in the starter's settings, no capture
+    or report the job may touch and no drift alarm here; staging, served here, keeps all of them. With no stage
+    here there is no drift monitoring at all."""
+    template, config = staging_here.template_json(), staging_here.config
+    staging, production = config.stage_endpoints["staging"], config.stage_endpoints["production"]
+    assert set(schedules(template)) == {staging}
+    starter = template["Resources"][logical_id(template, "AWS::Lambda::Function", "StartFunction")]["Properties"]
+    assert list(json.loads(starter["Environment"]["Variables"]["ENDPOINTS"])) == [staging]
+    names = {body["Properties"]["AlarmName"] for body in resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert drift_alarm_name(staging) in names and drift_alarm_name(production) not in names
+    for role in ("DriftMonitoringJobRole", "StartFunctionRole"):
+        policy = json.dumps(statements_of(template, role))
+        assert f"/{production}/" not in policy and f"/{staging}/" in policy, role
+    logical_id(template, "AWS::Events::Rule", "OnMonitoringJobFailed")
+    nothing = three_accounts.template_json()
+    assert not resources(nothing, "AWS::Scheduler::Schedule")
+    assert not [name for name in nothing["Resources"] if "DriftMonitoring" in name or "OnMonitoringJob" in name]

@@ -4,7 +4,9 @@ warnings summary, so least privilege is checked by reading the output. The check
 
 What runs under each: the jobs' and endpoint's programs (the execution role), the pipeline definition's steps
 (the pipeline role), Ground Truth (the labelling role), each function's handler in its own folder, the CLI
-commands of approvers and operators, and the CI/CD projects' buildspec commands."""
+commands of approvers and operators, and the CI/CD projects' buildspec commands. With release stages in accounts of
+their own (STAGE_ACCOUNT_CALLS): each stage's deploy function, the champion function with production's reader role,
+promote with the stages' promote roles, and the approvers' and operators' reads with the stages' reader roles."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra import test_cross_account
 from tests.infra.calls import (
     Call,
     Need,
@@ -30,6 +33,8 @@ from tests.infra.calls import (
     role_statements,
 )
 from tests.support import ROOT
+
+three_accounts = test_cross_account.three_accounts  # the same synthesized app (the synthesize fixture caches it)
 
 # Where AWS documents what it does with a role's credentials, or what a caller needs besides the call itself.
 SAGEMAKER_ROLES = "How to use SageMaker AI execution roles, https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html"
@@ -70,6 +75,10 @@ CDK_BOOTSTRAP = (
     "https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html"
 )
 CDK_PIPELINES = "aws-cdk-lib pipelines CodePipeline.selfMutateAction: the statements CDK Pipelines gives `cdk deploy` (not AWS documentation)"
+HEAD_OBJECT = (
+    "HeadObject, Permissions: without s3:ListBucket a missing object is 403, not 404 (Amazon S3 API Reference), "
+    "https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html"
+)
 SCHEDULER_ROLE = (
     "Set up the execution role (EventBridge Scheduler invokes a schedule's target with it), "
     "https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role"
@@ -219,6 +228,22 @@ WORKFLOW_ROLES = {
 PEOPLE = {"PeopleApprover": APPROVER, "PeopleOperator": OPERATOR}
 
 
+# Calls that run only where a release stage is served from an account of its own (deployment.accounts): the
+# default configuration's roles never make them. (file, client method) -> when it runs; each is held to the role it
+# runs as in the three-account app's tests below.
+STAGE_ACCOUNT_CALLS = {
+    ("containers/deploy/champion.py", "assume_role"): "the champion function assumes production's reader role (CHAMPION_ROLE_ARN)",
+    ("containers/deploy/deploy.py", "upload_fileobj"): "a stage in another region copies the archive into its own bucket (MODEL_COPY_S3_URI)",
+    ("pipelines/aws.py", "assume_role"): "cardamage promote and deploy assume a stage account's promote role, models its reader role",
+    ("pipelines/aws.py", "get_function_configuration"): "cardamage promote reads a stage's deploy settings as its promote role",
+}
+
+
+def in_the_workflow_account_alone(calls: list[Call]) -> list[Call]:
+    """`calls` without STAGE_ACCOUNT_CALLS."""
+    return [call for call in calls if (call.where.rsplit(":", 1)[0], call.method) not in STAGE_ACCOUNT_CALLS]
+
+
 def _check(role: str, template: dict, calls: list[Call], own: tuple[Need, ...] = (), rules: dict = IMPLIED) -> list[str]:
     allowed = allowed_actions(role_statements(template, logical_id(template, "AWS::IAM::Role", role)))
     required = [*(a for call in calls for a in call.actions), *(need.action for need in own)]
@@ -301,7 +326,7 @@ def test_each_function_s_role_allows_every_call_its_handler_makes(workflow_templ
     (function,) = [f for f in resources_of(template, "AWS::Lambda::Function").values() if f["Properties"]["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}]
     module, handler = function["Properties"]["Handler"].rsplit(".", 1)
     folder = FUNCTION_FOLDERS[role]
-    calls = Program(python_files(f"containers/{folder}")).calls(f"containers/{folder}/{module}.py:{handler}")
+    calls = in_the_workflow_account_alone(Program(python_files(f"containers/{folder}")).calls(f"containers/{folder}/{module}.py:{handler}"))
     assert calls, f"{function['Properties']['Handler']} makes no AWS call?"
     _check(role, template, calls, FUNCTION)
     if role == "DeploymentChampionFunctionRole":  # it only reads what is served
@@ -338,13 +363,82 @@ def test_cdk_s_bucket_notifications_handler_is_cdk_s_and_only_sets_the_data_buck
 @pytest.mark.parametrize("policy", sorted(PEOPLE))
 def test_each_people_policy_allows_every_call_of_its_commands(workflow_template, policy):
     program = Program([ROOT / path for path in CLI_FILES] + python_files("containers/deploy", "containers/trigger"))
-    calls = program.calls(*PEOPLE[policy])
+    calls = in_the_workflow_account_alone(program.calls(*PEOPLE[policy]))
     allowed = allowed_actions(policy_statements(workflow_template, logical_id(workflow_template, "AWS::IAM::ManagedPolicy", policy)))
     required = [a for call in calls for a in call.actions]
     check_role(policy, allowed, calls, implied(required, IMPLIED))
     if policy == "PeopleApprover":  # approvers change nothing but approval statuses
         changes = {a for a in allowed if re.match(r"sagemaker:(Create|Update|Delete|Start|Stop|Add)", a)}
         assert changes == {"sagemaker:UpdateModelPackage"}, changes
+
+
+def test_the_calls_made_only_with_stage_accounts_are_still_in_the_code():
+    """Each entry of STAGE_ACCOUNT_CALLS names a call the code makes, so that none hides another call of that name."""
+    program = Program([ROOT / "pipelines/aws.py", *python_files("containers/deploy")])
+    made = {(call.where.rsplit(":", 1)[0], call.method) for call in program.calls(*(path for path, _ in STAGE_ACCOUNT_CALLS))}
+    assert set(STAGE_ACCOUNT_CALLS) <= made
+
+
+def stage_templates(synthesized) -> dict[str, dict]:
+    return {stack.stage: synthesized.template_json(stack) for stack in synthesized.stack.stage_stacks}
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+def test_each_stage_s_deploy_role_allows_every_call_its_handler_makes(three_accounts, stage):
+    """The stage's function runs deploy.py's handler as its deploy role (the stage stack's), reading the package and
+    its archive across accounts and deploying in its own. Only production, in another region than the workflow's,
+    copies the archive: staging's role may not write there."""
+    template = stage_templates(three_accounts)[stage]
+    (function,) = resources_of(template, "AWS::Lambda::Function").values()
+    role = logical_id(template, "AWS::IAM::Role", "DeployRole")
+    assert function["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]} and function["Properties"]["Handler"] == "deploy.handler"
+    calls = Program(python_files("containers/deploy")).calls("containers/deploy/deploy.py:handler")
+    copying = [call for call in calls if call not in in_the_workflow_account_alone(calls)]
+    assert [call.method for call in copying] == ["upload_fileobj"]
+    if stage == "production":  # the copy is made unless HeadObject finds it: 404, not 403, needs s3:ListBucket
+        _check("DeployRole", template, calls, (*FUNCTION, *needs(HEAD_OBJECT, "telling a missing copy from a refused read", "s3:ListBucket")))
+    else:
+        _check("DeployRole", template, in_the_workflow_account_alone(calls), FUNCTION)
+    assert allows(allowed_actions(role_statements(template, role)), "s3:PutObject") == (stage == "production")
+
+
+def test_the_champion_function_and_production_s_reader_role_allow_every_call_of_its_handler(three_accounts):
+    """Production is in an account of its own: the function reads the packages as its own role, and production's
+    endpoint as the reader role it assumes there, which may only read."""
+    workflow, production = three_accounts.template_json(), stage_templates(three_accounts)["production"]
+    own = allowed_actions(role_statements(workflow, logical_id(workflow, "AWS::IAM::Role", "ChampionFunctionRole")))
+    assumed = allowed_actions(role_statements(production, logical_id(production, "AWS::IAM::Role", "ReaderRole")))
+    calls = Program(python_files("containers/deploy")).calls("containers/deploy/champion.py:handler")
+    check_role("ChampionFunctionRole with ReaderRole", own | assumed, calls, FUNCTION)
+    assert own - {"logs:CreateLogStream", "logs:PutLogEvents"} == {"sts:AssumeRole", "sagemaker:DescribeModelPackage"}
+    assert {action.split(":")[1].split("*")[0][:4] for action in assumed} <= {"Desc", "List"}
+
+
+def test_approvers_with_the_stages_reader_roles_allow_every_call_of_their_commands(three_accounts):
+    """What a stage account serves is read as its reader role (`cardamage models`, the console): the approvers' own
+    policy in the workflow account and the stages' reader roles together allow every call of their commands."""
+    workflow = three_accounts.template_json()
+    allowed = allowed_actions(policy_statements(workflow, logical_id(workflow, "AWS::IAM::ManagedPolicy", "PeopleApprover")))
+    for template in stage_templates(three_accounts).values():
+        allowed |= allowed_actions(role_statements(template, logical_id(template, "AWS::IAM::Role", "ReaderRole")))
+    program = Program([ROOT / path for path in CLI_FILES] + python_files("containers/deploy", "containers/trigger"))
+    for entry in APPROVER:
+        calls = program.calls(entry)
+        check_role(f"PeopleApprover with the reader roles ({entry})", allowed, calls, implied([a for call in calls for a in call.actions], IMPLIED))
+
+
+def test_operators_with_the_stages_promote_roles_allow_every_call_of_promote(three_accounts):
+    """`cardamage promote` between stage accounts: the operator's own policy in the workflow account (the package,
+    its archive, assuming the promote roles) and each stage's promote role (its function's settings, the smoke
+    test, deploying) together allow every call it makes."""
+    workflow = three_accounts.template_json()
+    allowed = allowed_actions(policy_statements(workflow, logical_id(workflow, "AWS::IAM::ManagedPolicy", "PeopleOperator")))
+    for template in stage_templates(three_accounts).values():
+        allowed |= allowed_actions(role_statements(template, logical_id(template, "AWS::IAM::Role", "PromoteRole")))
+        allowed |= allowed_actions(role_statements(template, logical_id(template, "AWS::IAM::Role", "ReaderRole")))
+    program = Program([ROOT / path for path in CLI_FILES] + python_files("containers/deploy", "containers/trigger"))
+    calls = program.calls(f"{CLI}commands.py:promote") + program.calls(f"{CLI}commands.py:deploy")
+    check_role("PeopleOperator with the promote roles", allowed, calls, implied([a for call in calls for a in call.actions], IMPLIED))
 
 
 UPDATE_PACKAGE = "sagemaker:UpdateModelPackage"

@@ -1,7 +1,11 @@
 """Release stages in accounts of their own (issue 24, the stage accounts' side): with a workflow, a staging and a
 production account, the app holds one stage stack per stage account, in its account and region; its roles carry
-the names the workflow stack's grants admit; its bus admits the workflow account only; the workflow stack forwards
-approvals to exactly those buses; and without stage accounts there is none of it."""
+the names the workflow stack's grants admit; the stage's deploy function (deploy.py, named stage_function_name)
+has the stage's settings, its endpoint's rules and rollback alarms, and the stage account's own key and bucket;
+only the first stage (staging) has the approvals bus, which admits the workflow account only and is the one bus the
+workflow stack forwards approvals to; each stage has a promote role the workflow account may assume, and the last
+(production) the champion role only the workflow's champion function may assume; and without stage accounts there
+is none of it."""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ import json
 
 import pytest
 
-from containers.deploy.deploy import PACKAGE_EVENT
+from containers.deploy import deploy
+from containers.deploy.deploy import PACKAGE_EVENT, DeploySettings, rollback_alarm_names
 from infra.cross_account import model_archives
-from pipelines.config import stage_event_bus_arn, stage_event_bus_name, workflow_key_alias
+from pipelines.config import stage_event_bus_arn, stage_event_bus_name, stage_function_name, workflow_key_alias
 from tests.infra import test_cross_account
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_checks import IGNORED_CFN_LINT
 from tests.infra.test_cross_account import ACCOUNTS, PRODUCTION, STAGE_ACCOUNTS, STAGING, WORKFLOW, root
-from tests.infra.test_workflow_stack import one, resources
+from tests.infra.test_permissions import key_statements
+from tests.infra.test_workflow_stack import logical_id, one, resources
 
 three_accounts = test_cross_account.three_accounts  # the same synthesized app (the synthesize fixture caches it)
 REGIONS = {"staging": "us-east-1", "production": "eu-west-1"}  # production names its own; staging is the workflow's
@@ -76,26 +82,47 @@ def test_the_stage_roles_are_the_ones_the_workflow_grants_admit(three_accounts):
         names = [role_named(template, suffix)[1]["Properties"]["RoleName"] for suffix in ("-deploy", "-endpoint")]
         assert names == [f"car-damage-{stage}-deploy", f"car-damage-{stage}-endpoint"]
         created = [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{account}:role/{name}"]]} for name in names]
-        assert conditions[account] == [created] * 3  # the group's, the bucket's and the key's policies
+        # The group's policy admits the deploy role (only it describes packages), the bucket's and the key's both.
+        assert sorted(conditions[account], key=len) == [created[:1], created, created]
 
 
-def test_each_bus_admits_the_workflow_account_only(three_accounts):
-    for stage, stack in stage_stacks(three_accounts).items():
-        template = three_accounts.template_json(stack)
-        bus_id, bus = one(template, "AWS::Events::EventBus")
-        assert bus["Properties"]["Name"] == stage_event_bus_name("car-damage", stage)
-        _, policy = one(template, "AWS::Events::EventBusPolicy")
-        assert policy["Properties"]["EventBusName"] == {"Ref": bus_id}
-        assert policy["Properties"]["Statement"] == {
-            "Sid": "cdk-WorkflowAccountPutsApprovals",
-            "Effect": "Allow",
-            "Principal": root(WORKFLOW),
-            "Action": "events:PutEvents",
-            "Resource": {"Fn::GetAtt": [bus_id, "Arn"]},
-        }
+def function_of(template: dict) -> tuple[str, dict]:
+    """The stage's deploy function: the stack's one function."""
+    return one(template, "AWS::Lambda::Function")
 
 
-def test_the_workflow_forwards_approvals_to_exactly_the_stage_buses(three_accounts):
+def test_only_the_first_stage_has_the_approvals_bus_which_admits_the_workflow_account_only_and_invokes_its_function(three_accounts):
+    """Approvals reach the first stage only: staging's stack holds the bus and a rule on it (the approval pattern of
+    infra.rules.approvals) that invokes its deploy function; production's has neither."""
+    stacks = stage_stacks(three_accounts)
+    template = three_accounts.template_json(stacks["staging"])
+    bus_id, bus = one(template, "AWS::Events::EventBus")
+    assert bus["Properties"]["Name"] == stage_event_bus_name("car-damage", "staging")
+    _, policy = one(template, "AWS::Events::EventBusPolicy")
+    assert policy["Properties"]["EventBusName"] == {"Ref": bus_id}
+    assert policy["Properties"]["Statement"] == {
+        "Sid": "cdk-WorkflowAccountPutsApprovals",
+        "Effect": "Allow",
+        "Principal": root(WORKFLOW),
+        "Action": "events:PutEvents",
+        "Resource": {"Fn::GetAtt": [bus_id, "Arn"]},
+    }
+    (rule,) = [r["Properties"] for r in resources(template, "AWS::Events::Rule").values() if "EventBusName" in r["Properties"]]
+    assert rule["EventBusName"] == {"Ref": bus_id}
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": [PACKAGE_EVENT],
+        "detail": {"ModelPackageGroupName": ["car-damage-models"], "ModelApprovalStatus": ["Approved"]},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_of(template)[0], "Arn"]}
+    production = three_accounts.template_json(stacks["production"])
+    assert not resources(production, "AWS::Events::EventBus") and not resources(production, "AWS::Events::EventBusPolicy")
+    assert not [r for r in resources(production, "AWS::Events::Rule").values() if "EventBusName" in r["Properties"]]
+    assert PACKAGE_EVENT not in json.dumps(production)
+
+
+def test_the_workflow_forwards_approvals_to_the_first_stage_s_bus_only(three_accounts):
     from aws_cdk import Aws
 
     workflow = three_accounts.template_json()
@@ -105,17 +132,12 @@ def test_the_workflow_forwards_approvals_to_exactly_the_stage_buses(three_accoun
         "detail-type": [PACKAGE_EVENT],
         "detail": {"ModelPackageGroupName": ["car-damage-models"], "ModelApprovalStatus": ["Approved"]},
     }
-    buses = [
-        three_accounts.stack.resolve(
-            stage_event_bus_arn("car-damage", stage, account, "eu-west-1" if stage == "production" else Aws.REGION, partition=Aws.PARTITION)
-        )
-        for stage, account in STAGE_ACCOUNTS.items()
-    ]
-    assert [target["Arn"] for target in rule["Targets"]] == buses
+    staging = three_accounts.stack.resolve(stage_event_bus_arn("car-damage", "staging", STAGING, Aws.REGION, partition=Aws.PARTITION))
+    assert [target["Arn"] for target in rule["Targets"]] == [staging]
     (role,) = {json.dumps(target["RoleArn"]) for target in rule["Targets"]}
     statements = policy_statements(workflow, json.loads(role)["Fn::GetAtt"][0])
-    assert {s["Action"] for s in statements} == {"events:PutEvents"}
-    assert sorted(json.dumps(s["Resource"]) for s in statements) == sorted(json.dumps(bus) for bus in buses)
+    assert [(s["Action"], s["Resource"]) for s in statements] == [("events:PutEvents", staging)]
+    assert "event-bus/car-damage-production" not in json.dumps(workflow)
 
 
 def test_the_stage_roles_read_the_workflow_s_archives_key_and_packages_only(three_accounts):
@@ -135,11 +157,238 @@ def test_the_stage_roles_read_the_workflow_s_archives_key_and_packages_only(thre
             key = by_sid["DecryptWorkflowModelArchives"]
             assert key["Resource"]["Fn::Join"][1][-1] == f":kms:us-east-1:{WORKFLOW}:key/*"  # the workflow's region, also for production
             assert key["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": [alias["Properties"]["AliasName"]]}
-            packages = by_sid["DescribeWorkflowPackages"]
+            packages = by_sid.get("DescribeWorkflowPackages")
+            if role == endpoint:  # the model is made from the archive and an image: SageMaker reads no package
+                assert packages is None
+                continue
             assert packages["Resource"]["Fn::Join"][1][-1] == f":sagemaker:us-east-1:{WORKFLOW}:model-package/car-damage-models/*"
         (passing,) = [s for s in policy_statements(template, deploy) if s["Action"] == "iam:PassRole"]
         assert passing["Resource"] == {"Fn::GetAtt": [endpoint, "Arn"]}
         assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_each_stage_s_deploy_function_is_deploy_py_named_for_promote_with_the_stage_s_own_settings(three_accounts):
+    """deploy.py's handler as the stage's deploy role, named by stage_function_name (promote reads the stage's settings
+    by that name), with 300 s to hash the archive. Its settings are the stage's: its endpoint and alarms, its endpoint
+    role, captures to its own bucket with its own key, the serving image of its region, the regional copy's prefix
+    for production only (eu-west-1, not the workflow's us-east-1), no later stage, and its own topic; the rest is
+    pipeline.yaml's, as the workflow's function has it. The function accepts them (DeploySettings)."""
+    from aws_cdk.region_info import RegionInfo
+
+    from tests.infra.test_workflow_stack import fake_values
+
+    config = three_accounts.config
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), config.stage_endpoints[stage]
+        properties = function_of(template)[1]["Properties"]
+        assert properties["FunctionName"] == stage_function_name("car-damage", stage) == f"car-damage-{stage}-deploy"
+        assert (properties["Handler"], properties["Timeout"]) == ("deploy.handler", 300)
+        assert properties["Role"] == {"Fn::GetAtt": [role_named(template, "-deploy")[0], "Arn"]}
+        bucket, (key, _), (topic, _) = (
+            logical_id(template, "AWS::S3::Bucket", "StorageBucket"),
+            one(template, "AWS::KMS::Key"),
+            one(template, "AWS::SNS::Topic"),
+        )
+        assert stack.region == REGIONS[stage]  # so the image's AWS::Region is the stage's
+        image = [
+            f"{RegionInfo.get(REGIONS[stage]).dlc_repository_account}.dkr.ecr.",
+            {"Ref": "AWS::Region"},
+            ".",
+            {"Ref": "AWS::URLSuffix"},
+            "/tensorflow-inference:2.20-cpu-py312-amzn2023-sagemaker-v1",
+        ]
+        from_yaml = deploy.config_values(config, role_arn="-", endpoint_name=endpoint)
+        expected = {
+            **deploy.as_environment({**from_yaml, "later_stage_endpoints": None}),
+            "ENDPOINT_NAME": endpoint,
+            "ROLE_ARN": {"Fn::GetAtt": [role_named(template, "-endpoint")[0], "Arn"]},
+            "DATA_CAPTURE_S3_URI": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, f"/data-capture/{endpoint}/"]]},
+            "KMS_KEY_ID": {"Fn::GetAtt": [key, "Arn"]},
+            "ROLLBACK_ALARMS": ",".join(rollback_alarm_names(endpoint)),
+            "INFERENCE_IMAGE_URI": {"Fn::Join": ["", image]},
+            "NOTIFICATION_TOPIC_ARN": {"Ref": topic},
+        }
+        if stage == "production":
+            expected["MODEL_COPY_S3_URI"] = {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/models/"]]}
+        variables = properties["Environment"]["Variables"]
+        assert variables == expected
+        assert "LATER_STAGE_ENDPOINTS" not in variables and ("MODEL_COPY_S3_URI" in variables) == (stage == "production")
+        faked = {name: fake_values(value, template) for name, value in variables.items()}
+        literals = {"AWS::Region": REGIONS[stage], "AWS::URLSuffix": "amazonaws.com"}
+        faked["INFERENCE_IMAGE_URI"] = "".join(part if isinstance(part, str) else literals[part["Ref"]] for part in image)
+        settings = DeploySettings.from_environment(faked)
+        assert (settings.endpoint_name, settings.later_stages(), settings.inference_image_uri is not None) == (endpoint, [], True)
+
+
+def test_each_stage_s_endpoint_state_changes_invoke_its_function_from_the_account_s_default_bus(three_accounts):
+    for stage, stack in stage_stacks(three_accounts).items():
+        template = three_accounts.template_json(stack)
+        (rule,) = [r["Properties"] for r in resources(template, "AWS::Events::Rule").values() if deploy.ENDPOINT_EVENT in json.dumps(r)]
+        assert "EventBusName" not in rule  # SageMaker sends its events to the default bus
+        assert rule["EventPattern"] == {
+            "source": ["aws.sagemaker"],
+            "detail-type": [deploy.ENDPOINT_EVENT],
+            "detail": {"EndpointName": [three_accounts.config.stage_endpoints[stage]], "EndpointStatus": ["IN_SERVICE", "FAILED"]},
+        }
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [function_of(template)[0], "Arn"]} and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+
+
+def test_each_stage_s_rollback_alarms_are_the_ones_its_function_names_and_tell_its_encrypted_topic(three_accounts):
+    """The function rolls updates back on alarms by name: they are in the stage's stack, on its endpoint, and they
+    and the function (a rollback's or failure's notice) reach the stage's own topic, encrypted with its key, which
+    only those alarms may publish to (no rule publishes there)."""
+    from tests.infra.test_permissions import tail
+
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+        alarms = [body["Properties"] for body in resources(template, "AWS::CloudWatch::Alarm").values()]
+        names = [alarm["AlarmName"] for alarm in alarms]
+        assert (
+            names
+            == list(rollback_alarm_names(endpoint))
+            == function_of(template)[1]["Properties"]["Environment"]["Variables"]["ROLLBACK_ALARMS"].split(",")
+        )
+        (key, _), (topic, body) = one(template, "AWS::KMS::Key"), one(template, "AWS::SNS::Topic")
+        assert body["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+        for alarm in alarms:
+            assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
+            assert json.dumps({"Name": "EndpointName", "Value": endpoint}) in json.dumps(alarm)
+        (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+        (publishing,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        assert publishing["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        assert [tail(arn) for arn in publishing["Condition"]["ArnEquals"]["aws:SourceArn"]] == [f":alarm:{name}" for name in names]
+        assert [s["Sid"] for s in key_statements(template) if "Sid" in s] == ["AlarmsPublishToTheEncryptedTopic"]
+        deploy_role, _ = role_named(template, "-deploy")
+        assert {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic}} in policy_statements(template, deploy_role)
+
+
+def test_each_stage_account_s_own_key_and_bucket_hold_its_captures_privately(three_accounts):
+    """The captures are the stage account's data: its own rotating key (its account's root administers it), a
+    bucket encrypted with that key, public access blocked, plain HTTP refused, access logged, captures expiring."""
+    for stage, stack in stage_stacks(three_accounts).items():
+        template = three_accounts.template_json(stack)
+        key_id, key = one(template, "AWS::KMS::Key")
+        assert key["Properties"]["EnableKeyRotation"] is True and key["DeletionPolicy"] == "Retain"
+        assert key_statements(template)[0]["Principal"] == root(STAGE_ACCOUNTS[stage])
+        bucket_id, logs = logical_id(template, "AWS::S3::Bucket", "StorageBucket"), logical_id(template, "AWS::S3::Bucket", "AccessLogs")
+        properties = template["Resources"][bucket_id]["Properties"]
+        (encryption,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}
+        assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+            ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+        )
+        assert properties["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": logs}
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+        rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+        assert rules["ExpireCapturedData"]["Prefix"] == "data-capture/"
+        ssl_only = set()
+        for policy in resources(template, "AWS::S3::BucketPolicy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Effect"] == "Deny" and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}:
+                    ssl_only.add(policy["Properties"]["Bucket"]["Ref"])
+        assert ssl_only == {bucket_id, logs}
+
+
+def test_each_stage_s_endpoint_role_writes_its_captures_and_reads_the_copies_in_its_own_bucket(three_accounts):
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+        bucket, (key, _) = logical_id(template, "AWS::S3::Bucket", "StorageBucket"), one(template, "AWS::KMS::Key")
+        by_sid = {s["Sid"]: s for s in policy_statements(template, role_named(template, "-endpoint")[0])}
+        objects = {"Fn::GetAtt": [bucket, "Arn"]}
+        assert by_sid["WriteCapturedData"]["Resource"] == {"Fn::Join": ["", [objects, f"/data-capture/{endpoint}/*"]]}
+        assert by_sid["UseTheStageKeyForData"]["Resource"] == {"Fn::GetAtt": [key, "Arn"]}
+        assert ("ReadModelCopies" in by_sid) == (stage == "production")
+
+
+COPYING = ["CopyModelArchives", "ListModelCopies", "EncryptModelCopies"]  # production's regional copy of each archive
+DEPLOYING = [  # infra.deployment.endpoint_statements: deploying in the stage's own account
+    "CreateModelsAndEndpointConfigs",
+    "ReadTheServedEndpointConfig",
+    "CreateAndUpdateTheEndpoint",
+    "PassTheExecutionRoleToSageMakerOnly",
+    "EncryptEndpointWithTheKey",
+    "ScaleTheEndpoint",
+    "TargetTrackingAlarms",
+    "AutoScalingServiceLinkedRole",
+]
+
+
+def test_each_stage_s_deploy_role_reads_across_and_deploys_to_its_own_endpoint_only(three_accounts):
+    """Its statements are the workflow reads, what deploying in its account takes (the workflow deployment's, for
+    its endpoint, its endpoint role and its key), the regional copy's for production only, its logs and its topic."""
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+        deploy_role, _ = role_named(template, "-deploy")
+        sids = [s.get("Sid") for s in policy_statements(template, deploy_role)]
+        reads = ["DescribeWorkflowPackages", "ReadWorkflowModelArchives", "DecryptWorkflowModelArchives"]
+        assert sids == [*reads, *DEPLOYING, *(COPYING if stage == "production" else []), "WriteOwnLogs", None, None]  # None: publishing
+        by_sid = {s.get("Sid"): s for s in policy_statements(template, deploy_role)}
+        assert by_sid["CreateAndUpdateTheEndpoint"]["Resource"]["Fn::Join"][1][-1] == f":endpoint/{endpoint}"
+        assert by_sid["EncryptEndpointWithTheKey"]["Resource"] == {"Fn::GetAtt": [one(template, "AWS::KMS::Key")[0], "Arn"]}
+
+
+def test_each_stage_s_promote_role_is_the_workflow_account_s_and_deploys_as_the_function_does(three_accounts):
+    """Trusted by the workflow account (its people's policies say who there: infra.people); it reads the function's
+    settings, calls the endpoint for the smoke test, and deploys with the very statements of the deploy role, but
+    reads nothing of the workflow account (promote does that with the promoter's own credentials)."""
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+        promote_id, promote = role_named(template, "-promote")
+        assert promote["Properties"]["RoleName"] == f"car-damage-{stage}-promote"
+        assert promote["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": root(WORKFLOW)}
+        ]
+        statements = policy_statements(template, promote_id)
+        by_sid = {s["Sid"]: s for s in statements}
+        assert by_sid["ReadTheDeploySettings"] == {
+            "Sid": "ReadTheDeploySettings",
+            "Action": "lambda:GetFunctionConfiguration",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [function_of(template)[0], "Arn"]},
+        }
+        assert by_sid["SmokeTestTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
+        assert by_sid["SmokeTestTheEndpoint"]["Resource"]["Fn::Join"][1][-1] == f":endpoint/{endpoint}"
+        deploying = [*DEPLOYING, *(COPYING if stage == "production" else [])]
+        assert [s["Sid"] for s in statements] == ["ReadTheDeploySettings", "SmokeTestTheEndpoint", *deploying]
+        deploy_role = {s.get("Sid"): s for s in policy_statements(template, role_named(template, "-deploy")[0])}
+        assert [by_sid[sid] for sid in deploying] == [deploy_role[sid] for sid in deploying]
+        assert WORKFLOW not in json.dumps(statements)
+        assert template["Outputs"]["PromoteRoleArn"]["Value"] == {"Fn::GetAtt": [promote_id, "Arn"]}
+
+
+def test_each_stage_stack_outputs_its_function_bucket_and_key(three_accounts):
+    for stack in stage_stacks(three_accounts).values():
+        template = three_accounts.template_json(stack)
+        outputs = {name: output["Value"] for name, output in template["Outputs"].items() if name in ("DeployFunctionName", "BucketName", "KeyArn")}
+        assert outputs == {
+            "DeployFunctionName": {"Ref": function_of(template)[0]},
+            "BucketName": {"Ref": logical_id(template, "AWS::S3::Bucket", "StorageBucket")},
+            "KeyArn": {"Fn::GetAtt": [one(template, "AWS::KMS::Key")[0], "Arn"]},
+        }
+
+
+@pytest.mark.parametrize("stage", list(STAGE_ACCOUNTS))
+def test_each_stage_s_stack_has_a_reader_role_the_workflow_account_may_assume_which_only_reads(three_accounts, stage):
+    """The workflow account's people (`cardamage models`, the console) and, for production, its champion function
+    (FindChampion) read what the stage serves as this role: trusted by the workflow account, it may only read."""
+    from pipelines.config import READER_ROLE, READER_ROLE_OUTPUT, stage_role_name
+
+    template = three_accounts.template_json(stage_stacks(three_accounts)[stage])
+    reader_id, reader = role_named(template, "-reader")
+    assert reader["Properties"]["RoleName"] == stage_role_name("car-damage", stage, READER_ROLE)
+    trust = reader["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": root(WORKFLOW)}]
+    statements = policy_statements(template, reader_id)
+    assert sorted({action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}) == [
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:ListTags",
+    ]
+    (reading,) = [s for s in statements if "sagemaker:DescribeEndpoint" in s["Action"]]
+    endpoint = "car-damage-endpoint" if stage == "production" else f"car-damage-endpoint-{stage}"
+    assert reading["Resource"]["Fn::Join"][1][-1] == f":endpoint/{endpoint}"
+    assert template["Outputs"][READER_ROLE_OUTPUT]["Value"] == {"Fn::GetAtt": [reader_id, "Arn"]}
 
 
 def test_the_stage_templates_pass_cfn_lint_and_cdk_nag(three_accounts):
@@ -178,3 +427,24 @@ def test_without_stage_accounts_there_is_no_stage_stack_nor_forwarding(workflow)
     assert not [r for r in resources(template, "AWS::Events::Rule").values() if "RoleArn" in r["Properties"].get("Targets", [{}])[0]]
     assert "event-bus/" not in json.dumps(template)
     assert not [name for name in template["Resources"] if "ForwardApprovals" in name]
+
+
+def test_the_app_refuses_a_deploy_step_that_would_deploy_to_a_stage_account(definition):
+    """With registry.approval_status Approved the pipeline's Deploy step deploys from the workflow's account, which
+    cannot create the first stage's endpoint in another account: the app says which key to change. The file itself
+    loads (its local profile registers Approved, and the local engine has no accounts)."""
+    from aws_cdk import App
+
+    from infra.app import build
+    from pipelines.config import parse_config
+    from tests.support import ROOT
+
+    text = with_infrastructure("", {"  account: null\n": f'  account: "{WORKFLOW}"\n', ACCOUNTS[0]: ACCOUNTS[1]})
+    text = text.replace("  approval_status: PendingManualApproval\n", "  approval_status: Approved\n", 1)
+    config = parse_config(text, source="pipeline.yaml", base_dir=ROOT)
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    with pytest.raises(
+        ValueError,
+        match=r"pipeline\.yaml: registry\.approval_status: Approved .* first release stage \(staging\) is served from account 111111111111",
+    ):
+        build(App(context=context), config, account=WORKFLOW, region="us-east-1", definition=definition)

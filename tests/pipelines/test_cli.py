@@ -82,6 +82,7 @@ def test_every_command_help_shows_metavariables_not_type_names(command):
         (["models", "--state-dir", "somewhere"], "--state-dir is the local engine's: add --local"),
         (["start", "--local"], "`cardamage start` runs on AWS only; on this machine, `cardamage run`"),
         (["label", "--local", "--manifest", "s3://b/m"], "`cardamage label` runs on AWS only; Ground Truth is an AWS service"),
+        (["promote", "--local", "--role-arn", "arn:aws:iam::222222222222:role/p"], "--role-arn names a role in a stage's AWS account; with --local"),
     ],
 )
 def test_an_option_of_the_other_side_is_refused_with_a_pointer(arguments, message):

@@ -18,6 +18,7 @@ from pipelines.config import (
     parse_config,
     stage_event_bus_arn,
     stage_event_bus_name,
+    stage_function_name,
     stage_role_arn,
     stage_role_name,
 )
@@ -339,7 +340,9 @@ def test_the_names_across_accounts_come_from_the_project_the_stage_and_the_accou
         "arn:aws:iam::222222222222:role/fleet-production-endpoint",
         "arn:aws:iam::222222222222:role/fleet-production-deploy",
         "arn:aws:iam::222222222222:role/fleet-production-promote",
+        "arn:aws:iam::222222222222:role/fleet-production-reader",
     ]
+    assert stage_function_name("fleet", "qa") == "fleet-qa-deploy"
     assert stage_role_arn("fleet", "qa", "111111111111", PROMOTE_ROLE, partition="aws-cn") == "arn:aws-cn:iam::111111111111:role/fleet-qa-promote"
     assert stage_event_bus_name("fleet", "qa") == "fleet-qa-approvals"
     assert stage_event_bus_arn("fleet", "qa", "111111111111", "eu-west-1") == "arn:aws:events:eu-west-1:111111111111:event-bus/fleet-qa-approvals"

@@ -395,10 +395,11 @@ def register(
     metadata_map: str | None = None,
     baselines: dict | None = None,
     champion: dict | None = None,
+    metadata: dict | None = None,
 ) -> str:
     """A package as the Register step makes it: ModelMetrics pointing at the evaluation report in S3 and, with
     `baselines` ({file name: whether Evaluate wrote it}), DriftCheckBaselines pointing at the files beside it;
-    `champion`: the champion's metadata (ChampionVersion, ChampionMAP)."""
+    `champion`: the champion's metadata (ChampionVersion, ChampionMAP); `metadata`: more of it."""
     sagemaker = client("sagemaker", env.url)
     version = len(sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) + 1
     key = f"{PIPELINE}/execution-{version}/evaluation/evaluation.json"
@@ -412,7 +413,7 @@ def register(
         drift["ModelDataQuality" if name == "data-baseline.json" else "ModelQuality"] = {
             "Statistics": {"ContentType": "application/json", "S3Uri": uri}
         }
-    metadata = {**({"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}), **(champion or {})}
+    metadata = {**({"mAP": metadata_map, "TrainingData": SNAPSHOT_INPUTS} if metadata_map else {}), **(champion or {}), **(metadata or {})}
     arn = sagemaker.create_model_package(
         ModelPackageGroupName=GROUP,
         ModelApprovalStatus="PendingManualApproval",

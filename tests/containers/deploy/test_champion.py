@@ -5,6 +5,8 @@ what the function answers is what the pipeline's FindChampion step declares, and
 from __future__ import annotations
 
 import json
+import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,8 +16,8 @@ from pipelines.local.endpoint import LocalDeployer
 from pipelines.local.state import State
 from pipelines.local.storage import LocalS3
 from steps.find_champion import OUTPUTS
-from tests.aws_fakes import ROLE, applied_update, client, deleted_package, isolate_aws, packaged_function, stub_operation
-from tests.containers.deploy.test_deploy import ENDPOINT, GROUP, TAGS_OF, register
+from tests.aws_fakes import ROLE, applied_update, client, default_session, deleted_package, isolate_aws, packaged_function, stub_operation
+from tests.containers.deploy.test_deploy import ENDPOINT, GROUP, TAGS_OF, account_clients, register
 from tests.test_deploy_rule import model_archive
 
 CHALLENGER = "s3://artifacts/pipeline/execution/Train/output/model.tar.gz"
@@ -296,3 +298,96 @@ def test_a_reason_longer_than_a_container_argument_is_cut():
     answer = champion.served(ENDPOINT, champion.deploy.Candidate("arn", GROUP, 4), "s3://artifacts/p/m.tar.gz", long).outputs()
     assert len(answer["data_missing"]) == limit == champion.MAX_ARGUMENT and answer["data_missing"].endswith("...")
     assert answer["data_missing"].startswith("version 4's evaluation.json (s3://artifacts/xxx")
+
+
+# Production in an account of its own: the endpoint is read with production's champion role, the package with the
+# function's own credentials (the workflow's account, where the registry is).
+
+PRODUCTION = "222222222222"
+CHAMPION_ROLE = f"arn:aws:iam::{PRODUCTION}:role/car-damage-production-reader"  # production's reader role
+PRODUCTION_REGION = "eu-central-1"  # production names its own region; the function runs in tests.aws_fakes.REGION
+EVENT = {"endpoint_name": ENDPOINT, "challenger_model_url": CHALLENGER, "model_package_group": GROUP}
+
+
+def served_in_production(aws, server) -> str:
+    """A package registered in the workflow's account, served by an endpoint in production's account and region."""
+    sagemaker, _ = aws
+    arn = register(sagemaker, recorded_map=0.4)
+    make = account_clients(server.url, f"arn:aws:iam::{PRODUCTION}:role/car-damage-production-promote", PRODUCTION_REGION)
+    image = f"763104351884.dkr.ecr.{PRODUCTION_REGION}.amazonaws.com/tensorflow-inference:2.20-cpu"
+    settings = DeploySettings(
+        endpoint_name=ENDPOINT, role_arn=f"arn:aws:iam::{PRODUCTION}:role/endpoint", model_package_group=GROUP, inference_image_uri=image
+    )
+    result = deploy_package(make("sagemaker"), make("application-autoscaling"), settings, arn, registry=sagemaker, s3=client("s3", server.url))
+    assert result.status == "created"
+    return arn
+
+
+def test_with_a_champion_role_the_endpoint_is_read_in_productions_account_and_region(aws, server, monkeypatch):
+    arn = served_in_production(aws, server)
+    assert champion.handler(EVENT)["found"] is False  # the function's own account serves nothing
+    assume = stub_operation(default_session(monkeypatch).events, "sts", "AssumeRole", lambda params: None)  # moto answers
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "car-damage-champion")
+    monkeypatch.setenv(champion.ROLE_VARIABLE, CHAMPION_ROLE)
+    monkeypatch.setenv(champion.REGION_VARIABLE, PRODUCTION_REGION)
+
+    answer = champion.handler(EVENT)
+
+    assert (answer["found"], answer["package_arn"], answer["version"], answer["recorded_map"]) == (True, arn, "1", "0.400000")
+    assert answer["model_data_url"] == "s3://artifacts/model.tar.gz"  # the package's own, read in the workflow's account
+    assert [(call["RoleArn"], call["RoleSessionName"]) for call in assume.calls] == [(CHAMPION_ROLE, "car-damage-champion")]
+    monkeypatch.delenv(champion.REGION_VARIABLE)  # production's account, but the function's region: nothing there
+    assert champion.handler(EVENT)["reason"] == f"there is no endpoint {ENDPOINT}: nothing is served"
+
+
+@contextmanager
+def iam_enforced(url: str):
+    """moto checks every request's credentials and IAM policies while this lasts (its reset-auth API: the number of
+    requests let through unchecked, 0 here), and none afterwards, as before."""
+
+    def let_through(count: str) -> None:
+        request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=count.encode(), method="POST", headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=10).close()
+
+    let_through("0")
+    try:
+        yield
+    finally:
+        let_through("inf")
+
+
+def test_a_champion_role_that_cannot_be_assumed_fails_naming_the_role_and_the_fix(aws, server, monkeypatch):
+    """moto refuses AssumeRole once it checks IAM policies: the function's own user (standing in for its role) may not."""
+    iam = client("iam", server.url)
+    iam.create_user(UserName="champion-function")
+    key = iam.create_access_key(UserName="champion-function")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setenv(champion.ROLE_VARIABLE, CHAMPION_ROLE)
+    default_session(monkeypatch)  # one that reads those keys (the default session keeps the first it found)
+
+    with iam_enforced(server.url), pytest.raises(DeployError) as refused:
+        champion.handler(EVENT)
+
+    assert str(refused.value) == (
+        f"cannot assume {CHAMPION_ROLE} (CHAMPION_ROLE_ARN) to read what production serves: AccessDenied: "
+        f"User: arn:aws:iam::123456789012:user/champion-function is not authorized to perform: sts:AssumeRole. "
+        "The production stage stack's reader role trusts the workflow account, and this function's role may assume it: "
+        "deploy (or update) that stack after the workflow stack, so that the role exists"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"CHAMPION_ROLE_ARN": "production-champion"},
+            "environment variable CHAMPION_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got 'production-champion'",
+        ),
+        ({"CHAMPION_REGION": "Frankfurt"}, "environment variable CHAMPION_REGION must be an AWS region such as eu-west-1, got 'Frankfurt'"),
+    ],
+)
+def test_a_malformed_champion_variable_is_refused_naming_it(variables, message):
+    with pytest.raises(DeployError) as refused:
+        champion.endpoint_reader(variables)
+    assert str(refused.value) == message

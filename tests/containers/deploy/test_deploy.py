@@ -81,10 +81,12 @@ def register(
     model_data_url: str = "s3://artifacts/model.tar.gz",
     archive: bytes | None = ARCHIVE,
     metadata: dict[str, str] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> str:
     """A package as the pipeline's Register step makes it (with its mAP in the metadata, when given), then
     given `status` by a person (UpdateModelPackage), or registered with it when `at_registration`. Its
-    `archive` is written to `model_data_url` and its sha256 recorded; None: a package from before digests."""
+    `archive` is written to `model_data_url` and its sha256 recorded; None: a package from before digests.
+    `environment`: its container's (Register records the serving environment there)."""
     if archive is not None:
         bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
         s3 = client("s3", sagemaker.meta.endpoint_url)
@@ -97,7 +99,10 @@ def register(
         ModelPackageGroupName=group,
         ModelApprovalStatus=status if at_registration else "PendingManualApproval",
         InferenceSpecification={
-            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": model_data_url}],
+            "Containers": [
+                {"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/inference:1", "ModelDataUrl": model_data_url}
+                | ({"Environment": environment} if environment else {})
+            ],
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
@@ -109,6 +114,26 @@ def register(
             ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=f"{status} by a person", CustomerMetadataProperties=metadata
         )
     return arn
+
+
+def account_clients(url: str, role_arn: str, region: str = REGION):
+    """`make(service)`: clients acting in the account of `role_arn`, through moto's AssumeRole, which gives a role
+    ARN of another account id credentials that act in that account (moto keeps resources per account)."""
+    import boto3
+
+    credentials = client("sts", url).assume_role(RoleArn=role_arn, RoleSessionName="cardamage-tests")["Credentials"]
+
+    def make(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=url,
+            region_name=region,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+
+    return make
 
 
 def endpoint_tags(sagemaker) -> dict[str, str]:
