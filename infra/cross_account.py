@@ -6,13 +6,16 @@ function's role may, and nothing else may:
 - read the model archives, `<pipeline>/<execution>/model/<training job>/output/model.tar.gz`, and nothing else
   of the artifacts bucket: not the prepared data, not the captured requests (the bucket policy);
 - decrypt them, through S3 only (the key policy).
+A stage whose endpoint's drift is monitored (monitored_stages) has its monitor's starter role (MONITOR_ROLE) read the
+served package and its two baseline files (the bucket policy: those files of the executions' evaluation folders
+only), decrypting them through S3: the starter copies them into the stage's own bucket for the monitoring job.
 When the first release stage is served from an account of its own, it also forwards approvals of the group's
 packages to that stage's bus (forward_approvals): approvals deploy to the first stage only, later stages are reached
 by `cardamage promote`. A stage served from the workflow's own account gets nothing here: its roles are this
 account's, and the stack's own policies cover them. Without stage accounts this construct adds nothing, so the
 template is today's. Which stages are the workflow account's own is workflow_stages, the one home of that rule.
 
-The principal of each statement is the stage account, narrowed by an `aws:PrincipalArn` condition to the two
+The principal of each statement is the stage account, narrowed by an `aws:PrincipalArn` condition to the
 role ARNs that pipelines.config.stage_role_arn builds, which the stage stacks will create with those names.
 Naming the roles as principals would need them to exist first: IAM turns a role ARN in a policy's Principal into
 the role's unique id when the policy is saved ("AWS JSON policy elements: Principal", IAM User Guide), and a key
@@ -34,10 +37,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from containers.deploy import monitor_start
 from infra.arns import sagemaker_arn
 from infra.rules import approvals, event_rule
 from infra.storage import Storage
-from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, Config, stage_event_bus_arn, stage_role_arn
+from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, MONITOR_ROLE, Config, stage_event_bus_arn, stage_role_arn
+from steps.evaluate import OUTPUT as EVALUATION  # the folder of an execution's outputs that holds the baselines
 
 # What the stage accounts' roles call on the workflow account's resources: the deploy function describes the
 # package it deploys and reads its archive to check the sha256 (containers/deploy/deploy.py check_archive);
@@ -54,6 +59,10 @@ PACKAGE_ACTIONS = ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackage
 ARCHIVE_ACTIONS = ["s3:GetObject"]
 KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey"]
 READING_ROLES = (DEPLOY_ROLE, ENDPOINT_ROLE)
+# The drift monitor's starter reads the baseline files (containers/deploy/monitor_start.py copy_baselines) and decrypts
+# them as S3 reads them for it; it describes the served package with the deploy role's grant.
+BASELINE_ACTIONS = ["s3:GetObject"]
+BASELINE_KEY_ACTIONS = ["kms:Decrypt"]
 
 
 def model_archives(config: Config) -> str:
@@ -61,6 +70,16 @@ def model_archives(config: Config) -> str:
     (steps/train.py, its OutputDataConfig), and SageMaker puts a job's archive at
     <S3OutputPath>/<training job name>/output/model.tar.gz, as the local engine does (pipelines/local/jobs.py)."""
     return f"{config.pipeline_name}/*/model/*/output/model.tar.gz"
+
+
+def baselines_prefix(config: Config) -> str:
+    """The key pattern of the folders that hold packages' baselines: the executions' evaluation outputs."""
+    return f"{config.pipeline_name}/*/{EVALUATION}/"
+
+
+def baseline_files(config: Config) -> list[str]:
+    """The keys of the baseline files Register records as a package's DriftCheckBaselines, in those folders."""
+    return [f"{baselines_prefix(config)}{name}" for name, _ in monitor_start.BASELINES.values()]
 
 
 def stage_roles(config: Config, stage: str, account: str, roles: tuple[str, ...] = READING_ROLES) -> list[str]:
@@ -84,15 +103,30 @@ def workflow_stages(config: Config) -> dict[str, str]:
     return {stage: endpoint for stage, endpoint in config.stage_endpoints.items() if stage not in config.stage_accounts}
 
 
+def monitored_stages(config: Config) -> dict[str, str]:
+    """The release stages whose endpoints' drift is monitored, stage -> endpoint, wherever each is served (the
+    workflow stack monitors its own, a stage account's stack its stage's: infra/drift.py): all of them when
+    pipeline.yaml turns monitoring on and the endpoints capture something, else none."""
+    monitoring = config.monitoring.enabled and config.deployment.data_capture_percent > 0
+    return dict(config.stage_endpoints) if monitoring else {}
+
+
 def stage_grant(
-    config: Config, stage: str, account: str, what: str, actions: list[str], resource: str, roles: tuple[str, ...] = READING_ROLES, **conditions: dict
+    config: Config,
+    stage: str,
+    account: str,
+    what: str,
+    actions: list[str],
+    resource: str | list[str],
+    roles: tuple[str, ...] = READING_ROLES,
+    **conditions: dict,
 ) -> iam.PolicyStatement:
-    """A resource policy's statement allowing `actions` on `resource` to the stage account's `roles` only."""
+    """A resource policy's statement allowing `actions` on `resource` (one, or a list) to the stage account's `roles` only."""
     return iam.PolicyStatement(
         sid=f"{stage.capitalize()}{what}",  # stage names are lower-case letters and digits
         principals=[iam.AccountPrincipal(account)],
         actions=actions,
-        resources=[resource],
+        resources=[resource] if isinstance(resource, str) else resource,
         conditions={"ArnEquals": {"aws:PrincipalArn": stage_roles(config, stage, account, roles)}, **conditions},
     )
 
@@ -105,15 +139,28 @@ class StageAccountGrants(Construct):
         # kms:ViaService: the key is used only in requests S3 makes for these roles, in the bucket's (and the key's)
         # region ("AWS KMS condition keys", kms:ViaService, AWS KMS Developer Guide).
         through_s3 = {"kms:ViaService": f"s3.{Aws.REGION}.{Aws.URL_SUFFIX}"}
+        baselines = [storage.artifacts.arn_for_objects(key) for key in baseline_files(config)]
         reading = []
         for stage, place in config.stage_accounts.items():
-            # Only the deploy function describes packages: the endpoint's model is made from the package's archive and
-            # the stage's own serving image (containers/deploy/deploy.py create_model), so SageMaker reads no package.
-            reading.append(stage_grant(config, stage, place.account, "ReadsPackages", PACKAGE_ACTIONS, packages, roles=(DEPLOY_ROLE,)))
+            monitored = stage in monitored_stages(config)
+            # The deploy function describes packages, and the drift monitor's starter the served one: the endpoint's
+            # model is made from the package's archive and the stage's own serving image (containers/deploy/deploy.py
+            # create_model), so SageMaker reads no package.
+            describing = (DEPLOY_ROLE, MONITOR_ROLE) if monitored else (DEPLOY_ROLE,)
+            reading.append(stage_grant(config, stage, place.account, "ReadsPackages", PACKAGE_ACTIONS, packages, roles=describing))
             storage.artifacts.add_to_resource_policy(stage_grant(config, stage, place.account, "ReadsModelArchives", ARCHIVE_ACTIONS, archives))
             # A key policy names its own key as "*".
             key = stage_grant(config, stage, place.account, "DecryptsModelArchivesThroughS3", KEY_ACTIONS, "*", StringEquals=through_s3)
             storage.key.add_to_resource_policy(key)
+            if monitored:
+                monitor = (MONITOR_ROLE,)
+                storage.artifacts.add_to_resource_policy(
+                    stage_grant(config, stage, place.account, "ReadsBaselines", BASELINE_ACTIONS, baselines, roles=monitor)
+                )
+                decrypting = stage_grant(
+                    config, stage, place.account, "DecryptsBaselinesThroughS3", BASELINE_KEY_ACTIONS, "*", monitor, StringEquals=through_s3
+                )
+                storage.key.add_to_resource_policy(decrypting)
         if reading:
             group.model_package_group_policy = iam.PolicyDocument(statements=reading)
         self.forwarding = forward_approvals(self, config) if first_stage(config) in config.stage_accounts else None

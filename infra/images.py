@@ -3,7 +3,9 @@
 - processing/evaluation and training: Docker image assets built from containers/ (their Dockerfiles install
   exactly the lock's packages). CDK only stages the build context (containers/ and requirements/, per
   .dockerignore) at synth; the images are built and pushed to the bootstrap ECR repository at deploy time, so
-  synth needs no Docker engine.
+  synth needs no Docker engine. A release stage's own account that monitors drift declares the processing image
+  too (infra/stage_stack.py, processing_image): CDK publishes a stack's assets into the bootstrap repository of that
+  stack's own account and region, so the stage's job pulls from its own account, not across.
 - inference: SageMaker's TensorFlow Serving image (tensorflow-inference), which runs the model's
   code/inference.py handlers. It is AWS's, published per region from an account that differs by region (CDK's
   region facts map it), so it is referenced, not built; aws.inference_image_uri in pipeline.yaml replaces it.
@@ -52,22 +54,33 @@ def pull_serving_image(repository_arn: str) -> iam.PolicyStatement:
     )
 
 
+def image_asset(scope: Construct, config: Config, name: str, dockerfile: str) -> ecr_assets.DockerImageAsset:
+    """One of the project's images, built from the repository with `dockerfile` for SageMaker's instances."""
+    return ecr_assets.DockerImageAsset(
+        scope,
+        name,
+        directory=str(ROOT),
+        file=dockerfile,
+        platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's instances
+        display_name=f"{config.project.name} {name.lower()} image",
+    )
+
+
+def processing_image(scope: Construct, config: Config) -> ecr_assets.DockerImageAsset:
+    """The processing image (PrepareData, Evaluate, the drift monitor), in `scope`'s stack. The same asset (same
+    source, same hash) in each stack that declares it, each publishing it into its own environment: "each environment
+    that you want to use with the AWS CDK must first be bootstrapped", its bootstrap resources including the ECR
+    repository "used primarily to store Docker images" ("AWS CDK bootstrapping", AWS CDK v2 Developer Guide); the
+    stack's synthesizer names that repository by its own account and region (cdk-<qualifier>-container-assets-<account>-
+    <region>, the DefaultStackSynthesizer's default)."""
+    return image_asset(scope, config, "Processing", "containers/processing/Dockerfile")
+
+
 class Images(Construct):
     def __init__(self, scope: Construct, id: str, *, config: Config) -> None:
         super().__init__(scope, id)
-
-        def asset(name: str, dockerfile: str) -> ecr_assets.DockerImageAsset:
-            return ecr_assets.DockerImageAsset(
-                self,
-                name,
-                directory=str(ROOT),
-                file=dockerfile,
-                platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's instances
-                display_name=f"{config.project.name} {name.lower()} image",
-            )
-
-        self.processing = asset("Processing", "containers/processing/Dockerfile")
-        self.training = asset("Training", "containers/training/Dockerfile")
+        self.processing = processing_image(self, config)
+        self.training = image_asset(self, config, "Training", "containers/training/Dockerfile")
         self.inference_uri, self._serving_repository_arn = serving_image(self, config)
 
     def grant_pull(self, role: iam.IGrantable) -> None:

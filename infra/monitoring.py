@@ -3,8 +3,8 @@ pipeline executions, packages waiting for approval, and the endpoint's alarms (5
 share of refused requests), which also roll an endpoint update back (their names: deploy.rollback_alarm_names).
 With drift monitoring (infra/drift.py), also each endpoint's drift alarm and the monitoring jobs that failed.
 Only those rules and alarms may publish to the topic and use the key to do it. The endpoints are those of the
-stages served from the workflow's account; a stage account's stack has its own topic and alarms, built by the
-functions here (infra/stage_stack.py)."""
+stages served from the workflow's account; a stage account's stack has its own topic and alarms, its drift alarm and
+its failed monitoring jobs' notice, built by the functions here (infra/stage_stack.py)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ class Monitoring(Construct):
         rules = [self.failure_rule, self.approval_rule]
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         if monitored(config):
-            rules.append(self._monitoring_failures(config))
+            self.monitoring_failed_rule = monitoring_failures(self, config, self.topic)
+            rules.append(self.monitoring_failed_rule)
             if config.monitoring.drift_alarm:
                 self.drift_alarms = {
                     endpoint: drift_alarm(self, "" if endpoint == config.endpoint_name else stage.capitalize(), config, endpoint)
@@ -81,26 +82,31 @@ class Monitoring(Construct):
         allow_publishing(self, self.topic, key, rules=rules, alarm_names=names)
 
     def _tell(self, text: str, paths: dict[str, str]) -> list[events.IRuleTarget]:
-        """A rule's one target: the topic, told `text` with each {name} the event's value at its JSON path in `paths`."""
-        message = events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
-        return [ToTopic(self.topic, message=message)]
+        return telling(self.topic, text, paths)
 
-    def _monitoring_failures(self, config: Config) -> events.Rule:
-        """A drift monitoring job that failed or was stopped (its run time ran out) is reported: otherwise a window
-        would go unwatched unseen."""
-        self.monitoring_failed_rule = monitoring_jobs_rule(
-            self,
-            "OnMonitoringJobFailed",
-            config,
-            ["Failed", "Stopped"],
-            description=f"Tell the team when a drift monitoring job of {config.project.name} fails",
-            targets=self._tell(
-                "Drift monitoring job {job} ended {status}: that window was not monitored. Its log in CloudWatch Logs "
-                "(/aws/sagemaker/ProcessingJobs) says why.",
-                {"job": "$.detail.ProcessingJobName", "status": "$.detail.ProcessingJobStatus"},
-            ),
-        )
-        return self.monitoring_failed_rule
+
+def telling(topic: sns.ITopic, text: str, paths: dict[str, str]) -> list[events.IRuleTarget]:
+    """A rule's one target: `topic`, told `text` with each {name} the event's value at its JSON path in `paths`."""
+    message = events.RuleTargetInput.from_text(text.format(**{name: events.EventField.from_path(path) for name, path in paths.items()}))
+    return [ToTopic(topic, message=message)]
+
+
+def monitoring_failures(scope: Construct, config: Config, topic: sns.ITopic) -> events.Rule:
+    """A drift monitoring job that failed or was stopped (its run time ran out) is reported to `topic`: otherwise a
+    window would go unwatched unseen."""
+    return monitoring_jobs_rule(
+        scope,
+        "OnMonitoringJobFailed",
+        config,
+        ["Failed", "Stopped"],
+        description=f"Tell the team when a drift monitoring job of {config.project.name} fails",
+        targets=telling(
+            topic,
+            "Drift monitoring job {job} ended {status}: that window was not monitored. Its log in CloudWatch Logs "
+            "(/aws/sagemaker/ProcessingJobs) says why.",
+            {"job": "$.detail.ProcessingJobName", "status": "$.detail.ProcessingJobStatus"},
+        ),
+    )
 
 
 def notification_topic(scope: Construct, config: Config, key: kms.IKey) -> sns.Topic:

@@ -8,13 +8,15 @@ construct that owns the finding, naming the rule and, for IAM5, the very wildcar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from containers.deploy import monitor_start
-from infra.cross_account import model_archives, workflow_stages
-from infra.drift import MANIFESTS, PROCESSING_LOGS, baselines_prefix
+from infra.cross_account import baseline_files, baselines_prefix, model_archives, workflow_stages
+from infra.drift import MANIFESTS, PROCESSING_LOGS, DriftMonitoring
 from infra.people import LABELING_FILES
 from infra.roles import JOB_LOG_GROUPS, PIPELINE_JOBS, endpoint_log_group, input_prefixes
 from infra.storage import DATA_CAPTURE, MODEL_COPIES
@@ -143,7 +145,7 @@ def acknowledge_workflow(stack: Stack, config: Config) -> None:
     )
     _acknowledge_people(stack, config, reads, deploying)
     if stack.drift is not None:
-        _acknowledge_drift(stack, config)
+        _acknowledge_drift(stack.drift, config)
     acknowledge(
         stack,
         (
@@ -185,12 +187,13 @@ def _deploying(config: Config) -> list[tuple[str, str]]:
     ]
 
 
-def _acknowledge_drift(stack: Stack, config: Config) -> None:
+def _acknowledge_drift(drift: DriftMonitoring, config: Config, reads: Sequence[tuple[str, str]] = ()) -> None:
     """Drift monitoring's roles (infra.drift): the monitoring job's, the starter's, the metrics function's and the
-    schedules'. Each wildcard is a folder per endpoint, per window or per execution, or a name per job."""
-    drift = stack.drift
-    artifacts = _arn_of(stack.storage.artifacts)
-    endpoints = list(workflow_stages(config).values())
+    schedules', in the workflow stack or a stage account's (whose starter also has `reads`: the workflow account's
+    package and baselines). Each wildcard is a folder per endpoint, per window or per execution, or a name per job."""
+    watched = drift.watched
+    artifacts = _arn_of(watched.bucket)  # the bucket of the captures and reports: the workflow's artifacts, or the stage's own
+    endpoints = list(watched.endpoints.values())
     jobs = (
         f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'processing-job/{config.monitoring_job_prefix}-*')}]",
         "Monitoring jobs are named <project>-monitor-<window start>-<stage>, one per window, named when the window ends",
@@ -201,17 +204,33 @@ def _acknowledge_drift(stack: Stack, config: Config) -> None:
 
     processing_logs = REGIONAL.format(service="logs", resource=f"log-group:{PROCESSING_LOGS}")
     wildcard = f"AwsSolutions-IAM5[Resource::{artifacts}"
-    labels = config.labels_prefix(stack.storage.data.bucket_name).key
+    accuracy, reviews = [], []
+    if watched.data:  # the accuracy in service: the label files and review batches
+        labels = config.labels_prefix(watched.data.bucket_name).key
+        accuracy = [
+            (f"AwsSolutions-IAM5[Resource::{_arn_of(watched.data)}/{labels}*]", "Label exports land under labels/<batch>/, any batch"),
+            *(
+                (f"{wildcard}/{MONITORING_PREFIX}/{endpoint}/*/{name}]", "The starter writes a window's input manifests into its report folder")
+                for endpoint in endpoints
+                for name in MANIFESTS
+            ),
+        ]
+        reviews = [(f"{wildcard}/{REVIEW_PREFIX}*{monitor_start.REVIEW}]", "cardamage review --output puts review.json under review/<batch>/")]
+    if watched.workflow_account:
+        baselines = [
+            (
+                f"{wildcard}/{MONITORING_PREFIX}/{endpoint}/*/{monitor_start.BASELINE_COPIES}*]",
+                "The starter copies a package's baselines into each window's folder",
+            )
+            for endpoint in endpoints
+        ]
+    else:
+        baselines = [(f"{wildcard}/{baselines_prefix(config)}*]", "A package's baselines are in its execution's evaluation/ folder, any execution's")]
     acknowledge(
         drift.job_role,
-        (f"AwsSolutions-IAM5[Resource::{_arn_of(stack.storage.data)}/{labels}*]", "Label exports land under labels/<batch>/, any batch"),
-        *(
-            (f"{wildcard}/{MONITORING_PREFIX}/{endpoint}/*/{name}]", "The starter writes a window's input manifests into its report folder")
-            for endpoint in endpoints
-            for name in MANIFESTS
-        ),
+        *accuracy,
         *((f"{wildcard}/{DATA_CAPTURE}/{endpoint}/*]", "SageMaker writes captures hourly under data-capture/<endpoint>/") for endpoint in endpoints),
-        (f"{wildcard}/{baselines_prefix(config)}*]", "A package's baselines are in its execution's evaluation/ folder, any execution's"),
+        *baselines,
         *reports("Each window's report is written under monitoring/<endpoint>/<window start>/"),
         (f"AwsSolutions-IAM5[Resource::{processing_logs}:log-stream:*]", "SageMaker names a log stream per processing job and instance"),
         (
@@ -220,16 +239,19 @@ def _acknowledge_drift(stack: Stack, config: Config) -> None:
         ),
     )
     group = config.model_package_group.lower()
-    acknowledge(
-        drift.starter.role,
+    packages = [
         (
             f"AwsSolutions-IAM5[Resource::{REGIONAL.format(service='sagemaker', resource=f'model-package/{group}/*')}]",
             "The served package, whose baselines the job reads, may be any version of our group",
-        ),
+        )
+    ]
+    acknowledge(
+        drift.starter.role,
+        *(reads or packages),
         SERVED_CONFIG,
         jobs,
         *reports("A window without captures gets its empty monitor.json under monitoring/<endpoint>/<window start>/"),
-        (f"{wildcard}/{REVIEW_PREFIX}*{monitor_start.REVIEW}]", "cardamage review --output puts review.json under review/<batch>/"),
+        *reviews,
     )
     acknowledge(
         drift.metrics_function.role,
@@ -300,21 +322,7 @@ def acknowledge_stage(stack: Stack, config: Config) -> None:
     """The findings of a stage account's stack (infra.stage_stack.StageStack, which calls this): its roles read the
     workflow account's packages, archives and key by pattern, since that account's ids are not known here, and deploy
     to the stage's endpoint by the same name patterns as the workflow's deployment."""
-    workflow = f"{_as_nag_shows(stack.workflow_region, 'Region')}:{stack.workflow_account}"
-    reads = [
-        (
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:{workflow}:model-package/{config.model_package_group.lower()}/*]",
-            "Any version of our group in the workflow account may be approved and is described before deploying",
-        ),
-        (
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::*/{model_archives(config)}]",
-            "The model archives only, in a bucket of the workflow account (aws:ResourceAccount) whose name CloudFormation picks there",
-        ),
-        (
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:{workflow}:key/*]",
-            "The workflow key only, by its alias (kms:ResourceAliases) and through S3: its id is picked by KMS in another account",
-        ),
-    ]
+    reads = _workflow_reads(stack, config, [model_archives(config)], "The model archives only")
     logs = REGIONAL.format(service="logs", resource=f"log-group:{endpoint_log_group(stack.endpoint_name)}")
     bucket = _arn_of(stack.storage.bucket)
     captures = (
@@ -335,6 +343,31 @@ def acknowledge_stage(stack: Stack, config: Config) -> None:
     acknowledge(stack.deploy_role, *reads, *deploying, PUBLISHING)
     acknowledge(stack.promote_role, *deploying)
     acknowledge(stack.reader_role, SERVED_CONFIG)
+    if stack.drift is not None:
+        _acknowledge_drift(stack.drift, config, _workflow_reads(stack, config, baseline_files(config), "A package's two baseline files only"))
+
+
+def _workflow_reads(stack: Stack, config: Config, keys: list[str], what: str) -> list[tuple[str, str]]:
+    """A stage role's reads of the workflow account (infra.stage_stack.workflow_reads): its packages, the objects at
+    `keys` (`what` they are) and its key, each by pattern, since that account's ids are not known here."""
+    workflow = f"{_as_nag_shows(stack.workflow_region, 'Region')}:{stack.workflow_account}"
+    return [
+        (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:{workflow}:model-package/{config.model_package_group.lower()}/*]",
+            "Any version of our group in the workflow account may be approved or served, and is described",
+        ),
+        *(
+            (
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::*/{key}]",
+                f"{what}, in a bucket of the workflow account (aws:ResourceAccount) whose name CloudFormation picks there",
+            )
+            for key in keys
+        ),
+        (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:{workflow}:key/*]",
+            "The workflow key only, by its alias (kms:ResourceAliases) and through S3: its id is picked by KMS in another account",
+        ),
+    ]
 
 
 def _as_nag_shows(value: str, pseudo: str) -> str:

@@ -12,7 +12,12 @@ It holds what the stage account owns:
   approvals the workflow account forwards to a bus whose policy admits that account only (later stages are
   reached by `cardamage promote`);
 - the promote role `cardamage promote` assumes from the workflow account, and the reader role the workflow
-  account's people and (for the last stage) its champion function assume to read what the stage serves.
+  account's people and (for the last stage) its champion function assume to read what the stage serves;
+- with drift monitoring (infra.cross_account.monitored_stages), the monitor of its endpoint (infra.drift): the
+  schedule, the starter function as the monitor role, which describes the served package and reads its two baseline
+  files in the workflow account and copies them into the stage's bucket, the job's role (its own bucket and key only)
+  on the processing image published into this account, the metrics function, the drift alarm and the failed jobs'
+  notice, both to the stage's topic. The accuracy in service is not computed here: the labels are the workflow's.
 Role, function and bus names come from pipelines.config's names functions, which the workflow stack's grants
 (infra.cross_account) use too, so the two sides name the same roles. The function, its rules and its statements
 are infra.deployment's, as the workflow account's are: one recipe for both.
@@ -33,7 +38,7 @@ from constructs import Construct
 from containers.deploy import deploy
 from infra import nag
 from infra.arns import arn, sagemaker_arn
-from infra.cross_account import first_stage, model_archives
+from infra.cross_account import baseline_files, first_stage, model_archives, monitored_stages
 from infra.deployment import (
     approval_rule,
     deploy_environment,
@@ -44,13 +49,15 @@ from infra.deployment import (
     read_endpoint_configs,
     report_to,
 )
-from infra.images import pull_serving_image, serving_image
-from infra.monitoring import allow_publishing, endpoint_alarms, notification_topic, tell
+from infra.drift import DriftMonitoring, Watched, drift_alarm_name
+from infra.images import processing_image, pull_serving_image, serving_image
+from infra.monitoring import allow_publishing, drift_alarm, endpoint_alarms, monitoring_failures, notification_topic, tell
 from infra.roles import endpoint_log_group, list_under
 from infra.storage import MODEL_COPIES, StageStorage
 from pipelines.config import (
     DEPLOY_ROLE,
     ENDPOINT_ROLE,
+    MONITOR_ROLE,
     PROMOTE_ROLE,
     PROMOTE_ROLE_OUTPUT,
     READER_ROLE,
@@ -65,12 +72,14 @@ from pipelines.config import (
 DESCRIBE_PACKAGES = "DescribeWorkflowPackages"
 
 
-def workflow_reads(config: Config, account: str, region: str) -> list[iam.PolicyStatement]:
-    """What a stage role reads of the workflow account's: the group's packages, the model archives (in a bucket
-    whose name CloudFormation picks, so any bucket of that account, at the archives' keys only) and their key
-    (found by its alias, used through S3 in the workflow's region only). The workflow account's own policies
-    (infra.cross_account) narrow each to our group, bucket and key; access across accounts needs both sides
-    ("Cross-account policy evaluation logic", IAM User Guide)."""
+def workflow_reads(
+    config: Config, account: str, region: str, what: str = "ModelArchives", keys: list[str] | None = None
+) -> list[iam.PolicyStatement]:
+    """What a stage role reads of the workflow account's: the group's packages, objects at `keys` (by default the
+    model archives; `what` names them in the statement ids) in a bucket whose name CloudFormation picks, so any bucket
+    of that account, and their key (found by its alias, used through S3 in the workflow's region only). The workflow
+    account's own policies (infra.cross_account) narrow each to our group, bucket and key; access across accounts needs
+    both sides ("Cross-account policy evaluation logic", IAM User Guide)."""
     partition = Aws.PARTITION
     return [
         iam.PolicyStatement(
@@ -80,16 +89,16 @@ def workflow_reads(config: Config, account: str, region: str) -> list[iam.Policy
         ),
         # aws:ResourceAccount: the account that owns the resource ("AWS global condition context keys").
         iam.PolicyStatement(
-            sid="ReadWorkflowModelArchives",
+            sid=f"ReadWorkflow{what}",
             actions=["s3:GetObject"],
-            resources=[f"arn:{partition}:s3:::*/{model_archives(config)}"],
+            resources=[f"arn:{partition}:s3:::*/{key}" for key in (keys or [model_archives(config)])],
             conditions={"StringEquals": {"aws:ResourceAccount": account}},
         ),
         # An IAM policy names a key by its ARN only, never its alias; kms:ResourceAliases matches a key by its
         # aliases ("Specifying KMS keys in IAM policy statements", "Use aliases to control access to KMS keys",
         # AWS KMS Developer Guide). That it is evaluated for a key of another account is unverified here.
         iam.PolicyStatement(
-            sid="DecryptWorkflowModelArchives",
+            sid=f"DecryptWorkflow{what}",
             actions=["kms:Decrypt"],
             resources=[f"arn:{partition}:kms:{region}:{account}:key/*"],
             conditions={
@@ -177,11 +186,24 @@ class StageStack(Stack):
         for statement in [*reads, *deploying]:
             self.deploy_role.add_to_policy(statement)
 
-        # The endpoint's rollback alarms, and the topic they and the function tell (as the workflow's, infra.monitoring).
+        # The endpoint's rollback alarms, and the topic they and the function tell (as the workflow's, infra.monitoring);
+        # with drift monitoring, its drift alarm and failed jobs too.
         self.topic = notification_topic(self, config, key)
         self.alarms = endpoint_alarms(self, "", config, endpoint)
-        tell(self.topic, *self.alarms)
-        allow_publishing(self, self.topic, key, rules=[], alarm_names=list(deploy.rollback_alarm_names(endpoint)))
+        self.drift = self.drift_alarm = self.monitoring_failed_rule = None
+        if stage in monitored_stages(config):
+            self.drift = self._drift_monitoring(config, workflow_account, workflow_region)
+            self.monitoring_failed_rule = monitoring_failures(self, config, self.topic)
+            self.drift_alarm = drift_alarm(self, "", config, endpoint) if config.monitoring.drift_alarm else None
+        drifting = [self.drift_alarm] if self.drift_alarm else []
+        tell(self.topic, *self.alarms, *drifting)
+        allow_publishing(
+            self,
+            self.topic,
+            key,
+            rules=[self.monitoring_failed_rule] if self.monitoring_failed_rule else [],
+            alarm_names=[*deploy.rollback_alarm_names(endpoint), *(drift_alarm_name(endpoint) for _ in drifting)],
+        )
 
         environment = deploy_environment(
             config,
@@ -234,6 +256,30 @@ class StageStack(Stack):
         CfnOutput(self, "BucketName", value=bucket.bucket_name, description=f"{endpoint}'s captured requests")
         CfnOutput(self, "KeyArn", value=key.key_arn, description="the stage account's key")
         nag.acknowledge_stage(self, config)
+
+    def _drift_monitoring(self, config: Config, workflow_account: str, workflow_region: str) -> DriftMonitoring:
+        """The drift monitor of this stage's endpoint in its own bucket, with its own key and its own copy of the
+        processing image. The starter's role has the name the workflow account's grants admit: it describes the served
+        package and reads its baseline files there, which it copies into this bucket for the job."""
+        starter = stage_role(
+            self,
+            config,
+            self.stage,
+            MONITOR_ROLE,
+            iam.ServicePrincipal("lambda.amazonaws.com"),
+            f"the {self.stage} drift monitor's starter: reads the served package's baselines in the workflow account",
+        )
+        for statement in workflow_reads(config, workflow_account, workflow_region, "Baselines", baseline_files(config)):
+            starter.add_to_policy(statement)
+        watched = Watched(
+            {self.stage: self.endpoint_name},
+            self.storage.bucket,
+            self.storage.key,
+            processing_image(self, config),
+            workflow_account=workflow_account,
+            starter_role=starter,
+        )
+        return DriftMonitoring(self, "DriftMonitoring", config=config, watched=watched)
 
     def _copying(self) -> list[iam.PolicyStatement]:
         """A stage in another region copies each archive under models/ of its bucket once (skipped when the copy

@@ -283,8 +283,10 @@ class StageAccount(_Section):
 # quotas", IAM User Guide); the config refuses a project whose names would be longer.
 # Every stage account also holds a read-only role, trusted by the workflow account: what its endpoint serves, for
 # `cardamage models` and the console, and for the workflow's champion function when the stage is the last one.
-ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE = "endpoint", "deploy", "promote", "reader"
-STAGE_ROLES = (ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE)
+# With drift monitoring, the monitor's starter function's role, which describes the served package and reads its
+# baselines in the workflow account (infra/stage_stack.py).
+ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE, MONITOR_ROLE = "endpoint", "deploy", "promote", "reader", "monitor"
+STAGE_ROLES = (ENDPOINT_ROLE, DEPLOY_ROLE, PROMOTE_ROLE, READER_ROLE, MONITOR_ROLE)
 # The stage stack's outputs naming the roles the workflow account's people assume there.
 PROMOTE_ROLE_OUTPUT, READER_ROLE_OUTPUT = "PromoteRoleArn", "ReaderRoleArn"
 IAM_ROLE_NAME_MAX = 64
@@ -677,6 +679,21 @@ class Config(_Section):
             stage: accounts[stage] for stage in self.deployment.stages if stage in accounts and accounts[stage].account != self.infrastructure.account
         }
 
+    def cross_account_deploy_step_problem(self) -> str:
+        """Why the pipeline's Deploy step cannot deploy, or "": it runs in the workflow's account, so with
+        registry.approval_status Approved (the step exists) the first stage must be served from that account. Checked
+        where stacks are built (infra/app.py), not when the file loads: the local engine has no accounts, and the
+        repository's own `local` profile registers Approved."""
+        first = (self.deployment.stages or ["production"])[0]
+        if self.registry.approval_status != "Approved" or first not in self.stage_accounts:
+            return ""
+        return (
+            f"registry.approval_status: Approved deploys each package from the pipeline's Deploy step in the workflow's "
+            f"account, but the first release stage ({first}) is served from account {self.stage_accounts[first].account} "
+            "(deployment.accounts): register PendingManualApproval (a person's approval reaches that account's deploy "
+            f"function), or serve {first} from the workflow's account"
+        )
+
     @property
     def stack_name(self) -> str:
         """The workflow stack's CloudFormation name (the CDK app's; the CLI reads its outputs by it)."""
@@ -709,21 +726,6 @@ class Config(_Section):
         """Where the drift monitor's reports of `endpoint` go: `<window start>/monitor.json`, `report.html` and
         `atypical.json` below it (containers/deploy/monitor_start.py names the window's folder)."""
         return S3Location(artifact_bucket, f"{MONITORING_PREFIX}/{endpoint}/")
-
-    def cross_account_deploy_step_problem(self) -> str:
-        """Why the pipeline's Deploy step cannot deploy, or "": it runs in the workflow's account, so with
-        registry.approval_status Approved (the step exists) the first stage must be served from that account. Checked
-        where stacks are built (infra/app.py), not when the file loads: the local engine has no accounts, and the
-        repository's own `local` profile registers Approved."""
-        first = (self.deployment.stages or ["production"])[0]
-        if self.registry.approval_status != "Approved" or first not in self.stage_accounts:
-            return ""
-        return (
-            f"registry.approval_status: Approved deploys each package from the pipeline's Deploy step in the workflow's "
-            f"account, but the first release stage ({first}) is served from account {self.stage_accounts[first].account} "
-            "(deployment.accounts): register PendingManualApproval (a person's approval reaches that account's deploy "
-            f"function), or serve {first} from the workflow's account"
-        )
 
     @property
     def monitoring_job_prefix(self) -> str:

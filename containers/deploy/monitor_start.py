@@ -21,6 +21,11 @@ window again. The function:
   answered, so those captures are older than the window: the job reads them for the accuracy in service only.
   Only captures since the served package's endpoint config was made count (--served-since): earlier answers
   were another package's;
+- for an endpoint served from a release stage's own account (WORKFLOW_ACCOUNT set: infra/stage_stack.py), where
+  captures and reports are that account's and the package, its baselines, the labels and the review batches are the
+  workflow account's: describes the package in its ARN's account and region, copies its two baseline files into the
+  window's report folder (reading them only from a bucket the workflow account owns: ExpectedBucketOwner), so that
+  the job reads nothing outside its own account, and gives the job no labelled inputs (the answer says why);
 - starts a Processing job on the processing image running containers/monitoring/monitor.py, network-isolated,
   its volume and output encrypted with the project's key: one input per hour folder, one for the baselines'
   folder, the label files and the reviewed capture files (each a manifest the function writes into the window's
@@ -77,6 +82,7 @@ REVIEW = "review.json"  # a review batch's document (pipelines/review.py write_b
 # A YOLO set's images under the labels prefix are not labels: left out (containers/processing/formats/yolo.py's
 # IMAGE_SUFFIXES, lower case; a test holds them equal).
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+BASELINE_COPIES = "baseline/"  # of a window's report folder: a stage account's copies of the package's baselines
 OUTPUT_NAME = "monitor"  # the job's one output, which the metrics function reads
 REPORT = "monitor.json"  # containers/monitoring/monitor.py's MONITOR; a test holds them equal
 # The package's baselines as Evaluate names them (containers/monitoring/statistics.py; a test holds them equal),
@@ -108,7 +114,11 @@ ENVIRONMENT = {
     "labels": "LABELS_PREFIX",
     "reviews": "REVIEW_PREFIX",
 }
-OPTIONAL_ENVIRONMENT = {"label_attribute": "LABEL_ATTRIBUTE"}  # set only when pipeline.yaml names data.label_attribute
+# LABEL_ATTRIBUTE: set only when pipeline.yaml names data.label_attribute. WORKFLOW_ACCOUNT: set only in a release
+# stage's own account, where the workflow's account holds the package, its baselines, the labels and the review
+# batches; the settings of the accuracy in service (ACCURACY) are then not set, since that account's are not read.
+OPTIONAL_ENVIRONMENT = {"label_attribute": "LABEL_ATTRIBUTE", "workflow_account": "WORKFLOW_ACCOUNT"}
+ACCURACY = ("labels", "reviews")
 
 
 @dataclass(frozen=True)
@@ -144,18 +154,31 @@ class Settings:
     labels: str = ""  # the labels prefix, an S3 URI ending in /: where label exports land (Config.labels_prefix)
     reviews: str = ""  # where review batches are written in the artifacts bucket (a key prefix ending in /)
     label_attribute: str = ""  # of Ground Truth manifests with several bounding-box attributes
+    # The workflow's account, when it is not this function's: the baselines are read from a bucket of that account
+    # and copied into `bucket`, and the accuracy in service is not computed.
+    workflow_account: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         """The settings the stack gives the function; a missing or unusable variable is a StartError naming it."""
-        raw = {}
+        raw = {name: (environ.get(variable) or "").strip() for name, variable in OPTIONAL_ENVIRONMENT.items()}
+        elsewhere = raw["workflow_account"]
+        if elsewhere and not re.fullmatch(r"\d{12}", elsewhere):
+            raise StartError(f"environment variable WORKFLOW_ACCOUNT must be an account id of 12 digits (got {elsewhere!r})")
         for name, variable in ENVIRONMENT.items():
             value = (environ.get(variable) or "").strip()
+            if elsewhere and name in ACCURACY:
+                if value:
+                    raise StartError(
+                        f"environment variable {variable} is set with WORKFLOW_ACCOUNT: the labels and review batches are "
+                        f"account {elsewhere}'s, which this function does not read"
+                    )
+                raw[name] = ""
+                continue
             if not value:
                 raise StartError(f"environment variable {variable} is not set")
             raw[name] = value
-        raw |= {name: (environ.get(variable) or "").strip() for name, variable in OPTIONAL_ENVIRONMENT.items()}
-        if not re.fullmatch(r"s3://[^/]+/(?:.+/)?", raw["labels"]):
+        if not elsewhere and not re.fullmatch(r"s3://[^/]+/(?:.+/)?", raw["labels"]):
             raise StartError(f"environment variable LABELS_PREFIX must be an S3 URI ending in / (got {raw['labels']!r})")
         try:
             places = {endpoint: Place(**place) for endpoint, place in json.loads(raw["endpoints"]).items()}
@@ -254,8 +277,9 @@ class Baselines:
     notes: tuple[str, ...] = ()
 
 
-def baselines_of(sagemaker: Any, settings: Settings, endpoint: Mapping[str, Any]) -> Baselines:
-    """The served package and the folder of its baselines that the monitoring job may read."""
+def baselines_of(sagemaker: Any, settings: Settings, endpoint: Mapping[str, Any], registry: Any = None) -> Baselines:
+    """The served package and the folder of its baselines that the monitoring job may read. `registry` describes the
+    package (None: a client of the package's region, deploy.registry_for: the workflow's region may not be ours)."""
     served = deploy.served_package(sagemaker, endpoint)
     name = endpoint.get("EndpointName", "")
     if served is None:
@@ -264,10 +288,8 @@ def baselines_of(sagemaker: Any, settings: Settings, endpoint: Mapping[str, Any]
     if served.group and served.group != settings.group:
         return Baselines(package, notes=(f"endpoint {name} serves a package of another group, {served.group}: no baseline",))
     try:
-        described = sagemaker.describe_model_package(ModelPackageName=served.arn)
-    except ClientError as exc:
-        if not deploy.is_not_found(exc):
-            raise
+        described = deploy.describe_package(registry or deploy.registry_for(served.arn, sagemaker), served.arn)
+    except deploy.DeployError:  # not found; any other refusal is raised as it came
         return Baselines(package, notes=(f"the served package {package} was deleted: no baseline",))
     return usable_baselines(settings, package, described.get("DriftCheckBaselines") or {})
 
@@ -275,10 +297,10 @@ def baselines_of(sagemaker: Any, settings: Settings, endpoint: Mapping[str, Any]
 def usable_baselines(settings: Settings, package: str, recorded: Mapping[str, Any]) -> Baselines:
     """The folder of the recorded baselines that the job may read and the monitor finds by name: the first
     usable one's folder, which Register's two share (Evaluate's output); a baseline elsewhere is left out,
-    and the monitor reports its kind as having no baseline."""
-    readable = re.compile(
-        rf"^s3://{re.escape(settings.bucket)}/{re.escape(settings.baseline_prefix)}(?:[^/]+/)+{re.escape(settings.baseline_folder)}/$"
-    )
+    and the monitor reports its kind as having no baseline. In a stage's own account the workflow's artifacts bucket
+    is any bucket by name (this account does not know it): reading holds it to the workflow account (copy_baselines)."""
+    bucket = "[^/]+" if settings.workflow_account else re.escape(settings.bucket)
+    readable = re.compile(rf"^s3://{bucket}/{re.escape(settings.baseline_prefix)}(?:[^/]+/)+{re.escape(settings.baseline_folder)}/$")
     folder, missing, notes = None, [], []
     for member, (name, kind) in BASELINES.items():
         uri = str(((recorded.get(member) or {}).get("Statistics") or {}).get("S3Uri") or "")
@@ -290,7 +312,7 @@ def usable_baselines(settings: Settings, package: str, recorded: Mapping[str, An
         elif file != name:
             reason = f"{package}'s {member} statistics are {uri}, not a {name}"
         elif not readable.match(where):
-            reason = f"{package}'s {member} statistics {uri} are not in an {settings.baseline_folder}/ folder of s3://{settings.bucket}/{settings.baseline_prefix}"
+            reason = f"{package}'s {member} statistics {uri} are not in an {settings.baseline_folder}/ folder of s3://{_artifacts(settings)}/{settings.baseline_prefix}"
         elif folder not in (None, where):
             reason = f"{package}'s {member} statistics {uri} are not beside the other baseline, in {folder}"
         if reason:
@@ -299,6 +321,40 @@ def usable_baselines(settings: Settings, package: str, recorded: Mapping[str, An
         else:
             folder = where
     return Baselines(package, folder, tuple(missing), tuple(notes))
+
+
+def _artifacts(settings: Settings) -> str:
+    """The bucket of the executions' outputs, as the answer names it."""
+    return f"<the artifacts bucket of account {settings.workflow_account}>" if settings.workflow_account else settings.bucket
+
+
+def copy_baselines(s3: Any, settings: Settings, endpoint: str, window: Window, baselines: Baselines) -> Baselines:
+    """In a stage's own account: the package's baselines copied from the workflow account's bucket into the window's
+    report folder, which the job reads (its role reads nothing of another account). The read names the workflow's
+    account as the bucket's owner (ExpectedBucketOwner: "If the account ID that you provide does not match the actual
+    owner of the bucket, the request fails with the HTTP status code 403 Forbidden", GetObject, Amazon S3 API
+    Reference). A baseline that cannot be read is left out, and the answer says why."""
+    if not baselines.folder:
+        return baselines
+    source = baselines.folder.removeprefix("s3://")
+    bucket, _, prefix = source.partition("/")
+    place = f"{settings.endpoints[endpoint].reports}{window.folder}/{BASELINE_COPIES}"
+    missing, notes, copied = list(baselines.missing), list(baselines.notes), 0
+    for name, kind in BASELINES.values():
+        if kind in baselines.missing:
+            continue
+        try:  # a bucket in another region is reached by botocore's own redirect (as deploy.py reads archives)
+            body = s3.get_object(Bucket=bucket, Key=prefix + name, ExpectedBucketOwner=settings.workflow_account)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "an error")
+            missing.append(kind)
+            why = f"could not be read from account {settings.workflow_account} ({code})"
+            notes.append(f"{baselines.folder}{name} {why}: its {kind} statistics are not compared")
+            continue
+        s3.put_object(Bucket=settings.bucket, Key=place + name, Body=body, ContentType="application/json")
+        copied += 1
+    folder = f"s3://{settings.bucket}/{place}" if copied else None
+    return Baselines(baselines.package, folder, tuple(missing), tuple(notes))
 
 
 # The accuracy in service.
@@ -408,8 +464,12 @@ def accuracy_inputs(
     sagemaker: Any, s3: Any, settings: Settings, endpoint: str, described: Mapping[str, Any] | None, baselines: Baselines, room: int
 ) -> Labelled:
     """What the window's job reads for the accuracy in service of the package `baselines` names, in at most `room`
-    inputs: nothing when the endpoint serves no package of the group (no labels of ours can score it). `cardamage
-    monitor --since` on AWS (pipelines/backends/aws.py) fetches the same, through this function."""
+    inputs: nothing when the endpoint serves no package of the group (no labels of ours can score it), or in a stage's
+    own account (its starter reads no labels or review batches of the workflow's). `cardamage monitor --since` on AWS
+    (pipelines/backends/aws.py) fetches the same, through this function."""
+    if settings.workflow_account:
+        reason = f"the labels and review batches are in the workflow's account {settings.workflow_account}, not {endpoint}'s: no accuracy in service"
+        return Labelled(notes=(reason,))
     if not (baselines.package or "").startswith(f"{settings.group}/"):
         return Labelled(notes=(f"{endpoint} serves no package of {settings.group}: no accuracy in service",))
     return labelled_inputs(sagemaker, s3, settings, endpoint, described, room)
@@ -518,9 +578,10 @@ def empty_report(window: Window, baselines: Baselines) -> dict[str, Any]:
     }
 
 
-def start(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, now: datetime) -> dict[str, Any]:
+def start(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, now: datetime, registry: Any = None) -> dict[str, Any]:
     """Start the monitor over the window before `now` for `endpoint` (or write its empty report); the answer
-    says what was done: status "started", "running" (the window's job exists already), "empty" or "skipped"."""
+    says what was done: status "started", "running" (the window's job exists already), "empty" or "skipped".
+    `registry` describes the served package (baselines_of)."""
     if endpoint not in settings.endpoints:
         raise StartError(f"endpoint_name {endpoint!r} is not one this function monitors ({', '.join(sorted(settings.endpoints))})")
     window = window_before(now, settings.window_hours)
@@ -529,7 +590,10 @@ def start(sagemaker: Any, s3: Any, settings: Settings, endpoint: str, now: datet
     hours = captured_hours(s3, settings.bucket, settings.endpoints[endpoint], endpoint, window)
     if described is None and not hours:
         return {**answer, "status": "skipped", "reason": f"there is no endpoint {endpoint} and nothing was captured in the window"}
-    baselines = baselines_of(sagemaker, settings, described) if described else Baselines(notes=(f"there is no endpoint {endpoint} now: no baseline",))
+    gone = Baselines(notes=(f"there is no endpoint {endpoint} now: no baseline",))
+    baselines = baselines_of(sagemaker, settings, described, registry) if described else gone
+    if hours and settings.workflow_account:
+        baselines = copy_baselines(s3, settings, endpoint, window, baselines)
     answer |= {"package": baselines.package or "", "notes": list(baselines.notes), "report": report_folder(settings, endpoint, window) + REPORT}
     if not hours:
         place = settings.endpoints[endpoint]

@@ -13,11 +13,12 @@ import re
 from fnmatch import fnmatchcase
 
 import pytest
+from aws_cdk import Aws
 
 from containers.deploy.deploy import rollback_alarm_names
-from infra.cross_account import model_archives
+from infra.cross_account import baseline_files, model_archives
 from infra.drift import drift_alarm_name
-from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, stage_role_arn
+from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, MONITOR_ROLE, stage_role_arn
 from tests.infra.calls import policy_statements
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_artifact_expiry import key_prefix
@@ -69,9 +70,9 @@ def granted(statements: list[dict], account: str) -> list[dict]:
     return [s for s in statements if s.get("Principal") == root(account)]
 
 
-def test_the_group_lets_each_stage_account_s_deploy_role_describe_and_list_its_packages(three_accounts):
-    """Only the deploy function describes packages; SageMaker, as the endpoint role, makes the model from the
-    archive and the stage's image and reads no package."""
+def test_the_group_lets_each_stage_account_s_deploy_and_monitor_roles_describe_and_list_its_packages(three_accounts):
+    """Only the deploy function and the drift monitor's starter describe packages; SageMaker, as the endpoint role,
+    makes the model from the archive and the stage's image and reads no package."""
     template = three_accounts.template_json()
     _, group = one(template, "AWS::SageMaker::ModelPackageGroup")
     statements = group["Properties"]["ModelPackageGroupPolicy"]["Statement"]
@@ -80,26 +81,37 @@ def test_the_group_lets_each_stage_account_s_deploy_role_describe_and_list_its_p
         (statement,) = granted(statements, account)
         assert statement["Effect"] == "Allow"
         assert statement["Action"] == ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
-        assert statement["Condition"] == only_the_stage_roles(three_accounts, stage, (DEPLOY_ROLE,))
+        assert statement["Condition"] == only_the_stage_roles(three_accounts, stage, (DEPLOY_ROLE, MONITOR_ROLE))
         assert json.dumps(statement["Resource"]).endswith(':model-package/car-damage-models/*"]]}')
 
 
-def test_the_bucket_lets_them_get_the_model_archives_and_nothing_else(three_accounts, definition):
+def test_the_bucket_lets_them_get_the_model_archives_and_the_baselines_and_nothing_else(three_accounts, definition):
+    """The deploy and endpoint roles the archives, the drift monitor's starter the two baseline files."""
     template = three_accounts.template_json()
     artifacts = logical_id(template, "AWS::S3::Bucket", "Artifacts")
     (policy,) = [p for p in resources(template, "AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": artifacts}]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    archives = model_archives(three_accounts.config)
+    archives, baselines = model_archives(three_accounts.config), baseline_files(three_accounts.config)
     for stage, account in STAGE_ACCOUNTS.items():
-        (statement,) = granted(statements, account)
+        statement, reading_baselines = granted(statements, account)
         assert (statement["Sid"], statement["Action"]) == (f"{stage.capitalize()}ReadsModelArchives", "s3:GetObject")
         assert statement["Condition"] == only_the_stage_roles(three_accounts, stage)
         assert statement["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [artifacts, "Arn"]}, f"/{archives}"]]}
-    # The pattern reaches the archive of the definition's Train step and no other output the bucket holds.
+        assert (reading_baselines["Sid"], reading_baselines["Action"]) == (f"{stage.capitalize()}ReadsBaselines", "s3:GetObject")
+        monitor = three_accounts.stack.resolve(stage_role_arn("car-damage", stage, account, MONITOR_ROLE, partition=Aws.PARTITION))
+        assert reading_baselines["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [monitor]}}
+        assert reading_baselines["Resource"] == [{"Fn::Join": ["", [{"Fn::GetAtt": [artifacts, "Arn"]}, f"/{key}"]]} for key in baselines]
+    # The pattern reaches the archive of the definition's Train step and no other output the bucket holds; the
+    # baselines' reach the two files in the Evaluate step's output and nothing else there.
     rendered = json.loads(definition)
     models = key_prefix(step(rendered, "Train")["Arguments"]["OutputDataConfig"]["S3OutputPath"])
     (prepared,) = step(rendered, "PrepareData")["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     assert fnmatchcase(f"{models}pipelines-a1-Train-b2/output/model.tar.gz", archives)
+    evaluation = models.replace("/model/", "/evaluation/")
+    assert [
+        fnmatchcase(f"{evaluation}{name}", pattern) for name, pattern in zip(("data-baseline.json", "model-baseline.json"), baselines, strict=True)
+    ] == [True, True]
+    assert not [pattern for pattern in baselines if fnmatchcase(f"{evaluation}evaluation.json", pattern)]
     for key in (
         f"{key_prefix(prepared['S3Output']['S3Uri'])}train-00000-of-00004.tfrecord",
         f"{key_prefix(prepared['S3Output']['S3Uri'])}checkpoints/efficientdet-d0/512/8/2000/ckpt-5.index",
@@ -113,14 +125,19 @@ def test_the_bucket_lets_them_get_the_model_archives_and_nothing_else(three_acco
 
 def test_the_key_lets_them_decrypt_through_s3_only(three_accounts):
     statements = key_statements(three_accounts.template_json())
+    through_s3 = {"kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]}}
     for stage, account in STAGE_ACCOUNTS.items():
-        (statement,) = granted(statements, account)
+        statement, baselines = granted(statements, account)
         assert statement["Sid"] == f"{stage.capitalize()}DecryptsModelArchivesThroughS3"
         assert (statement["Action"], statement["Resource"]) == (["kms:Decrypt", "kms:DescribeKey"], "*")
-        assert statement["Condition"] == {
-            **only_the_stage_roles(three_accounts, stage),
-            "StringEquals": {"kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]}},
-        }
+        assert statement["Condition"] == {**only_the_stage_roles(three_accounts, stage), "StringEquals": through_s3}
+        assert (baselines["Sid"], baselines["Action"], baselines["Resource"]) == (
+            f"{stage.capitalize()}DecryptsBaselinesThroughS3",
+            "kms:Decrypt",
+            "*",
+        )
+        monitor = three_accounts.stack.resolve(stage_role_arn("car-damage", stage, account, MONITOR_ROLE, partition=Aws.PARTITION))
+        assert baselines["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [monitor]}, "StringEquals": through_s3}
 
 
 def test_no_account_but_the_configured_ones_is_named(three_accounts):
@@ -130,7 +147,7 @@ def test_no_account_but_the_configured_ones_is_named(three_accounts):
     from aws_cdk.region_info import RegionInfo
 
     template = three_accounts.template_json()
-    accounts = re.compile(r"(?<!\d)\d{12}(?!\d)")
+    accounts = re.compile(r"(?<![0-9a-f])\d{12}(?![0-9a-f])")  # not digits inside an asset's hash
     admitted: set[str] = set()
 
     def walk(node):

@@ -1,8 +1,9 @@
 """Drift monitoring as CloudFormation receives it (infra/drift.py, infra/monitoring.py): a schedule per stage's
 endpoint with pipeline.yaml's expression, the starter's settings, the three roles each narrowed to its work (the
 accuracy in service's reads included: label files, review batches, the job's manifests), the completed-job rule,
-and the drift alarm and failed-job rule that reach the topic. Only the endpoints of stages served from the workflow's
-own account are monitored: none at all when every stage is in an account of its own."""
+and the drift alarm and failed-job rule that reach the topic. The workflow stack monitors only the endpoints of stages
+served from its own account (none at all when every stage is in an account of its own); a stage account's endpoint is
+monitored from its own stack (tests/infra/test_stage_stacks.py)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_the_starter_is_configured_from_pipeline_yaml_in_the_variables_it_reads(
     function = template["Resources"][logical_id(template, "AWS::Lambda::Function", "StartFunction")]["Properties"]
     assert function["Handler"] == "monitor_start.handler"
     variables = function["Environment"]["Variables"]
-    assert set(variables) == {*monitor_start.ENVIRONMENT.values(), *monitor_start.OPTIONAL_ENVIRONMENT.values()}
+    assert set(variables) == {*monitor_start.ENVIRONMENT.values(), "LABEL_ATTRIBUTE"}  # not WORKFLOW_ACCOUNT: its own account's
     assert (variables["LABEL_ATTRIBUTE"], variables["REVIEW_PREFIX"]) == ("review", "review/")
     data = logical_id(template, "AWS::S3::Bucket", "StorageData")
     assert variables["LABELS_PREFIX"] == {"Fn::Join": ["", ["s3://", {"Ref": data}, "/labels/"]]}
@@ -213,8 +214,8 @@ def test_operators_read_review_batches_review_json_as_the_starter_does(workflow_
 
 def test_only_the_endpoints_of_stages_in_the_workflow_s_account_are_monitored(staging_here, three_accounts):
     """Production is in an account of its own: it gets no schedule, no place in the starter's settings, no capture
-    or report the job may touch and no drift alarm here; staging, served here, keeps all of them. With no stage
-    here there is no drift monitoring at all."""
+    or report the job may touch and no drift alarm here, but its own stack has them; staging, served here, keeps all of
+    them. With no stage here there is no drift monitoring at all in the workflow stack."""
     template, config = staging_here.template_json(), staging_here.config
     staging, production = config.stage_endpoints["staging"], config.stage_endpoints["production"]
     assert set(schedules(template)) == {staging}
@@ -226,6 +227,12 @@ def test_only_the_endpoints_of_stages_in_the_workflow_s_account_are_monitored(st
         policy = json.dumps(statements_of(template, role))
         assert f"/{production}/" not in policy and f"/{staging}/" in policy, role
     logical_id(template, "AWS::Events::Rule", "OnMonitoringJobFailed")
+    (production_stack,) = staging_here.stack.stage_stacks
+    production_template = staging_here.template_json(production_stack)
+    assert set(schedules(production_template)) == {production}
+    assert drift_alarm_name(production) in {
+        body["Properties"]["AlarmName"] for body in resources(production_template, "AWS::CloudWatch::Alarm").values()
+    }
     nothing = three_accounts.template_json()
     assert not resources(nothing, "AWS::Scheduler::Schedule")
     assert not [name for name in nothing["Resources"] if "DriftMonitoring" in name or "OnMonitoringJob" in name]

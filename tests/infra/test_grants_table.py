@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, stage_role_name
+from pipelines.config import DEPLOY_ROLE, ENDPOINT_ROLE, MONITOR_ROLE, stage_role_name
 from tests.infra.calls import Program, allows, python_files, resources_of, role_statements
 from tests.infra.test_cross_account import STAGE_ACCOUNTS, WORKFLOW, three_accounts  # noqa: F401 (the fixture)
 from tests.support import ROOT
@@ -49,21 +49,40 @@ class Row:
 
 
 DEPLOY = "containers/deploy/deploy.py:handler"
+MONITOR = "containers/deploy/monitor_start.py:handler"
+
+
+def reads_across(who: str, code: str, role: str, what: str) -> list[Row]:
+    """A stage role's three reads of the workflow account (infra.stage_stack.workflow_reads, `what` naming the objects
+    in the statement ids): the package, the objects, and their key as S3 reads them for it."""
+
+    def stage(sid: str) -> Side:
+        return Side("stage", role, sid)
+
+    def workflow(resource: str, sid: str) -> Side:
+        return Side("workflow", resource, sid)
+
+    return [
+        Row(who, code, "describe_model_package", "sagemaker:DescribeModelPackage",
+            stage("DescribeWorkflowPackages"), workflow("ModelPackageGroup", "{Stage}ReadsPackages")),
+        Row(who, code, "get_object", "s3:GetObject", stage(f"ReadWorkflow{what}"), workflow("ArtifactsPolicy", f"{{Stage}}Reads{what}")),
+        Row(who, code, "get_object", "kms:Decrypt", stage(f"DecryptWorkflow{what}"), workflow("StorageKey", f"{{Stage}}Decrypts{what}ThroughS3")),
+    ]  # fmt: skip
+
+
 ROWS = [
     # The stage's deploy function reads the workflow's package, its archive and the archive's key (the sha256 check
     # and, for a stage in another region, the copy).
-    Row(DEPLOY_ROLE, DEPLOY, "describe_model_package", "sagemaker:DescribeModelPackage",
-        Side("stage", "DeployRole", "DescribeWorkflowPackages"), Side("workflow", "ModelPackageGroup", "{Stage}ReadsPackages")),
-    Row(DEPLOY_ROLE, DEPLOY, "get_object", "s3:GetObject",
-        Side("stage", "DeployRole", "ReadWorkflowModelArchives"), Side("workflow", "ArtifactsPolicy", "{Stage}ReadsModelArchives")),
-    Row(DEPLOY_ROLE, DEPLOY, "get_object", "kms:Decrypt",
-        Side("stage", "DeployRole", "DecryptWorkflowModelArchives"), Side("workflow", "StorageKey", "{Stage}DecryptsModelArchivesThroughS3")),
+    *reads_across(DEPLOY_ROLE, DEPLOY, "DeployRole", "ModelArchives"),
     # SageMaker, as the stage's endpoint role, downloads the archive the model names (CreateModel's ModelDataUrl),
     # in the workflow's bucket for a stage in the workflow's region.
     Row(ENDPOINT_ROLE, "", "", "s3:GetObject",
         Side("stage", "EndpointRole", "ReadWorkflowModelArchives"), Side("workflow", "ArtifactsPolicy", "{Stage}ReadsModelArchives")),
     Row(ENDPOINT_ROLE, "", "", "kms:Decrypt",
         Side("stage", "EndpointRole", "DecryptWorkflowModelArchives"), Side("workflow", "StorageKey", "{Stage}DecryptsModelArchivesThroughS3")),
+    # The stage's drift monitor's starter describes the served package and copies its two baseline files into the
+    # stage's bucket (containers/deploy/monitor_start.py copy_baselines), decrypting them as S3 reads them for it.
+    *reads_across(MONITOR_ROLE, MONITOR, "MonitorRole", "Baselines"),
     # The workflow account's people and functions in a stage account: assuming its roles.
     Row("operator", "pipelines/cli/commands.py:promote", "assume_role", "sts:AssumeRole",
         Side("workflow", "PeopleOperator", "AssumeStagePromoteRoles"), Side("stage", "PromoteRole", "trust")),
@@ -147,7 +166,7 @@ def actions(found: dict) -> list[str]:
 
 
 def caller_arn(row: Row, stage: str) -> str:
-    if row.who in (DEPLOY_ROLE, ENDPOINT_ROLE):
+    if row.who in (DEPLOY_ROLE, ENDPOINT_ROLE, MONITOR_ROLE):
         return f"arn:{PARTITION}:iam::{STAGE_ACCOUNTS[stage]}:role/{stage_role_name('car-damage', stage, row.who)}"
     return f"arn:{PARTITION}:iam::{WORKFLOW}:root"  # the workflow account's principals, whom its own policies narrow
 
@@ -184,7 +203,9 @@ def test_each_action_across_accounts_is_allowed_on_both_sides_and_only_to_its_ca
     narrowed = theirs.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn")
     if row.caller.stack == "stage":
         assert caller_arn(row, stage) in [flat(arn) for arn in narrowed], f"{row.resource} does not admit {caller_arn(row, stage)}"
-        assert len(narrowed) <= 2  # the stage's deploy role, and for the archives its endpoint role: no other
+        # The stage's deploy role, and for the archives its endpoint role, for the packages its monitor role; for the
+        # baselines the monitor role alone: no other.
+        assert len(narrowed) <= 2
 
 
 def test_the_table_covers_every_statement_that_names_another_account(three_accounts):  # noqa: F811

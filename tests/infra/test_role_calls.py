@@ -6,7 +6,8 @@ What runs under each: the jobs' and endpoint's programs (the execution role), th
 (the pipeline role), Ground Truth (the labelling role), each function's handler in its own folder, the CLI
 commands of approvers and operators, and the CI/CD projects' buildspec commands. With release stages in accounts of
 their own (STAGE_ACCOUNT_CALLS): each stage's deploy function, the champion function with production's reader role,
-promote with the stages' promote roles, and the approvers' and operators' reads with the stages' reader roles."""
+promote with the stages' promote roles, the approvers' and operators' reads with the stages' reader roles, and each
+stage's drift monitor (its starter as the monitor role, its metrics function, its job role and its schedules' role)."""
 
 from __future__ import annotations
 
@@ -153,6 +154,7 @@ GROUND_TRUTH = (
     ),
 )
 FUNCTION = needs(LAMBDA_LOGS, "the function's log lines", "logs:CreateLogStream", "logs:PutLogEvents")
+SCHEDULING = needs(SCHEDULER_ROLE, "invoking the starter function on the schedule", "lambda:InvokeFunction")
 # A pipeline step type -> what SageMaker Pipelines calls with the pipeline's role to run it. Condition steps need
 # nothing themselves (their JsonGet reads, below); a Fail step only ends the execution.
 STEP_NEEDS = {
@@ -343,7 +345,7 @@ def test_the_monitoring_job_role_allows_what_sagemaker_does_for_a_processing_job
 
 def test_the_schedules_role_only_invokes_the_starter(workflow_template):
     role = "DriftMonitoringSchedulerRole"
-    _check(role, workflow_template, [], needs(SCHEDULER_ROLE, "invoking the starter function on the schedule", "lambda:InvokeFunction"))
+    _check(role, workflow_template, [], SCHEDULING)
     (statement,) = role_statements(workflow_template, logical_id(workflow_template, "AWS::IAM::Role", role))
     starter = logical_id(workflow_template, "AWS::Lambda::Function", "StartFunction")
     assert json.dumps(statement["Resource"]).count(starter) == 2  # the function, and (CDK's grant) its versions
@@ -389,9 +391,9 @@ def test_each_stage_s_deploy_role_allows_every_call_its_handler_makes(three_acco
     its archive across accounts and deploying in its own. Only production, in another region than the workflow's,
     copies the archive: staging's role may not write there."""
     template = stage_templates(three_accounts)[stage]
-    (function,) = resources_of(template, "AWS::Lambda::Function").values()
     role = logical_id(template, "AWS::IAM::Role", "DeployRole")
-    assert function["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]} and function["Properties"]["Handler"] == "deploy.handler"
+    (function,) = [f for f in resources_of(template, "AWS::Lambda::Function").values() if f["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}]
+    assert function["Properties"]["Handler"] == "deploy.handler"
     calls = Program(python_files("containers/deploy")).calls("containers/deploy/deploy.py:handler")
     copying = [call for call in calls if call not in in_the_workflow_account_alone(calls)]
     assert [call.method for call in copying] == ["upload_fileobj"]
@@ -400,6 +402,28 @@ def test_each_stage_s_deploy_role_allows_every_call_its_handler_makes(three_acco
     else:
         _check("DeployRole", template, in_the_workflow_account_alone(calls), FUNCTION)
     assert allows(allowed_actions(role_statements(template, role)), "s3:PutObject") == (stage == "production")
+
+
+# Each role of a stage stack's drift monitor (a fragment of its logical id) and the handler that runs as it.
+STAGE_DRIFT_FUNCTIONS = {"MonitorRole": "monitor_start.handler", "DriftMonitoringMetricsFunctionRole": "monitor_metrics.handler"}
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+def test_each_stage_s_drift_monitoring_roles_allow_what_their_code_and_aws_do_with_them(three_accounts, stage):
+    """The stage's starter runs as the monitor role (the name the workflow's grants admit), its metrics function as
+    its own role, its jobs as the job role and its schedules as the scheduler role, all in the stage's stack: each
+    allows the calls of its handler (followed through containers/deploy/) or what AWS does with it."""
+    template = stage_templates(three_accounts)[stage]
+    functions = resources_of(template, "AWS::Lambda::Function").values()
+    for fragment, handler in STAGE_DRIFT_FUNCTIONS.items():
+        role = logical_id(template, "AWS::IAM::Role", fragment)
+        (function,) = [f for f in functions if f["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}]
+        assert function["Properties"]["Handler"] == handler
+        module, name = handler.rsplit(".", 1)
+        calls = in_the_workflow_account_alone(Program(python_files("containers/deploy")).calls(f"containers/deploy/{module}.py:{name}"))
+        _check(fragment, template, calls, FUNCTION)
+    _check("DriftMonitoringJobRole", template, [], EXECUTION)
+    _check("DriftMonitoringSchedulerRole", template, [], SCHEDULING)
 
 
 def test_the_champion_function_and_production_s_reader_role_allow_every_call_of_its_handler(three_accounts):

@@ -4,8 +4,10 @@ the names the workflow stack's grants admit; the stage's deploy function (deploy
 has the stage's settings, its endpoint's rules and rollback alarms, and the stage account's own key and bucket;
 only the first stage (staging) has the approvals bus, which admits the workflow account only and is the one bus the
 workflow stack forwards approvals to; each stage has a promote role the workflow account may assume, and the last
-(production) the champion role only the workflow's champion function may assume; and without stage accounts there
-is none of it."""
+(production) the champion role only the workflow's champion function may assume; each stage's endpoint has its drift
+monitor in its stack, in the stage's own bucket with its own key and its own copy of the processing image, its
+starter reading the served package's baselines from the workflow account; and without stage accounts there is none
+of it."""
 
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ import pytest
 from containers.deploy import deploy
 from containers.deploy.deploy import PACKAGE_EVENT, DeploySettings, rollback_alarm_names
 from infra.cross_account import model_archives
+from infra.drift import drift_alarm_name
 from pipelines.config import stage_event_bus_arn, stage_event_bus_name, stage_function_name, workflow_key_alias
 from tests.infra import test_cross_account
 from tests.infra.conftest import with_infrastructure
 from tests.infra.test_checks import IGNORED_CFN_LINT
 from tests.infra.test_cross_account import ACCOUNTS, PRODUCTION, STAGE_ACCOUNTS, STAGING, WORKFLOW, root
-from tests.infra.test_permissions import key_statements
+from tests.infra.test_permissions import actions, key_statements
 from tests.infra.test_workflow_stack import logical_id, one, resources
 
 three_accounts = test_cross_account.three_accounts  # the same synthesized app (the synthesize fixture caches it)
@@ -79,16 +82,21 @@ def test_the_stage_roles_are_the_ones_the_workflow_grants_admit(three_accounts):
     walk(workflow["Resources"])
     for stage, stack in stage_stacks(three_accounts).items():
         account, template = STAGE_ACCOUNTS[stage], three_accounts.template_json(stack)
-        names = [role_named(template, suffix)[1]["Properties"]["RoleName"] for suffix in ("-deploy", "-endpoint")]
-        assert names == [f"car-damage-{stage}-deploy", f"car-damage-{stage}-endpoint"]
-        created = [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{account}:role/{name}"]]} for name in names]
-        # The group's policy admits the deploy role (only it describes packages), the bucket's and the key's both.
-        assert sorted(conditions[account], key=len) == [created[:1], created, created]
+        names = [role_named(template, suffix)[1]["Properties"]["RoleName"] for suffix in ("-deploy", "-endpoint", "-monitor")]
+        assert names == [f"car-damage-{stage}-deploy", f"car-damage-{stage}-endpoint", f"car-damage-{stage}-monitor"]
+        deploy_role, endpoint_role, monitor_role = (
+            {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{account}:role/{name}"]]} for name in names
+        )
+        # The group's policy admits the deploy role and the drift monitor's starter (they describe packages), the
+        # bucket's and the key's the deploy and endpoint roles for the archives and the starter for the baselines.
+        expected = [[deploy_role, monitor_role], [deploy_role, endpoint_role], [deploy_role, endpoint_role], [monitor_role], [monitor_role]]
+        assert sorted(map(json.dumps, conditions[account])) == sorted(map(json.dumps, expected))
 
 
 def function_of(template: dict) -> tuple[str, dict]:
-    """The stage's deploy function: the stack's one function."""
-    return one(template, "AWS::Lambda::Function")
+    """The stage's deploy function: the stack's function named for promote (the drift monitor's have no name)."""
+    (found,) = [(name, body) for name, body in resources(template, "AWS::Lambda::Function").items() if "FunctionName" in body["Properties"]]
+    return found
 
 
 def test_only_the_first_stage_has_the_approvals_bus_which_admits_the_workflow_account_only_and_invokes_its_function(three_accounts):
@@ -234,31 +242,36 @@ def test_each_stage_s_endpoint_state_changes_invoke_its_function_from_the_accoun
         assert target["Arn"] == {"Fn::GetAtt": [function_of(template)[0], "Arn"]} and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
 
 
-def test_each_stage_s_rollback_alarms_are_the_ones_its_function_names_and_tell_its_encrypted_topic(three_accounts):
+def test_each_stage_s_rollback_and_drift_alarms_and_failed_monitoring_jobs_tell_its_encrypted_topic(three_accounts):
     """The function rolls updates back on alarms by name: they are in the stage's stack, on its endpoint, and they
     and the function (a rollback's or failure's notice) reach the stage's own topic, encrypted with its key, which
-    only those alarms may publish to (no rule publishes there)."""
+    only those alarms, the endpoint's drift alarm and the rule on its failed monitoring jobs may publish to."""
     from tests.infra.test_permissions import tail
 
     for stage, stack in stage_stacks(three_accounts).items():
         template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
         alarms = [body["Properties"] for body in resources(template, "AWS::CloudWatch::Alarm").values()]
         names = [alarm["AlarmName"] for alarm in alarms]
-        assert (
-            names
-            == list(rollback_alarm_names(endpoint))
-            == function_of(template)[1]["Properties"]["Environment"]["Variables"]["ROLLBACK_ALARMS"].split(",")
-        )
+        rolling_back = function_of(template)[1]["Properties"]["Environment"]["Variables"]["ROLLBACK_ALARMS"].split(",")
+        assert names == [*rollback_alarm_names(endpoint), drift_alarm_name(endpoint)] and rolling_back == names[:3]
         (key, _), (topic, body) = one(template, "AWS::KMS::Key"), one(template, "AWS::SNS::Topic")
         assert body["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
         for alarm in alarms:
             assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
-            assert json.dumps({"Name": "EndpointName", "Value": endpoint}) in json.dumps(alarm)
+            assert json.dumps({"Name": "EndpointName", "Value": endpoint}) in json.dumps(alarm) or alarm["Dimensions"] == [
+                {"Name": "Endpoint", "Value": endpoint}  # the drift alarm: the metrics function's dimension
+            ]
+        failed = logical_id(template, "AWS::Events::Rule", "OnMonitoringJobFailed")
+        (target,) = template["Resources"][failed]["Properties"]["Targets"]
+        assert target["Arn"] == {"Ref": topic}
         (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
-        (publishing,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        rules, publishing = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        assert rules["Principal"] == {"Service": "events.amazonaws.com"}
+        assert rules["Condition"] == {"ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [failed, "Arn"]}]}}
         assert publishing["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
         assert [tail(arn) for arn in publishing["Condition"]["ArnEquals"]["aws:SourceArn"]] == [f":alarm:{name}" for name in names]
-        assert [s["Sid"] for s in key_statements(template) if "Sid" in s] == ["AlarmsPublishToTheEncryptedTopic"]
+        sids = [s["Sid"] for s in key_statements(template) if "Sid" in s]
+        assert sids == ["RulesPublishToTheEncryptedTopic", "AlarmsPublishToTheEncryptedTopic"]
         deploy_role, _ = role_named(template, "-deploy")
         assert {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic}} in policy_statements(template, deploy_role)
 
@@ -402,6 +415,177 @@ def test_the_stage_templates_pass_cfn_lint_and_cdk_nag(three_accounts):
         assert not [f"{m.rule.id} {m.message}" for m in matches if m.rule.id not in IGNORED_CFN_LINT and not m.rule.id.startswith("I")]
         metadata = json.loads((three_accounts.outdir / f"{stack.artifact_id}.metadata.json").read_text())
         assert "AwsSolutions-IAM5[Resource::*]" in json.dumps(metadata)
+
+
+def docker_images(synthesized, stack) -> dict[str, dict]:
+    """The Docker image assets of `stack` (its assets manifest): digest -> source and destinations."""
+    return json.loads((synthesized.outdir / f"{stack.artifact_id}.assets.json").read_text())["dockerImages"]
+
+
+def statements_by_sid(template: dict, role: str) -> dict[str, dict]:
+    return {statement.get("Sid", f"#{index}"): statement for index, statement in enumerate(policy_statements(template, role))}
+
+
+def names_account(statement: dict, account: str) -> bool:
+    return account in json.dumps(statement)
+
+
+@pytest.mark.parametrize("stage", list(STAGE_ACCOUNTS))
+def test_each_stage_s_endpoint_is_monitored_from_its_own_stack_with_its_bucket_key_and_image(three_accounts, stage):
+    """A schedule for the stage's endpoint invokes the starter, which the stack configures with the stage's bucket,
+    key and copy of the processing image, the job role, and the workflow's account; it has no labels or review
+    batches (the workflow account's), and monitor_start accepts the settings."""
+    from containers.deploy import monitor_start
+    from tests.infra.test_workflow_stack import fake_values
+
+    stack = stage_stacks(three_accounts)[stage]
+    template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+    account, region = STAGE_ACCOUNTS[stage], REGIONS[stage]
+    starter = logical_id(template, "AWS::Lambda::Function", "StartFunction")
+    (schedule,) = [body["Properties"] for body in resources(template, "AWS::Scheduler::Schedule").values()]
+    assert json.loads(schedule["Target"]["Input"]) == {"endpoint_name": endpoint}
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": [starter, "Arn"]} and schedule["ScheduleExpression"] == "rate(1 hour)"
+    properties = template["Resources"][starter]["Properties"]
+    assert properties["Role"] == {"Fn::GetAtt": [role_named(template, "-monitor")[0], "Arn"]}
+    variables = properties["Environment"]["Variables"]
+    bucket, (key, _) = logical_id(template, "AWS::S3::Bucket", "StorageBucket"), one(template, "AWS::KMS::Key")
+    (image,) = docker_images(three_accounts, stack).items()
+    repository = f"cdk-hnb659fds-container-assets-{account}-{region}"
+    assert variables == {
+        "ARTIFACT_BUCKET": {"Ref": bucket},
+        "ENDPOINTS": json.dumps({endpoint: {"captures": f"data-capture/{endpoint}/", "reports": f"monitoring/{endpoint}/", "stage": stage}}),
+        "MODEL_PACKAGE_GROUP": "car-damage-models",
+        "ROLE_ARN": {"Fn::GetAtt": [logical_id(template, "AWS::IAM::Role", "DriftMonitoringJobRole"), "Arn"]},
+        "IMAGE_URI": {"Fn::Sub": f"{account}.dkr.ecr.{region}.${{AWS::URLSuffix}}/{repository}:{image[0]}"},
+        "KMS_KEY_ID": {"Fn::GetAtt": [key, "Arn"]},
+        "INSTANCE_TYPE": "ml.m5.large",
+        "VOLUME_SIZE_GB": "30",
+        "MAX_RUNTIME_SECONDS": "3600",
+        "WINDOW_HOURS": "1",
+        "ATYPICAL": "20",
+        "JOB_PREFIX": "car-damage-monitor",
+        "BASELINE_PREFIX": "car-damage-pipeline/",
+        "BASELINE_FOLDER": "evaluation",
+        "WORKFLOW_ACCOUNT": WORKFLOW,
+    }
+    literals = {"ARTIFACT_BUCKET": "stage-bucket", "IMAGE_URI": "image"}  # what CloudFormation gives for these references
+    faked = {name: literals.get(name) or fake_values(value, template) for name, value in variables.items()}
+    settings = monitor_start.Settings.from_environment(faked)
+    assert (settings.workflow_account, settings.labels, list(settings.endpoints)) == (WORKFLOW, "", [endpoint])
+    # The image is the workflow's processing image (the same source), published into the stage's own account.
+    workflow_images = docker_images(three_accounts, three_accounts.stack).items()
+    (workflow_image,) = [digest for digest, body in workflow_images if body["source"]["dockerFile"] == "containers/processing/Dockerfile"]
+    assert image[0] == workflow_image and image[1]["source"]["dockerFile"] == "containers/processing/Dockerfile"
+    (destination,) = image[1]["destinations"].values()
+    assert (destination["repositoryName"], destination["region"]) == (repository, region)
+    assert destination["assumeRoleArn"] == f"arn:${{AWS::Partition}}:iam::{account}:role/cdk-hnb659fds-image-publishing-role-{account}-{region}"
+
+
+@pytest.mark.parametrize("stage", list(STAGE_ACCOUNTS))
+def test_each_stage_s_monitoring_job_reads_and_writes_its_own_bucket_only_and_pulls_its_own_image(three_accounts, stage):
+    """Captures and the starter's copies of the baselines in, reports out, in the stage's bucket with its key; the
+    processing image from the stage account's bootstrap repository; nothing of the workflow account."""
+    stack = stage_stacks(three_accounts)[stage]
+    template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+    account, region = STAGE_ACCOUNTS[stage], REGIONS[stage]
+    job = logical_id(template, "AWS::IAM::Role", "DriftMonitoringJobRole")
+    by_sid = statements_by_sid(template, job)
+    objects = {"Fn::GetAtt": [logical_id(template, "AWS::S3::Bucket", "StorageBucket"), "Arn"]}
+    assert by_sid["ReadCapturesAndBaselines"]["Resource"] == [
+        {"Fn::Join": ["", [objects, f"/data-capture/{endpoint}/*"]]},
+        {"Fn::Join": ["", [objects, f"/monitoring/{endpoint}/*/baseline/*"]]},
+    ]
+    assert by_sid["ListCapturesAndBaselines"]["Condition"] == {
+        "StringLike": {"s3:prefix": [f"data-capture/{endpoint}/*", f"monitoring/{endpoint}/*/baseline/*"]}
+    }
+    assert by_sid["WriteReports"]["Resource"] == {"Fn::Join": ["", [objects, f"/monitoring/{endpoint}/*"]]}
+    assert by_sid["UseTheKeyForData"]["Resource"] == {"Fn::GetAtt": [one(template, "AWS::KMS::Key")[0], "Arn"]}
+    assert "ReadLabelsAndManifests" not in by_sid and "ListLabels" not in by_sid  # no accuracy in service here
+    for statement in by_sid.values():  # every S3 statement is on the stage's own bucket
+        if any(action.startswith("s3:") for action in actions(statement)):
+            assert json.dumps(objects) in json.dumps(statement["Resource"]) and ":s3:::" not in json.dumps(statement["Resource"])
+    pull = f":ecr:{region}:{account}:repository/cdk-hnb659fds-container-assets-{account}-{region}"
+    assert [s["Resource"]["Fn::Join"][1][-1] for s in by_sid.values() if "ecr:BatchGetImage" in s["Action"]] == [pull]
+    assert not [sid for sid, s in by_sid.items() if names_account(s, WORKFLOW)]
+
+
+@pytest.mark.parametrize("stage", list(STAGE_ACCOUNTS))
+def test_each_stage_s_starter_reads_the_served_package_s_baselines_of_the_workflow_account_only(three_accounts, stage):
+    """The monitor role (the starter's, named for the workflow's grants) describes packages of the workflow's group and
+    reads the two baseline files in a bucket of the workflow account, through its key by alias in its region; in its
+    own account it lists the captures, writes the window's reports and copies, and starts jobs as the job role."""
+    from pipelines.config import MONITOR_ROLE, stage_role_name
+
+    stack = stage_stacks(three_accounts)[stage]
+    template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+    role_id, role = role_named(template, "-monitor")
+    assert role["Properties"]["RoleName"] == stage_role_name("car-damage", stage, MONITOR_ROLE)
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    by_sid = statements_by_sid(template, role_id)
+    across = {sid for sid, s in by_sid.items() if names_account(s, WORKFLOW)}
+    assert across == {"DescribeWorkflowPackages", "ReadWorkflowBaselines", "DecryptWorkflowBaselines"}
+    assert by_sid["DescribeWorkflowPackages"]["Resource"]["Fn::Join"][1][-1] == f":sagemaker:us-east-1:{WORKFLOW}:model-package/car-damage-models/*"
+    baselines = by_sid["ReadWorkflowBaselines"]
+    assert (baselines["Action"], baselines["Condition"]) == ("s3:GetObject", {"StringEquals": {"aws:ResourceAccount": WORKFLOW}})
+    assert [resource["Fn::Join"][1][-1] for resource in baselines["Resource"]] == [
+        ":s3:::*/car-damage-pipeline/*/evaluation/data-baseline.json",
+        ":s3:::*/car-damage-pipeline/*/evaluation/model-baseline.json",
+    ]
+    key = by_sid["DecryptWorkflowBaselines"]
+    assert (key["Action"], key["Resource"]["Fn::Join"][1][-1]) == ("kms:Decrypt", f":kms:us-east-1:{WORKFLOW}:key/*")
+    assert key["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": [workflow_key_alias("car-damage")]}
+    assert key["Condition"]["StringEquals"] == {"kms:ViaService": {"Fn::Join": ["", ["s3.us-east-1.", {"Ref": "AWS::URLSuffix"}]]}}
+    objects = {"Fn::GetAtt": [logical_id(template, "AWS::S3::Bucket", "StorageBucket"), "Arn"]}
+    assert by_sid["WriteEmptyReports"]["Resource"] == {"Fn::Join": ["", [objects, f"/monitoring/{endpoint}/*"]]}
+    assert by_sid["ReadTheServedPackage"]["Action"] == ["sagemaker:DescribeEndpoint", "sagemaker:ListTags"]  # the package: across
+    assert not {"ListLabels", "ListReviewBatches", "ReadReviewBatches"} & set(by_sid)
+    job = logical_id(template, "AWS::IAM::Role", "DriftMonitoringJobRole")
+    assert by_sid["PassTheJobRoleToSageMakerOnly"]["Resource"] == {"Fn::GetAtt": [job, "Arn"]}
+
+
+def test_the_stage_s_metrics_are_its_own_account_s_and_its_drift_alarm_watches_its_endpoint(three_accounts):
+    for stage, stack in stage_stacks(three_accounts).items():
+        template, endpoint = three_accounts.template_json(stack), three_accounts.config.stage_endpoints[stage]
+        metrics = logical_id(template, "AWS::Lambda::Function", "MetricsFunction")
+        assert template["Resources"][metrics]["Properties"]["Environment"]["Variables"] == {
+            "METRIC_NAMESPACE": "car-damage/Monitoring",
+            "JOB_PREFIX": "car-damage-monitor",
+        }
+        completed = template["Resources"][logical_id(template, "AWS::Events::Rule", "OnMonitoringJobCompleted")]["Properties"]
+        assert [target["Arn"] for target in completed["Targets"]] == [{"Fn::GetAtt": [metrics, "Arn"]}]
+        (alarm,) = [
+            body["Properties"]
+            for body in resources(template, "AWS::CloudWatch::Alarm").values()
+            if body["Properties"]["AlarmName"] == drift_alarm_name(endpoint)
+        ]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
+            "car-damage/Monitoring",
+            "Drift",
+            [{"Name": "Endpoint", "Value": endpoint}],
+        )
+
+
+def test_without_drift_monitoring_no_stage_stack_monitors_and_the_workflow_grants_nothing_for_it(synthesize):
+    """Monitoring off: no schedule, monitor role or alarm in the stage stacks, and the workflow's grants name no
+    monitor role and no baseline."""
+    text = with_infrastructure(
+        "", {"  account: null\n": f'  account: "{WORKFLOW}"\n', ACCOUNTS[0]: ACCOUNTS[1], "  enabled: true\n": "  enabled: false\n"}
+    )
+    synthesized = synthesize(text, account=WORKFLOW, region="us-east-1")
+    for stack in synthesized.stack.stage_stacks:
+        template = synthesized.template_json(stack)
+        assert stack.drift is None and not resources(template, "AWS::Scheduler::Schedule")
+        assert not [role for role in resources(template, "AWS::IAM::Role").values() if role["Properties"].get("RoleName", "").endswith("-monitor")]
+        assert [body["Properties"]["AlarmName"] for body in resources(template, "AWS::CloudWatch::Alarm").values()] == list(
+            rollback_alarm_names(stack.endpoint_name)
+        )
+    admitted = []
+    for body in synthesized.template_json()["Resources"].values():
+        for key in ("PolicyDocument", "KeyPolicy", "ModelPackageGroupPolicy"):
+            for statement in body["Properties"].get(key, {}).get("Statement", []):
+                admitted += [json.dumps(arn) for arn in statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", [])]
+    assert admitted and not [arn for arn in admitted if "-monitor" in arn]  # the grants to the deploy and endpoint roles only
+    assert not [arn for arn in admitted if "-deploy" not in arn and "-endpoint" not in arn]
 
 
 def test_a_stage_region_needs_the_workflow_s_region(definition):

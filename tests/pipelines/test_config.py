@@ -341,6 +341,7 @@ def test_the_names_across_accounts_come_from_the_project_the_stage_and_the_accou
         "arn:aws:iam::222222222222:role/fleet-production-deploy",
         "arn:aws:iam::222222222222:role/fleet-production-promote",
         "arn:aws:iam::222222222222:role/fleet-production-reader",
+        "arn:aws:iam::222222222222:role/fleet-production-monitor",
     ]
     assert stage_function_name("fleet", "qa") == "fleet-qa-deploy"
     assert stage_role_arn("fleet", "qa", "111111111111", PROMOTE_ROLE, partition="aws-cn") == "arn:aws-cn:iam::111111111111:role/fleet-qa-promote"

@@ -2,7 +2,8 @@
 the job's inputs and no others, the served package's baselines become an input, the label files and the capture
 files review batches took photos from (since the served package) become manifest inputs for the accuracy in
 service, the request passes botocore's validation and the monitor's own argument parser, and an empty window gets
-its report without a job."""
+its report without a job. In a release stage's own account (WORKFLOW_ACCOUNT), the package is described in its ARN's
+region, its baselines are copied from the workflow account's bucket into the stage's, and no labels are read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import boto3
 import botocore.session
 import pytest
 from botocore.validate import validate_parameters
@@ -18,7 +20,8 @@ from containers.deploy import deploy, monitor_start
 from containers.deploy.monitor_start import Baselines, Labelled, Place, Settings
 from tests.aws_fakes import ACCOUNT, REGION, ROLE, PackagedFunction, client, deleted_package, packaged_function, stub_operation
 from tests.containers.deploy.conftest import BUCKET, DATA
-from tests.containers.deploy.test_deploy import GROUP
+from tests.containers.deploy.test_deploy import GROUP, account_clients
+from tests.containers.deploy.test_stage_accounts import sent
 
 ENDPOINT, STAGING = "car-damage-endpoint", "car-damage-endpoint-staging"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
@@ -54,12 +57,12 @@ RECORDED = {
 }
 
 
-def capture(s3, endpoint: str, *hours: int, day: int = 2) -> list[str]:
+def capture(s3, endpoint: str, *hours: int, day: int = 2, bucket: str = BUCKET) -> list[str]:
     """A capture file in each hour's folder of 2026-01-<day>, where SageMaker writes them; their keys."""
     keys = []
     for hour in hours:
         keys.append(f"data-capture/{endpoint}/{endpoint}/AllTraffic/2026/01/{day:02d}/{hour:02d}/{hour:02d}-00-000-event.jsonl")
-        s3.put_object(Bucket=BUCKET, Key=keys[-1], Body=b'{"captureData": {}}\n')
+        s3.put_object(Bucket=bucket, Key=keys[-1], Body=b'{"captureData": {}}\n')
     return keys
 
 
@@ -410,3 +413,94 @@ def test_the_packaged_function_starts_the_job_from_the_schedule_s_event(clients,
     loaded = {name: file for name, file in modules.items() if file.startswith(str(function.code))}
     assert loaded == {"monitor_start": str(function.code / "monitor_start.py"), "deploy": str(function.code / "deploy.py")}
     assert [file for file in modules.values() if file.startswith(str(ROOT)) and not file.startswith(sys.prefix)] == []
+
+
+# A release stage in an account of its own: production in 111111111111, in this region (eu-west-1); the workflow in
+# moto's default account (the tests' own keys), its registry in us-east-1.
+STAGE_ACCOUNT, STAGE_BUCKET, WORKFLOW_REGION = "111111111111", "car-damage-production-stage", "us-east-1"
+STAGE_ENVIRONMENT = {
+    **{name: value for name, value in ENVIRONMENT.items() if name not in ("LABELS_PREFIX", "REVIEW_PREFIX")},
+    "ARTIFACT_BUCKET": STAGE_BUCKET,
+    "ENDPOINTS": json.dumps({ENDPOINT: {"stage": "production", "captures": f"data-capture/{ENDPOINT}/", "reports": f"monitoring/{ENDPOINT}/"}}),
+    "ROLE_ARN": f"arn:aws:iam::{STAGE_ACCOUNT}:role/monitoring-job",
+    "WORKFLOW_ACCOUNT": ACCOUNT,
+}
+BASELINE_BODIES = {"data-baseline.json": b'{"kind": "input"}', "model-baseline.json": b'{"kind": "output"}'}
+COPIES = f"monitoring/{ENDPOINT}/20260102T1000Z/baseline/"  # the window's folder in the stage's bucket
+
+
+@pytest.fixture
+def stage(clients, server):
+    """The workflow's package, registered in us-east-1 with its baselines in the workflow's artifacts bucket, served
+    by the stage's endpoint in the stage's account, which captured in hours 10 and 12 into the stage's own bucket.
+    Returns the stage's clients."""
+    workflow = boto3.client("sagemaker", endpoint_url=server.url, region_name=WORKFLOW_REGION)
+    workflow.create_model_package_group(ModelPackageGroupName=GROUP)
+    arn = register(workflow)
+    assert arn.split(":")[3:5] == [WORKFLOW_REGION, ACCOUNT]
+    _, s3 = clients
+    for name, body in BASELINE_BODIES.items():
+        s3.put_object(Bucket=BUCKET, Key=f"car-damage-pipeline/exec-1/evaluation/{name}", Body=body)
+    s3.put_object(Bucket=DATA, Key="labels/b/export.json", Body=b"[]")  # the workflow's labels: not read from the stage
+    make = account_clients(server.url, f"arn:aws:iam::{STAGE_ACCOUNT}:role/car-damage-production-monitor")
+    sagemaker, stage_s3 = make("sagemaker"), make("s3")
+    stage_s3.create_bucket(Bucket=STAGE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    serve(sagemaker, ENDPOINT, arn, 1)
+    capture(stage_s3, ENDPOINT, 10, 12, bucket=STAGE_BUCKET)
+    return sagemaker, stage_s3
+
+
+def test_in_a_stage_account_the_baselines_are_copied_from_the_workflow_account_s_bucket_and_no_labels_are_read(stage):
+    sagemaker, s3 = stage
+    assert BUCKET not in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]  # the artifacts bucket is another account's
+    reads, sent_requests = sent(s3.meta.events, "GetObject", "s3"), sent_jobs(sagemaker)
+
+    answer = monitor_start.start(sagemaker, s3, Settings.from_environment(STAGE_ENVIRONMENT), ENDPOINT, NOW)
+
+    assert (answer["status"], answer["package"], answer["notes"]) == ("started", f"{GROUP}/1", [])  # described in us-east-1
+    assert (answer["labels"], answer["labelled_captures"]) == (0, 0)
+    reason = f"the labels and review batches are in the workflow's account {ACCOUNT}, not {ENDPOINT}'s: no accuracy in service"
+    assert answer["accuracy"] == [reason]
+    evaluation = "car-damage-pipeline/exec-1/evaluation/"
+    assert [(r["Bucket"], r["Key"], r["ExpectedBucketOwner"]) for r in reads] == [(BUCKET, evaluation + name, ACCOUNT) for name in BASELINE_BODIES]
+    assert {name: s3.get_object(Bucket=STAGE_BUCKET, Key=COPIES + name)["Body"].read() for name in BASELINE_BODIES} == BASELINE_BODIES
+    (request,) = sent_requests.calls
+    inputs = [(i["InputName"], i["S3Input"]["S3Uri"]) for i in request["ProcessingInputs"]]
+    hours = f"s3://{STAGE_BUCKET}/data-capture/{ENDPOINT}/{ENDPOINT}/AllTraffic/2026/01/02"
+    assert inputs == [("hour-2026010210", f"{hours}/10/"), ("hour-2026010212", f"{hours}/12/"), ("baseline", f"s3://{STAGE_BUCKET}/{COPIES}")]
+    (output,) = request["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"] == f"s3://{STAGE_BUCKET}/monitoring/{ENDPOINT}/20260102T1000Z/"
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert "--labels" not in arguments and arguments[arguments.index("--baseline") + 1] == monitor_start.BASELINE
+    assert request["RoleArn"] == STAGE_ENVIRONMENT["ROLE_ARN"]
+
+
+def test_in_a_stage_account_a_baseline_the_workflow_account_refuses_is_left_out_and_the_answer_says_why(stage, monkeypatch):
+    """moto refuses a bucket of another account when MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS is false (read at each request)."""
+    sagemaker, s3 = stage
+    monkeypatch.setenv("MOTO_S3_ALLOW_CROSSACCOUNT_ACCESS", "false")
+    sent_requests = sent_jobs(sagemaker)
+
+    answer = monitor_start.start(sagemaker, s3, Settings.from_environment(STAGE_ENVIRONMENT), ENDPOINT, NOW)
+
+    assert answer["status"] == "started"
+    assert [note.rpartition(": ")[0] for note in answer["notes"]] == [
+        f"{EVALUATION}{name} could not be read from account {ACCOUNT} (AccessDenied)" for name in BASELINE_BODIES
+    ]
+    (request,) = sent_requests.calls
+    assert "baseline" not in [i["InputName"] for i in request["ProcessingInputs"]]
+    assert s3.list_objects_v2(Bucket=STAGE_BUCKET, Prefix=COPIES).get("KeyCount") == 0
+
+
+def test_a_stage_account_s_settings_have_no_labels_and_name_the_workflow_s_account():
+    settings = Settings.from_environment(STAGE_ENVIRONMENT)
+    assert (settings.workflow_account, settings.labels, settings.reviews, settings.bucket) == (ACCOUNT, "", "", STAGE_BUCKET)
+    with pytest.raises(monitor_start.StartError, match="LABELS_PREFIX is set with WORKFLOW_ACCOUNT"):
+        Settings.from_environment({**STAGE_ENVIRONMENT, "LABELS_PREFIX": f"s3://{DATA}/labels/"})
+    with pytest.raises(monitor_start.StartError, match="WORKFLOW_ACCOUNT must be an account id of 12 digits"):
+        Settings.from_environment({**STAGE_ENVIRONMENT, "WORKFLOW_ACCOUNT": "1234"})
+    with pytest.raises(monitor_start.StartError, match="LABELS_PREFIX is not set"):
+        Settings.from_environment({**STAGE_ENVIRONMENT, "WORKFLOW_ACCOUNT": ""})
+    # The workflow's artifacts bucket is not known by name there: a baseline in any bucket's evaluation folder is used.
+    found = monitor_start.usable_baselines(settings, f"{GROUP}/3", RECORDED)
+    assert (found.folder, found.missing) == (EVALUATION, ())
