@@ -35,7 +35,17 @@ from containers.evaluation.intervals import DEFAULT_SEED, MIN_RESAMPLES
 from containers.inference import image as serving
 from containers.processing.formats import AUTO, FORMATS
 from containers.processing.labelling import normalise_class
-from containers.training.hyperparameters import VARIANTS, BatchSize, ImageSize, LearningRate, ModelVariant, TrainingSteps
+from containers.training.hyperparameters import (
+    GPUS_PER_INSTANCE,
+    VARIANTS,
+    BatchSize,
+    ImageSize,
+    LearningRate,
+    ModelVariant,
+    TrainingSteps,
+    batch_problem,
+    replicas,
+)
 
 DEFAULT_CONFIG = Path("pipeline.yaml")
 
@@ -147,6 +157,9 @@ class DataConfig(_Section):
 
 class TrainingConfig(_Section):
     instance_type: InstanceType = "ml.p3.2xlarge"
+    # Instances of one training job, which MultiWorkerMirroredStrategy trains as one (the TrainingInstanceCount
+    # parameter's default). batch_size is the global batch, split evenly across every GPU of every instance.
+    instance_count: InstanceCount = 1
     model: ModelVariant = "efficientdet-d0"
     image_size: ImageSize | None = None
     batch_size: BatchSize = 8
@@ -163,6 +176,15 @@ class TrainingConfig(_Section):
     def input_size(self) -> int:
         """The input size used: the configured one, or the variant's own."""
         return self.image_size or VARIANTS[self.model]["size"]
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TrainingConfig:
+        problem = batch_problem(self.batch_size, replicas(self.instance_type, self.instance_count))
+        if problem:
+            gpus = GPUS_PER_INSTANCE.get(self.instance_type, 0)
+            what = f"{self.instance_count} instance(s) of {self.instance_type}" + (f" with {gpus} GPU(s) each" if gpus else "")
+            raise KeyProblem(f"{problem} ({what}; training.batch_size is {self.batch_size})", "instance_count")
+        return self
 
     @model_validator(mode="after")
     def _spot_wait(self) -> TrainingConfig:
@@ -608,6 +630,19 @@ class Config(_Section):
             raise ValueError(
                 f"deployment.stages: with project.name {self.project.name} the stages' monitoring jobs would share names "
                 "(SageMaker's 63 characters leave too little of each stage): shorten the project's name"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _a_share_of_the_data_per_worker(self) -> Config:
+        # Each training worker reads TFRecord files of its own (containers/training/train.py worker_input): PrepareData
+        # must write at least as many training shards as there are instances.
+        if self.data.shards < self.training.instance_count:
+            raise KeyProblem(
+                f"{self.training.instance_count} instances each read training files of their own, but data.shards is "
+                f"{self.data.shards}: set data.shards to at least {self.training.instance_count}",
+                "training",
+                "instance_count",
             )
         return self
 

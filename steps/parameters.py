@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from containers.training.hyperparameters import BatchSize, ImageSize, ModelVariant, TrainingSteps
+from containers.training.hyperparameters import BatchSize, ImageSize, ModelVariant, TrainingSteps, batch_problem, replicas
 from pipelines.config import ChampionRule, Config, Fraction, InstanceCount, InstanceType, S3Uri, Tolerance, explain
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Parameters:
     processing_instance_count: ParameterInteger
     processing_instance_type: ParameterString
     training_instance_type: ParameterString
+    training_instance_count: ParameterInteger
     model_variant: ParameterString
     training_steps: ParameterInteger
     batch_size: ParameterInteger
@@ -57,6 +58,7 @@ def build_parameters(config: Config, data_bucket: str) -> Parameters:
         processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=config.data.processing.instance_count),
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value=config.data.processing.instance_type),
         training_instance_type=ParameterString("TrainingInstanceType", default_value=training.instance_type),
+        training_instance_count=ParameterInteger("TrainingInstanceCount", default_value=training.instance_count),
         model_variant=ParameterString("ModelVariant", default_value=training.model),
         training_steps=ParameterInteger("TrainingSteps", default_value=training.steps),
         batch_size=ParameterInteger("BatchSize", default_value=training.batch_size),
@@ -85,6 +87,7 @@ RULES: dict[str, Any] = {
     "ProcessingInstanceCount": InstanceCount,
     "ProcessingInstanceType": InstanceType,
     "TrainingInstanceType": InstanceType,
+    "TrainingInstanceCount": InstanceCount,
     "ModelVariant": ModelVariant,
     "TrainingSteps": TrainingSteps,
     "BatchSize": BatchSize,
@@ -157,7 +160,24 @@ def check_overrides(overrides: Mapping[str, str], declared: Mapping[str, Declare
             problems.append(f"{name}={text!r} {exc}")
     if problems:
         raise ParameterError("invalid parameter value(s): " + "; ".join(problems))
+    problem = _batch_split(values, declared)
+    if problem:
+        raise ParameterError(problem)
     return values
+
+
+def _batch_split(values: Mapping[str, Any], declared: Mapping[str, Declared]) -> str:
+    """The training job's batch must split evenly across its replicas (every GPU of every instance): checked on
+    the values a run would train with, its overrides over the definition's defaults, when a run sets any of them."""
+    names = ("BatchSize", "TrainingInstanceType", "TrainingInstanceCount")
+    if not set(names) & set(values) or not set(names) <= set(declared):
+        return ""
+    batch, kind, count = (values.get(name, declared[name].default) for name in names)
+    try:
+        problem = batch_problem(int(batch), replicas(str(kind), int(count)))
+    except (TypeError, ValueError):  # a default the definition does not give: SageMaker's own check applies
+        return ""
+    return f"BatchSize={batch} with TrainingInstanceCount={count} of {kind}: {problem}" if problem else ""
 
 
 def as_text(value: Any) -> str:

@@ -68,7 +68,9 @@ def train_step(context: BuildContext, params: Parameters, prepare):
         role=context.role,
         compute=Compute(
             instance_type=params.training_instance_type,
-            instance_count=1,  # MirroredStrategy: every GPU of one instance
+            # The TrainingInstanceCount parameter: the program trains on every GPU of every instance, one
+            # MultiWorkerMirroredStrategy worker per instance (containers/training/distributed.py).
+            instance_count=params.training_instance_count,
             volume_size_in_gb=training.volume_size_gb,
             volume_kms_key_id=context.kms_key,
             enable_managed_spot_training=training.spot,

@@ -48,6 +48,50 @@ LearningRate = Annotated[float, Field(gt=0, le=10)]
 ModelVariant = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
 
 
+# GPUs per training instance, for the types this project trains on ("Accelerated computing instances", Amazon EC2
+# User Guide, and the instance family pages: P3 1/4/8/8 V100, G4dn 1 T4 (4 on 12xlarge, 8 on metal), G5 1 A10G
+# (4 on 12xlarge and 24xlarge, 8 on 48xlarge), P4d/P4de 8 A100, P5 8 H100). MirroredStrategy makes one replica per
+# GPU, MultiWorkerMirroredStrategy one per GPU of every instance; an instance without GPUs is one replica.
+GPUS_PER_INSTANCE = {
+    "ml.p3.2xlarge": 1,
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    **{f"ml.g4dn.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g4dn.12xlarge": 4,
+    "ml.g4dn.metal": 8,
+    **{f"ml.g5.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+}
+# Families with GPUs that the table above does not list by size: their replica count is not known before the job.
+_GPU_FAMILIES = ("ml.p", "ml.g")
+
+
+def replicas(instance_type: str, instance_count: int) -> int | None:
+    """How many replicas train: instances times GPUs per instance (one for an instance without GPUs); None for a
+    GPU type the table does not know (the training program checks the batch then, with the GPUs it finds)."""
+    gpus = GPUS_PER_INSTANCE.get(instance_type)
+    if gpus is None and instance_type.startswith(_GPU_FAMILIES):
+        return None
+    return instance_count * (gpus or 1)
+
+
+def batch_problem(batch_size: int, replica_count: int | None) -> str:
+    """Why the global batch cannot be split evenly across the replicas ("" when it can): each replica takes
+    batch_size / replicas examples a step, so the division must be exact."""
+    if replica_count is None or batch_size % replica_count == 0:
+        return ""
+    return (
+        f"the batch size {batch_size} does not divide evenly across {replica_count} replicas "
+        f"(each replica takes an equal share of the global batch): use a multiple of {replica_count}"
+    )
+
+
 class HyperparameterError(ValueError):
     """Unknown or invalid hyperparameters; the message names each one."""
 

@@ -18,6 +18,12 @@ tensor cores; checkpoints every `checkpoint_every` steps and at the end, and res
 checkpoint when restarted, finishing at `num_steps`; logs progress in the fixed format of metrics.py
 and writes TensorBoard summaries; exports a SavedModel for TF Serving into SM_MODEL_DIR/1/ with the
 inference handler in SM_MODEL_DIR/code/ and the label map, pipeline.config and model.json beside it.
+
+On several instances (SageMaker's resource config names more than one host, see distributed.py) every
+instance is a worker of MultiWorkerMirroredStrategy: `batch_size` is the global batch, split evenly across
+every replica of every worker; each worker reads its own share of the training files; only the chief
+(algo-1) writes the checkpoint folder, TensorBoard and the model; a worker that stops answering ends the
+others with a message that names it.
 Exit status 0 on success; 1 with a one-line reason on stderr (and in /opt/ml/output/failure, which
 SageMaker shows as the job's failure reason) when the input or the hyperparameters are unusable.
 """
@@ -25,6 +31,8 @@ SageMaker shows as the job's failure reason) when the input or the hyperparamete
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -41,7 +49,8 @@ if __package__ in (None, ""):  # run as a script: make `containers` importable f
 
 from containers.common import archives
 from containers.inference import libraries
-from containers.training.hyperparameters import HyperparameterError, Hyperparameters, load_hyperparameters, parse_hyperparameters
+from containers.training import distributed
+from containers.training.hyperparameters import HyperparameterError, Hyperparameters, batch_problem, load_hyperparameters, parse_hyperparameters
 from containers.training.metrics import format_log_line
 from containers.training.pipeline_config import render_pipeline_config
 
@@ -142,12 +151,16 @@ def mixed_precision_wanted(setting: str, gpus: list) -> bool:
     return all(tuple(c) >= (7, 0) for c in capabilities)
 
 
-def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
-    """Train to `hp.num_steps`, resuming from the newest checkpoint; returns the final step."""
+def train(hp: Hyperparameters, paths: Paths, *, log=print, cluster: distributed.Cluster | None = None, resume_from: Path | None = None) -> int:
+    """Train to `hp.num_steps`, resuming from the newest checkpoint in `resume_from` (default: the checkpoint folder
+    it saves to, `paths.checkpoints`); returns the final step. With a cluster, this process is one of its workers."""
     from containers.common import odapi
 
     odapi.patch()
     import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    strategy = make_strategy(gpus, cluster)  # before any other TensorFlow op, as MultiWorkerMirroredStrategy requires
     from object_detection import inputs, model_lib_v2
     from object_detection.builders import model_builder, optimizer_builder
     from object_detection.utils import config_util
@@ -155,20 +168,29 @@ def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
     configs = config_util.get_configs_from_pipeline_file(str(paths.checkpoints / "pipeline.config"))
     model_config, train_config, input_config = configs["model"], configs["train_config"], configs["train_input_config"]
 
-    gpus = tf.config.list_physical_devices("GPU")
+    replicas = strategy.num_replicas_in_sync
+    check_batch(hp.batch_size, replicas, len(gpus), cluster)
     mixed = mixed_precision_wanted(hp.mixed_precision, gpus)
     tf.keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
     precision = "on" if mixed else "off"
-    log(f"train: {hp.model} at {hp.input_size}px, batch {hp.batch_size}, {len(gpus)} GPU(s), {replicas} replica(s), mixed precision {precision}")
+    # batch_size is the global batch, as the OD API's train_config.batch_size is: each replica's input pipeline takes
+    # batch_size / replicas a step (builders/dataset_builder.py, input_context.get_per_replica_batch_size). The
+    # learning rate (Hyperparameters.peak_learning_rate, linear in batch_size) therefore follows the global batch.
+    workers = f" on {cluster.describe()}" if cluster else ""
+    log(
+        f"train: {hp.model} at {hp.input_size}px, batch {hp.batch_size} ({hp.batch_size // replicas} per replica), "
+        f"{len(gpus)} GPU(s), {replicas} replica(s){workers}, mixed precision {precision}"
+    )
+    chief = cluster is None or cluster.chief
 
-    with strategy.scope():
+    with strategy.scope(), _peers_named(cluster):
         model = model_builder.build(model_config=model_config, is_training=True)
         if mixed:
             _float32_predictions(model)
 
         def dataset_fn(context):
+            if cluster is not None:
+                return worker_input(train_config, input_config, model_config, model, context)
             return inputs.train_input(train_config, input_config, model_config, model=model, input_context=context).repeat()
 
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
@@ -179,9 +201,15 @@ def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
         rate = learning_rate if callable(learning_rate) else (lambda: learning_rate)
         checkpoint = tf.train.Checkpoint(step=step, model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(paths.checkpoints), max_to_keep=hp.checkpoints_to_keep)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint)
-            log(f"train: resuming from {Path(manager.latest_checkpoint).name} at step {int(step.numpy())}")
+        # Every worker restores from the checkpoint folder: "the checkpoints from this S3 bucket are restored to
+        # checkpoint_local_path in each instance" ("Resume training from a checkpoint", SageMaker Developer Guide). A
+        # worker other than the chief saves to its scratch folder (`paths.checkpoints`) and leaves the checkpoint folder
+        # as it was restored (whether SageMaker also uploads the other instances' folders is not documented in the pages
+        # we found: unverified).
+        source = manager if resume_from is None else tf.train.CheckpointManager(checkpoint, str(resume_from), max_to_keep=None)
+        if source.latest_checkpoint:
+            checkpoint.restore(source.latest_checkpoint)
+            log(f"train: resuming from {Path(source.latest_checkpoint).name} at step {int(step.numpy())}")
         elif train_config.fine_tune_checkpoint:
             model_lib_v2.load_fine_tune_checkpoint(
                 model,
@@ -195,6 +223,7 @@ def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
             log(f"train: fine-tuning from {train_config.fine_tune_checkpoint}")
         else:
             log("train: no pretrained checkpoint: training from random initialisation")
+        checkpointed = source.latest_checkpoint is not None  # the same on every worker, unlike their managers' own
 
         unpad = train_config.unpad_groundtruth_tensors
         clip = train_config.gradient_clipping_by_norm or None
@@ -223,14 +252,15 @@ def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
             return model_lib_v2.reduce_dict(strategy, strategy.run(replica_step, args=(features, labels)), tf.distribute.ReduceOp.SUM)
 
         iterator = iter(dataset)
-        writer = tf.summary.create_file_writer(str(paths.tensorboard))
+        writer = tf.summary.create_file_writer(str(paths.tensorboard)) if chief else tf.summary.create_noop_writer()
         stop = _StopFlag()
+        stopping = _agreed_stop(strategy, stop) if cluster is not None else (lambda: stop.requested)
         start = int(step.numpy())
         saved, window_start, window_steps = start, time.perf_counter(), 0
         while (current := int(step.numpy())) < hp.num_steps:
-            if stop.requested:
+            if stopping():
                 manager.save(checkpoint_number=current)
-                raise Interrupted(f"stopped by SIGTERM at step {current}; checkpoint saved, a restart resumes from it")
+                raise Interrupted(_stopped(current, cluster, stop.requested))
             losses = distributed_step(iterator)
             current, window_steps = int(step.numpy()), window_steps + 1
             if current % hp.log_every == 0 or current == hp.num_steps or current == start + 1:
@@ -251,14 +281,113 @@ def train(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
                 window_start, window_steps = time.perf_counter(), 0
             if current - saved >= hp.checkpoint_every:
                 manager.save(checkpoint_number=current)
-                saved = current
+                saved, checkpointed = current, True
         final = int(step.numpy())
-        if final != saved or not manager.latest_checkpoint:
+        if final != saved or not checkpointed:
             manager.save(checkpoint_number=final)
         writer.close()
         stop.restore()
     tf.keras.mixed_precision.set_global_policy("float32")
     return final
+
+
+def check_batch(batch_size: int, replicas: int, gpus: int, cluster: distributed.Cluster | None) -> None:
+    """The global batch must split evenly across the replicas (hyperparameters.batch_problem, the rule pipeline.yaml
+    and the pipeline's parameters check too): here with the GPUs the job found."""
+    problem = batch_problem(batch_size, replicas)
+    if problem:
+        hosts = f"{cluster.size} hosts: {', '.join(cluster.hosts)}" if cluster else "1 host"
+        raise TrainingError(f"batch_size {batch_size} on {replicas} replica(s) ({gpus} GPU(s) a host, {hosts}): {problem}")
+
+
+def make_strategy(gpus: list, cluster: distributed.Cluster | None):
+    """One worker: every GPU of this machine (MirroredStrategy), or TensorFlow's default strategy on a CPU. Several:
+    MultiWorkerMirroredStrategy over the cluster's TF_CONFIG."""
+    import tensorflow as tf
+
+    if cluster is None:
+        return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+    distributed.configure(cluster)
+    # Between GPUs NCCL, the fastest all-reduce there (TensorFlow uses its ring for what NCCL does not do); on CPUs
+    # TensorFlow's ring all-reduce, the only implementation there, which runs over the gRPC connections the workers
+    # open to each other. The timeout ends a collective that waits for a peer alive but stuck (distributed.py).
+    kinds = tf.distribute.experimental.CommunicationImplementation
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=kinds.NCCL if gpus else kinds.RING, timeout_seconds=distributed.COLLECTIVE_TIMEOUT
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def worker_input(train_config, input_config, model_config, model, context):
+    """One worker's input pipeline: its own share of the training files, batched per replica.
+
+    The OD API's dataset builder can shard files by `input_pipeline_id` itself (builders/dataset_builder.py,
+    `shard_function_for_context`), but it shards after shuffling the file names without a seed, so two workers
+    shard two different orders and their shares overlap. Here the files, sorted, are dealt round-robin (worker 0
+    the first, worker 1 the second, ...): the shares are disjoint and each worker still shuffles its own. The
+    builder is then told of one input pipeline with the cluster's replicas, so it reads every file it is given and
+    takes batch_size / replicas per batch."""
+    import tensorflow as tf
+    from object_detection import inputs
+
+    files = sorted(name for pattern in input_config.tf_record_input_reader.input_path for name in tf.io.gfile.glob(pattern))
+    mine = files[context.input_pipeline_id :: context.num_input_pipelines]
+    if not mine:
+        raise TrainingError(f"{len(files)} training file(s) for {context.num_input_pipelines} workers: worker {context.input_pipeline_id} has none")
+    share = type(input_config)()
+    share.CopyFrom(input_config)
+    del share.tf_record_input_reader.input_path[:]
+    share.tf_record_input_reader.input_path.extend(mine)
+    whole = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=context.num_replicas_in_sync)
+    return inputs.train_input(train_config, share, model_config, model=model, input_context=whole).repeat()
+
+
+def _agreed_stop(strategy, stop: _StopFlag):
+    """Whether a SIGTERM reached any worker, decided by all of them between steps: a save reads the batch norm
+    statistics across workers, so they must all save at the same step, and so stop together."""
+    import tensorflow as tf
+
+    @tf.function
+    def requests(flag):
+        def replica(value):
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+
+        return strategy.experimental_local_results(strategy.run(replica, args=(flag,)))[0]
+
+    return lambda: float(requests(tf.constant(1.0 if stop.requested else 0.0))) > 0
+
+
+def _stopped(step: int, cluster: distributed.Cluster | None, here: bool) -> str:
+    if cluster is None:
+        return f"stopped by SIGTERM at step {step}; checkpoint saved, a restart resumes from it"
+    where = "here" if here else "on another worker"
+    saved = "checkpoint saved" if cluster.chief else f"the chief ({cluster.hosts[0]}) saved the checkpoint"
+    return f"stopped by SIGTERM ({where}) at step {step}; {saved}, a restart resumes from it"
+
+
+@contextlib.contextmanager
+def _peers_named(cluster: distributed.Cluster | None):
+    """With several workers, TensorFlow's error when a peer went away (a collective aborted by the coordination
+    service's missed heartbeats, a refused connection, a timeout) becomes a TrainingError naming the peer."""
+    if cluster is None:
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError, tf.errors.CancelledError) as exc:
+        raise TrainingError(distributed.peer_lost(cluster, str(exc))) from None
+
+
+def leave_together(cluster: distributed.Cluster) -> None:
+    """Every worker waits here until the chief has exported, then all end together: a worker that ended at once
+    would be reported to the chief as a lost peer while it exports. The barrier is the coordination service's that
+    MultiWorkerMirroredStrategy started (TensorFlow's eager context; the public API has none)."""
+    from tensorflow.python.eager import context
+
+    with _peers_named(cluster):
+        context.context().wait_at_barrier("train-exported", distributed.EXPORT_WAIT * 1000)
 
 
 def _float32_predictions(model) -> None:
@@ -393,15 +522,38 @@ def write_pipeline_config(hp: Hyperparameters, paths: Paths, fine_tune_checkpoin
     return classes
 
 
-def run(hp: Hyperparameters, paths: Paths, *, log=print) -> int:
-    """Check the inputs, render pipeline.config, train, export; returns the final step."""
-    paths.tensorboard.mkdir(parents=True, exist_ok=True)
+def run(hp: Hyperparameters, paths: Paths, *, log=print, cluster: distributed.Cluster | None = None) -> int:
+    """Check the inputs, render pipeline.config, train, export; returns the final step.
+
+    With several workers only the chief writes the checkpoint folder, TensorBoard and the model. The others keep
+    their pipeline.config and checkpoints (every worker must take part in a save) in a scratch folder deleted at
+    the end, skip the export, and wait for the chief's before they end."""
+    chief = cluster is None or cluster.chief
+    if cluster is not None:
+        check_shares(paths.train, cluster)
     with tempfile.TemporaryDirectory(prefix="train-") as work:
+        own = paths if chief else dataclasses.replace(paths, checkpoints=Path(work) / "checkpoints", tensorboard=Path(work) / "tensorboard")
+        own.tensorboard.mkdir(parents=True, exist_ok=True)
         fine_tune = find_checkpoint(paths.pretrained, Path(work)) if hp.fine_tune else None
-        classes = write_pipeline_config(hp, paths, fine_tune)
-        final = train(hp, paths, log=log)
-    export(hp, paths, classes, final, log=log)
+        classes = write_pipeline_config(hp, own, fine_tune)
+        final = train(hp, own, log=log, cluster=cluster, resume_from=None if chief else paths.checkpoints)
+    if chief:
+        export(hp, paths, classes, final, log=log)
+    if cluster is not None:
+        if not chief:
+            log(f"train: waiting for the chief ({cluster.hosts[0]}) to export the model")
+        leave_together(cluster)
     return final
+
+
+def check_shares(train: Path, cluster: distributed.Cluster) -> None:
+    """Each worker reads its own training files (worker_input), so there must be one at least per worker."""
+    files = len(list(train.glob("*.tfrecord")))
+    if files < cluster.size:
+        raise TrainingError(
+            f"{train}: {files} training record file(s) for {cluster.size} workers ({', '.join(cluster.hosts)}): each worker reads "
+            "files of its own, so write at least one per worker (PrepareData's --shards)"
+        )
 
 
 def check_handler_libraries() -> None:
@@ -411,7 +563,7 @@ def check_handler_libraries() -> None:
         raise TrainingError(f"cannot bundle the endpoint handler's libraries: {exc}") from None
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths, Path]:
+def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths, Path, Path]:
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train EfficientDet with the TF2 Object Detection API (SageMaker training contract)."
     )
@@ -429,6 +581,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths, P
     parser.add_argument("--checkpoints", type=Path, default=OPT_ML / "checkpoints", help="checkpoint folder, synced to S3 for spot training")
     parser.add_argument("--tensorboard-dir", type=Path, default=OPT_ML / "output" / "tensorboard", help="TensorBoard event files")
     parser.add_argument("--failure-file", type=Path, default=OPT_ML / "output" / "failure", help=argparse.SUPPRESS)
+    parser.add_argument("--resource-config", type=Path, default=distributed.RESOURCE_CONFIG, help=argparse.SUPPRESS)  # the local engine's
     parser.add_argument("mode", nargs="?", choices=["train"], help=argparse.SUPPRESS)  # SageMaker runs `IMAGE train`
     args = parser.parse_args(argv)
     try:
@@ -447,7 +600,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Hyperparameters, Paths, P
         checkpoints=args.checkpoints,
         tensorboard=args.tensorboard_dir,
     )
-    return hp, paths, args.failure_file
+    return hp, paths, args.failure_file, args.resource_config
 
 
 def _pair(item: str) -> tuple[str, str]:
@@ -468,17 +621,19 @@ def _fail(failure_file: Path, reason: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    hp, paths, failure_file = parse_args(argv)
+    hp, paths, failure_file, resource_config = parse_args(argv)
     try:
+        cluster = distributed.from_environment(resource_config)
         paths = Paths(**{**paths.__dict__, "label_map": find_label_map(paths.label_map, paths.train)})
         check_handler_libraries()  # before hours of training, not at the export
-        final = run(hp, paths, log=lambda line: print(line, flush=True))
-    except (TrainingError, HyperparameterError) as exc:
+        final = run(hp, paths, log=lambda line: print(line, flush=True), cluster=cluster)
+    except (TrainingError, HyperparameterError, distributed.ClusterError) as exc:
         _fail(failure_file, str(exc))
     except Interrupted as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 143
-    print(f"train: done at step {final}; model in {paths.model_dir}", flush=True)
+    where = f"model in {paths.model_dir}" if cluster is None or cluster.chief else f"the chief ({cluster.hosts[0]}) exported the model"
+    print(f"train: done at step {final}; {where}", flush=True)
     return 0
 
 

@@ -3,6 +3,10 @@ Python, each in a sandbox folder that plays `/opt/ml/...`, with their inputs cop
 copied back to the (local) S3 locations, and what SageMaker would give them: the hyperparameters file,
 the channels' environment variables, the resource configuration, `model.tar.gz` packed from the model
 folder, checkpoints kept between attempts as the checkpoint S3 prefix keeps them for spot training.
+
+A training job of several instances runs them at once, algo-1 ... algo-N, each in a sandbox of its own that
+names it in its resource configuration, on 127.0.0.1 ports picked here; their lines are shown prefixed by
+host, and when one fails the others are stopped. Processing instances run one after the other.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from containers.inference import libraries
+from containers.training import distributed
 from pipelines.local.expressions import DefinitionProblem
 from pipelines.local.storage import LocalS3
 
@@ -36,6 +43,14 @@ class JobFailed(Exception):
     def __init__(self, reason: str, log: Path):
         super().__init__(reason)
         self.log = log
+
+
+class HostFailed(JobFailed):
+    """One instance's program of a job of several failed (the first to fail; the others were stopped after it)."""
+
+    def __init__(self, host: str, reason: str, log: Path):
+        super().__init__(reason, log)
+        self.host = host
 
 
 @dataclass(frozen=True)
@@ -101,27 +116,110 @@ def run_program(
     program says while it stops still reaches the log."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, bufsize=1)
+        process = _start(command, env)
         output = _Output(process.stdout, out, echo)
         output.start()
         try:
             process.wait()
             output.join()
         except KeyboardInterrupt:
-            first, grace = stop[0]
-            echo(f"stopping the job ({signal.Signals(first).name}, up to {grace:.0f} s; Ctrl-C again kills it now)")
-            try:
-                _stop(process, stop)
-            finally:
-                output.join(timeout=5)
+            _stop_on_ctrl_c([process], [output], stop, echo)
             raise
     if output.problem is not None:
         raise output.problem
+    failure = _failure(process, output, log)
+    if failure is not None:
+        raise failure
+
+
+def _stop_on_ctrl_c(
+    processes: list[subprocess.Popen], outputs: list[_Output], stop: Sequence[tuple[int, float]], echo: Callable[[str], None]
+) -> None:
+    """Ctrl-C: the programs and their children are stopped (signals `stop`); what they say while they stop still
+    reaches the logs."""
+    first, grace = stop[0]
+    echo(f"stopping the job ({signal.Signals(first).name}, up to {grace:.0f} s; Ctrl-C again kills it now)")
+    try:
+        _stop_all(processes, stop)
+    finally:
+        for output in outputs:
+            output.join(timeout=5)
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A program in a process group of its own (stopped as a group), its output and errors through one pipe."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, bufsize=1)
+
+
+def _failure(process: subprocess.Popen, output: _Output, log: Path) -> JobFailed | None:
+    """Why an ended program failed, or None when it succeeded."""
     if process.returncode < 0:  # killed: its last line is not why it ended (a reclaimed spot instance, the OOM killer)
         after = f"; its last error line: {output.last_error}" if output.last_error else ""
-        raise JobFailed(f"the program was killed by {signal.Signals(-process.returncode).name}{after}", log)
+        return JobFailed(f"the program was killed by {signal.Signals(-process.returncode).name}{after}", log)
     if process.returncode != 0:
-        raise JobFailed(output.last_error or output.last_line or f"exit status {process.returncode}", log)
+        return JobFailed(output.last_error or output.last_line or f"exit status {process.returncode}", log)
+    return None
+
+
+def run_programs(
+    programs: dict[str, tuple[list[str], dict[str, str], Path]], log: Path, echo: Callable[[str], None], stop: Sequence[tuple[int, float]]
+) -> None:
+    """Run several programs at once, one per host (`programs`: host -> command, environment, its log). Each line
+    goes to its host's log and, prefixed with the host ("[algo-2] ..."), to `echo` and to `log`. When one fails
+    the others are stopped (signals `stop`) and HostFailed names the first that failed; Ctrl-C stops them all."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+    with open(log, "w") as joint, contextlib.ExitStack() as files:
+
+        def prefixed(host: str) -> Callable[[str], None]:
+            def say(line: str) -> None:
+                with lock:
+                    joint.write(f"[{host}] {line}\n")
+                    joint.flush()
+                    echo(f"[{host}] {line}")
+
+            return say
+
+        running: dict[str, tuple[subprocess.Popen, _Output, Path]] = {}
+        for host, (command, env, own_log) in programs.items():
+            out = files.enter_context(open(own_log, "w"))
+            process = _start(command, env)
+            running[host] = (process, _Output(process.stdout, out, prefixed(host)), own_log)
+            running[host][1].start()
+        processes = [process for process, _, _ in running.values()]
+        try:
+            failed = _first_failure(running)
+            if failed is not None:
+                left = [host for host, (process, _, _) in running.items() if process.poll() is None]
+                if left:
+                    first, grace = stop[0]
+                    echo(f"{failed.host} failed: stopping {', '.join(left)} ({signal.Signals(first).name}, up to {grace:.0f} s)")
+                _stop_all([running[host][0] for host in left], stop)
+            for _, output, _ in running.values():
+                output.join()
+        except KeyboardInterrupt:
+            _stop_on_ctrl_c(processes, [output for _, output, _ in running.values()], stop, echo)
+            raise
+        for process in processes:
+            _kill_group(process)  # what a program left in its group
+    for _, output, _ in running.values():
+        if output.problem is not None:
+            raise output.problem
+    if failed is not None:
+        raise failed
+
+
+def _first_failure(running: dict[str, tuple[subprocess.Popen, _Output, Path]]) -> HostFailed | None:
+    """Wait until every program ended or one failed; the first that failed (in time, then in host order)."""
+    while True:
+        for host, (process, output, log) in running.items():
+            if process.poll() is not None and process.returncode != 0:
+                output.join()  # its last lines, for its reason
+                failure = _failure(process, output, log)
+                return HostFailed(host, str(failure), log)
+        if all(process.poll() is not None for process, _, _ in running.values()):
+            return None
+        time.sleep(0.1)
 
 
 class _Output(threading.Thread):
@@ -150,22 +248,33 @@ class _Output(threading.Thread):
                     self.last_error = text
 
 
-def _stop(process: subprocess.Popen, signals: Sequence[tuple[int, float]]) -> None:
-    """Signal the program's process group until the program ends, then kill what it leaves in its group (its
-    children may ignore the signal it obeyed). A second Ctrl-C kills the group at once."""
+def _stop_all(processes: Sequence[subprocess.Popen], signals: Sequence[tuple[int, float]]) -> None:
+    """Signal the programs' process groups until the programs end, then kill what they leave in their groups
+    (their children may ignore the signal they obeyed). A second Ctrl-C kills the groups at once."""
+    pending = list(processes)
     try:
         for sig, wait in signals:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=wait)
+            for process in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+            deadline = time.monotonic() + wait
+            pending = [process for process in pending if not _ended(process, deadline)]
+            if not pending:
                 break
-            except subprocess.TimeoutExpired:
-                continue
     except KeyboardInterrupt:
-        _kill_group(process)
+        for process in processes:
+            _kill_group(process)
         raise
-    _kill_group(process)
+    for process in processes:
+        _kill_group(process)
+
+
+def _ended(process: subprocess.Popen, deadline: float) -> bool:
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -224,23 +333,55 @@ def run_processing(arguments: dict, name: str, s3: LocalS3, work: Path, echo: Ca
 def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: Path, echo: Callable[[str], None]) -> dict:
     """A CreateTrainingJob request, run here; returns what DescribeTrainingJob would add to it."""
     command = images.training_command(arguments["AlgorithmSpecification"]["TrainingImage"])
-    sandbox = Sandbox(work)
+    count = int((arguments.get("ResourceConfig") or {}).get("InstanceCount", 1))
+    if count > 1:
+        return _run_training_cluster(arguments, name, command, count, s3, work, echo)
+    instance = _training_instance(arguments, s3, Sandbox(work), "algo-1", ["algo-1"], echo)
+    log = work / "training.log"
+    try:
+        run_program(command + instance.arguments, instance.env, log, echo, stop=TERMINATE)
+    except JobFailed as exc:
+        raise JobFailed(failure_reason(instance.failure) or str(exc), log) from None
+    finally:
+        _keep_outputs(arguments, s3, instance)
+    return _completed(arguments, name, s3, work, instance.model_dir, log)
+
+
+@dataclass(frozen=True)
+class _TrainingInstance:
+    """One instance of a training job: its sandbox's folders, and the program's arguments and environment."""
+
+    host: str
+    arguments: list[str]
+    env: dict[str, str]
+    model_dir: Path
+    checkpoints: Path
+    tensorboard: Path
+    failure: Path
+
+
+def _training_instance(arguments: dict, s3: LocalS3, sandbox: Sandbox, host: str, hosts: list[str], echo: Callable[[str], None]) -> _TrainingInstance:
+    """What SageMaker gives one instance: the channels, hyperparameters.json, the resource configuration naming it,
+    the checkpoint prefix restored into its checkpoint folder, and the training environment."""
     channels = {}
     for channel in arguments.get("InputDataConfig", []):
         source = channel["DataSource"].get("S3DataSource")
         if source is None:
             raise DefinitionProblem(f"training channel {channel['ChannelName']!r}: only S3 channels run locally")
         folder = sandbox.local(f"/opt/ml/input/data/{channel['ChannelName']}")
-        s3.download(source["S3Uri"], folder)
+        sharded = len(hosts) > 1 and source.get("S3DataDistributionType") == "ShardedByS3Key"
+        s3.download(source["S3Uri"], folder, shard=(hosts.index(host), len(hosts)) if sharded else None)
         channels[f"SM_CHANNEL_{channel['ChannelName'].upper()}"] = str(folder)
     config = sandbox.local("/opt/ml/input/config")
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}, indent=2))
-    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": hosts}))
     checkpoint = arguments.get("CheckpointConfig")
     checkpoints = sandbox.local(checkpoint.get("LocalPath", "/opt/ml/checkpoints") if checkpoint else "/opt/ml/checkpoints")
     # What an earlier job left in the checkpoint prefix comes back: "Existing checkpoints in S3 are written to the
-    # SageMaker container at the start of the job" ("Use checkpoints in Amazon SageMaker"), a restarted spot job's too.
+    # SageMaker container at the start of the job" ("Use checkpoints in Amazon SageMaker"), a restarted spot job's too,
+    # and to every instance: "the checkpoints from this S3 bucket are restored to checkpoint_local_path in each
+    # instance of the new training job" ("Resume training from a checkpoint", SageMaker Developer Guide).
     if checkpoint and (restored := s3.download(checkpoint["S3Uri"], checkpoints)):
         echo(f"restored {restored} checkpoint file(s) from {checkpoint['S3Uri']}")
     model_dir, tensorboard, failure = (
@@ -258,21 +399,73 @@ def run_training(arguments: dict, name: str, images: Images, s3: LocalS3, work: 
             "SM_OUTPUT_DATA_DIR": str(sandbox.local("/opt/ml/output/data")),
         }
     )
+    # A TF_CONFIG of this shell is not the job's: SageMaker's containers start without it, and the program would
+    # take it for a cluster to join.
+    env.pop(distributed.TF_CONFIG, None)
     paths = ["--hyperparameters", str(config / "hyperparameters.json"), "--model-dir", str(model_dir), "--checkpoints", str(checkpoints)]
     paths += ["--tensorboard-dir", str(tensorboard), "--failure-file", str(failure)]
-    log = work / "training.log"
+    return _TrainingInstance(host, paths, env, model_dir, checkpoints, tensorboard, failure)
+
+
+def _run_training_cluster(arguments: dict, name: str, command: list[str], count: int, s3: LocalS3, work: Path, echo: Callable[[str], None]) -> dict:
+    """A training job of several instances: algo-1 ... algo-N at once, each in its own sandbox, workers of one
+    MultiWorkerMirroredStrategy cluster on 127.0.0.1 ports picked here (containers/training/distributed.py)."""
+    hosts = [f"algo-{i + 1}" for i in range(count)]
+    addresses = json.dumps({host: f"127.0.0.1:{port}" for host, port in zip(hosts, free_ports(count), strict=True)})
+    instances, programs = [], {}
+    for host in hosts:
+        sandbox = Sandbox(work / host)
+        instance = _training_instance(arguments, s3, sandbox, host, hosts, lambda line, host=host: echo(f"[{host}] {line}"))
+        own = command + instance.arguments + ["--resource-config", str(sandbox.local("/opt/ml/input/config/resourceconfig.json"))]
+        programs[host] = (own, {**instance.env, distributed.ADDRESSES_ENV: addresses}, work / f"{host}.log")
+        instances.append(instance)
+    chief = instances[0]
+    log = work / "training.log"  # every host's lines, prefixed
     try:
-        run_program(command + paths, env, log, echo, stop=TERMINATE)
-    except JobFailed as exc:
-        raise JobFailed(failure_reason(failure) or str(exc), log) from None
+        run_programs(programs, log, echo, stop=TERMINATE)
+    except HostFailed as exc:
+        failed = instances[hosts.index(exc.host)]
+        raise JobFailed(f"{exc.host}: {failure_reason(failed.failure) or exc}", exc.log) from None
     finally:
-        # Kept whatever the job's end, as SageMaker keeps the checkpoint folder in sync with S3 (deletions too):
-        # "Use checkpoints in Amazon SageMaker", SageMaker Developer Guide.
-        if checkpoint and checkpoints.is_dir():
-            s3.upload(checkpoints, checkpoint["S3Uri"], mirror=True)
-        tensorboard_config = arguments.get("TensorBoardOutputConfig")
-        if tensorboard_config and tensorboard.is_dir():
-            s3.upload(tensorboard, tensorboard_config["S3OutputPath"])
+        # Only the chief writes the checkpoint folder and TensorBoard; the others keep theirs in scratch folders.
+        _keep_outputs(arguments, s3, chief)
+    # SageMaker takes /opt/ml/model from every instance: "If multiple containers in a single training job write to
+    # this directory they should ensure no file/directory names clash. SageMaker AI aggregates the result in a TAR
+    # file" ("How Amazon SageMaker AI Processes Training Output"). Only the chief exports, so the archive is its
+    # folder; anything another instance wrote would land in the same archive, and is refused here.
+    for other in instances[1:]:
+        written = sorted(str(path.relative_to(other.model_dir)) for path in other.model_dir.rglob("*"))
+        if written:
+            raise JobFailed(
+                f"{other.host} wrote {', '.join(written[:5])} to /opt/ml/model: SageMaker merges every instance's model folder "
+                f"into one archive, so only the chief ({chief.host}) may write there",
+                programs[other.host][2],
+            )
+    return _completed(arguments, name, s3, work, chief.model_dir, programs[chief.host][2])
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1, one per worker: bound together (so they differ), then released for the workers."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _keep_outputs(arguments: dict, s3: LocalS3, instance: _TrainingInstance) -> None:
+    """Kept whatever the job's end, as SageMaker keeps the checkpoint folder in sync with S3 (deletions too):
+    "Use checkpoints in Amazon SageMaker", SageMaker Developer Guide."""
+    checkpoint = arguments.get("CheckpointConfig")
+    if checkpoint and instance.checkpoints.is_dir():
+        s3.upload(instance.checkpoints, checkpoint["S3Uri"], mirror=True)
+    tensorboard_config = arguments.get("TensorBoardOutputConfig")
+    if tensorboard_config and instance.tensorboard.is_dir():
+        s3.upload(instance.tensorboard, tensorboard_config["S3OutputPath"])
+
+
+def _completed(arguments: dict, name: str, s3: LocalS3, work: Path, model_dir: Path, log: Path) -> dict:
+    """model.tar.gz packed from the model folder, and what DescribeTrainingJob says of the finished job."""
     artifact = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
     packed = work / "model.tar.gz"
     with tarfile.open(

@@ -364,3 +364,32 @@ def test_the_commented_stage_accounts_in_the_repository_file_are_valid():
         "staging": StageAccount(account="111111111111"),
         "production": StageAccount(account="222222222222", region="eu-west-1"),
     }
+
+
+@pytest.mark.parametrize(
+    ("training", "replica_count"),
+    [
+        ("  instance_count: 3\n", 3),  # ml.p3.2xlarge: one GPU each
+        ("  instance_type: ml.p3.16xlarge\n  instance_count: 2\n  batch_size: 12\n", 16),
+        ("  instance_type: ml.g5.12xlarge\n  batch_size: 6\n", 4),
+        ("  instance_type: ml.m5.xlarge\n  instance_count: 3\n  batch_size: 4\n", 3),  # no GPU: one replica each
+    ],
+)
+def test_a_batch_that_does_not_split_across_the_replicas_names_the_instance_count(training, replica_count):
+    text = "training:\n" + training
+    assert re.search(r"pipeline\.yaml:\d+: training\.instance_count: the batch size \d+ does not divide evenly", problems(text))
+    assert f"does not divide evenly across {replica_count} replicas" in problems(text)
+
+
+def test_a_batch_that_splits_and_an_unknown_gpu_type_load():
+    assert parse_config("training:\n  instance_count: 2\n  batch_size: 8\n").training.instance_count == 2
+    assert parse_config("training:\n  instance_type: ml.p3.16xlarge\n  instance_count: 2\n  batch_size: 32\n").training.instance_count == 2
+    # A GPU type the table does not know: the training program checks with the GPUs it finds.
+    assert parse_config("training:\n  instance_type: ml.g6.48xlarge\n  batch_size: 7\n").training.batch_size == 7
+    assert parse_config("").training.instance_count == 1
+
+
+def test_each_training_instance_needs_a_training_shard_of_its_own():
+    text = "data:\n  shards: 2\ntraining:\n  instance_count: 4\n  batch_size: 8\n"
+    assert "pipeline.yaml:4: training.instance_count: 4 instances each read training files of their own, but data.shards is 2" in problems(text)
+    assert parse_config(text.replace("shards: 2", "shards: 4")).training.instance_count == 4

@@ -51,6 +51,7 @@ PARAMETERS = [
     {"Name": "ProcessingInstanceCount", "Type": "Integer", "DefaultValue": 1},
     {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
     {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": "ml.p3.2xlarge"},
+    {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1},
     {"Name": "ModelVariant", "Type": "String", "DefaultValue": "efficientdet-d0"},
     {"Name": "TrainingSteps", "Type": "Integer", "DefaultValue": 2000},
     {"Name": "BatchSize", "Type": "Integer", "DefaultValue": 8},
@@ -257,6 +258,13 @@ def test_start_with_nothing_labelled_says_so(env, config, rendered):
         (["-p", "LearningRate=0.1"], ["unknown parameter(s) LearningRate", "InputManifestUri, ImagesS3Prefix, ProcessingInstanceCount"]),
         (["-p", "TrainingSteps"], ["--param expects NAME=VALUE"]),
         (["-p", "BatchSize=x", "-p", "ImageSize=1"], ["BatchSize='x'", "ImageSize='1'"]),
+        # The global batch splits across every GPU of every instance (containers/training/hyperparameters.py replicas).
+        (["-p", "TrainingInstanceCount=3"], ["BatchSize=8 with TrainingInstanceCount=3 of ml.p3.2xlarge", "across 3 replicas"]),
+        (
+            ["-p", "TrainingInstanceType=ml.p3.8xlarge", "-p", "BatchSize=6"],
+            ["BatchSize=6 with TrainingInstanceCount=1 of ml.p3.8xlarge: the batch size 6 does not divide evenly across 4 replicas"],
+        ),
+        (["-p", "TrainingInstanceCount=0"], ["TrainingInstanceCount='0' must be at least 1"]),
         (["--manifest", "s3://a-bucket/x", "-p", "InputManifestUri=s3://b-bucket/y"], ["--manifest and --param InputManifestUri"]),
     ],
 )

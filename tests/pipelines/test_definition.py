@@ -25,6 +25,7 @@ PARAMETERS = {
     "ProcessingInstanceCount": 1,
     "ProcessingInstanceType": "ml.m5.xlarge",
     "TrainingInstanceType": "ml.p3.2xlarge",
+    "TrainingInstanceCount": 1,
     "ModelVariant": "efficientdet-d0",
     "TrainingSteps": 2000,
     "BatchSize": 8,
@@ -276,6 +277,29 @@ def test_prepare_data_gives_every_instance_all_the_labels_and_images(definition)
     assert app["ContainerArguments"][app["ContainerArguments"].index("--classes") + 1] == "dent,scratch"
 
 
+def test_the_training_job_is_sized_by_the_instance_count_parameter_and_botocore_accepts_it(definition):
+    """TrainingInstanceCount (default training.instance_count) is the job's InstanceCount; resolved as an execution
+    with two instances resolves it (the local engine's resolver, stand-ins for the earlier steps' outputs), the
+    request is a valid CreateTrainingJob for botocore."""
+    from botocore.validate import validate_parameters
+
+    from pipelines.local.expressions import Resolver
+
+    declared = {p["Name"]: p for p in definition["Parameters"]}
+    assert declared["TrainingInstanceCount"] == {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1}
+    arguments = step(definition, "Train")["Arguments"]
+    assert arguments["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
+    resolver = Resolver({**PARAMETERS, "TrainingInstanceCount": 2}, {"PipelineExecutionId": "x1"}, lambda step, name: {})
+    prepared = "s3://artifacts/pipeline/x1/PrepareData/prepared"
+    resolver.properties["PrepareData"] = {"ProcessingOutputConfig": {"Outputs": [{"OutputName": "prepared", "S3Output": {"S3Uri": prepared}}]}}
+    account = {"SageMakerRoleArn": "arn:aws:iam::123456789012:role/execution", "KmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k"}
+    text = re.sub(r"\$\{(\w+)\}", lambda found: account.get(found[1], found[1].lower()), json.dumps(resolver.resolve(arguments)))
+    request = json.loads(text)
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    validate_parameters({"TrainingJobName": "pipelines-x1-Train", **request}, shape)
+
+
 def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition, config):
     arguments = step(definition, "Train")["Arguments"]
     assert arguments["EnableManagedSpotTraining"] is True
@@ -290,7 +314,7 @@ def test_training_is_spot_with_checkpoints_tensorboard_and_metrics(definition, c
     assert under["Std:Join"]["On"] == "/" and under["Std:Join"]["Values"][:2] == [prepared, "checkpoints"]
     assert re.fullmatch(r"[0-9a-f]{12}", under["Std:Join"]["Values"][2]) and len(under["Std:Join"]["Values"]) == 3
     assert arguments["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
-    assert arguments["ResourceConfig"]["InstanceCount"] == 1
+    assert arguments["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
     assert arguments["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
     assert arguments["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert arguments["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
