@@ -87,11 +87,6 @@ def stage_roles(config: Config, stage: str, account: str, roles: tuple[str, ...]
     return [stage_role_arn(config.project.name, stage, account, role, partition=Aws.PARTITION) for role in roles]
 
 
-def first_stage(config: Config) -> str:
-    """The stage approvals deploy to."""
-    return next(iter(config.stage_endpoints))
-
-
 def last_stage(config: Config) -> str:
     """The stage that serves customers, whose package is the pipeline's champion."""
     return list(config.stage_endpoints)[-1]
@@ -163,7 +158,7 @@ class StageAccountGrants(Construct):
                 storage.key.add_to_resource_policy(decrypting)
         if reading:
             group.model_package_group_policy = iam.PolicyDocument(statements=reading)
-        self.forwarding = forward_approvals(self, config) if first_stage(config) in config.stage_accounts else None
+        self.forwarding = forward_approvals(self, config) if config.approval_stage in config.stage_accounts else None
 
 
 def stage_bus(config: Config, stage: str) -> str:
@@ -180,7 +175,7 @@ def forward_approvals(scope: Construct, config: Config) -> events.Rule:
     bus's policy admits the sender ("Sending and receiving events between AWS accounts in Amazon EventBridge",
     EventBridge User Guide; "Permissions for event buses in Amazon EventBridge": "We recommend always using IAM roles
     when the target of a rule is an event bus")."""
-    stage = first_stage(config)
+    stage = config.approval_stage
     # The target grants this role events:PutEvents on that bus, and on nothing else (aws_events_targets.EventBus).
     role = iam.Role(
         scope,

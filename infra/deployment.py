@@ -27,7 +27,7 @@ from constructs import Construct
 
 from containers.deploy import champion, deploy
 from infra.arns import arn, sagemaker_arn
-from infra.cross_account import first_stage, last_stage, workflow_stages
+from infra.cross_account import last_stage, workflow_stages
 from infra.functions import small_function
 from infra.rules import approvals, event_rule
 from infra.storage import Storage, grants_for_aws_resources
@@ -108,7 +108,7 @@ class Deployment(Construct):
 
     def __init__(self, scope: Construct, id: str, *, config: Config, storage: Storage, execution_role: iam.IRole) -> None:
         super().__init__(scope, id)
-        local, first = workflow_stages(config), first_stage(config)
+        local, first = workflow_stages(config), config.approval_stage
         endpoints = list(local.values())
         self.function, self.log_group = deploy_function(
             self,

@@ -38,7 +38,7 @@ from constructs import Construct
 from containers.deploy import deploy
 from infra import nag
 from infra.arns import arn, sagemaker_arn
-from infra.cross_account import baseline_files, first_stage, model_archives, monitored_stages
+from infra.cross_account import baseline_files, model_archives, monitored_stages
 from infra.deployment import (
     approval_rule,
     deploy_environment,
@@ -225,7 +225,7 @@ class StageStack(Stack):
         report_to(self.function, self.topic)
         target = deploy_target(self.function)
         self.bus = self.approval_rule = None
-        if stage == first_stage(config):
+        if stage == config.approval_stage:
             self.bus = approvals_bus(self, config, stage, workflow_account)
             self.approval_rule = approval_rule(self, config, target, event_bus=self.bus)
         self.in_service_rule = endpoint_state_rule(self, target, [endpoint])

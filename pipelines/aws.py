@@ -542,15 +542,10 @@ def assume_role(session: Aws, role_arn: str, *, region: str, session_name: str) 
     return Aws(assumed, session.endpoint_url, keys_from_here=is_loopback(sts.meta.endpoint_url))
 
 
-def stage_stack_name(config: Config, stage: str) -> str:
-    """The stack of a stage in an account of its own."""
-    return config.stage_stack_name(stage)
-
-
 def stage_deploy_settings(session: Aws, config: Config, stage: str, account: str) -> deployment.DeploySettings:
     """The deploy settings of a stage in an account of its own: the environment of its deploy function (the stage
     stack's; `session` is in that account), the one place they are kept, read with Lambda GetFunctionConfiguration."""
-    name, stack = stage_function_name(config.project.name, stage), stage_stack_name(config, stage)
+    name, stack = stage_function_name(config.project.name, stage), config.stage_stack_name(stage)
     where = f"deploy function {name} of stage {stage} (account {account}, {session.region})"
     try:
         function = session.client("lambda").get_function_configuration(FunctionName=name)

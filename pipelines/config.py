@@ -701,9 +701,14 @@ class Config(_Section):
         return {stage: self.endpoint_name if stage == stages[-1] else f"{self.endpoint_name}-{stage}" for stage in stages}
 
     @property
+    def approval_stage(self) -> str:
+        """The stage approvals deploy to: the first of deployment.stages ("production" without stages)."""
+        return next(iter(self.stage_endpoints))
+
+    @property
     def approval_endpoint(self) -> str:
         """Where an approved package is deployed: the first stage's endpoint (the only one without stages)."""
-        return next(iter(self.stage_endpoints.values()))
+        return self.stage_endpoints[self.approval_stage]
 
     @property
     def stage_accounts(self) -> dict[str, StageAccount]:
@@ -719,7 +724,7 @@ class Config(_Section):
         registry.approval_status Approved (the step exists) the first stage must be served from that account. Checked
         where stacks are built (infra/app.py), not when the file loads: the local engine has no accounts, and the
         repository's own `local` profile registers Approved."""
-        first = (self.deployment.stages or ["production"])[0]
+        first = self.approval_stage
         if self.registry.approval_status != "Approved" or first not in self.stage_accounts:
             return ""
         return (

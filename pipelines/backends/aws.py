@@ -138,7 +138,7 @@ class AwsBackend:
         """Deploy to the first stage, where approvals deploy: in its own account (deployment.accounts) through that
         stage's promote role and its deploy function's settings, as `promote` deploys there."""
         config = self.account
-        first = next(iter(config.stage_endpoints))
+        first = config.approval_stage
         settings, into = self._stage_target(first) if first in config.stage_accounts else (self._settings(config.approval_endpoint), None)
         group = config.model_package_group
         arn = aws.resolve_package(self._sagemaker, group, reference) if reference else aws.newest_approved(self._sagemaker, group)
@@ -384,7 +384,7 @@ class AwsBackend:
         place = self.config.stage_accounts.get(stage)
         if place is None:
             return self.session
-        caller, stack = self._caller, aws.stage_stack_name(self.config, stage)
+        caller, stack = self._caller, self.config.stage_stack_name(stage)
         role = role_arn or stage_role_arn(self.config.project.name, stage, place.account, kind, partition=caller.partition)
         output = PROMOTE_ROLE_OUTPUT if kind == PROMOTE_ROLE else READER_ROLE_OUTPUT
         try:
